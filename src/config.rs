@@ -1,0 +1,448 @@
+//! Client configuration: defaults, validation that names the bad field, and a Redis URL
+//! type that never prints its password.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// Redis URL used when neither the config nor `REDIS_URL` gives one.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+/// XREAD/XREADGROUP BLOCK time.
+pub const DEFAULT_BLOCK_MS: u64 = 5_000;
+/// Entries per read.
+pub const DEFAULT_COUNT: usize = 10;
+/// Milliseconds between automatic trims.
+pub const DEFAULT_AUTO_TRIM_INTERVAL_MS: u64 = 3_600_000;
+/// Length automatic trimming keeps.
+pub const DEFAULT_MAX_LEN: u64 = 10_000;
+/// Time allowed for one connection attempt (TCP, TLS, AUTH, PING).
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2_000;
+/// Time allowed for one command before it counts as unavailable.
+pub const DEFAULT_COMMAND_TIMEOUT_MS: u64 = 1_000;
+/// First reconnect delay.
+pub const DEFAULT_RECONNECT_INITIAL_DELAY_MS: u64 = 50;
+/// Longest reconnect delay.
+pub const DEFAULT_RECONNECT_MAX_DELAY_MS: u64 = 2_000;
+/// Growth of the reconnect delay per failed attempt.
+pub const DEFAULT_RECONNECT_FACTOR: f64 = 2.0;
+/// Random share of each reconnect delay (0 = none, 1 = up to the whole delay).
+pub const DEFAULT_RECONNECT_JITTER: f64 = 0.3;
+/// Longest BLOCK time accepted; longer blocks would hide dead connections for too long.
+pub const MAX_BLOCK_MS: u64 = 3_600_000;
+/// Largest COUNT accepted per read.
+pub const MAX_COUNT: usize = 100_000;
+
+/// The configuration as it arrives from a caller: every field optional and unvalidated.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigInput {
+    /// `redis://` or `rediss://` URL; falls back to `REDIS_URL`, then [`DEFAULT_REDIS_URL`].
+    pub redis_url: Option<String>,
+    /// XREAD BLOCK in milliseconds.
+    pub default_block_ms: Option<f64>,
+    /// Entries per read.
+    pub default_count: Option<f64>,
+    /// Milliseconds between automatic trims.
+    pub auto_trim_interval: Option<f64>,
+    /// Length automatic trimming keeps.
+    pub default_max_len: Option<f64>,
+    /// Whether touched streams are trimmed automatically.
+    pub enable_auto_trim: Option<bool>,
+    /// Time allowed for one connection attempt, in milliseconds.
+    pub connect_timeout_ms: Option<f64>,
+    /// Time allowed for one command, in milliseconds.
+    pub command_timeout_ms: Option<f64>,
+    /// First reconnect delay in milliseconds.
+    pub reconnect_initial_delay_ms: Option<f64>,
+    /// Longest reconnect delay in milliseconds.
+    pub reconnect_max_delay_ms: Option<f64>,
+    /// Growth factor of the reconnect delay.
+    pub reconnect_factor: Option<f64>,
+    /// Random share of each reconnect delay, 0..=1.
+    pub reconnect_jitter: Option<f64>,
+    /// Log filter (`error`, `warn`, `info`, `debug`, `trace` or an EnvFilter directive).
+    pub log_level: Option<String>,
+}
+
+/// Reconnect back-off bounds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BackoffConfig {
+    /// Delay before the first retry.
+    pub initial: Duration,
+    /// Upper bound of any delay, jitter included.
+    pub max: Duration,
+    /// Growth per failed attempt.
+    pub factor: f64,
+    /// Random share of each delay, 0..=1.
+    pub jitter: f64,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where Redis is; prints without its password.
+    pub redis_url: RedisUrl,
+    /// XREAD BLOCK time when a subscription gives none.
+    pub default_block: Duration,
+    /// COUNT when a subscription gives none.
+    pub default_count: usize,
+    /// Time between automatic trims.
+    pub auto_trim_interval: Duration,
+    /// Length automatic trimming keeps.
+    pub default_max_len: u64,
+    /// Whether touched streams are trimmed automatically.
+    pub enable_auto_trim: bool,
+    /// Time allowed for one connection attempt.
+    pub connect_timeout: Duration,
+    /// Time allowed for one command.
+    pub command_timeout: Duration,
+    /// Reconnect schedule.
+    pub reconnect: BackoffConfig,
+    /// Log filter, when the caller chose one.
+    pub log_level: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::from_input(ConfigInput::default()).expect("the defaults are valid")
+    }
+}
+
+impl Config {
+    /// Validates a caller's configuration and fills in the defaults.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArg`] naming the first field that is negative, not finite, out of
+    /// range, or (for `redisUrl`) not a `redis://`/`rediss://` URL.
+    pub fn from_input(input: ConfigInput) -> Result<Config> {
+        let url = match input.redis_url {
+            Some(u) => u,
+            None => std::env::var("REDIS_URL")
+                .ok()
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| DEFAULT_REDIS_URL.to_owned()),
+        };
+        let redis_url = RedisUrl::parse(&url)?;
+        let default_block = Duration::from_millis(int(
+            "defaultBlockMs",
+            input.default_block_ms,
+            DEFAULT_BLOCK_MS,
+            1,
+            MAX_BLOCK_MS,
+        )?);
+        let default_count = int(
+            "defaultCount",
+            input.default_count,
+            DEFAULT_COUNT as u64,
+            1,
+            MAX_COUNT as u64,
+        )? as usize;
+        let auto_trim_interval = Duration::from_millis(int(
+            "autoTrimInterval",
+            input.auto_trim_interval,
+            DEFAULT_AUTO_TRIM_INTERVAL_MS,
+            1,
+            u32::MAX as u64,
+        )?);
+        let default_max_len = int(
+            "defaultMaxLen",
+            input.default_max_len,
+            DEFAULT_MAX_LEN,
+            0,
+            i64::MAX as u64,
+        )?;
+        let connect_timeout = Duration::from_millis(int(
+            "connectTimeoutMs",
+            input.connect_timeout_ms,
+            DEFAULT_CONNECT_TIMEOUT_MS,
+            1,
+            600_000,
+        )?);
+        let command_timeout = Duration::from_millis(int(
+            "commandTimeoutMs",
+            input.command_timeout_ms,
+            DEFAULT_COMMAND_TIMEOUT_MS,
+            1,
+            600_000,
+        )?);
+        let initial = int(
+            "reconnectInitialDelayMs",
+            input.reconnect_initial_delay_ms,
+            DEFAULT_RECONNECT_INITIAL_DELAY_MS,
+            1,
+            600_000,
+        )?;
+        let max = int(
+            "reconnectMaxDelayMs",
+            input.reconnect_max_delay_ms,
+            DEFAULT_RECONNECT_MAX_DELAY_MS.max(initial),
+            1,
+            3_600_000,
+        )?;
+        if max < initial {
+            return Err(Error::invalid(
+                "reconnectMaxDelayMs",
+                format!("{max} is smaller than reconnectInitialDelayMs ({initial})"),
+            ));
+        }
+        let factor = float(
+            "reconnectFactor",
+            input.reconnect_factor,
+            DEFAULT_RECONNECT_FACTOR,
+            1.0,
+            100.0,
+        )?;
+        let jitter = float(
+            "reconnectJitter",
+            input.reconnect_jitter,
+            DEFAULT_RECONNECT_JITTER,
+            0.0,
+            1.0,
+        )?;
+        if let Some(level) = &input.log_level {
+            if level.trim().is_empty() || tracing_subscriber::EnvFilter::try_new(level).is_err() {
+                return Err(Error::invalid(
+                    "logLevel",
+                    format!(
+                        "{level:?} is not error, warn, info, debug, trace or a filter directive"
+                    ),
+                ));
+            }
+        }
+        Ok(Config {
+            redis_url,
+            default_block,
+            default_count,
+            auto_trim_interval,
+            default_max_len,
+            enable_auto_trim: input.enable_auto_trim.unwrap_or(true),
+            connect_timeout,
+            command_timeout,
+            reconnect: BackoffConfig {
+                initial: Duration::from_millis(initial),
+                max: Duration::from_millis(max),
+                factor,
+                jitter,
+            },
+            log_level: input.log_level,
+        })
+    }
+}
+
+/// Checks an optional whole number from JavaScript against `[min, max]`.
+fn int(field: &str, value: Option<f64>, default: u64, min: u64, max: u64) -> Result<u64> {
+    value.map_or(Ok(default), |v| whole_number(field, v, min, max))
+}
+
+/// Checks that a number from JavaScript is whole and within `[min, max]`.
+///
+/// # Errors
+/// [`Error::InvalidArg`] naming `field` otherwise.
+pub fn whole_number(field: &str, v: f64, min: u64, max: u64) -> Result<u64> {
+    if !v.is_finite() || v.fract() != 0.0 {
+        return Err(Error::invalid(
+            field,
+            format!("{v} is not a whole number of the range {min}..={max}"),
+        ));
+    }
+    if v < min as f64 || v > max as f64 {
+        return Err(Error::invalid(
+            field,
+            format!("{v} is outside the range {min}..={max}"),
+        ));
+    }
+    Ok(v as u64)
+}
+
+/// Checks an optional number from JavaScript against `[min, max]`.
+fn float(field: &str, value: Option<f64>, default: f64, min: f64, max: f64) -> Result<f64> {
+    let Some(v) = value else { return Ok(default) };
+    if !v.is_finite() || v < min || v > max {
+        return Err(Error::invalid(
+            field,
+            format!("{v} is outside the range {min}..={max}"),
+        ));
+    }
+    Ok(v)
+}
+
+/// A Redis URL whose `Display` and `Debug` hide the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl {
+    raw: String,
+    redacted: String,
+}
+
+impl RedisUrl {
+    /// Parses and checks a `redis://`, `rediss://` or `unix://` URL.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArg`] for `redisUrl` when it does not parse or has another scheme.
+    pub fn parse(raw: &str) -> Result<RedisUrl> {
+        let parsed = url::Url::parse(raw).map_err(|e| {
+            Error::invalid(
+                "redisUrl",
+                format!("cannot parse it ({e}); expected redis://[user:password@]host:port[/db]"),
+            )
+        })?;
+        match parsed.scheme() {
+            "redis" | "rediss" => {
+                if parsed.host_str().is_none_or(str::is_empty) {
+                    return Err(Error::invalid("redisUrl", "it has no host"));
+                }
+            }
+            "unix" | "redis+unix" => {}
+            other => {
+                return Err(Error::invalid(
+                    "redisUrl",
+                    format!("scheme {other:?} is not supported; use redis:// or rediss://"),
+                ))
+            }
+        }
+        // Let the redis crate reject what it cannot use (a db that is not a number, ...).
+        redis::parse_redis_url(raw)
+            .ok_or_else(|| Error::invalid("redisUrl", "the redis client cannot use it"))?;
+        redis::Client::open(raw).map_err(|e| {
+            Error::invalid(
+                "redisUrl",
+                format!(
+                    "the redis client cannot use it: {}",
+                    redact_text(&e.to_string(), &parsed)
+                ),
+            )
+        })?;
+        let mut shown = parsed.clone();
+        if shown.password().is_some() {
+            let _ = shown.set_password(Some("***"));
+        }
+        Ok(RedisUrl {
+            raw: raw.to_owned(),
+            redacted: shown.to_string(),
+        })
+    }
+
+    /// The URL with its password, for opening connections only.
+    pub fn expose(&self) -> &str {
+        &self.raw
+    }
+}
+
+/// Removes a URL's password from a text (an error message that may quote the URL).
+fn redact_text(text: &str, url: &url::Url) -> String {
+    match url.password() {
+        Some(p) if !p.is_empty() => text.replace(p, "***"),
+        _ => text.to_owned(),
+    }
+}
+
+impl fmt::Display for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted)
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RedisUrl({})", self.redacted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(err: Error) -> String {
+        match err {
+            Error::InvalidArg { field, .. } => field,
+            other => panic!("expected InvalidArg, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let c = Config::from_input(ConfigInput {
+            redis_url: Some("redis://127.0.0.1:6379".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.default_block, Duration::from_millis(5000));
+        assert_eq!(c.default_count, 10);
+        assert_eq!(c.auto_trim_interval, Duration::from_millis(3_600_000));
+        assert_eq!(c.default_max_len, 10_000);
+        assert!(c.enable_auto_trim);
+        assert_eq!(c.command_timeout, Duration::from_millis(1000));
+    }
+
+    #[test]
+    fn bad_numbers_name_their_field() {
+        let cases: Vec<(ConfigInput, &str)> = vec![
+            (
+                ConfigInput {
+                    default_block_ms: Some(-1.0),
+                    ..Default::default()
+                },
+                "defaultBlockMs",
+            ),
+            (
+                ConfigInput {
+                    default_count: Some(0.0),
+                    ..Default::default()
+                },
+                "defaultCount",
+            ),
+            (
+                ConfigInput {
+                    command_timeout_ms: Some(f64::NAN),
+                    ..Default::default()
+                },
+                "commandTimeoutMs",
+            ),
+            (
+                ConfigInput {
+                    default_max_len: Some(1.5),
+                    ..Default::default()
+                },
+                "defaultMaxLen",
+            ),
+            (
+                ConfigInput {
+                    reconnect_jitter: Some(2.0),
+                    ..Default::default()
+                },
+                "reconnectJitter",
+            ),
+            (
+                ConfigInput {
+                    reconnect_initial_delay_ms: Some(500.0),
+                    reconnect_max_delay_ms: Some(100.0),
+                    ..Default::default()
+                },
+                "reconnectMaxDelayMs",
+            ),
+        ];
+        for (input, field) in cases {
+            assert_eq!(field_of(Config::from_input(input).unwrap_err()), field);
+        }
+    }
+
+    #[test]
+    fn bad_urls_are_rejected() {
+        for raw in [
+            "not a url",
+            "http://localhost:6379",
+            "redis://",
+            "redis://h:6379/x",
+        ] {
+            let err = RedisUrl::parse(raw).unwrap_err();
+            assert_eq!(field_of(err), "redisUrl", "{raw}");
+        }
+    }
+
+    #[test]
+    fn url_password_never_prints() {
+        let u = RedisUrl::parse("redis://alice:s3cret@127.0.0.1:6380/2").unwrap();
+        assert_eq!(u.to_string(), "redis://alice:***@127.0.0.1:6380/2");
+        assert!(!format!("{u:?}").contains("s3cret"));
+        assert!(u.expose().contains("s3cret"));
+    }
+}

@@ -1,0 +1,371 @@
+//! Connections: the shared command connection (multiplexed, so concurrent commands pipeline
+//! on one socket) with its reconnect loop, the back-off schedule, and opening the dedicated
+//! connections that blocking reads use.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, FromRedisValue, RedisError};
+use tokio::sync::{watch, Notify};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::codec::now_ms;
+use crate::config::{BackoffConfig, Config};
+use crate::error::{classify, Error, Failure, Result};
+use crate::status::{ConnState, Counters};
+
+/// Consecutive command timeouts after which the command connection is presumed dead.
+const TIMEOUTS_BEFORE_RECONNECT: u32 = 3;
+
+/// Exponential back-off with a random share ("jitter") taken off each delay.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    cfg: BackoffConfig,
+    attempt: u32,
+}
+
+impl Backoff {
+    /// A schedule starting at its first delay.
+    pub fn new(cfg: BackoffConfig) -> Self {
+        Backoff { cfg, attempt: 0 }
+    }
+
+    /// Failed attempts since the last reset.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Starts the schedule over (after a success).
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+
+    /// The delay before the next attempt: `initial * factor^attempt`, capped, minus up to
+    /// `jitter` of itself so that many clients do not retry in step.
+    pub fn next_delay(&mut self) -> Duration {
+        let exp = self.cfg.factor.powi(self.attempt.min(64) as i32);
+        let base = (self.cfg.initial.as_secs_f64() * exp).min(self.cfg.max.as_secs_f64());
+        self.attempt = self.attempt.saturating_add(1);
+        let cut = base * self.cfg.jitter * fastrand::f64();
+        Duration::from_secs_f64((base - cut).max(0.0))
+    }
+}
+
+/// Opens one connection: TCP (or TLS), AUTH, SELECT, within the connect timeout.
+///
+/// # Errors
+/// The `RedisError` of the failed step; a timeout is reported as an I/O timeout.
+pub async fn open(
+    client: &redis::Client,
+    cfg: &Config,
+) -> std::result::Result<MultiplexedConnection, RedisError> {
+    let conn_cfg = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(cfg.connect_timeout))
+        .set_response_timeout(None);
+    let fut = client.get_multiplexed_async_connection_with_config(&conn_cfg);
+    match tokio::time::timeout(cfg.connect_timeout + Duration::from_millis(100), fut).await {
+        Ok(r) => r,
+        Err(_) => Err(RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "connect timed out",
+        ))),
+    }
+}
+
+/// Turns a connection failure into the error `connect()` reports.
+pub fn connect_error(err: &RedisError, cfg: &Config) -> Error {
+    if err.is_timeout() {
+        Error::Timeout(cfg.connect_timeout.as_millis() as u64)
+    } else {
+        Error::Unavailable(err.clone())
+    }
+}
+
+/// The command connection every non-blocking command of a client shares.
+///
+/// One multiplexed socket: concurrent commands are written back to back and their replies
+/// matched in order, which is Redis pipelining without any batching code of ours.
+pub struct CommandConn {
+    client: redis::Client,
+    cfg: Arc<Config>,
+    counters: Arc<Counters>,
+    slot: RwLock<Option<(u64, MultiplexedConnection)>>,
+    generation: AtomicU64,
+    timeouts: AtomicU32,
+    state: watch::Sender<ConnState>,
+    kick: Notify,
+}
+
+impl CommandConn {
+    /// Creates the connection holder; nothing is opened until [`CommandConn::run`] starts.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArg`] when the URL cannot be used.
+    pub fn new(cfg: Arc<Config>, counters: Arc<Counters>) -> Result<Self> {
+        let client = redis::Client::open(cfg.redis_url.expose())
+            .map_err(|e| Error::invalid("redisUrl", format!("cannot be used: {e}")))?;
+        Ok(CommandConn {
+            client,
+            cfg,
+            counters,
+            slot: RwLock::new(None),
+            generation: AtomicU64::new(0),
+            timeouts: AtomicU32::new(0),
+            state: watch::Sender::new(ConnState::Idle),
+            kick: Notify::new(),
+        })
+    }
+
+    /// The redis client, for opening the dedicated reader connections.
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    /// Watches the connection state.
+    pub fn state(&self) -> watch::Receiver<ConnState> {
+        self.state.subscribe()
+    }
+
+    /// The current state.
+    pub fn current_state(&self) -> ConnState {
+        self.state.borrow().clone()
+    }
+
+    /// Marks the connection closing/closed for status.
+    pub fn set_state(&self, s: ConnState) {
+        self.state.send_replace(s);
+    }
+
+    fn get(&self) -> Option<(u64, MultiplexedConnection)> {
+        self.slot.read().ok()?.clone()
+    }
+
+    /// Drops the connection of generation `gen` (if still current) and wakes the reconnect loop.
+    fn broken(&self, gen: u64, why: &str) {
+        let mut slot = match self.slot.write() {
+            Ok(s) => s,
+            Err(p) => p.into_inner(),
+        };
+        if slot.as_ref().is_some_and(|(g, _)| *g == gen) {
+            *slot = None;
+            drop(slot);
+            warn!(error = %why, "command connection lost; reconnecting");
+            self.kick.notify_one();
+        }
+    }
+
+    /// Keeps the connection up until `token` is cancelled: connects, waits for a failure,
+    /// reconnects with back-off. The only task that opens command connections.
+    pub async fn run(self: Arc<Self>, token: CancellationToken) {
+        let mut backoff = Backoff::new(self.cfg.reconnect);
+        let mut ever_connected = false;
+        self.state.send_replace(ConnState::Connecting);
+        loop {
+            let attempt = tokio::select! {
+                biased;
+                _ = token.cancelled() => break,
+                r = open(&self.client, &self.cfg) => r,
+            };
+            match attempt {
+                Ok(conn) => {
+                    let gen = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+                    if let Ok(mut slot) = self.slot.write() {
+                        *slot = Some((gen, conn));
+                    }
+                    self.timeouts.store(0, Ordering::Relaxed);
+                    if ever_connected {
+                        Counters::add(&self.counters.reconnects, 1);
+                        info!(
+                            attempt = backoff.attempt(),
+                            url = %self.cfg.redis_url,
+                            "command connection re-established"
+                        );
+                    } else {
+                        info!(url = %self.cfg.redis_url, "connected to Redis");
+                    }
+                    ever_connected = true;
+                    backoff.reset();
+                    self.state.send_replace(ConnState::Connected);
+                    tokio::select! {
+                        _ = token.cancelled() => break,
+                        _ = self.kick.notified() => {}
+                    }
+                }
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    let err = connect_error(&e, &self.cfg);
+                    warn!(
+                        attempt = backoff.attempt(),
+                        retry_in_ms = delay.as_millis() as u64,
+                        url = %self.cfg.redis_url,
+                        error = %e,
+                        "cannot connect to Redis"
+                    );
+                    self.state.send_replace(ConnState::Reconnecting {
+                        attempt: backoff.attempt(),
+                        next_retry_at_ms: now_ms() + delay.as_millis() as u64,
+                        last_error: err.to_string(),
+                        last_error_code: err.code(),
+                    });
+                    tokio::select! {
+                        _ = token.cancelled() => break,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+        if let Ok(mut slot) = self.slot.write() {
+            *slot = None;
+        }
+    }
+
+    /// Waits until the connection works, a new attempt fails, or `within` passes.
+    ///
+    /// # Errors
+    /// The failure of the attempt, or [`Error::Timeout`].
+    pub async fn wait_connected(&self, within: Duration) -> Result<()> {
+        let mut rx = self.state.subscribe();
+        let failed_before = match &*rx.borrow() {
+            ConnState::Reconnecting { attempt, .. } => *attempt,
+            _ => 0,
+        };
+        let outcome = tokio::time::timeout(
+            within,
+            rx.wait_for(|s| match s {
+                ConnState::Connected | ConnState::Closing | ConnState::Closed => true,
+                ConnState::Reconnecting { attempt, .. } => *attempt > failed_before,
+                _ => false,
+            }),
+        )
+        .await;
+        match outcome {
+            Err(_) => Err(Error::Timeout(within.as_millis() as u64)),
+            Ok(Err(_)) => Err(Error::Closed),
+            Ok(Ok(state)) => match &*state {
+                ConnState::Connected => Ok(()),
+                ConnState::Reconnecting {
+                    last_error,
+                    last_error_code,
+                    ..
+                } => Err(if *last_error_code == "ERR_TIMEOUT" {
+                    Error::Timeout(self.cfg.connect_timeout.as_millis() as u64)
+                } else {
+                    Error::Unreachable {
+                        url: self.cfg.redis_url.to_string(),
+                        reason: last_error.clone(),
+                    }
+                }),
+                _ => Err(Error::Closed),
+            },
+        }
+    }
+
+    /// Sends one command (or pipeline) within the command timeout.
+    ///
+    /// `Ok(None)` means Redis is unavailable (no connection, connection failed, timeout):
+    /// the caller fails open. `Err` is a refusal by the server that retrying cannot fix.
+    ///
+    /// # Errors
+    /// The server's refusal, as the raw `RedisError`, for the caller to name.
+    pub async fn query<T, C>(&self, cmd: &C) -> std::result::Result<Option<T>, RedisError>
+    where
+        T: FromRedisValue,
+        C: Queryable,
+    {
+        let Some((gen, mut conn)) = self.get() else {
+            return Ok(None);
+        };
+        match tokio::time::timeout(self.cfg.command_timeout, cmd.send(&mut conn)).await {
+            Err(_) => {
+                let n = self.timeouts.fetch_add(1, Ordering::Relaxed) + 1;
+                warn!(
+                    timeout_ms = self.cfg.command_timeout.as_millis() as u64,
+                    consecutive = n,
+                    "Redis did not answer in time"
+                );
+                if n >= TIMEOUTS_BEFORE_RECONNECT {
+                    self.broken(gen, "too many consecutive timeouts");
+                }
+                Ok(None)
+            }
+            Ok(Err(e)) => match classify(&e) {
+                Failure::Connection => {
+                    self.broken(gen, &e.to_string());
+                    Ok(None)
+                }
+                _ => {
+                    self.timeouts.store(0, Ordering::Relaxed);
+                    Err(e)
+                }
+            },
+            Ok(Ok(v)) => {
+                self.timeouts.store(0, Ordering::Relaxed);
+                Ok(Some(v))
+            }
+        }
+    }
+}
+
+/// Something that can be sent on a multiplexed connection: a command or a pipeline.
+pub trait Queryable: Sync {
+    /// Sends it and parses the reply.
+    fn send<T: FromRedisValue>(
+        &self,
+        conn: &mut MultiplexedConnection,
+    ) -> impl std::future::Future<Output = std::result::Result<T, RedisError>> + Send;
+}
+
+impl Queryable for redis::Cmd {
+    fn send<T: FromRedisValue>(
+        &self,
+        conn: &mut MultiplexedConnection,
+    ) -> impl std::future::Future<Output = std::result::Result<T, RedisError>> + Send {
+        self.query_async(conn)
+    }
+}
+
+impl Queryable for redis::Pipeline {
+    fn send<T: FromRedisValue>(
+        &self,
+        conn: &mut MultiplexedConnection,
+    ) -> impl std::future::Future<Output = std::result::Result<T, RedisError>> + Send {
+        self.query_async(conn)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(jitter: f64) -> BackoffConfig {
+        BackoffConfig {
+            initial: Duration::from_millis(100),
+            max: Duration::from_millis(1000),
+            factor: 2.0,
+            jitter,
+        }
+    }
+
+    #[test]
+    fn backoff_grows_to_the_cap_and_resets() {
+        let mut b = Backoff::new(cfg(0.0));
+        let delays: Vec<u64> = (0..6).map(|_| b.next_delay().as_millis() as u64).collect();
+        assert_eq!(delays, vec![100, 200, 400, 800, 1000, 1000]);
+        assert_eq!(b.attempt(), 6);
+        b.reset();
+        assert_eq!(b.next_delay(), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn jitter_only_shortens_within_its_share() {
+        let mut b = Backoff::new(cfg(0.5));
+        for _ in 0..200 {
+            b.reset();
+            let d = b.next_delay();
+            assert!(d >= Duration::from_millis(50) && d <= Duration::from_millis(100));
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! The only converter from core errors to JavaScript errors: an `Error` whose `code` is the
+//! core's stable code.
+
+use napi::bindgen_prelude::*;
+use napi::JsError;
+
+use crate::error::Error as CoreError;
+
+/// An error code string that napi puts on `err.code`.
+pub struct Code(pub String);
+
+impl AsRef<str> for Code {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<Status> for Code {
+    fn from(s: Status) -> Self {
+        Code(s.as_ref().to_owned())
+    }
+}
+
+/// Builds the JavaScript `Error` (with `code`) for a core error, ready to throw or reject.
+pub fn to_js(env: &Env, e: &CoreError) -> napi::Error {
+    let err = napi::Error::new(Code(e.code().to_owned()), e.to_string());
+    napi::Error::from(JsError::from(err).into_unknown(*env))
+}
+
+/// Turns a core result into a napi result on the JavaScript thread.
+pub fn settle<T>(env: &Env, r: crate::error::Result<T>) -> napi::Result<T> {
+    r.map_err(|e| to_js(env, &e))
+}

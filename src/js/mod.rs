@@ -1,0 +1,89 @@
+//! The napi binding: the only code that names napi. Each export converts its arguments,
+//! calls the core, and converts the result; no Redis logic lives here.
+
+mod callback;
+mod client;
+mod error;
+mod logging;
+mod types;
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+
+pub use client::StreamsClient;
+
+use callback::Helpers;
+use types::{opt_object_arg, StreamsClientConfig};
+
+/// Everything kept per JavaScript environment (main thread or worker).
+struct EnvData {
+    helpers: Helpers,
+    singleton: Option<Reference<StreamsClient>>,
+}
+
+fn env_data(env: &Env) -> Result<&'static mut EnvData> {
+    if env.get_instance_data::<EnvData>()?.is_none() {
+        let data = EnvData {
+            helpers: Helpers::compile(env)?,
+            singleton: None,
+        };
+        env.set_instance_data(data, (), |_| {})?;
+    }
+    env.get_instance_data::<EnvData>()?
+        .ok_or_else(|| Error::from_reason("streamcast: per-environment data is missing"))
+}
+
+#[napi_derive::module_init]
+fn init() {
+    logging::init();
+}
+
+/// The process-wide client (one per JavaScript environment): every call returns the same
+/// object. A config given once the client exists is ignored with a logged warning.
+#[napi(catch_unwind, ts_args_type = "config?: StreamsClientConfig | null")]
+pub fn get_streams_client(env: Env, config: Option<Unknown>) -> Result<Reference<StreamsClient>> {
+    let data = env_data(&env)?;
+    if let Some(existing) = &data.singleton {
+        if config
+            .is_some_and(|c| !matches!(c.get_type(), Ok(ValueType::Undefined | ValueType::Null)))
+        {
+            tracing::warn!(
+                "getStreamsClient: the client already exists; the config given is ignored"
+            );
+        }
+        return existing.clone(env);
+    }
+    let input = error::settle(
+        &env,
+        opt_object_arg::<StreamsClientConfig>(config, "config"),
+    )?;
+    let client = StreamsClient::create(&env, input)?.into_reference(env)?;
+    let out = client.clone(env)?;
+    data.singleton = Some(client);
+    Ok(out)
+}
+
+/// Routes log records to `logger` (for example pino) instead of stderr; `null` restores
+/// stderr. Records are objects with `timestamp`, `level`, `message`, `target` and fields
+/// such as `stream` and `id`. Process-wide.
+#[napi(
+    catch_unwind,
+    ts_args_type = "logger?: ((record: Record<string, unknown>) => void) | null"
+)]
+pub fn set_logger(env: Env, logger: Option<Unknown>) -> Result<()> {
+    let logger =
+        logger.filter(|l| !matches!(l.get_type(), Ok(ValueType::Undefined | ValueType::Null)));
+    match logger {
+        None => logging::set_sink(None),
+        Some(f) => {
+            if f.get_type()? != ValueType::Function {
+                return Err(error::to_js(
+                    &env,
+                    &crate::error::Error::invalid("logger", "expected a function or null"),
+                ));
+            }
+            let wrapped = env_data(&env)?.helpers.logger(&env, f)?;
+            logging::set_sink(Some(wrapped))
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! The plain objects that cross the boundary, and their conversions to and from core types.
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+
+use crate::config::ConfigInput;
+use crate::error::{Error as CoreError, Result as CoreResult};
+use crate::status::{ConnState, Status as CoreStatus};
+
+/// Options of a `StreamsClient`; every field is optional and validated on creation.
+#[napi(object)]
+#[derive(Default)]
+pub struct StreamsClientConfig {
+    /// `redis://[user:password@]host:port[/db]` or `rediss://` for TLS. Defaults to the env var `REDIS_URL`, else `redis://127.0.0.1:6379`.
+    pub redis_url: Option<String>,
+    /// XREAD/XREADGROUP BLOCK time in ms. Defaults to 5000.
+    pub default_block_ms: Option<f64>,
+    /// Entries per read. Defaults to 10.
+    pub default_count: Option<f64>,
+    /// Milliseconds between automatic trims. Defaults to 3600000.
+    pub auto_trim_interval: Option<f64>,
+    /// Length automatic trimming keeps. Defaults to 10000.
+    pub default_max_len: Option<f64>,
+    /// Trim every stream this client touched, approximately. Defaults to true.
+    pub enable_auto_trim: Option<bool>,
+    /// Time allowed for one connection attempt, in ms. Defaults to 2000.
+    pub connect_timeout_ms: Option<f64>,
+    /// Time allowed for one command before a publish resolves `null`, in ms. Defaults to 1000.
+    pub command_timeout_ms: Option<f64>,
+    /// First reconnect delay in ms. Defaults to 50.
+    pub reconnect_initial_delay_ms: Option<f64>,
+    /// Longest reconnect delay in ms. Defaults to 2000.
+    pub reconnect_max_delay_ms: Option<f64>,
+    /// Growth of the reconnect delay per failed attempt. Defaults to 2.
+    pub reconnect_factor: Option<f64>,
+    /// Random share taken off each reconnect delay, 0..1. Defaults to 0.3.
+    pub reconnect_jitter: Option<f64>,
+    /// Log filter: `error`, `warn`, `info`, `debug`, `trace` (or an EnvFilter directive). Defaults to the env var `STREAMCAST_LOG`, else `info`. Process-wide.
+    pub log_level: Option<String>,
+}
+
+impl From<StreamsClientConfig> for ConfigInput {
+    fn from(c: StreamsClientConfig) -> Self {
+        ConfigInput {
+            redis_url: c.redis_url,
+            default_block_ms: c.default_block_ms,
+            default_count: c.default_count,
+            auto_trim_interval: c.auto_trim_interval,
+            default_max_len: c.default_max_len,
+            enable_auto_trim: c.enable_auto_trim,
+            connect_timeout_ms: c.connect_timeout_ms,
+            command_timeout_ms: c.command_timeout_ms,
+            reconnect_initial_delay_ms: c.reconnect_initial_delay_ms,
+            reconnect_max_delay_ms: c.reconnect_max_delay_ms,
+            reconnect_factor: c.reconnect_factor,
+            reconnect_jitter: c.reconnect_jitter,
+            log_level: c.log_level,
+        }
+    }
+}
+
+/// Options of `subscribe`.
+#[napi(object)]
+#[derive(Default)]
+pub struct SubscribeOptions {
+    /// `"$"` (default): only messages published after `subscribe` resolves; `"0"`: the whole history; or an id to read after.
+    pub start_id: Option<String>,
+    /// XREAD BLOCK time in ms. Defaults to the client's `defaultBlockMs`.
+    pub block_ms: Option<f64>,
+    /// Entries per read. Defaults to the client's `defaultCount`.
+    pub count: Option<f64>,
+}
+
+/// The effective configuration, as `getStatus()` shows it (the password is `***`).
+#[napi(object)]
+pub struct StatusConfig {
+    /// The Redis URL without its password.
+    pub redis_url: String,
+    /// XREAD BLOCK time in ms.
+    pub default_block_ms: f64,
+    /// Entries per read.
+    pub default_count: f64,
+    /// Milliseconds between automatic trims.
+    pub auto_trim_interval: f64,
+    /// Length automatic trimming keeps.
+    pub default_max_len: f64,
+    /// Whether touched streams are trimmed automatically.
+    pub enable_auto_trim: bool,
+    /// Time allowed for one connection attempt, in ms.
+    pub connect_timeout_ms: f64,
+    /// Time allowed for one command, in ms.
+    pub command_timeout_ms: f64,
+    /// First reconnect delay in ms.
+    pub reconnect_initial_delay_ms: f64,
+    /// Longest reconnect delay in ms.
+    pub reconnect_max_delay_ms: f64,
+    /// Growth of the reconnect delay.
+    pub reconnect_factor: f64,
+    /// Random share of each reconnect delay.
+    pub reconnect_jitter: f64,
+}
+
+/// Counters since the client was created.
+#[napi(object)]
+pub struct StatusCounters {
+    /// Entries written.
+    pub published: f64,
+    /// Publishes that resolved `null` because Redis was unavailable.
+    pub publish_failed: f64,
+    /// Messages handed to subscription callbacks.
+    pub delivered: f64,
+    /// Callbacks that threw or rejected.
+    pub callback_errors: f64,
+    /// Successful reconnects of any connection.
+    pub reconnects: f64,
+    /// Log records dropped because the JavaScript logger fell behind (process-wide).
+    pub log_dropped: f64,
+}
+
+/// State of one connection.
+#[napi(object)]
+pub struct ConnectionStatus {
+    /// `idle`, `connecting`, `connected`, `reconnecting`, `closing` or `closed`.
+    pub state: String,
+    /// Failed attempts since the last success (while reconnecting).
+    pub attempt: Option<u32>,
+    /// When the next attempt starts, ms since the epoch (while reconnecting).
+    pub next_retry_at: Option<f64>,
+    /// Why the last attempt failed (while reconnecting).
+    pub last_error: Option<String>,
+}
+
+/// What `getStatus()` returns.
+#[napi(object)]
+pub struct Status {
+    /// The command connection works.
+    pub connected: bool,
+    /// State of the command connection: `idle`, `connecting`, `connected`, `reconnecting`, `closing` or `closed`.
+    pub state: String,
+    /// The command connection in detail (reconnect schedule, last error).
+    pub connection: ConnectionStatus,
+    /// The subscription reader connection.
+    pub reader: ConnectionStatus,
+    /// Streams with an active subscription.
+    pub subscriptions: Vec<String>,
+    /// `stream:group:consumer` of each running consumer.
+    pub consumer_groups: Vec<String>,
+    /// The effective configuration, password redacted.
+    pub config: StatusConfig,
+    /// Counters.
+    pub counters: StatusCounters,
+}
+
+fn conn_status(s: &ConnState) -> ConnectionStatus {
+    match s {
+        ConnState::Reconnecting {
+            attempt,
+            next_retry_at_ms,
+            last_error,
+            ..
+        } => ConnectionStatus {
+            state: s.name().to_owned(),
+            attempt: Some(*attempt),
+            next_retry_at: Some(*next_retry_at_ms as f64),
+            last_error: Some(last_error.clone()),
+        },
+        _ => ConnectionStatus {
+            state: s.name().to_owned(),
+            attempt: None,
+            next_retry_at: None,
+            last_error: None,
+        },
+    }
+}
+
+impl Status {
+    /// Converts the core status and configuration.
+    pub fn from_core(s: CoreStatus, c: &crate::config::Config) -> Self {
+        let ms = |d: std::time::Duration| d.as_millis() as f64;
+        Status {
+            connected: s.connected,
+            state: s.state.name().to_owned(),
+            connection: conn_status(&s.state),
+            reader: conn_status(&s.reader_state),
+            subscriptions: s.subscriptions,
+            consumer_groups: s.consumer_groups,
+            config: StatusConfig {
+                redis_url: c.redis_url.to_string(),
+                default_block_ms: ms(c.default_block),
+                default_count: c.default_count as f64,
+                auto_trim_interval: ms(c.auto_trim_interval),
+                default_max_len: c.default_max_len as f64,
+                enable_auto_trim: c.enable_auto_trim,
+                connect_timeout_ms: ms(c.connect_timeout),
+                command_timeout_ms: ms(c.command_timeout),
+                reconnect_initial_delay_ms: ms(c.reconnect.initial),
+                reconnect_max_delay_ms: ms(c.reconnect.max),
+                reconnect_factor: c.reconnect.factor,
+                reconnect_jitter: c.reconnect.jitter,
+            },
+            counters: StatusCounters {
+                published: s.counters.published as f64,
+                publish_failed: s.counters.publish_failed as f64,
+                delivered: s.counters.delivered as f64,
+                callback_errors: s.counters.callback_errors as f64,
+                reconnects: s.counters.reconnects as f64,
+                log_dropped: super::logging::dropped() as f64,
+            },
+        }
+    }
+}
+
+/// Reads a required string argument.
+pub fn string_arg(v: Unknown<'_>, field: &str) -> CoreResult<String> {
+    match v.get_type() {
+        Ok(ValueType::String) => {
+            unsafe { v.cast::<String>() }.map_err(|e| CoreError::invalid(field, e.reason.clone()))
+        }
+        Ok(t) => Err(CoreError::invalid(
+            field,
+            format!("expected a string, got {t}"),
+        )),
+        Err(e) => Err(CoreError::invalid(field, e.reason.clone())),
+    }
+}
+
+/// Reads an optional string argument (`undefined` and `null` are absent).
+pub fn opt_string_arg(v: Option<Unknown<'_>>, field: &str) -> CoreResult<Option<String>> {
+    match v {
+        None => Ok(None),
+        Some(v) => match v.get_type() {
+            Ok(ValueType::Undefined | ValueType::Null) => Ok(None),
+            _ => string_arg(v, field).map(Some),
+        },
+    }
+}
+
+/// Reads an optional options object (`undefined` and `null` are absent).
+pub fn opt_object_arg<T: FromNapiValue + Default>(
+    v: Option<Unknown<'_>>,
+    field: &str,
+) -> CoreResult<T> {
+    let Some(v) = v else { return Ok(T::default()) };
+    match v.get_type() {
+        Ok(ValueType::Undefined | ValueType::Null) => Ok(T::default()),
+        Ok(ValueType::Object) => {
+            unsafe { v.cast::<T>() }.map_err(|e| CoreError::invalid(field, e.reason.clone()))
+        }
+        Ok(t) => Err(CoreError::invalid(
+            field,
+            format!("expected an object, got {t}"),
+        )),
+        Err(e) => Err(CoreError::invalid(field, e.reason.clone())),
+    }
+}

@@ -1,0 +1,32 @@
+//! streamcast: a Redis Streams client for Node.js, with a Rust core and a napi-rs binding.
+//!
+//! # Layout
+//! - `config`: options, defaults and validation; `error`: the error type and its codes.
+//! - `codec`: the wire format (`data` JSON + `timestamp`), ids, decoding foreign entries.
+//! - `connection`: the shared command connection, reconnects, back-off.
+//! - `publish`: XADD and pipelined batches. `subscribe`: one reader per client.
+//! - `handler`: how messages reach user code. `lifecycle`: tasks and shutdown.
+//! - `status`: counters and connection state. `client`: the public entry point.
+//! - `js`: the napi binding, the only module that names napi.
+//!
+//! The core (everything but `js`) is plain Rust and is tested with `cargo test`.
+
+pub mod client;
+pub mod codec;
+pub mod config;
+pub mod connection;
+pub mod error;
+pub mod handler;
+pub mod lifecycle;
+pub mod publish;
+pub mod status;
+pub mod subscribe;
+
+mod js;
+
+pub use client::Client;
+pub use codec::{Entry, PublishId, StartId, StreamId};
+pub use config::{Config, ConfigInput};
+pub use error::{Error, Result};
+pub use handler::{Batch, CallbackFailure, HandleResult, Handler, HandlerGone};
+pub use subscribe::SubscribeOptions;

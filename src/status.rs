@@ -1,0 +1,109 @@
+//! What `getStatus()` shows: connection state, counters, and the snapshot type.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnState {
+    /// Not started (before `connect()`).
+    Idle,
+    /// The first attempt is running.
+    Connecting,
+    /// Commands can be sent.
+    Connected,
+    /// The connection failed; the next attempt runs after a back-off delay.
+    Reconnecting {
+        /// Failed attempts since the last success.
+        attempt: u32,
+        /// Milliseconds since the epoch when the next attempt starts.
+        next_retry_at_ms: u64,
+        /// Why the last attempt failed (never contains the password).
+        last_error: String,
+        /// The stable code of that failure.
+        last_error_code: &'static str,
+    },
+    /// `disconnect()` is draining.
+    Closing,
+    /// `disconnect()` finished.
+    Closed,
+}
+
+impl ConnState {
+    /// The name `getStatus().state` shows.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ConnState::Idle => "idle",
+            ConnState::Connecting => "connecting",
+            ConnState::Connected => "connected",
+            ConnState::Reconnecting { .. } => "reconnecting",
+            ConnState::Closing => "closing",
+            ConnState::Closed => "closed",
+        }
+    }
+}
+
+/// Counters kept for the life of a client (they survive reconnects and `disconnect()`).
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Entries written by publish calls.
+    pub published: AtomicU64,
+    /// Publish calls that resolved `null` because Redis was unavailable.
+    pub publish_failed: AtomicU64,
+    /// Messages handed to subscription callbacks.
+    pub delivered: AtomicU64,
+    /// Callbacks that threw or rejected.
+    pub callback_errors: AtomicU64,
+    /// Successful reconnects of any connection of this client.
+    pub reconnects: AtomicU64,
+}
+
+/// A copy of the counters at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CountersSnapshot {
+    /// See [`Counters::published`].
+    pub published: u64,
+    /// See [`Counters::publish_failed`].
+    pub publish_failed: u64,
+    /// See [`Counters::delivered`].
+    pub delivered: u64,
+    /// See [`Counters::callback_errors`].
+    pub callback_errors: u64,
+    /// See [`Counters::reconnects`].
+    pub reconnects: u64,
+}
+
+impl Counters {
+    /// Adds `n` to a counter.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Reads every counter.
+    pub fn snapshot(&self) -> CountersSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        CountersSnapshot {
+            published: get(&self.published),
+            publish_failed: get(&self.publish_failed),
+            delivered: get(&self.delivered),
+            callback_errors: get(&self.callback_errors),
+            reconnects: get(&self.reconnects),
+        }
+    }
+}
+
+/// Everything `getStatus()` reports.
+#[derive(Debug, Clone)]
+pub struct Status {
+    /// The command connection works.
+    pub connected: bool,
+    /// State of the command connection.
+    pub state: ConnState,
+    /// State of the subscription reader (`Idle` when nothing is subscribed).
+    pub reader_state: ConnState,
+    /// Streams with at least one subscription, sorted, each once.
+    pub subscriptions: Vec<String>,
+    /// `stream:group:consumer` of each running consumer.
+    pub consumer_groups: Vec<String>,
+    /// Counter values.
+    pub counters: CountersSnapshot,
+}

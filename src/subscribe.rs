@@ -1,0 +1,616 @@
+//! Broadcast subscriptions: one reader per client runs one XREAD over every subscribed
+//! stream on a connection of its own, and hands each subscription its entries in order.
+//!
+//! Why one reader: a blocking XREAD occupies its connection until it returns, so it can
+//! never share the command connection (it would stall every publish), and a connection per
+//! subscription does not scale. The reader is woken with `CLIENT UNBLOCK` (sent on the
+//! command connection) whenever the set of streams changes, so `subscribe`/`unsubscribe`
+//! take effect in milliseconds even with a long BLOCK.
+//!
+//! Memory stays flat under a slow callback: each subscription holds at most one batch
+//! queued and one running, and the reader leaves a busy subscription's stream out of its
+//! next XREAD. Redis is the buffer, not our heap.
+//!
+//! Cluster mode (later) fits this shape: one `Hub` per node, each serving the streams of
+//! that node's slots; [`Hub`] knows nothing about other nodes.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::Value;
+use tokio::sync::{mpsc, watch, Notify};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use crate::codec::{check_stream_name, now_ms, parse_entries, parse_read_reply, StartId, StreamId};
+use crate::config::Config;
+use crate::connection::{connect_error, open, Backoff, CommandConn};
+use crate::error::{classify, Error, Failure, Result};
+use crate::handler::{Batch, Handler};
+use crate::lifecycle::Lifecycle;
+use crate::status::{ConnState, Counters};
+
+/// `reading_gen` value while the reader is not inside an XREAD.
+const NOT_READING: u64 = u64::MAX;
+/// Extra time past BLOCK before a silent read counts as a dead connection.
+const WATCHDOG_GRACE: Duration = Duration::from_secs(2);
+/// Tries of `CLIENT UNBLOCK` while the reader's XREAD is still on its way to the server.
+const UNBLOCK_TRIES: u32 = 200;
+/// Pause between those tries.
+const UNBLOCK_RETRY: Duration = Duration::from_millis(2);
+
+/// Options of one subscription.
+#[derive(Debug, Clone, Copy)]
+pub struct SubscribeOptions {
+    /// Where to start reading.
+    pub start: StartId,
+    /// BLOCK time; the config's default when `None`.
+    pub block: Option<Duration>,
+    /// COUNT per read; the config's default when `None`.
+    pub count: Option<usize>,
+}
+
+impl Default for SubscribeOptions {
+    fn default() -> Self {
+        SubscribeOptions {
+            start: StartId::Latest,
+            block: None,
+            count: None,
+        }
+    }
+}
+
+/// Identifies one subscription of a client.
+pub type SubscriptionId = u64;
+
+struct Sub {
+    id: SubscriptionId,
+    stream: Arc<str>,
+    block: Duration,
+    count: usize,
+    /// Last id handed to this subscription; `None` until `"$"` is resolved.
+    cursor: Mutex<Option<StreamId>>,
+    tx: mpsc::Sender<Batch>,
+    /// Set by the reader when it left this subscription out of a read because its queue was
+    /// full; the delivery task then wakes the reader when there is room again.
+    excluded: AtomicBool,
+    token: CancellationToken,
+}
+
+impl Sub {
+    fn cursor(&self) -> MutexGuard<'_, Option<StreamId>> {
+        self.cursor.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// What one XREAD will ask for.
+struct Plan {
+    gen: u64,
+    keys: Vec<(Arc<str>, StreamId)>,
+    members: HashSet<SubscriptionId>,
+    unresolved: Vec<Arc<Sub>>,
+    block: Duration,
+    count: usize,
+}
+
+/// The subscriptions of one client and the reader that serves them.
+pub struct Hub {
+    cfg: Arc<Config>,
+    counters: Arc<Counters>,
+    cmd: Arc<CommandConn>,
+    subs: Mutex<BTreeMap<SubscriptionId, Arc<Sub>>>,
+    next_id: AtomicU64,
+    /// Bumped on every change the reader must see.
+    gen: AtomicU64,
+    /// The generation the reader's current XREAD was planned with, or [`NOT_READING`].
+    reading_gen: AtomicU64,
+    /// `CLIENT ID` of the reader's connection, or -1.
+    reader_id: AtomicI64,
+    changed: Notify,
+    unblock: Notify,
+    started: AtomicBool,
+    reader_state: watch::Sender<ConnState>,
+}
+
+impl Hub {
+    /// A hub with no subscriptions; the reader starts with the first one.
+    pub fn new(cfg: Arc<Config>, counters: Arc<Counters>, cmd: Arc<CommandConn>) -> Self {
+        Hub {
+            cfg,
+            counters,
+            cmd,
+            subs: Mutex::new(BTreeMap::new()),
+            next_id: AtomicU64::new(1),
+            gen: AtomicU64::new(0),
+            reading_gen: AtomicU64::new(NOT_READING),
+            reader_id: AtomicI64::new(-1),
+            changed: Notify::new(),
+            unblock: Notify::new(),
+            started: AtomicBool::new(false),
+            reader_state: watch::Sender::new(ConnState::Idle),
+        }
+    }
+
+    fn subs(&self) -> MutexGuard<'_, BTreeMap<SubscriptionId, Arc<Sub>>> {
+        self.subs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Streams with at least one subscription, sorted, each once.
+    pub fn streams(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.subs().values().map(|s| s.stream.to_string()).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// State of the reader connection.
+    pub fn reader_state(&self) -> ConnState {
+        self.reader_state.borrow().clone()
+    }
+
+    /// Tells the reader that its plan is stale, interrupting a blocked XREAD.
+    fn wake(&self) {
+        self.gen.fetch_add(1, Ordering::SeqCst);
+        self.changed.notify_one();
+        self.unblock.notify_one();
+    }
+
+    /// Registers a subscription and starts delivering to `handler`.
+    ///
+    /// `"$"` is resolved to the stream's current last id before this returns, so every
+    /// entry added afterwards is delivered. When Redis is unavailable it is resolved by the
+    /// reader as soon as it connects.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArg`] for a bad stream name or a key that is not a stream.
+    pub async fn subscribe(
+        self: &Arc<Self>,
+        life: &Lifecycle,
+        stream: &str,
+        handler: Arc<dyn Handler>,
+        opts: SubscribeOptions,
+    ) -> Result<SubscriptionId> {
+        check_stream_name(stream)?;
+        let cursor = match opts.start {
+            StartId::After(id) => Some(id),
+            StartId::Latest => match self.last_id_via_command(stream).await? {
+                Some(id) => Some(id),
+                None => {
+                    warn!(
+                        stream,
+                        "Redis unavailable; \"$\" will be resolved when the reader connects"
+                    );
+                    None
+                }
+            },
+        };
+        let (tx, rx) = mpsc::channel(1);
+        let sub = Arc::new(Sub {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            stream: Arc::from(stream),
+            block: opts.block.unwrap_or(self.cfg.default_block),
+            count: opts.count.unwrap_or(self.cfg.default_count),
+            cursor: Mutex::new(cursor),
+            tx,
+            excluded: AtomicBool::new(false),
+            token: life.token.child_token(),
+        });
+        self.subs().insert(sub.id, sub.clone());
+        let id = sub.id;
+        life.spawn("subscription", deliver(self.clone(), sub, rx, handler));
+        if !self.started.swap(true, Ordering::SeqCst) {
+            life.spawn("reader", self.clone().run_reader(life.token.clone()));
+            life.spawn("reader-waker", self.clone().run_waker(life.token.clone()));
+        }
+        info!(
+            stream,
+            id,
+            cursor = %cursor.map_or_else(|| "unresolved $".to_owned(), |c| c.to_string()),
+            "subscribed"
+        );
+        self.wake();
+        Ok(id)
+    }
+
+    /// Removes every subscription of `stream`; returns how many there were.
+    ///
+    /// No batch starts for them afterwards; one already running finishes.
+    pub fn unsubscribe(&self, stream: &str) -> usize {
+        let removed: Vec<Arc<Sub>> = {
+            let mut subs = self.subs();
+            let ids: Vec<SubscriptionId> = subs
+                .values()
+                .filter(|s| &*s.stream == stream)
+                .map(|s| s.id)
+                .collect();
+            ids.iter().filter_map(|id| subs.remove(id)).collect()
+        };
+        for s in &removed {
+            s.token.cancel();
+        }
+        if !removed.is_empty() {
+            info!(stream, count = removed.len(), "unsubscribed");
+            self.wake();
+        }
+        removed.len()
+    }
+
+    fn remove(&self, id: SubscriptionId) {
+        if let Some(s) = self.subs().remove(&id) {
+            s.token.cancel();
+            self.wake();
+        }
+    }
+
+    /// Interrupts the reader's XREAD now (used by `disconnect()`).
+    pub async fn interrupt(&self) {
+        let id = self.reader_id.load(Ordering::SeqCst);
+        if id >= 0 && self.reading_gen.load(Ordering::SeqCst) != NOT_READING {
+            let _ = self
+                .cmd
+                .query::<i64, _>(redis::cmd("CLIENT").arg("UNBLOCK").arg(id))
+                .await;
+        }
+    }
+
+    async fn last_id_via_command(&self, stream: &str) -> Result<Option<StreamId>> {
+        let reply: Option<Value> = self
+            .cmd
+            .query(&last_id_cmd(stream))
+            .await
+            .map_err(|e| not_a_stream(stream, &e))?;
+        reply.map(|v| last_id_of(&v)).transpose()
+    }
+
+    fn plan(&self) -> Option<Plan> {
+        let gen = self.gen.load(Ordering::SeqCst);
+        let subs = self.subs();
+        let mut min: HashMap<Arc<str>, StreamId> = HashMap::new();
+        let mut plan = Plan {
+            gen,
+            keys: Vec::new(),
+            members: HashSet::new(),
+            unresolved: Vec::new(),
+            block: Duration::MAX,
+            count: 1,
+        };
+        for sub in subs.values() {
+            sub.excluded.store(true, Ordering::SeqCst);
+            if sub.tx.capacity() == 0 {
+                continue;
+            }
+            sub.excluded.store(false, Ordering::SeqCst);
+            let Some(cursor) = *sub.cursor() else {
+                plan.unresolved.push(sub.clone());
+                continue;
+            };
+            plan.members.insert(sub.id);
+            plan.block = plan.block.min(sub.block);
+            plan.count = plan.count.max(sub.count);
+            min.entry(sub.stream.clone())
+                .and_modify(|c| *c = (*c).min(cursor))
+                .or_insert(cursor);
+        }
+        if min.is_empty() && plan.unresolved.is_empty() {
+            return None;
+        }
+        plan.keys = min.into_iter().collect();
+        plan.keys.sort();
+        Some(plan)
+    }
+
+    fn dispatch(&self, plan: &Plan, reply: Vec<(String, Vec<crate::codec::Entry>)>) {
+        let subs = self.subs();
+        for (stream, entries) in reply {
+            let Some(last) = entries.last().map(|e| e.id) else {
+                continue;
+            };
+            debug!(stream = %stream, count = entries.len(), last = %last, "read");
+            for sub in subs.values() {
+                if &*sub.stream != stream.as_str() || !plan.members.contains(&sub.id) {
+                    continue;
+                }
+                let mut cursor = sub.cursor();
+                let Some(from) = *cursor else { continue };
+                let fresh: Vec<_> = entries.iter().filter(|e| e.id > from).cloned().collect();
+                if fresh.is_empty() {
+                    continue;
+                }
+                let batch = Batch {
+                    stream: sub.stream.clone(),
+                    entries: fresh,
+                };
+                let n = batch.entries.len();
+                match sub.tx.try_send(batch) {
+                    Ok(()) => *cursor = Some(last),
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        // Only the reader sends, and it planned with room: not reachable,
+                        // but if it were, the cursor stays and the entries are read again.
+                        warn!(stream = %stream, count = n, "subscription queue full; will re-read");
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+                }
+            }
+        }
+    }
+
+    async fn resolve(
+        &self,
+        conn: &mut MultiplexedConnection,
+        unresolved: &[Arc<Sub>],
+    ) -> Result<()> {
+        for sub in unresolved {
+            let v: Value = tokio::time::timeout(
+                self.cfg.command_timeout,
+                last_id_cmd(&sub.stream).query_async(conn),
+            )
+            .await
+            .map_err(|_| Error::Timeout(self.cfg.command_timeout.as_millis() as u64))?
+            .map_err(Error::Unavailable)?;
+            let id = last_id_of(&v)?;
+            let mut cursor = sub.cursor();
+            if cursor.is_none() {
+                *cursor = Some(id);
+                info!(stream = %sub.stream, cursor = %id, "resolved \"$\"");
+            }
+        }
+        Ok(())
+    }
+
+    /// The reader loop: plan, read, dispatch; reconnects with back-off and resumes every
+    /// subscription from its last id.
+    async fn run_reader(self: Arc<Self>, token: CancellationToken) {
+        let mut conn: Option<MultiplexedConnection> = None;
+        let mut backoff = Backoff::new(self.cfg.reconnect);
+        let mut ever_connected = false;
+        loop {
+            if token.is_cancelled() {
+                break;
+            }
+            let Some(plan) = self.plan() else {
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    _ = self.changed.notified() => continue,
+                }
+            };
+            let Some(c) = conn.as_mut() else {
+                match self
+                    .connect_reader(&token, &mut backoff, ever_connected)
+                    .await
+                {
+                    Some(c) => {
+                        ever_connected = true;
+                        conn = Some(c);
+                    }
+                    None if token.is_cancelled() => break,
+                    None => {}
+                }
+                continue;
+            };
+            if !plan.unresolved.is_empty() {
+                if let Err(e) = self.resolve(c, &plan.unresolved).await {
+                    warn!(error = %e, "cannot resolve \"$\"; reconnecting the reader");
+                    conn = None;
+                }
+                continue;
+            }
+            if plan.keys.is_empty() {
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    _ = self.changed.notified() => continue,
+                }
+            }
+            let cmd = xread_cmd(&plan);
+            self.reading_gen.store(plan.gen, Ordering::SeqCst);
+            let watchdog = plan.block + self.cfg.command_timeout + WATCHDOG_GRACE;
+            let outcome = tokio::select! {
+                biased;
+                _ = token.cancelled() => break,
+                r = tokio::time::timeout(watchdog, cmd.query_async::<Value>(c)) => r,
+            };
+            self.reading_gen.store(NOT_READING, Ordering::SeqCst);
+            match outcome {
+                Err(_) => {
+                    warn!(
+                        watchdog_ms = watchdog.as_millis() as u64,
+                        "blocked read outlived its BLOCK time; presuming the connection dead"
+                    );
+                    conn = None;
+                }
+                Ok(Err(e)) => match classify(&e) {
+                    Failure::Connection => {
+                        warn!(error = %e, "reader connection lost; reconnecting");
+                        conn = None;
+                    }
+                    _ => {
+                        let delay = backoff.next_delay();
+                        error!(
+                            error = %e,
+                            streams = ?plan.keys.iter().map(|k| k.0.to_string()).collect::<Vec<_>>(),
+                            retry_in_ms = delay.as_millis() as u64,
+                            "Redis refused the subscription read; retrying"
+                        );
+                        tokio::select! {
+                            _ = token.cancelled() => break,
+                            _ = tokio::time::sleep(delay) => {}
+                        }
+                    }
+                },
+                Ok(Ok(v)) => match parse_read_reply(&v) {
+                    Ok(reply) => self.dispatch(&plan, reply),
+                    Err(e) => error!(error = %e, "cannot parse an XREAD reply; re-reading"),
+                },
+            }
+        }
+        self.reader_id.store(-1, Ordering::SeqCst);
+        self.reader_state.send_replace(ConnState::Closed);
+    }
+
+    async fn connect_reader(
+        &self,
+        token: &CancellationToken,
+        backoff: &mut Backoff,
+        ever_connected: bool,
+    ) -> Option<MultiplexedConnection> {
+        self.reader_id.store(-1, Ordering::SeqCst);
+        let attempt = async {
+            let mut c = open(self.cmd.client(), &self.cfg).await?;
+            let id: i64 = redis::cmd("CLIENT").arg("ID").query_async(&mut c).await?;
+            Ok::<_, redis::RedisError>((c, id))
+        };
+        let outcome = tokio::select! {
+            _ = token.cancelled() => return None,
+            r = attempt => r,
+        };
+        match outcome {
+            Ok((c, id)) => {
+                self.reader_id.store(id, Ordering::SeqCst);
+                if ever_connected {
+                    Counters::add(&self.counters.reconnects, 1);
+                    info!(
+                        attempt = backoff.attempt(),
+                        "reader reconnected; resuming from the last ids"
+                    );
+                }
+                backoff.reset();
+                self.reader_state.send_replace(ConnState::Connected);
+                Some(c)
+            }
+            Err(e) => {
+                let delay = backoff.next_delay();
+                let err = connect_error(&e, &self.cfg);
+                warn!(
+                    attempt = backoff.attempt(),
+                    retry_in_ms = delay.as_millis() as u64,
+                    error = %e,
+                    "reader cannot connect to Redis"
+                );
+                self.reader_state.send_replace(ConnState::Reconnecting {
+                    attempt: backoff.attempt(),
+                    next_retry_at_ms: now_ms() + delay.as_millis() as u64,
+                    last_error: err.to_string(),
+                    last_error_code: err.code(),
+                });
+                tokio::select! {
+                    _ = token.cancelled() => {}
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                None
+            }
+        }
+    }
+
+    /// Sends `CLIENT UNBLOCK` to the reader whenever its running XREAD is stale.
+    async fn run_waker(self: Arc<Self>, token: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = token.cancelled() => return,
+                _ = self.unblock.notified() => {}
+            }
+            for _ in 0..UNBLOCK_TRIES {
+                let reading = self.reading_gen.load(Ordering::SeqCst);
+                if reading == NOT_READING || reading >= self.gen.load(Ordering::SeqCst) {
+                    break;
+                }
+                let id = self.reader_id.load(Ordering::SeqCst);
+                if id < 0 {
+                    break;
+                }
+                match self
+                    .cmd
+                    .query::<i64, _>(redis::cmd("CLIENT").arg("UNBLOCK").arg(id))
+                    .await
+                {
+                    Ok(Some(1)) => break,
+                    // 0: the XREAD has not reached the server yet; try again shortly.
+                    Ok(Some(_)) => {}
+                    _ => break,
+                }
+                tokio::select! {
+                    _ = token.cancelled() => return,
+                    _ = tokio::time::sleep(UNBLOCK_RETRY) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Hands batches to the handler one at a time until the subscription ends.
+async fn deliver(
+    hub: Arc<Hub>,
+    sub: Arc<Sub>,
+    mut rx: mpsc::Receiver<Batch>,
+    handler: Arc<dyn Handler>,
+) {
+    loop {
+        let batch = tokio::select! {
+            biased;
+            _ = sub.token.cancelled() => break,
+            b = rx.recv() => match b {
+                Some(b) => b,
+                None => break,
+            },
+        };
+        if sub.excluded.swap(false, Ordering::SeqCst) {
+            hub.wake();
+        }
+        let n = batch.entries.len() as u64;
+        match handler.handle(batch).await {
+            Ok(failures) => {
+                Counters::add(&hub.counters.delivered, n);
+                for f in &failures {
+                    warn!(stream = %sub.stream, id = %f.id, error = %f.error, "subscription callback failed; delivery goes on");
+                }
+                Counters::add(&hub.counters.callback_errors, failures.len() as u64);
+            }
+            Err(gone) => {
+                warn!(stream = %sub.stream, error = %gone, "subscription callback is gone; removing the subscription");
+                hub.remove(sub.id);
+                break;
+            }
+        }
+    }
+}
+
+fn last_id_cmd(stream: &str) -> redis::Cmd {
+    let mut cmd = redis::cmd("XREVRANGE");
+    cmd.arg(stream).arg("+").arg("-").arg("COUNT").arg(1);
+    cmd
+}
+
+fn last_id_of(v: &Value) -> Result<StreamId> {
+    Ok(parse_entries(v)?
+        .first()
+        .map(|e| e.id)
+        .unwrap_or(StreamId::ZERO))
+}
+
+fn not_a_stream(stream: &str, e: &redis::RedisError) -> Error {
+    if e.code() == Some("WRONGTYPE") {
+        Error::invalid(
+            "stream",
+            format!("key {stream:?} holds a value that is not a stream"),
+        )
+    } else {
+        Error::Protocol(e.to_string())
+    }
+}
+
+fn xread_cmd(plan: &Plan) -> redis::Cmd {
+    let mut cmd = redis::cmd("XREAD");
+    cmd.arg("COUNT")
+        .arg(plan.count)
+        .arg("BLOCK")
+        .arg(plan.block.as_millis() as u64)
+        .arg("STREAMS");
+    for (k, _) in &plan.keys {
+        cmd.arg(&**k);
+    }
+    for (_, id) in &plan.keys {
+        cmd.arg(id.to_string());
+    }
+    cmd
+}
