@@ -1,5 +1,6 @@
 //! The client: `connect` … `disconnect` sessions, and the calls that need one.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -34,6 +35,8 @@ pub struct Client {
     session: RwLock<Option<Arc<Session>>>,
     /// Serializes `connect` and `disconnect`.
     transition: tokio::sync::Mutex<()>,
+    /// Set by `disconnect()`, cleared by `connect()`: tells "closed" from "never connected".
+    closed: AtomicBool,
 }
 
 impl Client {
@@ -44,6 +47,7 @@ impl Client {
             counters: Arc::new(Counters::default()),
             session: RwLock::new(None),
             transition: tokio::sync::Mutex::new(()),
+            closed: AtomicBool::new(false),
         }
     }
 
@@ -70,6 +74,7 @@ impl Client {
     /// connect timeout.
     pub async fn connect(&self) -> Result<()> {
         let _t = self.transition.lock().await;
+        self.closed.store(false, Ordering::Relaxed);
         let session = match self.session() {
             Ok(s) => s,
             Err(_) => {
@@ -123,6 +128,7 @@ impl Client {
             );
         }
         session.cmd.set_state(ConnState::Closed);
+        self.closed.store(true, Ordering::Relaxed);
         info!("disconnected");
     }
 
@@ -183,10 +189,11 @@ impl Client {
     /// The current status.
     pub fn status(&self) -> Status {
         let session = self.session().ok();
-        let state = session
-            .as_ref()
-            .map(|s| s.cmd.current_state())
-            .unwrap_or(ConnState::Idle);
+        let state = match &session {
+            Some(s) => s.cmd.current_state(),
+            None if self.closed.load(Ordering::Relaxed) => ConnState::Closed,
+            None => ConnState::Idle,
+        };
         Status {
             connected: state == ConnState::Connected,
             state,
