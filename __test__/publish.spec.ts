@@ -1,0 +1,158 @@
+import { randomUUID } from "node:crypto";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { StreamsClient } from "../index.js";
+import { startRedis, type RedisServer } from "./helpers/redis-server.js";
+
+let server: RedisServer;
+let redis: Redis;
+let client: StreamsClient;
+
+const fresh = (): string => `t:publish:${randomUUID()}`;
+
+beforeAll(async () => {
+  server = await startRedis();
+  redis = new Redis(server.url);
+  client = new StreamsClient({ redisUrl: server.url, enableAutoTrim: false, logLevel: "error" });
+  await client.connect();
+});
+
+afterAll(async () => {
+  await client?.disconnect();
+  redis?.disconnect();
+  await server?.stop();
+});
+
+describe("publishMessage", () => {
+  test("writes exactly the fields data then timestamp, and returns the XADD id", async () => {
+    const stream = fresh();
+    const payload = { a: 1, s: "x", nested: { arr: [1, 2, "three"], yes: true, none: null } };
+    const before = Date.now();
+    const id = await client.publishMessage(stream, payload);
+    const after = Date.now();
+
+    expect(id).toMatch(/^\d+-\d+$/);
+    const entries = await redis.xrange(stream, "-", "+");
+    expect(entries).toHaveLength(1);
+    const [entryId, fields] = entries[0]!;
+    expect(entryId).toBe(id);
+    expect(fields).toHaveLength(4);
+    expect(fields[0]).toBe("data");
+    expect(JSON.parse(fields[1]!)).toEqual(payload);
+    expect(fields[2]).toBe("timestamp");
+    expect(fields[3]).toMatch(/^\d+$/);
+    const ts = Number(fields[3]);
+    expect(ts).toBeGreaterThanOrEqual(before);
+    expect(ts).toBeLessThanOrEqual(after);
+  });
+
+  test("accepts primitives and arrays as the whole payload", async () => {
+    const stream = fresh();
+    const payloads: unknown[] = ["plain string", 42, true, null, [1, { b: 2 }]];
+    for (const p of payloads) await client.publishMessage(stream, p);
+    const entries = await redis.xrange(stream, "-", "+");
+    expect(entries.map(([, f]) => JSON.parse(f[1]!))).toEqual(payloads);
+  });
+
+  test("writes a bigint as a decimal string", async () => {
+    const stream = fresh();
+    await client.publishMessage(stream, { n: 12345678901234567890n, small: 1n });
+    const entries = await redis.xrange(stream, "-", "+");
+    expect(entries[0]![1][1]).toBe('{"n":"12345678901234567890","small":"1"}');
+  });
+
+  test("honours JSON.stringify semantics (toJSON, Date, undefined members)", async () => {
+    const stream = fresh();
+    const date = new Date(0);
+    await client.publishMessage(stream, { d: date, gone: undefined, custom: { toJSON: () => "custom" } });
+    const entries = await redis.xrange(stream, "-", "+");
+    expect(JSON.parse(entries[0]![1][1]!)).toEqual({ d: "1970-01-01T00:00:00.000Z", custom: "custom" });
+  });
+
+  test("uses a custom id: explicit <ms>-<seq>, <ms>-* and *", async () => {
+    const stream = fresh();
+    expect(await client.publishMessage(stream, { n: 1 }, "1000-0")).toBe("1000-0");
+    expect(await client.publishMessage(stream, { n: 2 }, "2000-*")).toBe("2000-0");
+    expect(await client.publishMessage(stream, { n: 3 }, "2000-*")).toBe("2000-1");
+    const auto = await client.publishMessage(stream, { n: 4 }, "*");
+    expect(auto).toMatch(/^\d+-\d+$/);
+    expect(Number(auto!.split("-")[0])).toBeGreaterThan(2000);
+    const entries = await redis.xrange(stream, "-", "+");
+    expect(entries.map(([id]) => id)).toEqual(["1000-0", "2000-0", "2000-1", auto]);
+    expect(entries.map(([, f]) => JSON.parse(f[1]!).n)).toEqual([1, 2, 3, 4]);
+  });
+
+  test.each(["abc", "1-2-3", "-1", "1000-x", "x-1"])("rejects the malformed id %j with ERR_INVALID_ARG and writes nothing", async (badId) => {
+    const stream = fresh();
+    await expect(client.publishMessage(stream, { n: 1 }, badId)).rejects.toMatchObject({ code: "ERR_INVALID_ARG" });
+    expect(await redis.exists(stream)).toBe(0);
+  });
+
+  test("rejects an id not greater than the stream's top with ERR_INVALID_ARG", async () => {
+    const stream = fresh();
+    expect(await client.publishMessage(stream, { n: 1 }, "5000-0")).toBe("5000-0");
+    await expect(client.publishMessage(stream, { n: 2 }, "5000-0")).rejects.toMatchObject({ code: "ERR_INVALID_ARG" });
+    await expect(client.publishMessage(stream, { n: 3 }, "4000-0")).rejects.toMatchObject({ code: "ERR_INVALID_ARG" });
+    expect(await redis.xlen(stream)).toBe(1);
+    // The client is still usable afterwards.
+    expect(await client.publishMessage(stream, { n: 4 }, "6000-0")).toBe("6000-0");
+  });
+
+  test("rejects an empty stream name with ERR_INVALID_ARG", async () => {
+    await expect(client.publishMessage("", { n: 1 })).rejects.toMatchObject({ code: "ERR_INVALID_ARG" });
+  });
+
+  test("rejects data JSON cannot represent with ERR_INVALID_ARG and writes nothing", async () => {
+    const stream = fresh();
+    const cyclic: Record<string, unknown> = { a: 1 };
+    cyclic.self = cyclic;
+    await expect(client.publishMessage(stream, cyclic)).rejects.toMatchObject({ code: "ERR_INVALID_ARG" });
+    await expect(client.publishMessage(stream, () => 1)).rejects.toMatchObject({ code: "ERR_INVALID_ARG" });
+    await expect(client.publishMessage(stream, undefined)).rejects.toMatchObject({ code: "ERR_INVALID_ARG" });
+    expect(await redis.exists(stream)).toBe(0);
+  });
+
+  test("concurrent publishes all land, each with a distinct id", async () => {
+    const stream = fresh();
+    const ids = await Promise.all(Array.from({ length: 200 }, (_, i) => client.publishMessage(stream, { i })));
+    expect(ids.every((id) => typeof id === "string")).toBe(true);
+    expect(new Set(ids).size).toBe(200);
+    const entries = await redis.xrange(stream, "-", "+");
+    expect(entries.map(([id]) => id).sort()).toEqual([...(ids as string[])].sort());
+    const byId = new Map(entries.map(([id, f]) => [id, JSON.parse(f[1]!).i as number]));
+    ids.forEach((id, i) => expect(byId.get(id!)).toBe(i));
+  });
+});
+
+describe("publishBatch", () => {
+  test("keeps the order, returns one id per item, and writes every item", async () => {
+    const stream = fresh();
+    const items = Array.from({ length: 25 }, (_, i) => ({ i, label: `item-${i}` }));
+    const before = Date.now();
+    const ids = await client.publishBatch(stream, items);
+    const after = Date.now();
+
+    expect(ids).toHaveLength(items.length);
+    for (const id of ids) expect(id).toMatch(/^\d+-\d+$/);
+    const entries = await redis.xrange(stream, "-", "+");
+    expect(entries.map(([id]) => id)).toEqual(ids);
+    entries.forEach(([, fields], i) => {
+      expect(fields[0]).toBe("data");
+      expect(JSON.parse(fields[1]!)).toEqual(items[i]);
+      expect(fields[2]).toBe("timestamp");
+      const ts = Number(fields[3]);
+      expect(ts).toBeGreaterThanOrEqual(before);
+      expect(ts).toBeLessThanOrEqual(after);
+    });
+  });
+
+  test("an empty batch writes nothing and resolves to an empty array", async () => {
+    const stream = fresh();
+    expect(await client.publishBatch(stream, [])).toEqual([]);
+    expect(await redis.exists(stream)).toBe(0);
+  });
+
+  test("rejects an empty stream name with ERR_INVALID_ARG", async () => {
+    await expect(client.publishBatch("", [{ a: 1 }])).rejects.toMatchObject({ code: "ERR_INVALID_ARG" });
+  });
+});

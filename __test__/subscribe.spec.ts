@@ -1,0 +1,404 @@
+import { randomUUID } from "node:crypto";
+import { Redis } from "ioredis";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "vitest";
+import { StreamsClient, type StreamMessage } from "../index.js";
+import { startRedis, type RedisServer } from "./helpers/redis-server.js";
+import { sleep, until } from "./helpers/until.js";
+
+const fresh = (): string => `t:subscribe:${randomUUID()}`;
+
+/** Collects the messages a subscription receives. */
+function collector<T = unknown>(): { messages: StreamMessage<T>[]; callback: (m: StreamMessage<T>) => void } {
+  const messages: StreamMessage<T>[] = [];
+  return { messages, callback: (m) => void messages.push(m) };
+}
+
+function isStrictlyIncreasing(ids: string[]): boolean {
+  const key = (id: string): [bigint, bigint] => {
+    const [ms, seq] = id.split("-");
+    return [BigInt(ms!), BigInt(seq!)];
+  };
+  for (let i = 1; i < ids.length; i++) {
+    const [a1, a2] = key(ids[i - 1]!);
+    const [b1, b2] = key(ids[i]!);
+    if (!(b1 > a1 || (b1 === a1 && b2 > a2))) return false;
+  }
+  return true;
+}
+
+/** Number of connections the server sees (the caller's own checker connection included). */
+async function clientCount(redis: Redis): Promise<number> {
+  const list = (await redis.call("CLIENT", "LIST")) as string;
+  return list.trim().split("\n").filter(Boolean).length;
+}
+
+/** Number of connections blocked in XREAD (only meaningful on a private server). */
+async function blockedInXread(redis: Redis): Promise<number> {
+  const list = (await redis.call("CLIENT", "LIST")) as string;
+  return list.split("\n").filter((line) => /\bflags=\S*b/.test(line) && /\bcmd=xread\b/.test(line)).length;
+}
+
+describe("subscribe (shared or private server)", () => {
+  let server: RedisServer;
+  let redis: Redis;
+  let client: StreamsClient;
+
+  beforeAll(async () => {
+    server = await startRedis();
+    redis = new Redis(server.url);
+    client = new StreamsClient({ redisUrl: server.url, enableAutoTrim: false, logLevel: "error" });
+    await client.connect();
+  });
+
+  afterAll(async () => {
+    await client?.disconnect();
+    redis?.disconnect();
+    await server?.stop();
+  });
+
+  // A failed test must not leave a subscription behind that changes the next test's counters.
+  afterEach(() => {
+    for (const stream of client.getStatus().subscriptions) client.unsubscribe(stream);
+  });
+
+  test("delivers 10,000 concurrently published messages in id order, equal to XRANGE", async () => {
+    const stream = fresh();
+    const { messages, callback } = collector<{ i: number }>();
+    await client.subscribe(stream, callback);
+
+    const total = 10_000;
+    const chunk = 1_000;
+    const published: (string | null)[] = [];
+    for (let start = 0; start < total; start += chunk) {
+      const ids = await Promise.all(
+        Array.from({ length: chunk }, (_, k) => client.publishMessage(stream, { i: start + k })),
+      );
+      published.push(...ids);
+    }
+    expect(published.every((id) => typeof id === "string")).toBe(true);
+
+    await until(() => messages.length >= total, 60_000, () => `received ${messages.length}/${total}`);
+    await sleep(100); // nothing extra (duplicates) may follow
+    expect(messages).toHaveLength(total);
+
+    const received = messages.map((m) => m.id);
+    expect(isStrictlyIncreasing(received)).toBe(true);
+    const xrange = (await redis.xrange(stream, "-", "+")).map(([id]) => id);
+    expect(received).toEqual(xrange);
+    const iById = new Map(published.map((id, i) => [id!, i]));
+    for (const m of messages) {
+      expect(m.stream).toBe(stream);
+      expect(m.data.i).toBe(iById.get(m.id));
+    }
+  });
+
+  test('"$" has no race: a publish right after subscribe resolves is always delivered (200 times)', async () => {
+    // A long-lived subscription keeps the reader blocked (blockMs 5000) between the iterations, so
+    // every subscribe/unsubscribe must interrupt a running XREAD; a lost wake-up shows as a delivery
+    // that waits for the 5 s block to end, beyond the 3 s allowed below.
+    await client.subscribe(fresh(), () => {}, { blockMs: 5_000 });
+    for (let i = 0; i < 200; i++) {
+      const stream = fresh();
+      // Every other stream already has history, which "$" must not replay.
+      const old = i % 2 === 0 ? await redis.xadd(stream, "*", "data", '{"old":true}', "timestamp", "1") : null;
+      const { messages, callback } = collector<{ i: number }>();
+      await client.subscribe(stream, callback);
+      const id = await client.publishMessage(stream, { i });
+      await until(() => messages.length >= 1, 3_000, `iteration ${i}: message published after subscribe delivered`);
+      expect(messages[0]!.id).toBe(id);
+      expect(messages[0]!.id).not.toBe(old);
+      expect(messages[0]!.data).toEqual({ i });
+      client.unsubscribe(stream);
+    }
+  });
+
+  test('startId "0" replays the existing history in order, then continues live', async () => {
+    const stream = fresh();
+    const history = await client.publishBatch(stream, [0, 1, 2, 3, 4].map((i) => ({ i })));
+    const { messages, callback } = collector<{ i: number }>();
+    await client.subscribe(stream, callback, { startId: "0" });
+    await until(() => messages.length >= 5, 5_000, () => `history replayed (${messages.length}/5)`);
+    expect(messages.map((m) => m.id)).toEqual(history);
+    expect(messages.map((m) => m.data.i)).toEqual([0, 1, 2, 3, 4]);
+
+    const live = await client.publishMessage(stream, { i: 5 });
+    await until(() => messages.length >= 6, 5_000, "live message after replay");
+    expect(messages[5]!.id).toBe(live);
+    client.unsubscribe(stream);
+  });
+
+  test("a concrete startId delivers only the entries after it", async () => {
+    const stream = fresh();
+    const ids = await client.publishBatch(stream, [0, 1, 2, 3].map((i) => ({ i })));
+    const { messages, callback } = collector<{ i: number }>();
+    await client.subscribe(stream, callback, { startId: ids[1]! });
+    await until(() => messages.length >= 2, 5_000, "entries after startId");
+    await sleep(100);
+    expect(messages.map((m) => m.id)).toEqual([ids[2], ids[3]]);
+    client.unsubscribe(stream);
+  });
+
+  test("a message carries id, stream, parsed data and a numeric timestamp", async () => {
+    const stream = fresh();
+    const { messages, callback } = collector();
+    await client.subscribe(stream, callback);
+    const before = Date.now();
+    const id = await client.publishMessage(stream, { hello: "world", n: [1, 2] });
+    const after = Date.now();
+    await until(() => messages.length >= 1, 5_000, "message delivered");
+    const m = messages[0]!;
+    expect(m.id).toBe(id);
+    expect(m.stream).toBe(stream);
+    expect(m.data).toEqual({ hello: "world", n: [1, 2] });
+    expect(typeof m.timestamp).toBe("number");
+    expect(m.timestamp).toBeGreaterThanOrEqual(before);
+    expect(m.timestamp).toBeLessThanOrEqual(after);
+    client.unsubscribe(stream);
+  });
+
+  test("unsubscribe: nothing is delivered after it returns, and status stops listing it", async () => {
+    const stream = fresh();
+    const { messages, callback } = collector();
+    await client.subscribe(stream, callback);
+    expect(client.getStatus().subscriptions).toContain(stream);
+    await client.publishMessage(stream, { n: 1 });
+    await until(() => messages.length >= 1, 5_000, "first message delivered");
+
+    client.unsubscribe(stream);
+    expect(client.getStatus().subscriptions).not.toContain(stream);
+    await client.publishBatch(stream, [{ n: 2 }, { n: 3 }, { n: 4 }]);
+    expect(await redis.xlen(stream)).toBe(4);
+    await sleep(300);
+    expect(messages).toHaveLength(1);
+  });
+
+  test("one callback at a time: an async callback is awaited before the next message", async () => {
+    const stream = fresh();
+    let inFlight = 0;
+    let maxInFlight = 0;
+    const seen: number[] = [];
+    await client.subscribe<{ i: number }>(stream, async (m) => {
+      inFlight++;
+      maxInFlight = Math.max(maxInFlight, inFlight);
+      await sleep(5);
+      seen.push(m.data.i);
+      inFlight--;
+    });
+    const n = 30;
+    await client.publishBatch(stream, Array.from({ length: n }, (_, i) => ({ i })));
+    await until(() => seen.length >= n, 10_000, () => `async callbacks completed (${seen.length}/${n})`);
+    expect(maxInFlight).toBe(1);
+    expect(seen).toEqual(Array.from({ length: n }, (_, i) => i));
+    client.unsubscribe(stream);
+  });
+
+  test("a callback that throws synchronously is counted and delivery goes on", async () => {
+    const stream = fresh();
+    const before = client.getStatus().counters.callbackErrors;
+    const seen: number[] = [];
+    await client.subscribe<{ i: number }>(stream, (m) => {
+      seen.push(m.data.i);
+      if (m.data.i === 1) throw new Error("sync boom");
+    });
+    await client.publishBatch(stream, [0, 1, 2, 3].map((i) => ({ i })));
+    await until(() => seen.length >= 4, 5_000, () => `all messages seen (${seen.length}/4)`);
+    expect(seen).toEqual([0, 1, 2, 3]);
+    await until(() => client.getStatus().counters.callbackErrors >= before + 1, 2_000, "callbackErrors counted");
+    expect(client.getStatus().counters.callbackErrors).toBe(before + 1);
+    // Still alive after the error.
+    await client.publishMessage(stream, { i: 4 });
+    await until(() => seen.length >= 5, 5_000, "message after the error");
+    client.unsubscribe(stream);
+  });
+
+  test("a callback that rejects is counted and delivery goes on", async () => {
+    const stream = fresh();
+    const before = client.getStatus().counters.callbackErrors;
+    const seen: number[] = [];
+    await client.subscribe<{ i: number }>(stream, async (m) => {
+      seen.push(m.data.i);
+      await sleep(1);
+      if (m.data.i === 0 || m.data.i === 2) throw new Error("async boom");
+    });
+    await client.publishBatch(stream, [0, 1, 2, 3].map((i) => ({ i })));
+    await until(() => seen.length >= 4, 5_000, () => `all messages seen (${seen.length}/4)`);
+    expect(seen).toEqual([0, 1, 2, 3]);
+    await until(() => client.getStatus().counters.callbackErrors >= before + 2, 2_000, "callbackErrors counted");
+    expect(client.getStatus().counters.callbackErrors).toBe(before + 2);
+    client.unsubscribe(stream);
+  });
+
+  test("two subscriptions on one stream each receive every message; unsubscribe removes both", async () => {
+    const stream = fresh();
+    const a = collector();
+    const b = collector();
+    await client.subscribe(stream, a.callback);
+    await client.subscribe(stream, b.callback);
+    const ids = await client.publishBatch(stream, [1, 2, 3].map((n) => ({ n })));
+    await until(() => a.messages.length >= 3 && b.messages.length >= 3, 5_000, "both subscriptions received 3");
+    await sleep(100);
+    expect(a.messages.map((m) => m.id)).toEqual(ids);
+    expect(b.messages.map((m) => m.id)).toEqual(ids);
+
+    client.unsubscribe(stream);
+    expect(client.getStatus().subscriptions).not.toContain(stream);
+    await client.publishMessage(stream, { n: 4 });
+    await sleep(200);
+    expect(a.messages).toHaveLength(3);
+    expect(b.messages).toHaveLength(3);
+  });
+
+  test("publish and delivery counters increase", async () => {
+    const stream = fresh();
+    const before = client.getStatus().counters;
+    const { messages, callback } = collector();
+    await client.subscribe(stream, callback);
+    await client.publishBatch(stream, [1, 2]);
+    await client.publishMessage(stream, 3);
+    await until(() => messages.length >= 3, 5_000, "3 delivered");
+    await until(() => client.getStatus().counters.delivered >= before.delivered + 3, 2_000, "delivered counter");
+    const after = client.getStatus().counters;
+    expect(after.published).toBe(before.published + 3);
+    expect(after.delivered).toBe(before.delivered + 3);
+    client.unsubscribe(stream);
+  });
+
+  test("rejects a non-function callback and an empty stream name with ERR_INVALID_ARG", async () => {
+    const subscribe = client.subscribe.bind(client) as unknown as (s: unknown, cb: unknown, o?: unknown) => Promise<void>;
+    await expect(Promise.resolve().then(() => subscribe(fresh(), "not a function"))).rejects.toMatchObject({
+      code: "ERR_INVALID_ARG",
+    });
+    await expect(Promise.resolve().then(() => subscribe("", () => {}))).rejects.toMatchObject({ code: "ERR_INVALID_ARG" });
+  });
+});
+
+describe("subscribe (private server: connection accounting and blocked reads)", () => {
+  let server: RedisServer;
+  let redis: Redis;
+
+  beforeAll(async () => {
+    server = await startRedis({ private: true });
+    redis = new Redis(server.url);
+  });
+
+  afterAll(async () => {
+    redis?.disconnect();
+    await server?.stop();
+  });
+
+  // Connections of a client disconnected by the previous test close asynchronously on the server;
+  // wait until only the checker is left so that counts and "blocked" baselines belong to this test.
+  beforeEach(async () => {
+    await until(async () => (await clientCount(redis)) === 1, 5_000, "only the checker connection left on the server");
+  });
+
+  test("50 subscriptions on one client all receive their message over at most 3 connections", async () => {
+    const baseline = await clientCount(redis); // the checker's own connection
+    const client = new StreamsClient({ redisUrl: server.url, enableAutoTrim: false, logLevel: "error" });
+    try {
+      await client.connect();
+      const streams = Array.from({ length: 50 }, fresh);
+      const got = new Map<string, StreamMessage[]>(streams.map((s) => [s, []]));
+      for (const s of streams) await client.subscribe(s, (m) => void got.get(s)!.push(m));
+      expect([...client.getStatus().subscriptions].sort()).toEqual([...streams].sort());
+
+      const ids = await Promise.all(streams.map((s) => client.publishMessage(s, { s })));
+      await until(
+        () => streams.every((s) => got.get(s)!.length >= 1),
+        10_000,
+        () => `${streams.filter((s) => got.get(s)!.length >= 1).length}/50 subscriptions delivered`,
+      );
+      streams.forEach((s, i) => {
+        expect(got.get(s)!.map((m) => m.id)).toEqual([ids[i]]);
+        expect(got.get(s)![0]!.data).toEqual({ s });
+      });
+
+      const used = (await clientCount(redis)) - baseline;
+      expect(used).toBeGreaterThanOrEqual(1);
+      expect(used).toBeLessThanOrEqual(3);
+    } finally {
+      await client.disconnect();
+    }
+  });
+
+  test("subscribe takes effect promptly while the reader is blocked with blockMs 5000", async () => {
+    const blockedBefore = await blockedInXread(redis);
+    const client = new StreamsClient({ redisUrl: server.url, defaultBlockMs: 5_000, enableAutoTrim: false, logLevel: "error" });
+    try {
+      await client.connect();
+      const a = collector();
+      await client.subscribe(fresh(), a.callback, { blockMs: 5_000 });
+      await until(async () => (await blockedInXread(redis)) > blockedBefore, 5_000, "reader blocked in XREAD on stream A");
+
+      const streamB = fresh();
+      const b = collector();
+      const t0 = Date.now();
+      await client.subscribe(streamB, b.callback, { blockMs: 5_000 });
+      const id = await client.publishMessage(streamB, { b: 1 });
+      await until(() => b.messages.length >= 1, 5_000, "stream B delivered");
+      const elapsed = Date.now() - t0;
+      expect(b.messages[0]!.id).toBe(id);
+      expect(elapsed).toBeLessThan(1_000);
+      expect(a.messages).toHaveLength(0);
+    } finally {
+      await client.disconnect();
+    }
+  });
+
+  test("unsubscribe takes effect promptly while the reader is blocked with blockMs 5000", async () => {
+    const blockedBefore = await blockedInXread(redis);
+    const client = new StreamsClient({ redisUrl: server.url, enableAutoTrim: false, logLevel: "error" });
+    try {
+      await client.connect();
+      const streamA = fresh();
+      const streamB = fresh();
+      const a = collector();
+      const b = collector();
+      await client.subscribe(streamA, a.callback, { blockMs: 5_000 });
+      await client.subscribe(streamB, b.callback, { blockMs: 5_000 });
+      await until(async () => (await blockedInXread(redis)) > blockedBefore, 5_000, "reader blocked in XREAD");
+
+      client.unsubscribe(streamA);
+      // B still works right away, A no longer delivers.
+      const t0 = Date.now();
+      await client.publishMessage(streamA, { a: 1 });
+      const idB = await client.publishMessage(streamB, { b: 1 });
+      await until(() => b.messages.length >= 1, 5_000, "stream B delivered");
+      expect(Date.now() - t0).toBeLessThan(1_000);
+      expect(b.messages[0]!.id).toBe(idB);
+      await sleep(200);
+      expect(a.messages).toHaveLength(0);
+    } finally {
+      await client.disconnect();
+    }
+  });
+
+  test("publish is not delayed by a blocked read", async () => {
+    const blockedBefore = await blockedInXread(redis);
+    const client = new StreamsClient({ redisUrl: server.url, enableAutoTrim: false, logLevel: "error" });
+    try {
+      await client.connect();
+      const idle = fresh();
+      const { messages, callback } = collector();
+      await client.subscribe(idle, callback, { blockMs: 5_000 });
+      await until(async () => (await blockedInXread(redis)) > blockedBefore, 5_000, "reader blocked in XREAD");
+
+      const t0 = Date.now();
+      const id = await client.publishMessage(fresh(), { quick: true });
+      expect(Date.now() - t0).toBeLessThan(1_000);
+      expect(id).toMatch(/^\d+-\d+$/);
+
+      const t1 = Date.now();
+      const ids = await client.publishBatch(fresh(), [1, 2, 3]);
+      expect(Date.now() - t1).toBeLessThan(1_000);
+      expect(ids).toHaveLength(3);
+
+      // The blocked subscription still works.
+      const own = await client.publishMessage(idle, { own: true });
+      await until(() => messages.length >= 1, 5_000, "idle stream delivered");
+      expect(messages[0]!.id).toBe(own);
+    } finally {
+      await client.disconnect();
+    }
+  });
+});
