@@ -6,15 +6,17 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use crate::codec::{check_stream_name, PublishId, StreamId};
+use crate::codec::{check_stream_name, PublishId, StartId, StreamId};
 use crate::config::Config;
 use crate::connection::CommandConn;
 use crate::error::{Error, Result};
+use crate::group::{ConsumeOptions, Groups};
 use crate::handler::Handler;
 use crate::lifecycle::Lifecycle;
 use crate::publish;
 use crate::status::{ConnState, Counters, Status};
 use crate::subscribe::{Hub, SubscribeOptions, SubscriptionId};
+use crate::trim::{self, run_auto_trim, Touched, Trim};
 
 /// How long `disconnect()` waits for running callbacks before it stops waiting.
 pub const DISCONNECT_DEADLINE: Duration = Duration::from_secs(10);
@@ -24,6 +26,8 @@ struct Session {
     life: Lifecycle,
     cmd: Arc<CommandConn>,
     hub: Arc<Hub>,
+    groups: Arc<Groups>,
+    touched: Arc<Touched>,
 }
 
 /// A Redis Streams client: publishing, broadcast subscriptions, status.
@@ -87,15 +91,35 @@ impl Client {
                     self.counters.clone(),
                     cmd.clone(),
                 ));
+                let groups = Arc::new(Groups::new(
+                    self.config.clone(),
+                    self.counters.clone(),
+                    cmd.clone(),
+                ));
                 let session = Arc::new(Session {
                     life: Lifecycle::default(),
                     cmd,
                     hub,
+                    groups,
+                    touched: Arc::new(Touched::default()),
                 });
-                session.life.spawn(
+                let life = &session.life;
+                life.spawn(
                     "command-connection",
-                    session.cmd.clone().run(session.life.token.clone()),
+                    session.cmd.clone().run(life.token.clone()),
                 );
+                if self.config.enable_auto_trim {
+                    life.spawn(
+                        "auto-trim",
+                        run_auto_trim(
+                            session.cmd.clone(),
+                            session.touched.clone(),
+                            self.config.auto_trim_interval,
+                            self.config.default_max_len,
+                            life.token.clone(),
+                        ),
+                    );
+                }
                 if let Ok(mut slot) = self.session.write() {
                     *slot = Some(session.clone());
                 }
@@ -120,6 +144,9 @@ impl Client {
         };
         let Some(session) = session else { return };
         session.cmd.set_state(ConnState::Closing);
+        // Cancel first, then wake the blocked reads, so that no loop starts another read.
+        session.life.token.cancel();
+        session.groups.interrupt_all().await;
         session.hub.interrupt().await;
         if !session.life.shutdown(DISCONNECT_DEADLINE).await {
             warn!(
@@ -132,7 +159,8 @@ impl Client {
         info!("disconnected");
     }
 
-    /// Publishes one entry whose `data` is the JSON text `json`.
+    /// Publishes one entry whose `data` is the JSON text `json`, trimming the stream in the
+    /// same command when `trim` is given.
     ///
     /// `Ok(None)` when Redis is unavailable (fail open).
     ///
@@ -144,10 +172,12 @@ impl Client {
         stream: &str,
         json: &str,
         id: PublishId,
+        trim: Option<Trim>,
     ) -> Result<Option<StreamId>> {
         check_stream_name(stream)?;
         let s = self.session()?;
-        publish::publish(&s.cmd, &self.counters, stream, json, id).await
+        s.touched.add(stream);
+        publish::publish(&s.cmd, &self.counters, stream, json, id, trim).await
     }
 
     /// Publishes many entries in one pipeline, order kept.
@@ -161,6 +191,7 @@ impl Client {
     ) -> Result<Vec<Option<StreamId>>> {
         check_stream_name(stream)?;
         let s = self.session()?;
+        s.touched.add(stream);
         publish::publish_batch(&s.cmd, &self.counters, stream, items).await
     }
 
@@ -176,7 +207,9 @@ impl Client {
         opts: SubscribeOptions,
     ) -> Result<SubscriptionId> {
         let s = self.session()?;
-        s.hub.subscribe(&s.life, stream, handler, opts).await
+        let id = s.hub.subscribe(&s.life, stream, handler, opts).await?;
+        s.touched.add(stream);
+        Ok(id)
     }
 
     /// Removes every subscription of `stream`; returns how many there were.
@@ -184,6 +217,75 @@ impl Client {
         self.session()
             .map(|s| s.hub.unsubscribe(stream))
             .unwrap_or(0)
+    }
+
+    /// Creates a consumer group (and the stream when missing); `Ok(true)` also when it
+    /// existed, `Ok(false)` when Redis is unavailable.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArg`] for bad names or a key that is not a stream; [`Error::Closed`].
+    pub async fn create_consumer_group(
+        &self,
+        stream: &str,
+        group: &str,
+        start: StartId,
+    ) -> Result<bool> {
+        let s = self.session()?;
+        s.groups.create_group(stream, group, start).await
+    }
+
+    /// Starts a consumer of `group` on `stream` named `consumer`.
+    ///
+    /// # Errors
+    /// [`Error::NoGroup`] when the group does not exist; [`Error::InvalidArg`] for bad
+    /// names or a consumer already running on this client; [`Error::Closed`].
+    pub async fn consume(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        handler: Arc<dyn Handler>,
+        opts: ConsumeOptions,
+    ) -> Result<()> {
+        let s = self.session()?;
+        s.groups
+            .consume(&s.life, stream, group, consumer, handler, opts)
+            .await?;
+        s.touched.add(stream);
+        Ok(())
+    }
+
+    /// Stops a consumer; waits (bounded) for its running callback and its ack. Returns
+    /// whether it was running.
+    pub async fn stop_consumer(&self, stream: &str, group: &str, consumer: &str) -> bool {
+        match self.session() {
+            Ok(s) => {
+                s.groups
+                    .stop(stream, group, consumer, DISCONNECT_DEADLINE)
+                    .await
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Acknowledges `ids` in one XACK; the number acknowledged, `0` when unavailable.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArg`], [`Error::NoGroup`], [`Error::Closed`].
+    pub async fn acknowledge(&self, stream: &str, group: &str, ids: &[StreamId]) -> Result<u64> {
+        let s = self.session()?;
+        let n = s.groups.ack(stream, group, ids).await?;
+        Counters::add(&self.counters.acked, n);
+        Ok(n)
+    }
+
+    /// Trims a stream; the number of entries removed, `0` when unavailable.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArg`] for a bad name or a key that is not a stream; [`Error::Closed`].
+    pub async fn trim(&self, stream: &str, t: Trim) -> Result<u64> {
+        let s = self.session()?;
+        trim::trim(&s.cmd, stream, t).await
     }
 
     /// The current status.
@@ -205,7 +307,10 @@ impl Client {
                 .as_ref()
                 .map(|s| s.hub.streams())
                 .unwrap_or_default(),
-            consumer_groups: Vec::new(),
+            consumer_groups: session
+                .as_ref()
+                .map(|s| s.groups.names())
+                .unwrap_or_default(),
             counters: self.counters.snapshot(),
         }
     }

@@ -200,7 +200,7 @@ impl Config {
             1.0,
         )?;
         if let Some(level) = &input.log_level {
-            if level.trim().is_empty() || tracing_subscriber::EnvFilter::try_new(level).is_err() {
+            if !is_log_filter(level) {
                 return Err(Error::invalid(
                     "logLevel",
                     format!(
@@ -229,6 +229,21 @@ impl Config {
     }
 }
 
+/// Log levels accepted as a bare word.
+pub const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// A level name, or an EnvFilter directive list with a target (`streamcast=debug,info`).
+///
+/// A bare word that is not a level would parse as a target name and silently switch
+/// streamcast's own logs off, so a typo such as `"wran"` is rejected.
+fn is_log_filter(level: &str) -> bool {
+    let level = level.trim();
+    if LOG_LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+        return true;
+    }
+    level.contains('=') && tracing_subscriber::EnvFilter::try_new(level).is_ok()
+}
+
 /// Checks an optional whole number from JavaScript against `[min, max]`.
 fn int(field: &str, value: Option<f64>, default: u64, min: u64, max: u64) -> Result<u64> {
     value.map_or(Ok(default), |v| whole_number(field, v, min, max))
@@ -242,13 +257,13 @@ pub fn whole_number(field: &str, v: f64, min: u64, max: u64) -> Result<u64> {
     if !v.is_finite() || v.fract() != 0.0 {
         return Err(Error::invalid(
             field,
-            format!("{v} is not a whole number of the range {min}..={max}"),
+            format!("{v} is not a whole number between {min} and {max}"),
         ));
     }
     if v < min as f64 || v > max as f64 {
         return Err(Error::invalid(
             field,
-            format!("{v} is outside the range {min}..={max}"),
+            format!("{v} is not between {min} and {max}"),
         ));
     }
     Ok(v as u64)
@@ -260,7 +275,7 @@ fn float(field: &str, value: Option<f64>, default: f64, min: f64, max: f64) -> R
     if !v.is_finite() || v < min || v > max {
         return Err(Error::invalid(
             field,
-            format!("{v} is outside the range {min}..={max}"),
+            format!("{v} is not between {min} and {max}"),
         ));
     }
     Ok(v)
@@ -422,6 +437,16 @@ mod tests {
         ];
         for (input, field) in cases {
             assert_eq!(field_of(Config::from_input(input).unwrap_err()), field);
+        }
+    }
+
+    #[test]
+    fn log_levels() {
+        for ok in ["info", "DEBUG", "streamcast=debug,info", "off"] {
+            assert!(is_log_filter(ok), "{ok}");
+        }
+        for bad in ["", "wran", "verbose", "a=b=c"] {
+            assert!(!is_log_filter(bad), "{bad}");
         }
     }
 

@@ -309,6 +309,146 @@ impl CommandConn {
     }
 }
 
+/// A connection of its own for blocking reads, with the `CLIENT ID` that `CLIENT UNBLOCK`
+/// needs.
+pub struct BlockingConn {
+    /// The connection; nothing else sends on it while a read is blocked.
+    pub conn: MultiplexedConnection,
+    /// Its `CLIENT ID`.
+    pub id: i64,
+}
+
+/// Opens blocking-read connections with back-off, publishing the schedule to a state watch.
+pub struct Redial {
+    cfg: Arc<Config>,
+    counters: Arc<Counters>,
+    state: Arc<watch::Sender<ConnState>>,
+    backoff: Backoff,
+    ever_connected: bool,
+    what: &'static str,
+}
+
+impl Redial {
+    /// A dialer for the connection named `what` in logs.
+    pub fn new(
+        cfg: Arc<Config>,
+        counters: Arc<Counters>,
+        state: Arc<watch::Sender<ConnState>>,
+        what: &'static str,
+    ) -> Self {
+        Redial {
+            backoff: Backoff::new(cfg.reconnect),
+            cfg,
+            counters,
+            state,
+            ever_connected: false,
+            what,
+        }
+    }
+
+    /// One attempt: a connection, or `None` after the back-off delay (or on cancellation).
+    pub async fn connect(
+        &mut self,
+        client: &redis::Client,
+        token: &CancellationToken,
+    ) -> Option<BlockingConn> {
+        let attempt = async {
+            let mut conn = open(client, &self.cfg).await?;
+            let id: i64 = redis::cmd("CLIENT")
+                .arg("ID")
+                .query_async(&mut conn)
+                .await?;
+            Ok::<_, RedisError>(BlockingConn { conn, id })
+        };
+        let outcome = tokio::select! {
+            _ = token.cancelled() => return None,
+            r = attempt => r,
+        };
+        match outcome {
+            Ok(c) => {
+                if self.ever_connected {
+                    Counters::add(&self.counters.reconnects, 1);
+                    info!(
+                        connection = self.what,
+                        attempt = self.backoff.attempt(),
+                        "reconnected; resuming from the last ids"
+                    );
+                }
+                self.ever_connected = true;
+                self.backoff.reset();
+                self.state.send_replace(ConnState::Connected);
+                Some(c)
+            }
+            Err(e) => {
+                let delay = self.backoff.next_delay();
+                let err = connect_error(&e, &self.cfg);
+                warn!(
+                    connection = self.what,
+                    attempt = self.backoff.attempt(),
+                    retry_in_ms = delay.as_millis() as u64,
+                    error = %e,
+                    "cannot connect to Redis"
+                );
+                self.state.send_replace(ConnState::Reconnecting {
+                    attempt: self.backoff.attempt(),
+                    next_retry_at_ms: now_ms() + delay.as_millis() as u64,
+                    last_error: err.to_string(),
+                    last_error_code: err.code(),
+                });
+                tokio::select! {
+                    _ = token.cancelled() => {}
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                None
+            }
+        }
+    }
+
+    /// The next back-off delay, for a read that failed without losing the connection.
+    pub fn next_delay(&mut self) -> Duration {
+        self.backoff.next_delay()
+    }
+}
+
+/// Tries of `CLIENT UNBLOCK` while a blocking read is still on its way to the server.
+const UNBLOCK_TRIES: u32 = 200;
+/// Pause between those tries.
+const UNBLOCK_RETRY: Duration = Duration::from_millis(2);
+
+/// Sends `CLIENT UNBLOCK id` until it takes or `still_needed` turns false.
+///
+/// A read just sent may not have reached the server yet (UNBLOCK then answers 0), so this
+/// tries again briefly; it gives up when the command connection is unavailable, and the
+/// read then ends at its BLOCK time.
+pub async fn unblock(
+    cmd: &CommandConn,
+    id: impl Fn() -> i64,
+    still_needed: impl Fn() -> bool,
+    token: Option<&CancellationToken>,
+) {
+    for _ in 0..UNBLOCK_TRIES {
+        let target = id();
+        if target < 0 || !still_needed() {
+            return;
+        }
+        match cmd
+            .query::<i64, _>(redis::cmd("CLIENT").arg("UNBLOCK").arg(target))
+            .await
+        {
+            Ok(Some(1)) => return,
+            Ok(Some(_)) => {}
+            _ => return,
+        }
+        match token {
+            Some(t) => tokio::select! {
+                _ = t.cancelled() => return,
+                _ = tokio::time::sleep(UNBLOCK_RETRY) => {}
+            },
+            None => tokio::time::sleep(UNBLOCK_RETRY).await,
+        }
+    }
+}
+
 /// Something that can be sent on a multiplexed connection: a command or a pipeline.
 pub trait Queryable: Sync {
     /// Sends it and parses the reply.

@@ -30,8 +30,28 @@ pub struct CallbackFailure {
 #[error("the callback can no longer be called: {0}")]
 pub struct HandlerGone(pub String);
 
-/// The outcome of one batch: the messages that failed, or a handler that is gone.
-pub type HandleResult = Result<Vec<CallbackFailure>, HandlerGone>;
+/// What happened to one batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// How many messages, from the start of the batch, were handed to the callback; fewer
+    /// than the batch when the subscription or consumer was stopped part-way.
+    pub handled: usize,
+    /// The handled messages whose callback threw or rejected.
+    pub failures: Vec<CallbackFailure>,
+}
+
+impl Outcome {
+    /// Every one of `n` messages was handled without failure.
+    pub fn all_ok(n: usize) -> Self {
+        Outcome {
+            handled: n,
+            failures: Vec::new(),
+        }
+    }
+}
+
+/// The outcome of one batch, or a handler that is gone.
+pub type HandleResult = Result<Outcome, HandlerGone>;
 
 /// User code that receives batches.
 ///

@@ -5,6 +5,8 @@
 //! - `codec`: the wire format (`data` JSON + `timestamp`), ids, decoding foreign entries.
 //! - `connection`: the shared command connection, reconnects, back-off.
 //! - `publish`: XADD and pipelined batches. `subscribe`: one reader per client.
+//! - `group`: consumer groups (pending first, batched XACK, claim, dead letters).
+//! - `trim`: XTRIM and automatic trimming of touched streams.
 //! - `handler`: how messages reach user code. `lifecycle`: tasks and shutdown.
 //! - `status`: counters and connection state. `client`: the public entry point.
 //! - `js`: the napi binding, the only module that names napi.
@@ -16,17 +18,23 @@ pub mod codec;
 pub mod config;
 pub mod connection;
 pub mod error;
+pub mod group;
 pub mod handler;
 pub mod lifecycle;
 pub mod publish;
 pub mod status;
 pub mod subscribe;
+pub mod trim;
 
+// The binding only exists in the addon; unit tests of the core never load it.
+#[cfg(not(test))]
 mod js;
 
 pub use client::Client;
 pub use codec::{Entry, PublishId, StartId, StreamId};
 pub use config::{Config, ConfigInput};
 pub use error::{Error, Result};
-pub use handler::{Batch, CallbackFailure, HandleResult, Handler, HandlerGone};
+pub use group::ConsumeOptions;
+pub use handler::{Batch, CallbackFailure, HandleResult, Handler, HandlerGone, Outcome};
 pub use subscribe::SubscribeOptions;
+pub use trim::{Trim, TrimTo};

@@ -7,11 +7,15 @@ use crate::codec::{now_ms, PublishId, StreamId, DATA_FIELD, TIMESTAMP_FIELD};
 use crate::connection::CommandConn;
 use crate::error::{Error, Result};
 use crate::status::Counters;
+use crate::trim::Trim;
 
-fn xadd(stream: &str, id: PublishId, json: &str, timestamp: u64) -> redis::Cmd {
+fn xadd(stream: &str, id: PublishId, json: &str, timestamp: u64, trim: Option<Trim>) -> redis::Cmd {
     let mut cmd = redis::cmd("XADD");
-    cmd.arg(stream)
-        .arg(id.to_arg())
+    cmd.arg(stream);
+    if let Some(t) = trim {
+        t.write_args(&mut cmd);
+    }
+    cmd.arg(id.to_arg())
         .arg(DATA_FIELD)
         .arg(json)
         .arg(TIMESTAMP_FIELD)
@@ -50,7 +54,8 @@ fn parse_id(v: &Value) -> Result<StreamId> {
         .map_err(|_| Error::Protocol(format!("XADD replied {text:?}")))
 }
 
-/// Appends one entry (`data`, `timestamp`) to `stream`.
+/// Appends one entry (`data`, `timestamp`) to `stream`, trimming it in the same command
+/// when `trim` is given (the cheapest way to bound a stream).
 ///
 /// # Errors
 /// [`Error::InvalidArg`] when Redis refuses the entry (an id not above the stream's top, a
@@ -61,9 +66,10 @@ pub async fn publish(
     stream: &str,
     json: &str,
     id: PublishId,
+    trim: Option<Trim>,
 ) -> Result<Option<StreamId>> {
     let reply: Option<Value> = conn
-        .query(&xadd(stream, id, json, now_ms()))
+        .query(&xadd(stream, id, json, now_ms(), trim))
         .await
         .map_err(|e| refusal(stream, id, &e))?;
     match reply {
@@ -101,7 +107,7 @@ pub async fn publish_batch(
     pipe.ignore_errors();
     let ts = now_ms();
     for json in items {
-        pipe.add_command(xadd(stream, PublishId::Auto, json, ts));
+        pipe.add_command(xadd(stream, PublishId::Auto, json, ts, None));
     }
     let replies: Option<Vec<Value>> = conn
         .query(&pipe)

@@ -55,6 +55,12 @@ pub struct Counters {
     pub callback_errors: AtomicU64,
     /// Successful reconnects of any connection of this client.
     pub reconnects: AtomicU64,
+    /// Group entries acknowledged (auto-ack and `acknowledgeMessages`).
+    pub acked: AtomicU64,
+    /// Entries taken over from idle consumers with XAUTOCLAIM.
+    pub claimed: AtomicU64,
+    /// Entries moved to a dead-letter stream.
+    pub dead_lettered: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -70,6 +76,12 @@ pub struct CountersSnapshot {
     pub callback_errors: u64,
     /// See [`Counters::reconnects`].
     pub reconnects: u64,
+    /// See [`Counters::acked`].
+    pub acked: u64,
+    /// See [`Counters::claimed`].
+    pub claimed: u64,
+    /// See [`Counters::dead_lettered`].
+    pub dead_lettered: u64,
 }
 
 impl Counters {
@@ -87,6 +99,9 @@ impl Counters {
             delivered: get(&self.delivered),
             callback_errors: get(&self.callback_errors),
             reconnects: get(&self.reconnects),
+            acked: get(&self.acked),
+            claimed: get(&self.claimed),
+            dead_lettered: get(&self.dead_lettered),
         }
     }
 }

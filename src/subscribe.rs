@@ -25,9 +25,9 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::codec::{check_stream_name, now_ms, parse_entries, parse_read_reply, StartId, StreamId};
+use crate::codec::{check_stream_name, parse_entries, parse_read_reply, StartId, StreamId};
 use crate::config::Config;
-use crate::connection::{connect_error, open, Backoff, CommandConn};
+use crate::connection::{unblock, CommandConn, Redial};
 use crate::error::{classify, Error, Failure, Result};
 use crate::handler::{Batch, Handler};
 use crate::lifecycle::Lifecycle;
@@ -37,10 +37,6 @@ use crate::status::{ConnState, Counters};
 const NOT_READING: u64 = u64::MAX;
 /// Extra time past BLOCK before a silent read counts as a dead connection.
 const WATCHDOG_GRACE: Duration = Duration::from_secs(2);
-/// Tries of `CLIENT UNBLOCK` while the reader's XREAD is still on its way to the server.
-const UNBLOCK_TRIES: u32 = 200;
-/// Pause between those tries.
-const UNBLOCK_RETRY: Duration = Duration::from_millis(2);
 
 /// Options of one subscription.
 #[derive(Debug, Clone, Copy)]
@@ -112,7 +108,7 @@ pub struct Hub {
     changed: Notify,
     unblock: Notify,
     started: AtomicBool,
-    reader_state: watch::Sender<ConnState>,
+    reader_state: Arc<watch::Sender<ConnState>>,
 }
 
 impl Hub {
@@ -130,7 +126,7 @@ impl Hub {
             changed: Notify::new(),
             unblock: Notify::new(),
             started: AtomicBool::new(false),
-            reader_state: watch::Sender::new(ConnState::Idle),
+            reader_state: Arc::new(watch::Sender::new(ConnState::Idle)),
         }
     }
 
@@ -207,7 +203,7 @@ impl Hub {
         }
         info!(
             stream,
-            id,
+            subscription = id,
             cursor = %cursor.map_or_else(|| "unresolved $".to_owned(), |c| c.to_string()),
             "subscribed"
         );
@@ -247,13 +243,13 @@ impl Hub {
 
     /// Interrupts the reader's XREAD now (used by `disconnect()`).
     pub async fn interrupt(&self) {
-        let id = self.reader_id.load(Ordering::SeqCst);
-        if id >= 0 && self.reading_gen.load(Ordering::SeqCst) != NOT_READING {
-            let _ = self
-                .cmd
-                .query::<i64, _>(redis::cmd("CLIENT").arg("UNBLOCK").arg(id))
-                .await;
-        }
+        unblock(
+            &self.cmd,
+            || self.reader_id.load(Ordering::SeqCst),
+            || self.reading_gen.load(Ordering::SeqCst) != NOT_READING,
+            None,
+        )
+        .await;
     }
 
     async fn last_id_via_command(&self, stream: &str) -> Result<Option<StreamId>> {
@@ -364,8 +360,12 @@ impl Hub {
     /// subscription from its last id.
     async fn run_reader(self: Arc<Self>, token: CancellationToken) {
         let mut conn: Option<MultiplexedConnection> = None;
-        let mut backoff = Backoff::new(self.cfg.reconnect);
-        let mut ever_connected = false;
+        let mut redial = Redial::new(
+            self.cfg.clone(),
+            self.counters.clone(),
+            self.reader_state.clone(),
+            "reader",
+        );
         loop {
             if token.is_cancelled() {
                 break;
@@ -377,16 +377,10 @@ impl Hub {
                 }
             };
             let Some(c) = conn.as_mut() else {
-                match self
-                    .connect_reader(&token, &mut backoff, ever_connected)
-                    .await
-                {
-                    Some(c) => {
-                        ever_connected = true;
-                        conn = Some(c);
-                    }
-                    None if token.is_cancelled() => break,
-                    None => {}
+                self.reader_id.store(-1, Ordering::SeqCst);
+                if let Some(b) = redial.connect(self.cmd.client(), &token).await {
+                    self.reader_id.store(b.id, Ordering::SeqCst);
+                    conn = Some(b.conn);
                 }
                 continue;
             };
@@ -405,6 +399,12 @@ impl Hub {
             }
             let cmd = xread_cmd(&plan);
             self.reading_gen.store(plan.gen, Ordering::SeqCst);
+            // A change that landed between planning and this store found the reader "not
+            // reading", so nobody will unblock this read: plan again instead.
+            if self.gen.load(Ordering::SeqCst) != plan.gen {
+                self.reading_gen.store(NOT_READING, Ordering::SeqCst);
+                continue;
+            }
             let watchdog = plan.block + self.cfg.command_timeout + WATCHDOG_GRACE;
             let outcome = tokio::select! {
                 biased;
@@ -426,7 +426,7 @@ impl Hub {
                         conn = None;
                     }
                     _ => {
-                        let delay = backoff.next_delay();
+                        let delay = redial.next_delay();
                         error!(
                             error = %e,
                             streams = ?plan.keys.iter().map(|k| k.0.to_string()).collect::<Vec<_>>(),
@@ -449,60 +449,6 @@ impl Hub {
         self.reader_state.send_replace(ConnState::Closed);
     }
 
-    async fn connect_reader(
-        &self,
-        token: &CancellationToken,
-        backoff: &mut Backoff,
-        ever_connected: bool,
-    ) -> Option<MultiplexedConnection> {
-        self.reader_id.store(-1, Ordering::SeqCst);
-        let attempt = async {
-            let mut c = open(self.cmd.client(), &self.cfg).await?;
-            let id: i64 = redis::cmd("CLIENT").arg("ID").query_async(&mut c).await?;
-            Ok::<_, redis::RedisError>((c, id))
-        };
-        let outcome = tokio::select! {
-            _ = token.cancelled() => return None,
-            r = attempt => r,
-        };
-        match outcome {
-            Ok((c, id)) => {
-                self.reader_id.store(id, Ordering::SeqCst);
-                if ever_connected {
-                    Counters::add(&self.counters.reconnects, 1);
-                    info!(
-                        attempt = backoff.attempt(),
-                        "reader reconnected; resuming from the last ids"
-                    );
-                }
-                backoff.reset();
-                self.reader_state.send_replace(ConnState::Connected);
-                Some(c)
-            }
-            Err(e) => {
-                let delay = backoff.next_delay();
-                let err = connect_error(&e, &self.cfg);
-                warn!(
-                    attempt = backoff.attempt(),
-                    retry_in_ms = delay.as_millis() as u64,
-                    error = %e,
-                    "reader cannot connect to Redis"
-                );
-                self.reader_state.send_replace(ConnState::Reconnecting {
-                    attempt: backoff.attempt(),
-                    next_retry_at_ms: now_ms() + delay.as_millis() as u64,
-                    last_error: err.to_string(),
-                    last_error_code: err.code(),
-                });
-                tokio::select! {
-                    _ = token.cancelled() => {}
-                    _ = tokio::time::sleep(delay) => {}
-                }
-                None
-            }
-        }
-    }
-
     /// Sends `CLIENT UNBLOCK` to the reader whenever its running XREAD is stale.
     async fn run_waker(self: Arc<Self>, token: CancellationToken) {
         loop {
@@ -510,30 +456,16 @@ impl Hub {
                 _ = token.cancelled() => return,
                 _ = self.unblock.notified() => {}
             }
-            for _ in 0..UNBLOCK_TRIES {
-                let reading = self.reading_gen.load(Ordering::SeqCst);
-                if reading == NOT_READING || reading >= self.gen.load(Ordering::SeqCst) {
-                    break;
-                }
-                let id = self.reader_id.load(Ordering::SeqCst);
-                if id < 0 {
-                    break;
-                }
-                match self
-                    .cmd
-                    .query::<i64, _>(redis::cmd("CLIENT").arg("UNBLOCK").arg(id))
-                    .await
-                {
-                    Ok(Some(1)) => break,
-                    // 0: the XREAD has not reached the server yet; try again shortly.
-                    Ok(Some(_)) => {}
-                    _ => break,
-                }
-                tokio::select! {
-                    _ = token.cancelled() => return,
-                    _ = tokio::time::sleep(UNBLOCK_RETRY) => {}
-                }
-            }
+            unblock(
+                &self.cmd,
+                || self.reader_id.load(Ordering::SeqCst),
+                || {
+                    let reading = self.reading_gen.load(Ordering::SeqCst);
+                    reading != NOT_READING && reading < self.gen.load(Ordering::SeqCst)
+                },
+                Some(&token),
+            )
+            .await;
         }
     }
 }
@@ -557,14 +489,13 @@ async fn deliver(
         if sub.excluded.swap(false, Ordering::SeqCst) {
             hub.wake();
         }
-        let n = batch.entries.len() as u64;
         match handler.handle(batch).await {
-            Ok(failures) => {
-                Counters::add(&hub.counters.delivered, n);
-                for f in &failures {
+            Ok(outcome) => {
+                Counters::add(&hub.counters.delivered, outcome.handled as u64);
+                for f in &outcome.failures {
                     warn!(stream = %sub.stream, id = %f.id, error = %f.error, "subscription callback failed; delivery goes on");
                 }
-                Counters::add(&hub.counters.callback_errors, failures.len() as u64);
+                Counters::add(&hub.counters.callback_errors, outcome.failures.len() as u64);
             }
             Err(gone) => {
                 warn!(stream = %sub.stream, error = %gone, "subscription callback is gone; removing the subscription");

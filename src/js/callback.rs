@@ -14,7 +14,7 @@ use napi::threadsafe_function::ThreadsafeFunction;
 
 use crate::codec::batch_json;
 use crate::error::Error as CoreError;
-use crate::handler::{Batch, CallbackFailure, HandleResult, Handler, HandlerGone};
+use crate::handler::{Batch, CallbackFailure, HandleResult, Handler, HandlerGone, Outcome};
 
 const HELPERS: &str = r#"(function () {
   const replacer = (k, x) => (typeof x === "bigint" ? x.toString() : x);
@@ -30,21 +30,35 @@ const HELPERS: &str = r#"(function () {
         return "E" + (e && e.message ? e.message : String(e));
       }
     },
-    subscriber(cb) {
+    subscriber(cb, concurrency) {
       let stopped = false;
       const deliver = async (json) => {
         const batch = JSON.parse(json);
-        let failed = null;
-        for (let i = 0; i < batch.length && !stopped; i++) {
-          const m = batch[i];
-          try {
-            const r = cb(m);
-            if (r !== null && typeof r === "object" && typeof r.then === "function") await r;
-          } catch (e) {
-            (failed ??= []).push(m.id, describe(e));
+        const failed = [];
+        let i = 0;
+        if (concurrency <= 1) {
+          for (; i < batch.length && !stopped; i++) {
+            const m = batch[i];
+            try {
+              const r = cb(m);
+              if (r !== null && typeof r === "object" && typeof r.then === "function") await r;
+            } catch (e) {
+              failed.push(m.id, describe(e));
+            }
           }
+        } else {
+          const running = new Set();
+          const run = async (m) => {
+            try { await cb(m); } catch (e) { failed.push(m.id, describe(e)); }
+          };
+          for (; i < batch.length && !stopped; i++) {
+            const p = run(batch[i]).then(() => running.delete(p));
+            running.add(p);
+            if (running.size >= concurrency) await Promise.race(running);
+          }
+          await Promise.all(running);
         }
-        return failed;
+        return i === batch.length && failed.length === 0 ? null : [String(i), ...failed];
       };
       return [deliver, () => { stopped = true; }];
     },
@@ -57,7 +71,7 @@ const HELPERS: &str = r#"(function () {
 /// The helper functions compiled once per env.
 pub struct Helpers {
     stringify: FunctionRef<Unknown<'static>, String>,
-    subscriber: FunctionRef<Unknown<'static>, Array<'static>>,
+    subscriber: FunctionRef<FnArgs<(Unknown<'static>, u32)>, Array<'static>>,
     logger: FunctionRef<Unknown<'static>, Unknown<'static>>,
 }
 
@@ -70,7 +84,7 @@ impl Helpers {
                 .get_named_property::<Function<Unknown, String>>("stringify")?
                 .create_ref()?,
             subscriber: obj
-                .get_named_property::<Function<Unknown, Array>>("subscriber")?
+                .get_named_property::<Function<FnArgs<(Unknown, u32)>, Array>>("subscriber")?
                 .create_ref()?,
             logger: obj
                 .get_named_property::<Function<Unknown, Unknown>>("logger")?
@@ -101,18 +115,20 @@ impl Helpers {
         }
     }
 
-    /// Wraps a user callback in the batch trampoline: `(deliver, stop)`.
+    /// Wraps a user callback in the batch trampoline: `(deliver, stop)`; up to
+    /// `concurrency` callbacks of one batch run at once.
     pub fn subscriber<'e>(
         &self,
         env: &'e Env,
         cb: Unknown,
-    ) -> Result<(
-        Function<'e, String, Promise<Option<Vec<String>>>>,
-        Function<'e, (), ()>,
-    )> {
-        let pair = self.subscriber.borrow_back(env)?.call(cb)?;
-        let deliver: Function<String, Promise<Option<Vec<String>>>> = pair.get_element(0)?;
-        let stop: Function<(), ()> = pair.get_element(1)?;
+        concurrency: u32,
+    ) -> Result<(Deliver<'e>, Stop<'e>)> {
+        let pair = self
+            .subscriber
+            .borrow_back(env)?
+            .call(FnArgs::from((cb, concurrency)))?;
+        let deliver: Deliver = pair.get_element(0)?;
+        let stop: Stop = pair.get_element(1)?;
         Ok((deliver, stop))
     }
 
@@ -130,6 +146,11 @@ pub fn json_text(prefixed: &str) -> &str {
 
 type DeliverFn = ThreadsafeFunction<String, Promise<Option<Vec<String>>>, String, Status, false>;
 
+/// The trampoline's `deliver(batchJson)`: resolves to `null` or the failure report.
+pub type Deliver<'e> = Function<'e, String, Promise<Option<Vec<String>>>>;
+/// The trampoline's `stop()`.
+pub type Stop<'e> = Function<'e, (), ()>;
+
 /// A subscription callback as a core [`Handler`].
 pub struct JsHandler {
     tsfn: Arc<DeliverFn>,
@@ -137,7 +158,7 @@ pub struct JsHandler {
 
 impl JsHandler {
     /// Builds the handler from the trampoline's `deliver` function.
-    pub fn new(deliver: Function<'_, String, Promise<Option<Vec<String>>>>) -> Result<Self> {
+    pub fn new(deliver: Deliver<'_>) -> Result<Self> {
         let tsfn = deliver
             .build_threadsafe_function()
             .callee_handled::<false>()
@@ -161,14 +182,8 @@ impl Handler for JsHandler {
                 Err(e) => return Ok(all_failed(&batch, &e.reason)),
             };
             match promise.await {
-                Ok(None) => Ok(Vec::new()),
-                Ok(Some(flat)) => Ok(flat
-                    .chunks(2)
-                    .map(|p| CallbackFailure {
-                        id: p[0].clone(),
-                        error: p.get(1).cloned().unwrap_or_default(),
-                    })
-                    .collect()),
+                Ok(None) => Ok(Outcome::all_ok(batch.entries.len())),
+                Ok(Some(flat)) => Ok(outcome_of(&flat, batch.entries.len())),
                 Err(e) if tsfn.aborted() => Err(HandlerGone(e.reason.clone())),
                 Err(e) => Ok(all_failed(&batch, &e.reason)),
             }
@@ -176,13 +191,35 @@ impl Handler for JsHandler {
     }
 }
 
-fn all_failed(batch: &Batch, why: &str) -> Vec<CallbackFailure> {
-    batch
-        .entries
-        .iter()
-        .map(|e| CallbackFailure {
-            id: e.id.to_string(),
-            error: why.to_owned(),
+/// Reads the trampoline's report: `[handledCount, id, error, id, error, ...]`.
+fn outcome_of(flat: &[String], len: usize) -> Outcome {
+    let handled = flat
+        .first()
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(len)
+        .min(len);
+    let failures = flat
+        .get(1..)
+        .unwrap_or_default()
+        .chunks(2)
+        .map(|p| CallbackFailure {
+            id: p[0].clone(),
+            error: p.get(1).cloned().unwrap_or_default(),
         })
-        .collect()
+        .collect();
+    Outcome { handled, failures }
+}
+
+fn all_failed(batch: &Batch, why: &str) -> Outcome {
+    Outcome {
+        handled: batch.entries.len(),
+        failures: batch
+            .entries
+            .iter()
+            .map(|e| CallbackFailure {
+                id: e.id.to_string(),
+                error: why.to_owned(),
+            })
+            .collect(),
+    }
 }

@@ -1,6 +1,6 @@
 //! The `StreamsClient` class: converts arguments, calls the core, converts results.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
 use std::rc::Rc;
@@ -15,16 +15,56 @@ use super::env_data;
 use super::error::settle;
 use super::logging;
 use super::types::{
-    opt_object_arg, opt_string_arg, string_arg, Status as JsStatus, StreamsClientConfig,
-    SubscribeOptions as JsSubscribeOptions,
+    opt_object_arg, opt_string_arg, string_arg, ConsumeOptions, PublishOptions, Status as JsStatus,
+    StreamsClientConfig, SubscribeOptions as JsSubscribeOptions, TrimOptions,
 };
 use crate::client::Client;
-use crate::codec::{check_stream_name, PublishId, StartId};
+use crate::codec::{check_stream_name, PublishId, StartId, StreamId};
 use crate::config::{whole_number, Config, MAX_BLOCK_MS, MAX_COUNT};
 use crate::error::{Error as CoreError, Result as CoreResult};
+use crate::group::{ConsumeOptions as CoreConsumeOptions, DEFAULT_RETRY_DELAY};
+use crate::handler::Handler;
 use crate::subscribe::SubscribeOptions;
+use crate::trim::{Trim, TrimTo};
 
 type StopFn = FunctionRef<(), ()>;
+
+/// What a JavaScript delivery loop belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Owner {
+    /// A subscription of this stream.
+    Subscription(String),
+    /// A consumer, `stream:group:consumer`.
+    Consumer(String),
+}
+
+/// The stop functions of this client's JavaScript delivery loops.
+#[derive(Default)]
+struct Loops {
+    next: u64,
+    stops: HashMap<u64, (Owner, StopFn)>,
+}
+
+impl Loops {
+    fn add(&mut self, owner: Owner, stop: StopFn) -> u64 {
+        self.next += 1;
+        self.stops.insert(self.next, (owner, stop));
+        self.next
+    }
+
+    fn take(&mut self, which: impl Fn(&Owner) -> bool) -> Vec<StopFn> {
+        let keys: Vec<u64> = self
+            .stops
+            .iter()
+            .filter(|(_, (o, _))| which(o))
+            .map(|(k, _)| *k)
+            .collect();
+        keys.iter()
+            .filter_map(|k| self.stops.remove(k))
+            .map(|(_, f)| f)
+            .collect()
+    }
+}
 
 /// A Redis Streams client: publish, broadcast subscriptions, consumer groups, status.
 ///
@@ -33,9 +73,8 @@ type StopFn = FunctionRef<(), ()>;
 #[napi]
 pub struct StreamsClient {
     inner: Arc<Client>,
-    /// Stop functions of the JavaScript delivery loops, by local key, with their stream.
-    stops: Rc<RefCell<HashMap<u64, (String, StopFn)>>>,
-    next_key: Cell<u64>,
+    /// Stop functions of the JavaScript delivery loops.
+    loops: Rc<RefCell<Loops>>,
 }
 
 /// Runs `fut` on the runtime and settles a Promise with its result; errors carry `code`.
@@ -64,30 +103,92 @@ impl StreamsClient {
         }
         Ok(StreamsClient {
             inner: Arc::new(Client::new(config)),
-            stops: Rc::new(RefCell::new(HashMap::new())),
-            next_key: Cell::new(0),
+            loops: Rc::new(RefCell::new(Loops::default())),
         })
     }
 
-    /// Stops the JavaScript delivery loops whose stream matches `stream` (all when `None`).
-    fn stop_loops(&self, env: &Env, stream: Option<&str>) -> Result<()> {
-        let stopped: Vec<StopFn> = {
-            let mut stops = self.stops.borrow_mut();
-            let keys: Vec<u64> = stops
-                .iter()
-                .filter(|(_, (s, _))| stream.is_none_or(|want| want == s))
-                .map(|(k, _)| *k)
-                .collect();
-            keys.iter()
-                .filter_map(|k| stops.remove(k))
-                .map(|(_, f)| f)
-                .collect()
-        };
+    /// Stops the JavaScript delivery loops that `which` selects: no callback starts in them
+    /// afterwards.
+    fn stop_loops(&self, env: &Env, which: impl Fn(&Owner) -> bool) -> Result<()> {
+        let stopped = self.loops.borrow_mut().take(which);
         for f in stopped {
             f.borrow_back(env)?.call(())?;
         }
         Ok(())
     }
+
+    /// Wraps `callback` in a delivery loop, hands it to the core through `start`, and
+    /// forgets the loop again when starting fails.
+    fn start_loop<'e, F, Fut>(
+        &self,
+        env: &'e Env,
+        owner: Owner,
+        callback: Unknown,
+        concurrency: u32,
+        start: F,
+    ) -> Result<PromiseRaw<'e, ()>>
+    where
+        F: FnOnce(Arc<dyn Handler>) -> Fut,
+        Fut: Future<Output = CoreResult<()>> + Send + 'static,
+    {
+        let (deliver, stop) = env_data(env)?
+            .helpers
+            .subscriber(env, callback, concurrency)?;
+        let handler: Arc<dyn Handler> = Arc::new(JsHandler::new(deliver)?);
+        let key = self.loops.borrow_mut().add(owner, stop.create_ref()?);
+        let loops = self.loops.clone();
+        let fut = start(handler);
+        env.spawn_future_with_callback(async move { Ok(fut.await) }, move |env, r| {
+            if r.is_err() {
+                loops.borrow_mut().stops.remove(&key);
+            }
+            settle(env, r)
+        })
+    }
+}
+
+fn is_callback(v: &Unknown) -> CoreResult<()> {
+    if v.get_type().ok() != Some(ValueType::Function) {
+        return Err(CoreError::invalid("callback", "expected a function"));
+    }
+    Ok(())
+}
+
+fn opt_ms(field: &str, v: Option<f64>, min: u64, max: u64) -> CoreResult<Option<Duration>> {
+    v.map(|n| whole_number(field, n, min, max).map(Duration::from_millis))
+        .transpose()
+}
+
+fn opt_count(field: &str, v: Option<f64>) -> CoreResult<Option<usize>> {
+    v.map(|n| whole_number(field, n, 1, MAX_COUNT as u64).map(|n| n as usize))
+        .transpose()
+}
+
+fn trim_of(
+    max_len: Option<f64>,
+    min_id: Option<String>,
+    approximate: Option<bool>,
+) -> CoreResult<Option<Trim>> {
+    let to = match (max_len, min_id) {
+        (Some(_), Some(_)) => {
+            return Err(CoreError::invalid(
+                "maxLen",
+                "give maxLen or minId, not both",
+            ))
+        }
+        (Some(n), None) => TrimTo::MaxLen(whole_number("maxLen", n, 0, i64::MAX as u64)?),
+        (None, Some(id)) => TrimTo::MinId(id.parse().map_err(|_| {
+            CoreError::invalid(
+                "minId",
+                format!("{id:?} is not a stream id like 1700000000000-0"),
+            )
+        })?),
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(Trim {
+        to,
+        approximate: approximate.unwrap_or(true),
+    }))
 }
 
 #[napi]
@@ -124,7 +225,7 @@ impl StreamsClient {
     /// called again (subscriptions are not restored).
     #[napi(catch_unwind, ts_return_type = "Promise<void>")]
     pub fn disconnect<'e>(&self, env: &'e Env) -> Result<PromiseRaw<'e, ()>> {
-        self.stop_loops(env, None)?;
+        self.stop_loops(env, |_| true)?;
         let c = self.inner.clone();
         promise(env, async move {
             c.disconnect().await;
@@ -136,12 +237,14 @@ impl StreamsClient {
     ///
     /// Resolves to the entry id, or `null` when Redis is unavailable (within
     /// `commandTimeoutMs`). `id` may be `"*"` (default), `"<ms>-*"` or `"<ms>-<seq>"`.
+    /// `options.maxLen` trims the stream in the same command (`XADD … MAXLEN ~ n`), the
+    /// cheapest way to keep a stream bounded.
     /// Rejects with `ERR_INVALID_ARG` for an empty stream name, a malformed id, an id not
     /// greater than the stream's last id, or data JSON cannot represent; `ERR_CLOSED` when
     /// not connected.
     #[napi(
         catch_unwind,
-        ts_args_type = "stream: string, data: unknown, id?: string | null",
+        ts_args_type = "stream: string, data: unknown, id?: string | null, options?: PublishOptions | null",
         ts_return_type = "Promise<string | null>"
     )]
     pub fn publish_message<'e>(
@@ -150,17 +253,20 @@ impl StreamsClient {
         stream: Unknown,
         data: Unknown,
         id: Option<Unknown>,
+        options: Option<Unknown>,
     ) -> Result<PromiseRaw<'e, Option<String>>> {
-        let prepared = (|| -> CoreResult<(String, PublishId)> {
+        let prepared = (|| -> CoreResult<(String, PublishId, Option<Trim>)> {
             let stream = string_arg(stream, "stream")?;
             check_stream_name(&stream)?;
             let id = match opt_string_arg(id, "id")? {
                 Some(id) => PublishId::parse(&id)?,
                 None => PublishId::Auto,
             };
-            Ok((stream, id))
+            let o: PublishOptions = opt_object_arg(options, "options")?;
+            let trim = trim_of(o.max_len, None, o.approximate)?;
+            Ok((stream, id, trim))
         })();
-        let (stream, id) = match prepared {
+        let (stream, id, trim) = match prepared {
             Ok(p) => p,
             Err(e) => return rejected(env, e),
         };
@@ -170,7 +276,7 @@ impl StreamsClient {
         };
         let c = self.inner.clone();
         promise(env, async move {
-            let id = c.publish(&stream, json_text(&json), id).await?;
+            let id = c.publish(&stream, json_text(&json), id, trim).await?;
             Ok(id.map(|i| i.to_string()))
         })
     }
@@ -246,24 +352,14 @@ impl StreamsClient {
         let prepared = (|| -> CoreResult<(String, SubscribeOptions)> {
             let stream = string_arg(stream, "stream")?;
             check_stream_name(&stream)?;
-            if callback.get_type().ok() != Some(ValueType::Function) {
-                return Err(CoreError::invalid("callback", "expected a function"));
-            }
+            is_callback(&callback)?;
             let o: JsSubscribeOptions = opt_object_arg(options, "options")?;
             let start = match o.start_id.as_deref() {
                 Some(s) => s.parse::<StartId>()?,
                 None => StartId::Latest,
             };
-            let block = o
-                .block_ms
-                .map(|b| whole_number("blockMs", b, 1, MAX_BLOCK_MS))
-                .transpose()?
-                .map(Duration::from_millis);
-            let count = o
-                .count
-                .map(|c| whole_number("count", c, 1, MAX_COUNT as u64))
-                .transpose()?
-                .map(|c| c as usize);
+            let block = opt_ms("blockMs", o.block_ms, 1, MAX_BLOCK_MS)?;
+            let count = opt_count("count", o.count)?;
             Ok((
                 stream,
                 SubscribeOptions {
@@ -277,24 +373,11 @@ impl StreamsClient {
             Ok(p) => p,
             Err(e) => return rejected(env, e),
         };
-        let (deliver, stop) = env_data(env)?.helpers.subscriber(env, callback)?;
-        let handler = Arc::new(JsHandler::new(deliver)?);
-        let key = self.next_key.get();
-        self.next_key.set(key + 1);
-        self.stops
-            .borrow_mut()
-            .insert(key, (stream.clone(), stop.create_ref()?));
-        let stops = self.stops.clone();
         let c = self.inner.clone();
-        env.spawn_future_with_callback(
-            async move { Ok(c.subscribe(&stream, handler, opts).await) },
-            move |env, r| {
-                if r.is_err() {
-                    stops.borrow_mut().remove(&key);
-                }
-                settle(env, r.map(|_| ()))
-            },
-        )
+        let owner = Owner::Subscription(stream.clone());
+        self.start_loop(env, owner, callback, 1, move |handler| async move {
+            c.subscribe(&stream, handler, opts).await.map(|_| ())
+        })
     }
 
     /// Ends every subscription of `stream` on this client: no callback of it starts after
@@ -302,9 +385,219 @@ impl StreamsClient {
     #[napi(catch_unwind, ts_args_type = "stream: string")]
     pub fn unsubscribe(&self, env: Env, stream: Unknown) -> Result<()> {
         let stream = settle(&env, string_arg(stream, "stream"))?;
-        self.stop_loops(&env, Some(&stream))?;
+        self.stop_loops(&env, |o| *o == Owner::Subscription(stream.clone()))?;
         self.inner.unsubscribe(&stream);
         Ok(())
+    }
+
+    /// Creates consumer group `group` on `stream` (XGROUP CREATE … MKSTREAM), starting at
+    /// `startId` (`"$"`: only new entries, the default; `"0"`: the whole stream).
+    ///
+    /// Resolves `true` when the group exists afterwards (also when it existed before),
+    /// `false` when Redis is unavailable. Rejects with `ERR_INVALID_ARG` for bad names.
+    #[napi(
+        catch_unwind,
+        ts_args_type = "stream: string, group: string, startId?: string | null",
+        ts_return_type = "Promise<boolean>"
+    )]
+    pub fn create_consumer_group<'e>(
+        &self,
+        env: &'e Env,
+        stream: Unknown,
+        group: Unknown,
+        start_id: Option<Unknown>,
+    ) -> Result<PromiseRaw<'e, bool>> {
+        let prepared = (|| -> CoreResult<(String, String, StartId)> {
+            let start = match opt_string_arg(start_id, "startId")? {
+                Some(s) => s.parse()?,
+                None => StartId::Latest,
+            };
+            Ok((
+                string_arg(stream, "stream")?,
+                string_arg(group, "group")?,
+                start,
+            ))
+        })();
+        let (stream, group, start) = match prepared {
+            Ok(p) => p,
+            Err(e) => return rejected(env, e),
+        };
+        let c = self.inner.clone();
+        promise(env, async move {
+            c.create_consumer_group(&stream, &group, start).await
+        })
+    }
+
+    /// Consumes `stream` as `consumer` of `group`: each entry goes to one consumer of the
+    /// group. First this consumer's own pending entries (left by a crash), then new ones.
+    ///
+    /// With `autoAck` (default) an entry is acknowledged once its callback resolved, one
+    /// XACK per batch; a callback that throws leaves its entry pending. See
+    /// `ConsumeOptions` for claiming, dead letters and concurrency. Rejects with
+    /// `ERR_NOGROUP` when the group does not exist (call `createConsumerGroup` first).
+    #[napi(
+        catch_unwind,
+        ts_generic_types = "T = unknown",
+        ts_args_type = "stream: string, group: string, consumer: string, callback: (message: StreamMessage<T>) => void | Promise<void>, options?: ConsumeOptions | null",
+        ts_return_type = "Promise<void>"
+    )]
+    pub fn consume_from_group<'e>(
+        &self,
+        env: &'e Env,
+        stream: Unknown,
+        group: Unknown,
+        consumer: Unknown,
+        callback: Unknown,
+        options: Option<Unknown>,
+    ) -> Result<PromiseRaw<'e, ()>> {
+        let prepared = (|| -> CoreResult<(String, String, String, u32, CoreConsumeOptions)> {
+            let stream = string_arg(stream, "stream")?;
+            let group = string_arg(group, "group")?;
+            let consumer = string_arg(consumer, "consumer")?;
+            is_callback(&callback)?;
+            let o: ConsumeOptions = opt_object_arg(options, "options")?;
+            let concurrency = o
+                .concurrency
+                .map(|n| whole_number("concurrency", n, 1, 10_000))
+                .transpose()?
+                .unwrap_or(1) as u32;
+            let dead_letter_stream = o.dead_letter_stream;
+            if let Some(d) = &dead_letter_stream {
+                check_stream_name(d).map_err(|_| {
+                    CoreError::invalid("deadLetterStream", "the stream name is empty or too long")
+                })?;
+            }
+            let opts = CoreConsumeOptions {
+                auto_ack: o.auto_ack.unwrap_or(true),
+                count: opt_count("count", o.count)?,
+                block: opt_ms("blockMs", o.block_ms, 1, MAX_BLOCK_MS)?,
+                claim_idle: opt_ms("claimIdleMs", o.claim_idle_ms, 1, u32::MAX as u64)?,
+                max_deliveries: o
+                    .max_deliveries
+                    .map(|n| whole_number("maxDeliveries", n, 1, u32::MAX as u64))
+                    .transpose()?,
+                dead_letter_stream,
+                retry_delay: opt_ms("retryDelayMs", o.retry_delay_ms, 1, u32::MAX as u64)?
+                    .unwrap_or(DEFAULT_RETRY_DELAY),
+            };
+            Ok((stream, group, consumer, concurrency, opts))
+        })();
+        let (stream, group, consumer, concurrency, opts) = match prepared {
+            Ok(p) => p,
+            Err(e) => return rejected(env, e),
+        };
+        let c = self.inner.clone();
+        let owner = Owner::Consumer(format!("{stream}:{group}:{consumer}"));
+        self.start_loop(env, owner, callback, concurrency, move |handler| async move {
+            c.consume(&stream, &group, &consumer, handler, opts).await
+        })
+    }
+
+    /// Acknowledges entries of `group` (one XACK); resolves to how many were pending.
+    /// Accepts ids as separate arguments or one array. Resolves `0` when Redis is
+    /// unavailable.
+    #[napi(
+        catch_unwind,
+        ts_args_type = "stream: string, group: string, ...ids: string[]",
+        ts_return_type = "Promise<number>"
+    )]
+    pub fn acknowledge_messages<'e>(
+        &self,
+        env: &'e Env,
+        stream: Unknown,
+        group: Unknown,
+        ids: Unknown,
+    ) -> Result<PromiseRaw<'e, u32>> {
+        let prepared = (|| -> CoreResult<(String, String, Vec<StreamId>)> {
+            let stream = string_arg(stream, "stream")?;
+            let group = string_arg(group, "group")?;
+            let ids: Vec<String> = match ids.get_type() {
+                Ok(ValueType::Object) if ids.is_array().unwrap_or(false) => {
+                    unsafe { ids.cast() }
+                        .map_err(|e| CoreError::invalid("ids", e.reason.clone()))?
+                }
+                Ok(ValueType::Undefined) => Vec::new(),
+                _ => vec![string_arg(ids, "ids")?],
+            };
+            let ids = ids
+                .iter()
+                .map(|i| i.parse::<StreamId>())
+                .collect::<CoreResult<Vec<_>>>()?;
+            Ok((stream, group, ids))
+        })();
+        let (stream, group, ids) = match prepared {
+            Ok(p) => p,
+            Err(e) => return rejected(env, e),
+        };
+        let c = self.inner.clone();
+        promise(env, async move {
+            Ok(c.acknowledge(&stream, &group, &ids).await? as u32)
+        })
+    }
+
+    /// Stops a consumer: no new reads; a callback already running finishes and is
+    /// acknowledged. Resolves once that happened (bounded wait).
+    #[napi(
+        catch_unwind,
+        ts_args_type = "stream: string, group: string, consumer: string",
+        ts_return_type = "Promise<void>"
+    )]
+    pub fn stop_consumer<'e>(
+        &self,
+        env: &'e Env,
+        stream: Unknown,
+        group: Unknown,
+        consumer: Unknown,
+    ) -> Result<PromiseRaw<'e, ()>> {
+        let names = (|| -> CoreResult<(String, String, String)> {
+            Ok((
+                string_arg(stream, "stream")?,
+                string_arg(group, "group")?,
+                string_arg(consumer, "consumer")?,
+            ))
+        })();
+        let (stream, group, consumer) = match names {
+            Ok(n) => n,
+            Err(e) => return rejected(env, e),
+        };
+        let key = format!("{stream}:{group}:{consumer}");
+        self.stop_loops(env, |o| *o == Owner::Consumer(key.clone()))?;
+        let c = self.inner.clone();
+        promise(env, async move {
+            c.stop_consumer(&stream, &group, &consumer).await;
+            Ok(())
+        })
+    }
+
+    /// Trims `stream` with XTRIM: to `maxLen` entries, or to ids at or above `minId`;
+    /// `approximate` (default true) lets Redis trim whole nodes only, which is far cheaper.
+    /// Resolves to the number of entries removed, `0` when Redis is unavailable.
+    #[napi(
+        catch_unwind,
+        ts_args_type = "stream: string, options: TrimOptions",
+        ts_return_type = "Promise<number>"
+    )]
+    pub fn trim_stream<'e>(
+        &self,
+        env: &'e Env,
+        stream: Unknown,
+        options: Option<Unknown>,
+    ) -> Result<PromiseRaw<'e, u32>> {
+        let prepared = (|| -> CoreResult<(String, Trim)> {
+            let stream = string_arg(stream, "stream")?;
+            let o: TrimOptions = opt_object_arg(options, "options")?;
+            let trim = trim_of(o.max_len, o.min_id, o.approximate)?
+                .ok_or_else(|| CoreError::invalid("options", "give maxLen or minId"))?;
+            Ok((stream, trim))
+        })();
+        let (stream, trim) = match prepared {
+            Ok(p) => p,
+            Err(e) => return rejected(env, e),
+        };
+        let c = self.inner.clone();
+        promise(env, async move {
+            Ok(c.trim(&stream, trim).await?.min(u32::MAX as u64) as u32)
+        })
     }
 
     /// The connection state, subscriptions, consumers, effective config (password

@@ -38,6 +38,26 @@ fn init() {
     logging::init();
 }
 
+/// Lets `acknowledgeMessages(stream, group, ...ids)` take its ids as rest arguments: the
+/// native method receives them as one array.
+#[napi(module_exports)]
+pub fn exports(exports: Object, env: Env) -> Result<()> {
+    let patch: Function<Object, ()> = env.run_script(
+        r#"(function (exports) {
+  const proto = exports.StreamsClient.prototype;
+  const native = proto.acknowledgeMessages;
+  Object.defineProperty(proto, "acknowledgeMessages", {
+    value: function acknowledgeMessages(stream, group, ...ids) {
+      return native.call(this, stream, group, ids.length === 1 && Array.isArray(ids[0]) ? ids[0] : ids);
+    },
+    writable: true,
+    configurable: true,
+  });
+})"#,
+    )?;
+    patch.call(exports)
+}
+
 /// The process-wide client (one per JavaScript environment): every call returns the same
 /// object. A config given once the client exists is ignored with a logged warning.
 #[napi(catch_unwind, ts_args_type = "config?: StreamsClientConfig | null")]

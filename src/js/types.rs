@@ -71,6 +71,50 @@ pub struct SubscribeOptions {
     pub count: Option<f64>,
 }
 
+/// Options of `publishMessage`.
+#[napi(object)]
+#[derive(Default)]
+pub struct PublishOptions {
+    /// Trim the stream to about this many entries in the same XADD (`MAXLEN ~ n`).
+    pub max_len: Option<f64>,
+    /// `~` trimming (whole nodes only, far cheaper). Defaults to true.
+    pub approximate: Option<bool>,
+}
+
+/// Options of `trimStream`: give `maxLen` or `minId`.
+#[napi(object)]
+#[derive(Default)]
+pub struct TrimOptions {
+    /// Keep at most this many entries (`XTRIM MAXLEN`).
+    pub max_len: Option<f64>,
+    /// Remove entries with ids below this one (`XTRIM MINID`).
+    pub min_id: Option<String>,
+    /// `~` trimming (whole nodes only, far cheaper). Defaults to true.
+    pub approximate: Option<bool>,
+}
+
+/// Options of `consumeFromGroup`.
+#[napi(object)]
+#[derive(Default)]
+pub struct ConsumeOptions {
+    /// XACK an entry once its callback resolved (one XACK per batch). Defaults to true.
+    pub auto_ack: Option<bool>,
+    /// Entries per read. Defaults to the client's `defaultCount`.
+    pub count: Option<f64>,
+    /// XREADGROUP BLOCK time in ms. Defaults to the client's `defaultBlockMs`.
+    pub block_ms: Option<f64>,
+    /// Take over entries of any consumer of the group that stayed pending (unacknowledged) longer than this (XAUTOCLAIM), e.g. those of a crashed process. Off by default.
+    pub claim_idle_ms: Option<f64>,
+    /// An entry delivered more often than this goes to the dead-letter stream (with its original id, group and delivery count) and is acknowledged. With `autoAck`, a failed entry is then retried after `retryDelayMs`. Off by default.
+    pub max_deliveries: Option<f64>,
+    /// Where poison entries go. Defaults to `<stream>:dead`.
+    pub dead_letter_stream: Option<String>,
+    /// Delay before a failed entry is delivered again (with `maxDeliveries` and `autoAck`). Defaults to 1000.
+    pub retry_delay_ms: Option<f64>,
+    /// How many callbacks of this consumer may run at once. Defaults to 1.
+    pub concurrency: Option<f64>,
+}
+
 /// The effective configuration, as `getStatus()` shows it (the password is `***`).
 #[napi(object)]
 pub struct StatusConfig {
@@ -113,6 +157,12 @@ pub struct StatusCounters {
     pub callback_errors: f64,
     /// Successful reconnects of any connection.
     pub reconnects: f64,
+    /// Group entries acknowledged.
+    pub acked: f64,
+    /// Entries claimed from idle consumers.
+    pub claimed: f64,
+    /// Entries moved to a dead-letter stream.
+    pub dead_lettered: f64,
     /// Log records dropped because the JavaScript logger fell behind (process-wide).
     pub log_dropped: f64,
 }
@@ -204,6 +254,9 @@ impl Status {
                 delivered: s.counters.delivered as f64,
                 callback_errors: s.counters.callback_errors as f64,
                 reconnects: s.counters.reconnects as f64,
+                acked: s.counters.acked as f64,
+                claimed: s.counters.claimed as f64,
+                dead_lettered: s.counters.dead_lettered as f64,
                 log_dropped: super::logging::dropped() as f64,
             },
         }
