@@ -53,11 +53,13 @@ export declare class StreamsClient {
    *
    * Resolves to the entry id, or `null` when Redis is unavailable (within
    * `commandTimeoutMs`). `id` may be `"*"` (default), `"<ms>-*"` or `"<ms>-<seq>"`.
+   * `options.maxLen` trims the stream in the same command (`XADD … MAXLEN ~ n`), the
+   * cheapest way to keep a stream bounded.
    * Rejects with `ERR_INVALID_ARG` for an empty stream name, a malformed id, an id not
    * greater than the stream's last id, or data JSON cannot represent; `ERR_CLOSED` when
    * not connected.
    */
-  publishMessage(stream: string, data: unknown, id?: string | null): Promise<string | null>
+  publishMessage(stream: string, data: unknown, id?: string | null, options?: PublishOptions | null): Promise<string | null>
   /**
    * Appends every item to `stream` in one pipeline, order kept.
    *
@@ -81,6 +83,41 @@ export declare class StreamsClient {
    */
   unsubscribe(stream: string): void
   /**
+   * Creates consumer group `group` on `stream` (XGROUP CREATE … MKSTREAM), starting at
+   * `startId` (`"$"`: only new entries, the default; `"0"`: the whole stream).
+   *
+   * Resolves `true` when the group exists afterwards (also when it existed before),
+   * `false` when Redis is unavailable. Rejects with `ERR_INVALID_ARG` for bad names.
+   */
+  createConsumerGroup(stream: string, group: string, startId?: string | null): Promise<boolean>
+  /**
+   * Consumes `stream` as `consumer` of `group`: each entry goes to one consumer of the
+   * group. First this consumer's own pending entries (left by a crash), then new ones.
+   *
+   * With `autoAck` (default) an entry is acknowledged once its callback resolved, one
+   * XACK per batch; a callback that throws leaves its entry pending. See
+   * `ConsumeOptions` for claiming, dead letters and concurrency. Rejects with
+   * `ERR_NOGROUP` when the group does not exist (call `createConsumerGroup` first).
+   */
+  consumeFromGroup<T = unknown>(stream: string, group: string, consumer: string, callback: (message: StreamMessage<T>) => void | Promise<void>, options?: ConsumeOptions | null): Promise<void>
+  /**
+   * Acknowledges entries of `group` (one XACK); resolves to how many were pending.
+   * Accepts ids as separate arguments or one array. Resolves `0` when Redis is
+   * unavailable.
+   */
+  acknowledgeMessages(stream: string, group: string, ...ids: string[]): Promise<number>
+  /**
+   * Stops a consumer: no new reads; a callback already running finishes and is
+   * acknowledged. Resolves once that happened (bounded wait).
+   */
+  stopConsumer(stream: string, group: string, consumer: string): Promise<void>
+  /**
+   * Trims `stream` with XTRIM: to `maxLen` entries, or to ids at or above `minId`;
+   * `approximate` (default true) lets Redis trim whole nodes only, which is far cheaper.
+   * Resolves to the number of entries removed, `0` when Redis is unavailable.
+   */
+  trimStream(stream: string, options: TrimOptions): Promise<number>
+  /**
    * The connection state, subscriptions, consumers, effective config (password
    * redacted) and counters.
    */
@@ -99,11 +136,39 @@ export interface ConnectionStatus {
   lastError?: string
 }
 
+/** Options of `consumeFromGroup`. */
+export interface ConsumeOptions {
+  /** XACK an entry once its callback resolved (one XACK per batch). Defaults to true. */
+  autoAck?: boolean
+  /** Entries per read. Defaults to the client's `defaultCount`. */
+  count?: number
+  /** XREADGROUP BLOCK time in ms. Defaults to the client's `defaultBlockMs`. */
+  blockMs?: number
+  /** Take over entries of any consumer of the group that stayed pending (unacknowledged) longer than this (XAUTOCLAIM), e.g. those of a crashed process. Off by default. */
+  claimIdleMs?: number
+  /** An entry delivered more often than this goes to the dead-letter stream (with its original id, group and delivery count) and is acknowledged. With `autoAck`, a failed entry is then retried after `retryDelayMs`. Off by default. */
+  maxDeliveries?: number
+  /** Where poison entries go. Defaults to `<stream>:dead`. */
+  deadLetterStream?: string
+  /** Delay before a failed entry is delivered again (with `maxDeliveries` and `autoAck`). Defaults to 1000. */
+  retryDelayMs?: number
+  /** How many callbacks of this consumer may run at once. Defaults to 1. */
+  concurrency?: number
+}
+
 /**
  * The process-wide client (one per JavaScript environment): every call returns the same
  * object. A config given once the client exists is ignored with a logged warning.
  */
 export declare function getStreamsClient(config?: StreamsClientConfig | null): StreamsClient
+
+/** Options of `publishMessage`. */
+export interface PublishOptions {
+  /** Trim the stream to about this many entries in the same XADD (`MAXLEN ~ n`). */
+  maxLen?: number
+  /** `~` trimming (whole nodes only, far cheaper). Defaults to true. */
+  approximate?: boolean
+}
 
 /**
  * Routes log records to `logger` (for example pino) instead of stderr; `null` restores
@@ -172,6 +237,12 @@ export interface StatusCounters {
   callbackErrors: number
   /** Successful reconnects of any connection. */
   reconnects: number
+  /** Group entries acknowledged. */
+  acked: number
+  /** Entries claimed from idle consumers. */
+  claimed: number
+  /** Entries moved to a dead-letter stream. */
+  deadLettered: number
   /** Log records dropped because the JavaScript logger fell behind (process-wide). */
   logDropped: number
 }
@@ -214,4 +285,14 @@ export interface SubscribeOptions {
   blockMs?: number
   /** Entries per read. Defaults to the client's `defaultCount`. */
   count?: number
+}
+
+/** Options of `trimStream`: give `maxLen` or `minId`. */
+export interface TrimOptions {
+  /** Keep at most this many entries (`XTRIM MAXLEN`). */
+  maxLen?: number
+  /** Remove entries with ids below this one (`XTRIM MINID`). */
+  minId?: string
+  /** `~` trimming (whole nodes only, far cheaper). Defaults to true. */
+  approximate?: boolean
 }
