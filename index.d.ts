@@ -121,7 +121,7 @@ export declare class StreamsClient {
    * The connection state, subscriptions, consumers, effective config (password
    * redacted) and counters.
    */
-  getStatus(): JsStatus
+  getStatus(): Status
 }
 
 /** State of one connection. */

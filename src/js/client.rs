@@ -15,7 +15,7 @@ use super::env_data;
 use super::error::settle;
 use super::logging;
 use super::types::{
-    opt_object_arg, opt_string_arg, string_arg, ConsumeOptions, PublishOptions, Status as JsStatus,
+    opt_object_arg, opt_string_arg, string_arg, ConsumeOptions, PublishOptions,
     StreamsClientConfig, SubscribeOptions as JsSubscribeOptions, TrimOptions,
 };
 use crate::client::Client;
@@ -603,7 +603,7 @@ impl StreamsClient {
     /// The connection state, subscriptions, consumers, effective config (password
     /// redacted) and counters.
     #[napi(catch_unwind)]
-    pub fn get_status(&self) -> JsStatus {
-        JsStatus::from_core(self.inner.status(), self.inner.config())
+    pub fn get_status(&self) -> crate::js::types::Status {
+        crate::js::types::Status::from_core(self.inner.status(), self.inner.config())
     }
 }
