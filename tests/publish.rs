@@ -1,0 +1,218 @@
+//! Publishing: the wire format, ids Redis refuses, batches, and fail-open behaviour.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use streamcast::{Client, Config, ConfigInput, PublishId, StartId, StreamId, SubscribeOptions};
+use support::{client, now_ms, wait_reader_blocked, xrange, ChannelHandler, RedisServer};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_writes_exactly_data_then_timestamp() {
+    let server = RedisServer::start().await;
+    let c = client(&server).await;
+    let mut check = server.checker().await;
+    let json = r#"{"a":[1,2],"s":"x\"y","n":null}"#;
+
+    let before = now_ms();
+    let id = c
+        .publish("orders", json, PublishId::Auto, None)
+        .await
+        .unwrap()
+        .expect("an id while Redis is up");
+    let after = now_ms();
+
+    let entries = xrange(&mut check, "orders").await;
+    assert_eq!(entries.len(), 1);
+    let (got_id, fields) = &entries[0];
+    assert_eq!(*got_id, id);
+    let names: Vec<&[u8]> = fields.iter().map(|(k, _)| k.as_slice()).collect();
+    assert_eq!(names, vec![&b"data"[..], &b"timestamp"[..]]);
+    assert_eq!(fields[0].1, json.as_bytes());
+    let ts: u64 = std::str::from_utf8(&fields[1].1).unwrap().parse().unwrap();
+    assert!(
+        (before..=after).contains(&ts),
+        "{ts} not in {before}..={after}"
+    );
+    assert_eq!(c.status().counters.published, 1);
+    c.disconnect().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_redis_refuses_are_invalid_arg_and_write_nothing() {
+    let server = RedisServer::start().await;
+    let c = client(&server).await;
+    let mut check = server.checker().await;
+
+    let exact = StreamId::new(5, 1);
+    assert_eq!(
+        c.publish("s", "1", PublishId::Exact(exact), None)
+            .await
+            .unwrap(),
+        Some(exact)
+    );
+    assert_eq!(
+        c.publish("s", "2", PublishId::AutoSeq(5), None)
+            .await
+            .unwrap(),
+        Some(StreamId::new(5, 2))
+    );
+    for bad in [
+        PublishId::Exact(StreamId::new(5, 2)),
+        PublishId::Exact(StreamId::new(3, 0)),
+        PublishId::AutoSeq(4),
+    ] {
+        let err = c.publish("s", "3", bad, None).await.unwrap_err();
+        assert_eq!(err.code(), "ERR_INVALID_ARG", "{bad:?}: {err}");
+    }
+    let ids: Vec<StreamId> = xrange(&mut check, "s")
+        .await
+        .into_iter()
+        .map(|e| e.0)
+        .collect();
+    assert_eq!(ids, vec![StreamId::new(5, 1), StreamId::new(5, 2)]);
+
+    let _: () = redis::cmd("SET")
+        .arg("plain")
+        .arg("v")
+        .query_async(&mut check)
+        .await
+        .unwrap();
+    let err = c
+        .publish("plain", "1", PublishId::Auto, None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "ERR_INVALID_ARG");
+    let v: String = redis::cmd("GET")
+        .arg("plain")
+        .query_async(&mut check)
+        .await
+        .unwrap();
+    assert_eq!(v, "v");
+    assert_eq!(
+        c.publish("", "1", PublishId::Auto, None)
+            .await
+            .unwrap_err()
+            .code(),
+        "ERR_INVALID_ARG"
+    );
+    c.disconnect().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_batch_keeps_order() {
+    let server = RedisServer::start().await;
+    let c = client(&server).await;
+    let mut check = server.checker().await;
+    let items: Vec<String> = (0..500).map(|i| format!(r#"{{"i":{i}}}"#)).collect();
+
+    let ids = c.publish_batch("batch", &items).await.unwrap();
+    assert_eq!(ids.len(), items.len());
+    let ids: Vec<StreamId> = ids
+        .into_iter()
+        .map(|i| i.expect("every item written"))
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids not increasing");
+
+    let entries = xrange(&mut check, "batch").await;
+    let stored_ids: Vec<StreamId> = entries.iter().map(|e| e.0).collect();
+    assert_eq!(stored_ids, ids);
+    let stored_data: Vec<String> = entries
+        .iter()
+        .map(|e| {
+            assert_eq!(e.1[0].0, b"data");
+            String::from_utf8(e.1[0].1.clone()).unwrap()
+        })
+        .collect();
+    assert_eq!(stored_data, items);
+    assert_eq!(c.status().counters.published, 500);
+    c.disconnect().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_is_not_delayed_by_a_blocked_read() {
+    let server = RedisServer::start().await;
+    let c = client(&server).await;
+    let mut check = server.checker().await;
+    let (handler, mut inbox) = ChannelHandler::new();
+    c.subscribe(
+        "quiet",
+        handler,
+        SubscribeOptions {
+            start: StartId::Latest,
+            block: Some(Duration::from_millis(5000)),
+            count: None,
+        },
+    )
+    .await
+    .unwrap();
+    wait_reader_blocked(&mut check).await;
+
+    let t = Instant::now();
+    let id = c
+        .publish("other", "1", PublishId::Auto, None)
+        .await
+        .unwrap();
+    let elapsed = t.elapsed();
+    assert!(id.is_some());
+    assert!(
+        elapsed < Duration::from_secs(1),
+        "publish took {elapsed:?} while a read was blocked"
+    );
+
+    let t = Instant::now();
+    let id = c
+        .publish("quiet", "2", PublishId::Auto, None)
+        .await
+        .unwrap();
+    assert!(t.elapsed() < Duration::from_secs(1));
+    assert_eq!(inbox.one(Duration::from_secs(1)).await.id, id.unwrap());
+    c.disconnect().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_redis_fails_connect_and_publish_fails_open() {
+    let cfg = Config::from_input(ConfigInput {
+        redis_url: Some("redis://127.0.0.1:1".to_owned()),
+        connect_timeout_ms: Some(300.0),
+        command_timeout_ms: Some(300.0),
+        reconnect_initial_delay_ms: Some(50.0),
+        reconnect_max_delay_ms: Some(200.0),
+        ..Default::default()
+    })
+    .unwrap();
+    let c = Arc::new(Client::new(cfg));
+
+    let t = Instant::now();
+    let err = c.connect().await.unwrap_err();
+    assert!(
+        matches!(err.code(), "ERR_UNAVAILABLE" | "ERR_TIMEOUT"),
+        "{err}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert!(!c.status().connected);
+
+    let t = Instant::now();
+    assert_eq!(
+        c.publish("s", "1", PublishId::Auto, None).await.unwrap(),
+        None
+    );
+    let batch = c
+        .publish_batch("s", &["1".to_owned(), "2".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(batch, vec![None, None]);
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert_eq!(c.status().counters.publish_failed, 3);
+    assert_eq!(c.status().counters.published, 0);
+
+    let t = Instant::now();
+    c.disconnect().await;
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    let err = c
+        .publish("s", "1", PublishId::Auto, None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "ERR_CLOSED");
+}

@@ -1,0 +1,80 @@
+//! Losing the server: publishing fails open, and a subscriber resumes after a restart.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use streamcast::{Client, Config, ConfigInput, PublishId, StreamId, SubscribeOptions};
+use support::{until, ChannelHandler, RedisServer, DELIVERY};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_resumes_after_the_server_restarts() {
+    let mut server = RedisServer::start().await;
+    let cfg = Config::from_input(ConfigInput {
+        redis_url: Some(server.url()),
+        connect_timeout_ms: Some(500.0),
+        command_timeout_ms: Some(500.0),
+        reconnect_initial_delay_ms: Some(20.0),
+        reconnect_max_delay_ms: Some(200.0),
+        ..Default::default()
+    })
+    .unwrap();
+    let c = Arc::new(Client::new(cfg));
+    c.connect().await.unwrap();
+    let (handler, mut inbox) = ChannelHandler::new();
+    c.subscribe("events", handler, SubscribeOptions::default())
+        .await
+        .unwrap();
+
+    let before = c
+        .publish("events", "\"before\"", PublishId::Auto, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(inbox.one(DELIVERY).await.id, before);
+
+    server.kill();
+    // Fail open while the server is gone.
+    assert_eq!(
+        c.publish("events", "\"lost\"", PublishId::Auto, None)
+            .await
+            .unwrap(),
+        None
+    );
+    server.restart().await;
+
+    // The restarted server is empty; an entry written by another program must arrive.
+    let mut check = server.checker().await;
+    let foreign: String = redis::cmd("XADD")
+        .arg("events")
+        .arg("*")
+        .arg("data")
+        .arg("\"after\"")
+        .query_async(&mut check)
+        .await
+        .unwrap();
+    let foreign: StreamId = foreign.parse().unwrap();
+    let m = inbox.one(DELIVERY).await;
+    assert_eq!((m.id, m.data), (foreign, json!("after")));
+    assert!(
+        c.status().counters.reconnects >= 1,
+        "{:?}",
+        c.status().counters
+    );
+
+    until("the command connection is back", DELIVERY, || {
+        c.status().connected
+    })
+    .await;
+    let ours = c
+        .publish("events", "\"ours\"", PublishId::Auto, None)
+        .await
+        .unwrap()
+        .expect("publish works once the client reports connected");
+    let m = inbox.one(DELIVERY).await;
+    assert_eq!((m.id, m.data), (ours, json!("ours")));
+    inbox.assert_quiet(Duration::from_millis(200)).await;
+    c.disconnect().await;
+}

@@ -1,0 +1,349 @@
+//! Broadcast subscriptions: order, `"$"` and `"0"`, fan-out, unsubscribe, failing and slow
+//! handlers, waking a blocked reader, and entries written by other programs.
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use streamcast::{PublishId, StartId, StreamId, SubscribeOptions};
+use support::{client, wait_reader_blocked, ChannelHandler, RedisServer, DELIVERY};
+
+/// Subscriptions kept open by the churn test.
+const STANDING: usize = 1000;
+/// Subscribe/publish/unsubscribe rounds of the churn test.
+const CHURN: usize = 60;
+
+fn latest() -> SubscribeOptions {
+    SubscribeOptions::default()
+}
+
+fn from_start() -> SubscribeOptions {
+    SubscribeOptions {
+        start: StartId::After(StreamId::ZERO),
+        ..Default::default()
+    }
+}
+
+async fn publish_all(c: &streamcast::Client, stream: &str, n: usize) -> Vec<StreamId> {
+    let mut ids = Vec::with_capacity(n);
+    let items: Vec<String> = (0..n).map(|i| format!(r#"{{"i":{i}}}"#)).collect();
+    for chunk in items.chunks(500) {
+        for id in c.publish_batch(stream, chunk).await.unwrap() {
+            ids.push(id.expect("written"));
+        }
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivers_2000_messages_in_order_without_duplicates() {
+    let server = RedisServer::start().await;
+    let c = client(&server).await;
+    let (handler, mut inbox) = ChannelHandler::new();
+    c.subscribe("bulk", handler, latest()).await.unwrap();
+
+    let ids = publish_all(&c, "bulk", 2000).await;
+    let got = inbox.take(2000, DELIVERY).await;
+    let got_ids: Vec<StreamId> = got.iter().map(|m| m.id).collect();
+    assert_eq!(got_ids, ids);
+    for (i, m) in got.iter().enumerate() {
+        assert_eq!(m.data, json!({ "i": i }));
+        assert_eq!(m.stream, "bulk");
+    }
+    inbox.assert_quiet(Duration::from_millis(300)).await;
+    assert_eq!(c.status().counters.delivered, 2000);
+    c.disconnect().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dollar_never_misses_a_message_published_right_after_subscribe() {
+    let server = RedisServer::start().await;
+    let c = client(&server).await;
+    // A short BLOCK keeps this test about "$" alone: a missed wake-up costs 100 ms, while a
+    // "$" resolved after the publish loses the message for good.
+    let short = SubscribeOptions {
+        block: Some(Duration::from_millis(100)),
+        ..Default::default()
+    };
+    // A standing subscription keeps the reader in XREAD while the others come and go.
+    let (base, _base_inbox) = ChannelHandler::new();
+    c.subscribe("base", base, short).await.unwrap();
+    for i in 0..50 {
+        let stream = format!("race-{i}");
+        let (handler, mut inbox) = ChannelHandler::new();
+        c.subscribe(&stream, handler, short).await.unwrap();
+        let id = c
+            .publish(&stream, &i.to_string(), PublishId::Auto, None)
+            .await
+            .unwrap()
+            .unwrap();
+        let m = inbox.one(Duration::from_secs(2)).await;
+        assert_eq!((m.id, m.data), (id, json!(i)), "iteration {i}");
+        assert_eq!(c.unsubscribe(&stream), 1);
+    }
+    c.disconnect().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_takes_effect_at_once_while_the_reader_replans() {
+    let server = RedisServer::start().await;
+    let c = client(&server).await;
+    let mut check = server.checker().await;
+    // Many standing subscriptions make every replan of the reader take a while, so changes
+    // often arrive while it is between planning a read and sending it.
+    let (standing, _standing_inbox) = ChannelHandler::new();
+    for i in 0..STANDING {
+        c.subscribe(&format!("standing-{i}"), standing.clone(), latest())
+            .await
+            .unwrap();
+    }
+    wait_reader_blocked(&mut check).await;
+    for i in 0..CHURN {
+        let stream = format!("churn-{i}");
+        let (handler, mut inbox) = ChannelHandler::new();
+        let t = Instant::now();
+        c.subscribe(&stream, handler, latest()).await.unwrap();
+        let id = c
+            .publish(&stream, "1", PublishId::Auto, None)
+            .await
+            .unwrap()
+            .unwrap();
+        let m = inbox.one(Duration::from_secs(6)).await;
+        assert_eq!(m.id, id);
+        let elapsed = t.elapsed();
+        assert!(
+            elapsed < Duration::from_secs(1),
+            "iteration {i}: subscribe took effect after {elapsed:?}, i.e. only when the \
+             reader's stale 5 s BLOCK ended"
+        );
+        assert_eq!(c.unsubscribe(&stream), 1);
+    }
+    c.disconnect().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_id_zero_replays_the_stream_then_follows_it() {
+    let server = RedisServer::start().await;
+    let c = client(&server).await;
+    let old = publish_all(&c, "replay", 5).await;
+
+    let (handler, mut inbox) = ChannelHandler::new();
+    c.subscribe("replay", handler, from_start()).await.unwrap();
+    let got: Vec<StreamId> = inbox.take(5, DELIVERY).await.iter().map(|m| m.id).collect();
+    assert_eq!(got, old);
+
+    let new = c
+        .publish("replay", "\"new\"", PublishId::Auto, None)
+        .await
+        .unwrap()
+        .unwrap();
+    let m = inbox.one(DELIVERY).await;
+    assert_eq!((m.id, m.data), (new, json!("new")));
+    inbox.assert_quiet(Duration::from_millis(200)).await;
+    c.disconnect().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_subscription_of_a_stream_gets_everything() {
+    let server = RedisServer::start().await;
+    let c = client(&server).await;
+    let old = publish_all(&c, "fan", 3).await;
+
+    let (h1, mut in1) = ChannelHandler::new();
+    let (h2, mut in2) = ChannelHandler::new();
+    let (h3, mut in3) = ChannelHandler::new();
+    c.subscribe("fan", h1, latest()).await.unwrap();
+    c.subscribe("fan", h2, latest()).await.unwrap();
+    c.subscribe("fan", h3, from_start()).await.unwrap();
+    assert_eq!(c.status().subscriptions, vec!["fan".to_owned()]);
+
+    let new = publish_all(&c, "fan", 300).await;
+    let ids = |v: Vec<support::Received>| v.into_iter().map(|m| m.id).collect::<Vec<_>>();
+    assert_eq!(ids(in1.take(300, DELIVERY).await), new);
+    assert_eq!(ids(in2.take(300, DELIVERY).await), new);
+    let all: Vec<StreamId> = old.iter().chain(&new).copied().collect();
+    assert_eq!(ids(in3.take(303, DELIVERY).await), all);
+    for inbox in [&mut in1, &mut in2, &mut in3] {
+        inbox.assert_quiet(Duration::from_millis(100)).await;
+    }
+    c.disconnect().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsubscribe_stops_delivery_and_leaves_status() {
+    let server = RedisServer::start().await;
+    let c = client(&server).await;
+    let (handler, mut inbox) = ChannelHandler::new();
+    let (other, mut other_inbox) = ChannelHandler::new();
+    c.subscribe("gone", handler.clone(), latest())
+        .await
+        .unwrap();
+    c.subscribe("kept", other, latest()).await.unwrap();
+    assert_eq!(
+        c.status().subscriptions,
+        vec!["gone".to_owned(), "kept".to_owned()]
+    );
+
+    let id = c.publish("gone", "1", PublishId::Auto, None).await.unwrap();
+    assert_eq!(inbox.one(DELIVERY).await.id, id.unwrap());
+
+    assert_eq!(c.unsubscribe("gone"), 1);
+    assert_eq!(c.unsubscribe("gone"), 0);
+    assert_eq!(c.status().subscriptions, vec!["kept".to_owned()]);
+
+    c.publish("gone", "2", PublishId::Auto, None).await.unwrap();
+    let kept = c.publish("kept", "3", PublishId::Auto, None).await.unwrap();
+    assert_eq!(other_inbox.one(DELIVERY).await.id, kept.unwrap());
+    // `handler` is still alive here, so silence means the core stopped calling it.
+    inbox.assert_quiet(Duration::from_millis(300)).await;
+    drop(handler);
+    c.disconnect().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_callbacks_are_counted_and_delivery_goes_on() {
+    let server = RedisServer::start().await;
+    let c = client(&server).await;
+    let fail: HashSet<StreamId> = [StreamId::new(1, 3), StreamId::new(1, 7)].into();
+    let (handler, mut inbox) = ChannelHandler::with(fail, None);
+    c.subscribe("flaky", handler, latest()).await.unwrap();
+
+    let mut ids = Vec::new();
+    for seq in 1..=10 {
+        let id = StreamId::new(1, seq);
+        let got = c
+            .publish("flaky", &seq.to_string(), PublishId::Exact(id), None)
+            .await
+            .unwrap();
+        assert_eq!(got, Some(id));
+        ids.push(id);
+    }
+    ids.extend(publish_all(&c, "flaky", 5).await);
+
+    let got: Vec<StreamId> = inbox
+        .take(15, DELIVERY)
+        .await
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(got, ids);
+    support::until("callback_errors == 2", DELIVERY, || {
+        c.status().counters.callback_errors == 2
+    })
+    .await;
+    support::until("delivered == 15", DELIVERY, || {
+        c.status().counters.delivered == 15
+    })
+    .await;
+    assert_eq!(c.status().subscriptions, vec!["flaky".to_owned()]);
+    c.disconnect().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribing_wakes_a_reader_blocked_on_another_stream() {
+    let server = RedisServer::start().await;
+    let c = client(&server).await;
+    let mut check = server.checker().await;
+    let long = SubscribeOptions {
+        block: Some(Duration::from_millis(5000)),
+        ..Default::default()
+    };
+    let (ha, _inbox_a) = ChannelHandler::new();
+    c.subscribe("a", ha, long).await.unwrap();
+    wait_reader_blocked(&mut check).await;
+
+    let t = Instant::now();
+    let (hb, mut inbox_b) = ChannelHandler::new();
+    c.subscribe("b", hb, long).await.unwrap();
+    let id = c
+        .publish("b", "1", PublishId::Auto, None)
+        .await
+        .unwrap()
+        .unwrap();
+    let m = inbox_b.one(Duration::from_secs(5)).await;
+    let elapsed = t.elapsed();
+    assert_eq!(m.id, id);
+    assert!(
+        elapsed < Duration::from_secs(1),
+        "b's message took {elapsed:?}"
+    );
+    c.disconnect().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_handler_loses_nothing_and_keeps_order() {
+    let server = RedisServer::start().await;
+    let c = client(&server).await;
+    let (handler, mut inbox) =
+        ChannelHandler::with(HashSet::new(), Some(Duration::from_millis(20)));
+    c.subscribe("slow", handler, latest()).await.unwrap();
+
+    let ids = publish_all(&c, "slow", 2000).await;
+    let got: Vec<StreamId> = inbox
+        .take(2000, Duration::from_secs(30))
+        .await
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(got.len(), ids.len());
+    assert!(got == ids, "order or content differs");
+    inbox.assert_quiet(Duration::from_millis(200)).await;
+    c.disconnect().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_entries_are_delivered_with_fallbacks() {
+    let server = RedisServer::start().await;
+    let c = client(&server).await;
+    let mut check = server.checker().await;
+    let (handler, mut inbox) = ChannelHandler::new();
+    c.subscribe("mixed", handler, latest()).await.unwrap();
+
+    async fn xadd(
+        conn: &mut redis::aio::MultiplexedConnection,
+        fields: &[(&[u8], &[u8])],
+    ) -> StreamId {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg("mixed").arg("*");
+        for (k, v) in fields {
+            cmd.arg(*k).arg(*v);
+        }
+        let id: String = cmd.query_async(conn).await.unwrap();
+        id.parse().unwrap()
+    }
+    let other_fields = xadd(&mut check, &[(b"a", b"1"), (b"b", b"x\"y")]).await;
+    let not_json = xadd(&mut check, &[(b"data", b"not json"), (b"timestamp", b"x")]).await;
+    let not_utf8 = xadd(&mut check, &[(b"data", &[0xff, 0xfe, b'a'])]).await;
+    let interop = xadd(
+        &mut check,
+        &[(b"data", br#"{"k":[1]}"#), (b"timestamp", b"1234")],
+    )
+    .await;
+    let ours = c
+        .publish("mixed", r#"{"own":true}"#, PublishId::Auto, None)
+        .await
+        .unwrap()
+        .unwrap();
+
+    let got = inbox.take(5, DELIVERY).await;
+    let seen: Vec<(StreamId, serde_json::Value)> =
+        got.iter().map(|m| (m.id, m.data.clone())).collect();
+    assert_eq!(
+        seen,
+        vec![
+            (other_fields, json!({"a": "1", "b": "x\"y"})),
+            (not_json, json!("not json")),
+            (not_utf8, json!("\u{fffd}\u{fffd}a")),
+            (interop, json!({"k": [1]})),
+            (ours, json!({"own": true})),
+        ]
+    );
+    assert_eq!(got[0].timestamp, other_fields.ms);
+    assert_eq!(got[1].timestamp, not_json.ms);
+    assert_eq!(got[2].timestamp, not_utf8.ms);
+    assert_eq!(got[3].timestamp, 1234);
+    assert!(got[4].timestamp.abs_diff(ours.ms) < 1000);
+    c.disconnect().await;
+}
