@@ -105,7 +105,7 @@ export declare class StreamsClient {
    * Accepts ids as separate arguments or one array. Resolves `0` when Redis is
    * unavailable.
    */
-  acknowledgeMessages(stream: string, group: string, ...ids: string[]): Promise<number>
+  acknowledgeMessages(stream: string, group: string, ...ids: string[] | [ids: string[]]): Promise<number>
   /**
    * Stops a consumer: no new reads; a callback already running finishes and is
    * acknowledged. Resolves once that happened (bounded wait).
@@ -231,7 +231,7 @@ export interface StatusCounters {
   published: number
   /** Publishes that resolved `null` because Redis was unavailable. */
   publishFailed: number
-  /** Messages handed to subscription callbacks. */
+  /** Messages handed to callbacks (subscriptions and consumers). */
   delivered: number
   /** Callbacks that threw or rejected. */
   callbackErrors: number

@@ -49,7 +49,7 @@ pub struct Counters {
     pub published: AtomicU64,
     /// Publish calls that resolved `null` because Redis was unavailable.
     pub publish_failed: AtomicU64,
-    /// Messages handed to subscription callbacks.
+    /// Messages handed to callbacks (subscriptions and consumers).
     pub delivered: AtomicU64,
     /// Callbacks that threw or rejected.
     pub callback_errors: AtomicU64,

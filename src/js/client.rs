@@ -498,7 +498,7 @@ impl StreamsClient {
     /// unavailable.
     #[napi(
         catch_unwind,
-        ts_args_type = "stream: string, group: string, ...ids: string[]",
+        ts_args_type = "stream: string, group: string, ...ids: string[] | [ids: string[]]",
         ts_return_type = "Promise<number>"
     )]
     pub fn acknowledge_messages<'e>(

@@ -151,7 +151,7 @@ pub struct StatusCounters {
     pub published: f64,
     /// Publishes that resolved `null` because Redis was unavailable.
     pub publish_failed: f64,
-    /// Messages handed to subscription callbacks.
+    /// Messages handed to callbacks (subscriptions and consumers).
     pub delivered: f64,
     /// Callbacks that threw or rejected.
     pub callback_errors: f64,
