@@ -1,0 +1,522 @@
+import { spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Redis } from "ioredis";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
+import { StreamsClient, type StreamMessage, type StreamsClientConfig } from "../index.js";
+import { startRedis, type RedisServer } from "./helpers/redis-server.js";
+import { sleep, until } from "./helpers/until.js";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const fresh = (): string => `t:groups:${randomUUID()}`;
+const freshGroup = (): string => `g-${randomUUID().slice(0, 8)}`;
+
+let server: RedisServer;
+let redis: Redis;
+/** Every client a test created; afterEach disconnects them. */
+const clients: StreamsClient[] = [];
+
+beforeAll(async () => {
+  server = await startRedis();
+  redis = new Redis(server.url);
+});
+
+afterEach(async () => {
+  await Promise.all(clients.splice(0).map((c) => c.disconnect()));
+});
+
+afterAll(async () => {
+  redis?.disconnect();
+  await server?.stop();
+});
+
+/** A client of this file's server (disconnected after the test), connected. */
+async function connected(extra: StreamsClientConfig = {}): Promise<StreamsClient> {
+  const client = new StreamsClient({ redisUrl: server.url, enableAutoTrim: false, logLevel: "warn", ...extra });
+  clients.push(client);
+  await client.connect();
+  return client;
+}
+
+/** Appends `{ i }` entries in the wire format (data, timestamp) with ioredis; returns their ids in order. */
+async function seed(stream: string, from: number, n: number): Promise<string[]> {
+  const pipe = redis.pipeline();
+  for (let i = from; i < from + n; i++) pipe.xadd(stream, "*", "data", JSON.stringify({ i }), "timestamp", String(Date.now()));
+  const replies = (await pipe.exec())!;
+  return replies.map(([err, id]) => {
+    if (err) throw err;
+    return id as string;
+  });
+}
+
+/** XPENDING summary count of `group`. */
+async function pendingCount(stream: string, group: string): Promise<number> {
+  const [count] = (await redis.xpending(stream, group)) as [number];
+  return Number(count);
+}
+
+/** XPENDING rows of `group` (optionally of one consumer), in id order. */
+async function pendingRows(
+  stream: string,
+  group: string,
+  consumer?: string,
+): Promise<Array<{ id: string; consumer: string; deliveries: number }>> {
+  const raw = (
+    consumer === undefined
+      ? await redis.xpending(stream, group, "-", "+", 100_000)
+      : await redis.xpending(stream, group, "-", "+", 100_000, consumer)
+  ) as Array<[string, string, number, number]>;
+  return raw.map(([id, c, , deliveries]) => ({ id, consumer: c, deliveries: Number(deliveries) }));
+}
+
+const pendingIds = async (stream: string, group: string, consumer?: string): Promise<string[]> =>
+  (await pendingRows(stream, group, consumer)).map((r) => r.id);
+
+/** XINFO GROUPS as objects. */
+async function groupsInfo(stream: string): Promise<Array<Record<string, unknown>>> {
+  const raw = (await redis.xinfo("GROUPS", stream)) as unknown[][];
+  return raw.map((flat) => {
+    const o: Record<string, unknown> = {};
+    for (let k = 0; k + 1 < flat.length; k += 2) o[String(flat[k])] = flat[k + 1];
+    return o;
+  });
+}
+
+/** A flat field list as an object. */
+function fieldsOf(flat: string[]): Record<string, string> {
+  const o: Record<string, string> = {};
+  for (let k = 0; k + 1 < flat.length; k += 2) o[flat[k]!] = flat[k + 1]!;
+  return o;
+}
+
+/** Collects the messages a consumer receives. */
+function collector<T = { i: number }>(): { messages: StreamMessage<T>[]; callback: (m: StreamMessage<T>) => void } {
+  const messages: StreamMessage<T>[] = [];
+  return { messages, callback: (m) => void messages.push(m) };
+}
+
+const isUnique = (ids: string[]): boolean => new Set(ids).size === ids.length;
+const byId = (a: string, b: string): number => {
+  const [a1, a2] = a.split("-").map(BigInt) as [bigint, bigint];
+  const [b1, b2] = b.split("-").map(BigInt) as [bigint, bigint];
+  return a1 !== b1 ? (a1 < b1 ? -1 : 1) : a2 === b2 ? 0 : a2 < b2 ? -1 : 1;
+};
+
+describe("createConsumerGroup", () => {
+  test("a new group resolves true and XINFO GROUPS shows it; creating it again resolves true", async () => {
+    const client = await connected();
+    const stream = fresh();
+    const group = freshGroup();
+    await expect(client.createConsumerGroup(stream, group)).resolves.toBe(true);
+    expect(await redis.exists(stream)).toBe(1); // MKSTREAM
+    expect((await groupsInfo(stream)).map((g) => g.name)).toEqual([group]);
+
+    await expect(client.createConsumerGroup(stream, group)).resolves.toBe(true);
+    await expect(client.createConsumerGroup(stream, group, "0")).resolves.toBe(true);
+    expect((await groupsInfo(stream)).map((g) => g.name)).toEqual([group]);
+  });
+
+  test('startId "0" delivers the existing entries, "$" (and the default) only new ones', async () => {
+    const client = await connected();
+    const stream = fresh();
+    const old = await seed(stream, 0, 3);
+    const [gAll, gNew, gDefault] = [freshGroup(), freshGroup(), freshGroup()];
+    expect(await client.createConsumerGroup(stream, gAll, "0")).toBe(true);
+    expect(await client.createConsumerGroup(stream, gNew, "$")).toBe(true);
+    expect(await client.createConsumerGroup(stream, gDefault)).toBe(true);
+    const info = new Map((await groupsInfo(stream)).map((g) => [g.name, g["last-delivered-id"]]));
+    expect(info.get(gAll)).toBe("0-0");
+    expect(info.get(gNew)).toBe(old[2]);
+    expect(info.get(gDefault)).toBe(old[2]);
+
+    const all = collector();
+    const onlyNew = collector();
+    await client.consumeFromGroup(stream, gAll, "c", all.callback);
+    await client.consumeFromGroup(stream, gNew, "c", onlyNew.callback);
+    const [live] = await seed(stream, 3, 1);
+    await until(() => all.messages.length >= 4 && onlyNew.messages.length >= 1, 10_000, () => `"0" got ${all.messages.length}/4, "$" got ${onlyNew.messages.length}/1`);
+    await sleep(100); // nothing more may follow
+    expect(all.messages.map((m) => m.id)).toEqual([...old, live]);
+    expect(all.messages.map((m) => m.data.i)).toEqual([0, 1, 2, 3]);
+    expect(onlyNew.messages.map((m) => m.id)).toEqual([live]);
+  });
+
+  test("an empty group or stream name rejects with ERR_INVALID_ARG", async () => {
+    const client = await connected();
+    const stream = fresh();
+    await expect(client.createConsumerGroup(stream, "")).rejects.toMatchObject({ code: "ERR_INVALID_ARG" });
+    await expect(client.createConsumerGroup("", freshGroup())).rejects.toMatchObject({ code: "ERR_INVALID_ARG" });
+    expect(await redis.exists(stream)).toBe(0);
+  });
+
+  test("a key that is not a stream rejects with ERR_INVALID_ARG and stays untouched", async () => {
+    const client = await connected();
+    const key = fresh();
+    await redis.set(key, "not a stream");
+    await expect(client.createConsumerGroup(key, freshGroup())).rejects.toMatchObject({ code: "ERR_INVALID_ARG" });
+    expect(await redis.get(key)).toBe("not a stream");
+  });
+
+  test("resolves false when Redis is unreachable", async () => {
+    const client = new StreamsClient({
+      redisUrl: "redis://127.0.0.1:1",
+      connectTimeoutMs: 500,
+      commandTimeoutMs: 500,
+      enableAutoTrim: false,
+      logLevel: "error",
+    });
+    clients.push(client);
+    await expect(client.connect()).rejects.toBeInstanceOf(Error);
+    const t0 = Date.now();
+    await expect(client.createConsumerGroup(fresh(), freshGroup())).resolves.toBe(false);
+    expect(Date.now() - t0).toBeLessThan(2_000);
+  });
+});
+
+describe("consumeFromGroup", () => {
+  test("rejects with ERR_NOGROUP for a missing group or a missing stream, and runs no consumer", async () => {
+    const client = await connected();
+    const stream = fresh();
+    await seed(stream, 0, 1);
+    await expect(client.consumeFromGroup(stream, "nope", "c", () => {})).rejects.toMatchObject({ code: "ERR_NOGROUP" });
+    await expect(client.consumeFromGroup(fresh(), "nope", "c", () => {})).rejects.toMatchObject({ code: "ERR_NOGROUP" });
+    expect(client.getStatus().consumerGroups).toEqual([]);
+  });
+
+  test('getStatus().consumerGroups lists "stream:group:consumer" while consuming, not after stopConsumer', async () => {
+    const client = await connected();
+    const stream = fresh();
+    const group = freshGroup();
+    await client.createConsumerGroup(stream, group);
+    await client.consumeFromGroup(stream, group, "alice", () => {});
+    await client.consumeFromGroup(stream, group, "bob", () => {});
+    expect(client.getStatus().consumerGroups).toEqual(expect.arrayContaining([`${stream}:${group}:alice`, `${stream}:${group}:bob`]));
+    expect(client.getStatus().consumerGroups).toHaveLength(2);
+    await client.stopConsumer(stream, group, "alice");
+    expect(client.getStatus().consumerGroups).toEqual([`${stream}:${group}:bob`]);
+  });
+
+  test("two consumers on two clients share 2,000 messages: each handled exactly once, XPENDING 0", async () => {
+    const a = await connected();
+    const b = await connected();
+    const stream = fresh();
+    const group = freshGroup();
+    expect(await a.createConsumerGroup(stream, group)).toBe(true);
+    const gotA = collector();
+    const gotB = collector();
+    await a.consumeFromGroup(stream, group, "a", gotA.callback, { count: 20 });
+    await b.consumeFromGroup(stream, group, "b", gotB.callback, { count: 20 });
+
+    const total = 2_000;
+    const published: string[] = [];
+    for (let from = 0; from < total; from += 100) published.push(...(await seed(stream, from, 100)));
+
+    const handled = (): number => gotA.messages.length + gotB.messages.length;
+    await until(() => handled() >= total, 30_000, () => `handled ${handled()}/${total}`);
+    await until(async () => (await pendingCount(stream, group)) === 0, 5_000, "XPENDING count 0");
+    await sleep(200); // no duplicate may follow
+    const ids = [...gotA.messages, ...gotB.messages].map((m) => m.id);
+    expect(ids).toHaveLength(total);
+    expect(isUnique(ids)).toBe(true);
+    expect([...ids].sort(byId)).toEqual(published);
+    expect(gotA.messages.length).toBeGreaterThan(0);
+    expect(gotB.messages.length).toBeGreaterThan(0);
+    expect(a.getStatus().counters.acked + b.getStatus().counters.acked).toBe(total);
+  });
+
+  test("autoAck (default): every handled entry is acknowledged", async () => {
+    const client = await connected();
+    const stream = fresh();
+    const group = freshGroup();
+    const ids = await seed(stream, 0, 5);
+    await client.createConsumerGroup(stream, group, "0");
+    const got = collector();
+    await client.consumeFromGroup(stream, group, "c", got.callback);
+    await until(() => got.messages.length >= 5, 5_000, "5 messages handled");
+    await until(async () => (await pendingCount(stream, group)) === 0, 5_000, "XPENDING count 0");
+    expect(got.messages.map((m) => m.id)).toEqual(ids);
+    expect(client.getStatus().counters.acked).toBe(5);
+  });
+
+  test("autoAck false leaves every entry pending until acknowledgeMessages (rest ids or one array)", async () => {
+    const client = await connected();
+    const stream = fresh();
+    const group = freshGroup();
+    const first = await seed(stream, 0, 5);
+    await client.createConsumerGroup(stream, group, "0");
+    const got = collector();
+    await client.consumeFromGroup(stream, group, "c", got.callback, { autoAck: false });
+    await until(() => got.messages.length >= 5, 5_000, "5 messages handled");
+    await sleep(200); // no ack may follow
+    expect(await pendingCount(stream, group)).toBe(5);
+    expect(await pendingIds(stream, group, "c")).toEqual(first);
+
+    await expect(client.acknowledgeMessages(stream, group, ...first)).resolves.toBe(5);
+    expect(await pendingCount(stream, group)).toBe(0);
+    await expect(client.acknowledgeMessages(stream, group, ...first)).resolves.toBe(0);
+
+    const second = await seed(stream, 5, 3);
+    await until(() => got.messages.length >= 8, 5_000, "3 more messages handled");
+    await sleep(100);
+    expect(await pendingIds(stream, group)).toEqual(second);
+    // The JSDoc promises the array form too, though the generated type only declares rest ids.
+    const ackArray = client.acknowledgeMessages as unknown as (this: StreamsClient, s: string, g: string, ids: string[]) => Promise<number>;
+    await expect(ackArray.call(client, stream, group, second)).resolves.toBe(3);
+    expect(await pendingCount(stream, group)).toBe(0);
+    expect(got.messages.map((m) => m.id)).toEqual([...first, ...second]);
+  });
+
+  test("a throwing callback leaves exactly those entries pending; a restarted consumer gets them first, then acks them", async () => {
+    const client = await connected();
+    const stream = fresh();
+    const group = freshGroup();
+    const ids = await seed(stream, 0, 8);
+    const failing = new Set([1, 4, 6]);
+    const thrown = ids.filter((_, i) => failing.has(i));
+    await client.createConsumerGroup(stream, group, "0");
+    const seen: string[] = [];
+    await client.consumeFromGroup<{ i: number }>(stream, group, "worker", (m) => {
+      seen.push(m.id);
+      if (failing.has(m.data.i)) throw new Error(`fail ${m.data.i}`);
+    });
+    await until(() => seen.length >= 8, 5_000, () => `handled ${seen.length}/8`);
+    await until(async () => (await pendingCount(stream, group)) === 3, 5_000, "only the 3 failed entries pending");
+    expect(await pendingIds(stream, group, "worker")).toEqual(thrown);
+    expect(client.getStatus().counters.callbackErrors).toBe(3);
+
+    await client.stopConsumer(stream, group, "worker");
+    const again = collector();
+    await client.consumeFromGroup(stream, group, "worker", again.callback);
+    const newer = await seed(stream, 8, 2);
+    await until(() => again.messages.length >= 5, 5_000, () => `after restart got ${again.messages.length}/5`);
+    await until(async () => (await pendingCount(stream, group)) === 0, 5_000, "XPENDING count 0 after the redelivery");
+    await sleep(100);
+    expect(again.messages.map((m) => m.id)).toEqual([...thrown, ...newer]);
+  });
+
+  test("after a SIGKILL mid-batch, a consumer with claimIdleMs takes over the dead consumer's pending entries", async () => {
+    const client = await connected();
+    const stream = fresh();
+    const group = freshGroup();
+    const published = await seed(stream, 0, 20);
+    await client.createConsumerGroup(stream, group, "0");
+
+    const fixture = resolve(here, "fixtures", "group-consumer-hang.mjs");
+    const held = 5;
+    const child = spawn(process.execPath, [fixture, server.url, stream, group, "doomed", String(held)], { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise<void>((r) => child.once("exit", () => r()));
+    const got = (): string[] => stdout.split("\n").filter((l) => l.startsWith("got ")).map((l) => l.slice(4).trim());
+    try {
+      await until(() => got().length >= held, 15_000, () => `child got ${got().length}/${held}; stderr=${stderr}`);
+      expect(got()).toEqual(published.slice(0, held));
+      expect(await pendingIds(stream, group, "doomed")).toEqual(got());
+    } finally {
+      child.kill("SIGKILL");
+      await exited;
+    }
+
+    const rescuer = collector();
+    await client.consumeFromGroup(stream, group, "rescuer", rescuer.callback, { claimIdleMs: 200 });
+    await until(() => new Set(rescuer.messages.map((m) => m.id)).size >= published.length, 10_000, () => `rescuer handled ${rescuer.messages.length}/${published.length}`);
+    await until(async () => (await pendingCount(stream, group)) === 0, 5_000, "XPENDING count 0");
+    await sleep(300); // no redelivery may follow
+    const ids = rescuer.messages.map((m) => m.id);
+    expect(isUnique(ids)).toBe(true);
+    expect([...ids].sort(byId)).toEqual(published);
+    expect(client.getStatus().counters.claimed).toBeGreaterThanOrEqual(held);
+  });
+
+  test("maxDeliveries: a poison entry runs the callback exactly 3 times, then goes to <stream>:dead and is acked", async () => {
+    const client = await connected();
+    const stream = fresh();
+    const group = freshGroup();
+    const ids = await seed(stream, 0, 3);
+    const poison = ids[1]!;
+    const [original] = await redis.xrange(stream, poison, poison);
+    await client.createConsumerGroup(stream, group, "0");
+    const calls = new Map<string, number>();
+    await client.consumeFromGroup<{ i: number }>(
+      stream,
+      group,
+      "c",
+      (m) => {
+        calls.set(m.id, (calls.get(m.id) ?? 0) + 1);
+        if (m.id === poison) throw new Error("poison");
+      },
+      { maxDeliveries: 3, retryDelayMs: 50 },
+    );
+    const dead = `${stream}:dead`;
+    await until(async () => (await redis.xlen(dead)) >= 1, 10_000, () => `dead letter written (poison calls ${calls.get(poison) ?? 0})`);
+    await sleep(300); // no further delivery of the poison entry
+    expect(calls.get(poison)).toBe(3);
+    expect(calls.get(ids[0]!)).toBe(1);
+    expect(calls.get(ids[2]!)).toBe(1);
+
+    const entries = await redis.xrange(dead, "-", "+");
+    expect(entries).toHaveLength(1);
+    const origFields = fieldsOf(original![1]);
+    expect(fieldsOf(entries[0]![1])).toEqual({
+      data: origFields.data,
+      timestamp: origFields.timestamp,
+      originalStream: stream,
+      originalId: poison,
+      group,
+      consumer: "c",
+      deliveries: "4",
+    });
+    expect(await pendingCount(stream, group)).toBe(0);
+    const counters = client.getStatus().counters;
+    expect(counters.deadLettered).toBe(1);
+    expect(counters.callbackErrors).toBe(3);
+  });
+
+  test("maxDeliveries with a custom deadLetterStream", async () => {
+    const client = await connected();
+    const stream = fresh();
+    const group = freshGroup();
+    const custom = `${stream}:custom-dlq`;
+    const [poison] = await seed(stream, 0, 1);
+    await client.createConsumerGroup(stream, group, "0");
+    let calls = 0;
+    await client.consumeFromGroup(
+      stream,
+      group,
+      "c",
+      () => {
+        calls++;
+        throw new Error("always");
+      },
+      { maxDeliveries: 1, retryDelayMs: 50, deadLetterStream: custom },
+    );
+    await until(async () => (await redis.xlen(custom)) >= 1, 10_000, "dead letter written to the custom stream");
+    await sleep(200);
+    expect(calls).toBe(1);
+    const entries = await redis.xrange(custom, "-", "+");
+    expect(entries).toHaveLength(1);
+    expect(fieldsOf(entries[0]![1])).toMatchObject({ originalStream: stream, originalId: poison, group, consumer: "c", deliveries: "2" });
+    expect(await redis.exists(`${stream}:dead`)).toBe(0);
+    expect(await pendingCount(stream, group)).toBe(0);
+    expect(client.getStatus().counters.deadLettered).toBe(1);
+  });
+
+  test("concurrency 4 runs up to 4 callbacks at once (count 16), all acked; the default runs one at a time", async () => {
+    const client = await connected();
+    const run = async (concurrency: number | undefined): Promise<number> => {
+      const stream = fresh();
+      const group = freshGroup();
+      await seed(stream, 0, 16);
+      await client.createConsumerGroup(stream, group, "0");
+      let running = 0;
+      let max = 0;
+      let done = 0;
+      await client.consumeFromGroup(
+        stream,
+        group,
+        "c",
+        async () => {
+          running++;
+          max = Math.max(max, running);
+          await sleep(30);
+          running--;
+          done++;
+        },
+        concurrency === undefined ? { count: 16 } : { count: 16, concurrency },
+      );
+      await until(() => done >= 16, 10_000, () => `concurrency ${concurrency}: done ${done}/16`);
+      await until(async () => (await pendingCount(stream, group)) === 0, 5_000, `concurrency ${concurrency}: XPENDING 0`);
+      await client.stopConsumer(stream, group, "c");
+      expect(done).toBe(16);
+      return max;
+    };
+    expect(await run(4)).toBe(4);
+    expect(await run(undefined)).toBe(1);
+  });
+
+  test("stopConsumer waits for the running callback and acks it; nothing more is delivered to it", async () => {
+    const client = await connected();
+    const stream = fresh();
+    const group = freshGroup();
+    const ids = await seed(stream, 0, 3);
+    await client.createConsumerGroup(stream, group, "0");
+    const seen: string[] = [];
+    let finished = false;
+    await client.consumeFromGroup(stream, group, "slow", async (m) => {
+      seen.push(m.id);
+      await sleep(300);
+      finished = true;
+    });
+    await until(() => seen.length >= 1, 5_000, "slow callback started");
+    expect(finished).toBe(false);
+    await client.stopConsumer(stream, group, "slow");
+    expect(finished).toBe(true);
+    // The finished one is acked; the rest of the batch (read, never handed over) stays pending.
+    const pending = await pendingIds(stream, group);
+    expect(pending).not.toContain(ids[0]);
+    expect(pending).toEqual(ids.slice(1));
+    expect(client.getStatus().consumerGroups).not.toContain(`${stream}:${group}:slow`);
+
+    await seed(stream, 3, 1);
+    await sleep(500);
+    expect(seen).toEqual([ids[0]]);
+  });
+
+  test("disconnect() waits for a running consumer callback and acks it", async () => {
+    const client = await connected();
+    const stream = fresh();
+    const group = freshGroup();
+    const [id] = await seed(stream, 0, 1);
+    await client.createConsumerGroup(stream, group, "0");
+    let started = false;
+    let finished = false;
+    await client.consumeFromGroup(stream, group, "slow", async () => {
+      started = true;
+      await sleep(300);
+      finished = true;
+    });
+    await until(() => started, 5_000, "slow callback started");
+    await client.disconnect();
+    expect(finished).toBe(true);
+    expect(await pendingIds(stream, group)).not.toContain(id);
+    expect(await pendingCount(stream, group)).toBe(0);
+    expect(client.getStatus().consumerGroups).toEqual([]);
+  });
+
+  test("disconnect() with three idle consumers (blockMs 5000) resolves promptly, not after the BLOCK time", async () => {
+    const client = await connected({ defaultBlockMs: 5_000 });
+    const stream = fresh();
+    const group = freshGroup();
+    await client.createConsumerGroup(stream, group);
+    for (const name of ["c1", "c2", "c3"]) await client.consumeFromGroup(stream, group, name, () => {});
+    await sleep(300); // let every consumer block in XREADGROUP
+    const t0 = Date.now();
+    await client.disconnect();
+    expect(Date.now() - t0).toBeLessThan(1_500);
+    expect(client.getStatus().consumerGroups).toEqual([]);
+  });
+
+  test("a consumer survives its group being destroyed and consumes again once the group is recreated", async () => {
+    const client = await connected();
+    const stream = fresh();
+    const group = freshGroup();
+    await client.createConsumerGroup(stream, group);
+    const got = collector();
+    await client.consumeFromGroup(stream, group, "c", got.callback, { blockMs: 300 });
+    const [first] = await seed(stream, 0, 1);
+    await until(() => got.messages.length >= 1, 5_000, "first message");
+
+    expect(await redis.xgroup("DESTROY", stream, group)).toBe(1);
+    await sleep(800); // longer than blockMs: the consumer has met the missing group
+    expect(client.getStatus().consumerGroups).toContain(`${stream}:${group}:c`);
+
+    expect(await client.createConsumerGroup(stream, group, "$")).toBe(true);
+    const [second] = await seed(stream, 1, 1);
+    await until(() => got.messages.length >= 2, 10_000, "message after the group was recreated");
+    expect(got.messages.map((m) => m.id)).toEqual([first, second]);
+    await until(async () => (await pendingCount(stream, group)) === 0, 5_000, "XPENDING 0 in the new group");
+  });
+});

@@ -1,0 +1,165 @@
+import { randomUUID } from "node:crypto";
+import { Redis } from "ioredis";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
+import { StreamsClient, type StreamsClientConfig } from "../index.js";
+import { startRedis, type RedisServer } from "./helpers/redis-server.js";
+import { sleep, until } from "./helpers/until.js";
+
+const fresh = (): string => `t:trim:${randomUUID()}`;
+
+let server: RedisServer;
+let redis: Redis;
+/** Every client a test created; afterEach disconnects them. */
+const clients: StreamsClient[] = [];
+
+beforeAll(async () => {
+  server = await startRedis();
+  redis = new Redis(server.url);
+});
+
+afterEach(async () => {
+  await Promise.all(clients.splice(0).map((c) => c.disconnect()));
+});
+
+afterAll(async () => {
+  redis?.disconnect();
+  await server?.stop();
+});
+
+/** A client of this file's server (disconnected after the test), connected. */
+async function connected(extra: StreamsClientConfig = {}): Promise<StreamsClient> {
+  const client = new StreamsClient({ redisUrl: server.url, enableAutoTrim: false, logLevel: "warn", ...extra });
+  clients.push(client);
+  await client.connect();
+  return client;
+}
+
+/** Appends `n` entries in the wire format with ioredis; returns their ids in order. */
+async function seed(stream: string, n: number): Promise<string[]> {
+  const pipe = redis.pipeline();
+  for (let i = 0; i < n; i++) pipe.xadd(stream, "*", "data", JSON.stringify({ i }), "timestamp", String(Date.now()));
+  const replies = (await pipe.exec())!;
+  return replies.map(([err, id]) => {
+    if (err) throw err;
+    return id as string;
+  });
+}
+
+const byId = (a: string, b: string): number => {
+  const [a1, a2] = a.split("-").map(BigInt) as [bigint, bigint];
+  const [b1, b2] = b.split("-").map(BigInt) as [bigint, bigint];
+  return a1 !== b1 ? (a1 < b1 ? -1 : 1) : a2 === b2 ? 0 : a2 < b2 ? -1 : 1;
+};
+
+const ids = async (stream: string): Promise<string[]> => (await redis.xrange(stream, "-", "+")).map(([id]) => id);
+
+describe("trimStream", () => {
+  test("exact maxLen keeps exactly the newest maxLen entries and resolves to the number removed", async () => {
+    const client = await connected();
+    const stream = fresh();
+    const all = await seed(stream, 50);
+    await expect(client.trimStream(stream, { maxLen: 10, approximate: false })).resolves.toBe(40);
+    expect(await redis.xlen(stream)).toBe(10);
+    expect(await ids(stream)).toEqual(all.slice(40));
+    await expect(client.trimStream(stream, { maxLen: 10, approximate: false })).resolves.toBe(0);
+  });
+
+  test("exact minId removes exactly the entries below the id", async () => {
+    const client = await connected();
+    const stream = fresh();
+    const all = await seed(stream, 30);
+    await expect(client.trimStream(stream, { minId: all[20]!, approximate: false })).resolves.toBe(20);
+    expect(await ids(stream)).toEqual(all.slice(20));
+  });
+
+  test("approximate trimming (the default) never removes more than asked", async () => {
+    const client = await connected();
+    const stream = fresh();
+    const all = await seed(stream, 1_000);
+    const removed = await client.trimStream(stream, { maxLen: 150 });
+    const len = await redis.xlen(stream);
+    expect(len).toBeGreaterThanOrEqual(150);
+    expect(removed).toBeGreaterThan(0);
+    expect(removed).toBe(1_000 - len);
+    expect(await ids(stream)).toEqual(all.slice(removed));
+
+    const removedById = await client.trimStream(stream, { minId: all[900]!, approximate: true });
+    expect(await redis.xlen(stream)).toBeGreaterThanOrEqual(100);
+    expect(removedById).toBe(len - (await redis.xlen(stream)));
+    expect((await ids(stream)).at(-1)).toBe(all[999]);
+  });
+
+  test("publishMessage with maxLen trims in the same XADD (exact: XLEN stays 5)", async () => {
+    const client = await connected();
+    const stream = fresh();
+    const published: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      const id = await client.publishMessage(stream, { i }, null, { maxLen: 5, approximate: false });
+      expect(id).toMatch(/^\d+-\d+$/);
+      published.push(id!);
+      expect(await redis.xlen(stream)).toBe(Math.min(i + 1, 5));
+    }
+    expect(await ids(stream)).toEqual(published.slice(15));
+  });
+
+  test("neither maxLen nor minId (or both) rejects with ERR_INVALID_ARG and removes nothing", async () => {
+    const client = await connected();
+    const stream = fresh();
+    const all = await seed(stream, 5);
+    await expect(client.trimStream(stream, {})).rejects.toMatchObject({ code: "ERR_INVALID_ARG" });
+    await expect(client.trimStream(stream, { approximate: false })).rejects.toMatchObject({ code: "ERR_INVALID_ARG" });
+    await expect(client.trimStream(stream, { maxLen: 1, minId: all[4]! })).rejects.toMatchObject({ code: "ERR_INVALID_ARG" });
+    expect(await redis.xlen(stream)).toBe(5);
+  });
+
+  test("resolves 0 when Redis is unreachable", async () => {
+    const client = new StreamsClient({
+      redisUrl: "redis://127.0.0.1:1",
+      connectTimeoutMs: 500,
+      commandTimeoutMs: 500,
+      enableAutoTrim: false,
+      logLevel: "error",
+    });
+    clients.push(client);
+    await expect(client.connect()).rejects.toBeInstanceOf(Error);
+    const t0 = Date.now();
+    await expect(client.trimStream(fresh(), { maxLen: 1, approximate: false })).resolves.toBe(0);
+    expect(Date.now() - t0).toBeLessThan(2_000);
+  });
+});
+
+describe("auto-trim", () => {
+  test("trims a stream the client published to down to about defaultMaxLen", async () => {
+    const client = await connected({ enableAutoTrim: true, autoTrimInterval: 200, defaultMaxLen: 10 });
+    const stream = fresh();
+    const published = await Promise.all(Array.from({ length: 500 }, (_, i) => client.publishMessage(stream, { i })));
+    expect(published.every((id) => typeof id === "string")).toBe(true);
+    // Approximate: Redis removes whole macro nodes (up to 100 entries each) only.
+    await until(async () => (await redis.xlen(stream)) <= 150, 5_000, "XLEN ≤ 150");
+    const len = await redis.xlen(stream);
+    expect(len).toBeGreaterThanOrEqual(10);
+    // The newest entries are the ones kept.
+    const sorted = (published as string[]).sort(byId);
+    expect(await ids(stream)).toEqual(sorted.slice(sorted.length - len));
+  });
+
+  test("with enableAutoTrim false the stream keeps every entry after several intervals", async () => {
+    const client = await connected({ enableAutoTrim: false, autoTrimInterval: 200, defaultMaxLen: 10 });
+    const stream = fresh();
+    const published = await Promise.all(Array.from({ length: 500 }, (_, i) => client.publishMessage(stream, { i })));
+    expect(published.every((id) => typeof id === "string")).toBe(true);
+    await sleep(600); // three intervals: no trim may happen
+    expect(await redis.xlen(stream)).toBe(500);
+  });
+
+  test("a stream the client never touched is not trimmed", async () => {
+    const client = await connected({ enableAutoTrim: true, autoTrimInterval: 200, defaultMaxLen: 10 });
+    const touched = fresh();
+    const untouched = fresh();
+    await seed(untouched, 300);
+    await Promise.all(Array.from({ length: 300 }, (_, i) => client.publishMessage(touched, { i })));
+    await until(async () => (await redis.xlen(touched)) <= 150, 5_000, "the touched stream is trimmed");
+    await sleep(400); // two more intervals
+    expect(await redis.xlen(untouched)).toBe(300);
+  });
+});
