@@ -104,9 +104,9 @@ impl Client {
                     touched: Arc::new(Touched::default()),
                 });
                 let life = &session.life;
-                life.spawn(
+                life.spawn_connection(
                     "command-connection",
-                    session.cmd.clone().run(life.token.clone()),
+                    session.cmd.clone().run(life.conn_token.clone()),
                 );
                 if self.config.enable_auto_trim {
                     life.spawn(

@@ -10,11 +10,18 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// The tasks of one `connect()` … `disconnect()` span.
+///
+/// Connection tasks have a token and tracker of their own: they stop only after every
+/// loop has stopped, because stopping a loop needs the command connection (it sends
+/// `CLIENT UNBLOCK`, and running callbacks still publish and acknowledge).
 #[derive(Debug, Default)]
 pub struct Lifecycle {
-    /// Cancelled by `disconnect()`; subscriptions hold child tokens.
+    /// Cancelled by `disconnect()`; subscriptions and consumers hold child tokens.
     pub token: CancellationToken,
     tracker: TaskTracker,
+    /// Cancelled last, for the tasks that keep connections up.
+    pub conn_token: CancellationToken,
+    conn_tracker: TaskTracker,
 }
 
 impl Lifecycle {
@@ -23,7 +30,39 @@ impl Lifecycle {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        self.tracker.spawn(async move {
+        spawn_on(&self.tracker, name, fut);
+    }
+
+    /// Starts a connection task: it runs until [`Lifecycle::conn_token`] is cancelled, which
+    /// happens after every other task has finished.
+    pub fn spawn_connection<F>(&self, name: &'static str, fut: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        spawn_on(&self.conn_tracker, name, fut);
+    }
+
+    /// Cancels every loop, waits up to `deadline` for them, then stops the connections.
+    ///
+    /// Returns `false` when some loop was still running at the deadline.
+    pub async fn shutdown(&self, deadline: Duration) -> bool {
+        self.token.cancel();
+        self.tracker.close();
+        let finished = tokio::time::timeout(deadline, self.tracker.wait())
+            .await
+            .is_ok();
+        self.conn_token.cancel();
+        self.conn_tracker.close();
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.conn_tracker.wait()).await;
+        finished
+    }
+}
+
+fn spawn_on<F>(tracker: &TaskTracker, name: &'static str, fut: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    tracker.spawn(async move {
             if let Err(panic) = AssertUnwindSafe(fut).catch_unwind().await {
                 let reason = panic
                     .downcast_ref::<&str>()
@@ -33,18 +72,6 @@ impl Lifecycle {
                 tracing::error!(task = name, error = %reason, "a background task panicked; it has stopped");
             }
         });
-    }
-
-    /// Cancels every loop and waits up to `deadline` for the tasks to finish.
-    ///
-    /// Returns `false` when some task was still running at the deadline.
-    pub async fn shutdown(&self, deadline: Duration) -> bool {
-        self.token.cancel();
-        self.tracker.close();
-        tokio::time::timeout(deadline, self.tracker.wait())
-            .await
-            .is_ok()
-    }
 }
 
 #[cfg(test)]
