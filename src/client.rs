@@ -175,6 +175,7 @@ impl Client {
         trim: Option<Trim>,
     ) -> Result<Option<StreamId>> {
         check_stream_name(stream)?;
+        publish::check_payload("data", json, self.config.max_payload_bytes)?;
         let s = self.session()?;
         s.touched.add(stream);
         publish::publish(&s.cmd, &self.counters, stream, json, id, trim).await
@@ -190,6 +191,9 @@ impl Client {
         items: &[String],
     ) -> Result<Vec<Option<StreamId>>> {
         check_stream_name(stream)?;
+        for (i, json) in items.iter().enumerate() {
+            publish::check_payload(&format!("items[{i}]"), json, self.config.max_payload_bytes)?;
+        }
         let s = self.session()?;
         s.touched.add(stream);
         publish::publish_batch(&s.cmd, &self.counters, stream, items).await

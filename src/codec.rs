@@ -403,6 +403,57 @@ pub fn parse_read_reply(v: &Value) -> Result<Vec<(String, Vec<Entry>)>> {
     }
 }
 
+/// What `XINFO STREAM` says about where a stream is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamInfo {
+    /// The id of the last entry ever added (survives trimming and deletion).
+    pub last_generated: StreamId,
+    /// The largest id ever deleted or trimmed away (`0-0` when none).
+    pub max_deleted: StreamId,
+    /// The oldest entry still in the stream.
+    pub first_entry: Option<StreamId>,
+}
+
+/// Parses an `XINFO STREAM` reply (Redis 7).
+///
+/// # Errors
+/// [`Error::Protocol`] when it lacks `last-generated-id`.
+pub fn parse_stream_info(v: &Value) -> Result<StreamInfo> {
+    let pairs: Vec<(&Value, &Value)> = match v {
+        Value::Array(flat) => flat
+            .chunks(2)
+            .filter_map(|kv| match kv {
+                [k, v] => Some((k, v)),
+                _ => None,
+            })
+            .collect(),
+        Value::Map(map) => map.iter().map(|(k, v)| (k, v)).collect(),
+        other => return Err(Error::Protocol(format!("XINFO STREAM replied {other:?}"))),
+    };
+    let get = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| text(k).as_deref() == Some(name))
+            .map(|(_, v)| *v)
+    };
+    let id_of = |name: &str| {
+        get(name)
+            .and_then(text)
+            .and_then(|t| t.parse::<StreamId>().ok())
+    };
+    let last_generated = id_of("last-generated-id")
+        .ok_or_else(|| Error::Protocol("XINFO STREAM has no last-generated-id".into()))?;
+    let first_entry = match get("first-entry") {
+        Some(e @ Value::Array(_)) => parse_entry(e).ok().map(|e| e.id),
+        _ => None,
+    };
+    Ok(StreamInfo {
+        last_generated,
+        max_deleted: id_of("max-deleted-entry-id").unwrap_or(StreamId::ZERO),
+        first_entry,
+    })
+}
+
 /// Orders ids the way Redis does; used to skip entries a subscription already has.
 pub fn after(id: StreamId, cursor: StreamId) -> bool {
     id.cmp(&cursor) == Ordering::Greater
@@ -532,6 +583,25 @@ mod tests {
         assert!(parse_read_reply(&Value::Nil).unwrap().is_empty());
         assert!(parse_read_reply(&Value::Int(3)).is_err());
         assert!(parse_entry(&Value::Array(vec![bulk(b"x-y"), Value::Nil])).is_err());
+    }
+
+    #[test]
+    fn stream_info() {
+        let v = Value::Array(vec![
+            bulk(b"length"),
+            Value::Int(1),
+            bulk(b"last-generated-id"),
+            bulk(b"6-1"),
+            bulk(b"max-deleted-entry-id"),
+            bulk(b"5-1"),
+            bulk(b"first-entry"),
+            entry("6-1", &[(b"a", b"1")]),
+        ]);
+        let info = parse_stream_info(&v).unwrap();
+        assert_eq!(info.last_generated, StreamId::new(6, 1));
+        assert_eq!(info.max_deleted, StreamId::new(5, 1));
+        assert_eq!(info.first_entry, Some(StreamId::new(6, 1)));
+        assert!(parse_stream_info(&Value::Array(vec![])).is_err());
     }
 
     #[test]

@@ -32,6 +32,10 @@ pub const DEFAULT_RECONNECT_JITTER: f64 = 0.3;
 pub const MAX_BLOCK_MS: u64 = 3_600_000;
 /// Largest COUNT accepted per read.
 pub const MAX_COUNT: usize = 100_000;
+/// Largest JSON payload a publish accepts by default (1 MiB).
+pub const DEFAULT_MAX_PAYLOAD_BYTES: u64 = 1024 * 1024;
+/// Publishes kept while disconnected, by default none (fail open at once).
+pub const DEFAULT_OFFLINE_BUFFER: u64 = 0;
 
 /// The configuration as it arrives from a caller: every field optional and unvalidated.
 #[derive(Debug, Clone, Default)]
@@ -62,6 +66,12 @@ pub struct ConfigInput {
     pub reconnect_jitter: Option<f64>,
     /// Log filter (`error`, `warn`, `info`, `debug`, `trace` or an EnvFilter directive).
     pub log_level: Option<String>,
+    /// Publishes kept in order while disconnected and written once Redis is back.
+    pub offline_buffer: Option<f64>,
+    /// Largest JSON payload of one publish, in bytes.
+    pub max_payload_bytes: Option<f64>,
+    /// PEM file with the CA certificate(s) that sign the server's TLS certificate.
+    pub tls_ca_file: Option<String>,
 }
 
 /// Reconnect back-off bounds.
@@ -100,6 +110,14 @@ pub struct Config {
     pub reconnect: BackoffConfig,
     /// Log filter, when the caller chose one.
     pub log_level: Option<String>,
+    /// Publishes kept while disconnected (0: none).
+    pub offline_buffer: usize,
+    /// Largest JSON payload of one publish, in bytes.
+    pub max_payload_bytes: usize,
+    /// PEM CA certificates for `rediss://`, read when the config was validated.
+    pub tls_ca: Option<Vec<u8>>,
+    /// Where [`Config::tls_ca`] came from, for status and logs.
+    pub tls_ca_file: Option<String>,
 }
 
 impl Default for Config {
@@ -209,6 +227,41 @@ impl Config {
                 ));
             }
         }
+        let offline_buffer = int(
+            "offlineBuffer",
+            input.offline_buffer,
+            DEFAULT_OFFLINE_BUFFER,
+            0,
+            1_000_000,
+        )? as usize;
+        let max_payload_bytes = int(
+            "maxPayloadBytes",
+            input.max_payload_bytes,
+            DEFAULT_MAX_PAYLOAD_BYTES,
+            1,
+            512 * 1024 * 1024,
+        )? as usize;
+        let tls_ca = match &input.tls_ca_file {
+            None => None,
+            Some(path) => {
+                if !redis_url.is_tls() {
+                    return Err(Error::invalid(
+                        "tlsCaFile",
+                        "is only used with a rediss:// redisUrl",
+                    ));
+                }
+                let pem = std::fs::read(path).map_err(|e| {
+                    Error::invalid("tlsCaFile", format!("cannot read {path:?}: {e}"))
+                })?;
+                if !pem.windows(11).any(|w| w == b"-----BEGIN ") {
+                    return Err(Error::invalid(
+                        "tlsCaFile",
+                        format!("{path:?} holds no PEM certificate"),
+                    ));
+                }
+                Some(pem)
+            }
+        };
         Ok(Config {
             redis_url,
             default_block,
@@ -225,6 +278,10 @@ impl Config {
                 jitter,
             },
             log_level: input.log_level,
+            offline_buffer,
+            max_payload_bytes,
+            tls_ca,
+            tls_ca_file: input.tls_ca_file,
         })
     }
 }
@@ -334,6 +391,11 @@ impl RedisUrl {
             raw: raw.to_owned(),
             redacted: shown.to_string(),
         })
+    }
+
+    /// Whether the URL asks for TLS (`rediss://`).
+    pub fn is_tls(&self) -> bool {
+        self.raw.starts_with("rediss://")
     }
 
     /// The URL with its password, for opening connections only.

@@ -2,13 +2,14 @@
 //! on one socket) with its reconnect loop, the back-off schedule, and opening the dedicated
 //! connections that blocking reads use.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, FromRedisValue, RedisError};
-use tokio::sync::{watch, Notify};
+use redis::{AsyncConnectionConfig, FromRedisValue, RedisError, Value};
+use tokio::sync::{oneshot, watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -75,12 +76,65 @@ pub async fn open(
     }
 }
 
+/// Builds the redis client for a config: plain, TLS with the system roots, or TLS with the
+/// configured CA.
+///
+/// # Errors
+/// [`Error::InvalidArg`] when the URL or CA cannot be used.
+pub fn redis_client(cfg: &Config) -> Result<redis::Client> {
+    static CRYPTO: std::sync::Once = std::sync::Once::new();
+    CRYPTO.call_once(|| {
+        // One process-wide rustls provider; another library may have installed one already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    let url = cfg.redis_url.expose();
+    let built = match &cfg.tls_ca {
+        None => redis::Client::open(url),
+        Some(pem) => redis::Client::build_with_tls(
+            url,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.clone()),
+            },
+        ),
+    };
+    built.map_err(|e| {
+        let field = if cfg.tls_ca.is_some() {
+            "tlsCaFile"
+        } else {
+            "redisUrl"
+        };
+        Error::invalid(field, format!("cannot be used: {e}"))
+    })
+}
+
 /// Turns a connection failure into the error `connect()` reports.
 pub fn connect_error(err: &RedisError, cfg: &Config) -> Error {
+    let url = cfg.redis_url.to_string();
+    let reason = err.to_string();
     if err.is_timeout() {
         Error::Timeout(cfg.connect_timeout.as_millis() as u64)
+    } else if is_auth_failure(err) {
+        Error::Auth { url, reason }
     } else {
-        Error::Unavailable(err.clone())
+        Error::Unreachable { url, reason }
+    }
+}
+
+/// Wrong password, unknown ACL user, or a user without the permission to connect.
+fn is_auth_failure(err: &RedisError) -> bool {
+    err.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(err.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"))
+}
+
+/// Rebuilds the error a failed attempt left in a [`ConnState::Reconnecting`].
+fn state_error(code: &str, reason: &str, cfg: &Config) -> Error {
+    let url = cfg.redis_url.to_string();
+    let reason = reason.to_owned();
+    match code {
+        "ERR_TIMEOUT" => Error::Timeout(cfg.connect_timeout.as_millis() as u64),
+        "ERR_AUTH" => Error::Auth { url, reason },
+        _ => Error::Unreachable { url, reason },
     }
 }
 
@@ -93,6 +147,9 @@ pub struct CommandConn {
     cfg: Arc<Config>,
     counters: Arc<Counters>,
     slot: RwLock<Option<(u64, MultiplexedConnection)>>,
+    /// Publishes parked while disconnected (`offlineBuffer`); flushed in order before the
+    /// next connection is handed out, so parked and new publishes keep their order.
+    parked: Mutex<VecDeque<Parked>>,
     generation: AtomicU64,
     timeouts: AtomicU32,
     state: watch::Sender<ConnState>,
@@ -105,13 +162,13 @@ impl CommandConn {
     /// # Errors
     /// [`Error::InvalidArg`] when the URL cannot be used.
     pub fn new(cfg: Arc<Config>, counters: Arc<Counters>) -> Result<Self> {
-        let client = redis::Client::open(cfg.redis_url.expose())
-            .map_err(|e| Error::invalid("redisUrl", format!("cannot be used: {e}")))?;
+        let client = redis_client(&cfg)?;
         Ok(CommandConn {
             client,
             cfg,
             counters,
             slot: RwLock::new(None),
+            parked: Mutex::new(VecDeque::new()),
             generation: AtomicU64::new(0),
             timeouts: AtomicU32::new(0),
             state: watch::Sender::new(ConnState::Idle),
@@ -170,10 +227,11 @@ impl CommandConn {
                 r = open(&self.client, &self.cfg) => r,
             };
             match attempt {
-                Ok(conn) => {
+                Ok(mut conn) => {
                     let gen = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
-                    if let Ok(mut slot) = self.slot.write() {
-                        *slot = Some((gen, conn));
+                    if let Err(e) = self.flush_parked(&mut conn, gen).await {
+                        warn!(error = %e, "connection failed while writing parked publishes");
+                        continue;
                     }
                     self.timeouts.store(0, Ordering::Relaxed);
                     if ever_connected {
@@ -207,7 +265,7 @@ impl CommandConn {
                     self.state.send_replace(ConnState::Reconnecting {
                         attempt: backoff.attempt(),
                         next_retry_at_ms: now_ms() + delay.as_millis() as u64,
-                        last_error: err.to_string(),
+                        last_error: e.to_string(),
                         last_error_code: err.code(),
                     });
                     tokio::select! {
@@ -220,6 +278,112 @@ impl CommandConn {
         if let Ok(mut slot) = self.slot.write() {
             *slot = None;
         }
+        let left: Vec<Parked> = self.parked().drain(..).collect();
+        if !left.is_empty() {
+            warn!(count = left.len(), "closing: parked publishes resolve null");
+        }
+        for p in left {
+            let _ = p.reply.send(Ok(None));
+        }
+    }
+
+    fn parked(&self) -> MutexGuard<'_, VecDeque<Parked>> {
+        self.parked.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes the parked publishes in order, then hands out `conn` (generation `gen`).
+    ///
+    /// The connection is installed under the parking lock once the queue is empty, so a
+    /// publish either parks before that (and is flushed first) or goes out directly after.
+    async fn flush_parked(
+        &self,
+        conn: &mut MultiplexedConnection,
+        gen: u64,
+    ) -> std::result::Result<(), RedisError> {
+        loop {
+            let batch: Vec<Parked> = {
+                let mut q = self.parked();
+                if q.is_empty() {
+                    if let Ok(mut slot) = self.slot.write() {
+                        *slot = Some((gen, conn.clone()));
+                    }
+                    return Ok(());
+                }
+                q.drain(..).collect()
+            };
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            for p in &batch {
+                pipe.add_command(p.cmd.clone());
+            }
+            info!(
+                count = batch.len(),
+                "writing publishes parked while disconnected"
+            );
+            let sent = tokio::time::timeout(
+                self.cfg.command_timeout * 2,
+                pipe.query_async::<Vec<Value>>(conn),
+            )
+            .await;
+            match sent {
+                Ok(Ok(replies)) if replies.len() == batch.len() => {
+                    for (p, v) in batch.into_iter().zip(replies) {
+                        let r = match v {
+                            Value::ServerError(e) => Err(RedisError::from(e)),
+                            v => Ok(Some(v)),
+                        };
+                        let _ = p.reply.send(r);
+                    }
+                }
+                other => {
+                    // Put them back in front, in order, for the next connection.
+                    let mut q = self.parked();
+                    for p in batch.into_iter().rev() {
+                        q.push_front(p);
+                    }
+                    return Err(match other {
+                        Ok(Err(e)) => e,
+                        _ => RedisError::from(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "writing parked publishes timed out",
+                        )),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Like [`CommandConn::query`], but while disconnected the command waits in the
+    /// `offlineBuffer` (when it has room) and is sent once Redis is back.
+    ///
+    /// # Errors
+    /// The server's refusal, as the raw `RedisError`.
+    pub async fn query_or_park(
+        &self,
+        cmd: redis::Cmd,
+    ) -> std::result::Result<Option<Value>, RedisError> {
+        if self.cfg.offline_buffer == 0 || self.get().is_some() {
+            return self.query(&cmd).await;
+        }
+        let rx = {
+            let mut q = self.parked();
+            if self.get().is_some() {
+                // Connected between the two checks: the queue was flushed, send directly.
+                drop(q);
+                return self.query(&cmd).await;
+            }
+            if q.len() >= self.cfg.offline_buffer {
+                warn!(
+                    capacity = self.cfg.offline_buffer,
+                    "offline buffer full; publish not kept"
+                );
+                return Ok(None);
+            }
+            let (tx, rx) = oneshot::channel();
+            q.push_back(Parked { cmd, reply: tx });
+            rx
+        };
+        rx.await.unwrap_or(Ok(None))
     }
 
     /// Waits until the connection works, a new attempt fails, or `within` passes.
@@ -250,14 +414,7 @@ impl CommandConn {
                     last_error,
                     last_error_code,
                     ..
-                } => Err(if *last_error_code == "ERR_TIMEOUT" {
-                    Error::Timeout(self.cfg.connect_timeout.as_millis() as u64)
-                } else {
-                    Error::Unreachable {
-                        url: self.cfg.redis_url.to_string(),
-                        reason: last_error.clone(),
-                    }
-                }),
+                } => Err(state_error(last_error_code, last_error, &self.cfg)),
                 _ => Err(Error::Closed),
             },
         }
@@ -392,7 +549,7 @@ impl Redial {
                 self.state.send_replace(ConnState::Reconnecting {
                     attempt: self.backoff.attempt(),
                     next_retry_at_ms: now_ms() + delay.as_millis() as u64,
-                    last_error: err.to_string(),
+                    last_error: e.to_string(),
                     last_error_code: err.code(),
                 });
                 tokio::select! {
@@ -447,6 +604,12 @@ pub async fn unblock(
             None => tokio::time::sleep(UNBLOCK_RETRY).await,
         }
     }
+}
+
+/// A publish waiting for the connection to come back.
+struct Parked {
+    cmd: redis::Cmd,
+    reply: oneshot::Sender<std::result::Result<Option<Value>, RedisError>>,
 }
 
 /// Something that can be sent on a multiplexed connection: a command or a pipeline.

@@ -40,6 +40,16 @@ pub enum Error {
         /// Why the attempt failed.
         reason: String,
     },
+    /// Redis refused the credentials (wrong password, unknown ACL user).
+    #[error(
+        "Redis at {url} refused the credentials: {reason}; check the user and password in redisUrl"
+    )]
+    Auth {
+        /// The URL, without its password.
+        url: String,
+        /// What the server said.
+        reason: String,
+    },
     /// Redis did not answer within the configured time.
     #[error("Redis did not answer within {0} ms")]
     Timeout(u64),
@@ -63,6 +73,7 @@ impl Error {
             Error::Closed => "ERR_CLOSED",
             Error::Unavailable(_) | Error::Unreachable { .. } => "ERR_UNAVAILABLE",
             Error::Timeout(_) => "ERR_TIMEOUT",
+            Error::Auth { .. } => "ERR_AUTH",
             Error::Protocol(_) => "ERR_PROTOCOL",
             Error::Handler(_) => "ERR_CALLBACK",
         }

@@ -54,6 +54,9 @@ pub struct ConsumeOptions {
     /// With `max_deliveries` and auto-ack: how long a failed entry waits before it is
     /// delivered again.
     pub retry_delay: Duration,
+    /// Create the group (from `0`, with MKSTREAM) when it is missing at start or vanishes
+    /// while consuming, instead of failing or waiting for someone else to create it.
+    pub create_if_missing: bool,
 }
 
 impl Default for ConsumeOptions {
@@ -66,6 +69,7 @@ impl Default for ConsumeOptions {
             max_deliveries: None,
             dead_letter_stream: None,
             retry_delay: DEFAULT_RETRY_DELAY,
+            create_if_missing: false,
         }
     }
 }
@@ -220,6 +224,10 @@ impl Groups {
                 stream,
                 group, consumer, "Redis unavailable; the consumer starts and waits for it"
             ),
+            Err(e) if e.code() == Some("NOGROUP") && opts.create_if_missing => {
+                self.create_group(stream, group, StartId::After(StreamId::ZERO))
+                    .await?;
+            }
             Err(e) if e.code() == Some("NOGROUP") => return Err(nogroup(stream, group)),
             Err(e) if e.code() == Some("WRONGTYPE") => {
                 return Err(Error::invalid(
@@ -485,6 +493,24 @@ impl ConsumerLoop {
                 Err(StepError::Connection(e)) => {
                     warn!(stream = %c.stream, group = %c.group, consumer = %c.name, error = %e, "consumer connection lost; reconnecting");
                     conn = None;
+                }
+                Err(StepError::NoGroup) if c.opts.create_if_missing => {
+                    warn!(stream = %c.stream, group = %c.group, consumer = %c.name, "consumer group or stream vanished; recreating it from 0 (createIfMissing)");
+                    pending_from = Some(StreamId::ZERO);
+                    match self
+                        .groups
+                        .create_group(&c.stream, &c.group, StartId::After(StreamId::ZERO))
+                        .await
+                    {
+                        Ok(true) => {}
+                        Ok(false) | Err(_) => {
+                            let delay = redial.next_delay();
+                            tokio::select! {
+                                _ = c.token.cancelled() => break,
+                                _ = tokio::time::sleep(delay) => {}
+                            }
+                        }
+                    }
                 }
                 Err(StepError::NoGroup) => {
                     let delay = redial.next_delay();

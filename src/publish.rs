@@ -44,6 +44,23 @@ fn refusal(stream: &str, id: PublishId, err: &RedisError) -> Error {
     }
 }
 
+/// Checks the size of one JSON payload against `maxPayloadBytes`.
+///
+/// # Errors
+/// [`Error::InvalidArg`] for `field` when it is larger.
+pub fn check_payload(field: &str, json: &str, max: usize) -> Result<()> {
+    if json.len() > max {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "the JSON payload is {} bytes; the limit is {max} (maxPayloadBytes)",
+                json.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn parse_id(v: &Value) -> Result<StreamId> {
     let text = match v {
         Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
@@ -69,7 +86,7 @@ pub async fn publish(
     trim: Option<Trim>,
 ) -> Result<Option<StreamId>> {
     let reply: Option<Value> = conn
-        .query(&xadd(stream, id, json, now_ms(), trim))
+        .query_or_park(xadd(stream, id, json, now_ms(), trim))
         .await
         .map_err(|e| refusal(stream, id, &e))?;
     match reply {

@@ -61,6 +61,10 @@ pub struct Counters {
     pub claimed: AtomicU64,
     /// Entries moved to a dead-letter stream.
     pub dead_lettered: AtomicU64,
+    /// Times a subscription found entries trimmed or deleted before it could read them.
+    pub gaps: AtomicU64,
+    /// Times a subscribed stream was found deleted or recreated, so reading restarted at 0.
+    pub stream_resets: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -82,6 +86,10 @@ pub struct CountersSnapshot {
     pub claimed: u64,
     /// See [`Counters::dead_lettered`].
     pub dead_lettered: u64,
+    /// See [`Counters::gaps`].
+    pub gaps: u64,
+    /// See [`Counters::stream_resets`].
+    pub stream_resets: u64,
 }
 
 impl Counters {
@@ -102,6 +110,8 @@ impl Counters {
             acked: get(&self.acked),
             claimed: get(&self.claimed),
             dead_lettered: get(&self.dead_lettered),
+            gaps: get(&self.gaps),
+            stream_resets: get(&self.stream_resets),
         }
     }
 }

@@ -25,7 +25,9 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::codec::{check_stream_name, parse_entries, parse_read_reply, StartId, StreamId};
+use crate::codec::{
+    check_stream_name, parse_entries, parse_read_reply, parse_stream_info, StartId, StreamId,
+};
 use crate::config::Config;
 use crate::connection::{unblock, CommandConn, Redial};
 use crate::error::{classify, Error, Failure, Result};
@@ -74,6 +76,8 @@ struct Sub {
     /// full; the delivery task then wakes the reader when there is room again.
     excluded: AtomicBool,
     token: CancellationToken,
+    /// The largest deleted id already reported as a gap, so each gap is reported once.
+    gap_reported: Mutex<StreamId>,
 }
 
 impl Sub {
@@ -193,6 +197,7 @@ impl Hub {
             tx,
             excluded: AtomicBool::new(false),
             token: life.token.child_token(),
+            gap_reported: Mutex::new(StreamId::ZERO),
         });
         self.subs().insert(sub.id, sub.clone());
         let id = sub.id;
@@ -356,10 +361,69 @@ impl Hub {
         Ok(())
     }
 
+    /// Compares every subscription's position with `XINFO STREAM` of its stream: reports
+    /// gaps (entries after the position were trimmed or deleted before they were read) and
+    /// restarts from `0-0` a subscription whose stream was deleted or recreated (its ids
+    /// went back below the position, so it would otherwise never see a new entry).
+    async fn check_positions(&self, conn: &mut MultiplexedConnection, plan: &Plan) -> Result<()> {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for (stream, _) in &plan.keys {
+            pipe.cmd("XINFO").arg("STREAM").arg(&**stream);
+        }
+        let replies: Vec<Value> =
+            tokio::time::timeout(self.cfg.command_timeout, pipe.query_async(conn))
+                .await
+                .map_err(|_| Error::Timeout(self.cfg.command_timeout.as_millis() as u64))?
+                .map_err(Error::Unavailable)?;
+        let subs = self.subs();
+        for ((stream, _), reply) in plan.keys.iter().zip(replies) {
+            let info = match &reply {
+                Value::ServerError(_) => None,
+                v => Some(parse_stream_info(v)?),
+            };
+            for sub in subs.values().filter(|s| s.stream == *stream) {
+                let mut cursor = sub.cursor();
+                let Some(at) = *cursor else { continue };
+                match info {
+                    None if at != StreamId::ZERO => {
+                        warn!(stream = %stream, cursor = %at, "subscribed stream no longer exists; reading it from the start once it is created again");
+                        Counters::add(&self.counters.stream_resets, 1);
+                        *cursor = Some(StreamId::ZERO);
+                    }
+                    None => {}
+                    Some(i) if i.last_generated < at => {
+                        warn!(stream = %stream, cursor = %at, last_generated = %i.last_generated, "subscribed stream was recreated (its ids went back); reading it from the start");
+                        Counters::add(&self.counters.stream_resets, 1);
+                        *cursor = Some(StreamId::ZERO);
+                    }
+                    Some(i) if i.max_deleted > at => {
+                        let mut seen = sub.gap_reported.lock().unwrap_or_else(|p| p.into_inner());
+                        if i.max_deleted > *seen {
+                            *seen = i.max_deleted;
+                            warn!(
+                                stream = %stream,
+                                cursor = %at,
+                                max_deleted = %i.max_deleted,
+                                first_entry = %i.first_entry.map_or_else(|| "none".to_owned(), |f| f.to_string()),
+                                "gap: entries after the last delivered id were trimmed or deleted before they could be read"
+                            );
+                            Counters::add(&self.counters.gaps, 1);
+                        }
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The reader loop: plan, read, dispatch; reconnects with back-off and resumes every
     /// subscription from its last id.
     async fn run_reader(self: Arc<Self>, token: CancellationToken) {
         let mut conn: Option<MultiplexedConnection> = None;
+        let mut check_positions = false;
+        let mut connected_before = false;
         let mut redial = Redial::new(
             self.cfg.clone(),
             self.counters.clone(),
@@ -381,9 +445,21 @@ impl Hub {
                 if let Some(b) = redial.connect(self.cmd.client(), &token).await {
                     self.reader_id.store(b.id, Ordering::SeqCst);
                     conn = Some(b.conn);
+                    // Whatever happened while we were away (trims, a deleted stream)
+                    // shows in the positions: check them before reading.
+                    check_positions = connected_before;
+                    connected_before = true;
                 }
                 continue;
             };
+            if check_positions && !plan.keys.is_empty() {
+                check_positions = false;
+                if let Err(e) = self.check_positions(c, &plan).await {
+                    warn!(error = %e, "cannot check subscription positions; reconnecting the reader");
+                    conn = None;
+                }
+                continue;
+            }
             if !plan.unresolved.is_empty() {
                 if let Err(e) = self.resolve(c, &plan.unresolved).await {
                     warn!(error = %e, "cannot resolve \"$\"; reconnecting the reader");
@@ -440,6 +516,10 @@ impl Hub {
                     }
                 },
                 Ok(Ok(v)) => match parse_read_reply(&v) {
+                    // A whole BLOCK without news: cheap moment to check that no stream was
+                    // deleted or recreated under us (ids lower than our position would
+                    // otherwise never be read).
+                    Ok(reply) if reply.is_empty() => check_positions = true,
                     Ok(reply) => self.dispatch(&plan, reply),
                     Err(e) => error!(error = %e, "cannot parse an XREAD reply; re-reading"),
                 },

@@ -479,6 +479,7 @@ impl StreamsClient {
                 dead_letter_stream,
                 retry_delay: opt_ms("retryDelayMs", o.retry_delay_ms, 1, u32::MAX as u64)?
                     .unwrap_or(DEFAULT_RETRY_DELAY),
+                create_if_missing: o.create_if_missing.unwrap_or(false),
             };
             Ok((stream, group, consumer, concurrency, opts))
         })();

@@ -37,6 +37,12 @@ pub struct StreamsClientConfig {
     pub reconnect_jitter: Option<f64>,
     /// Log filter: `error`, `warn`, `info`, `debug`, `trace` (or an EnvFilter directive). Defaults to the env var `STREAMCAST_LOG`, else `info`. Process-wide.
     pub log_level: Option<String>,
+    /// Publishes kept, in order, while Redis is unreachable and written once it is back (each promise then resolves to its id); beyond this many, `publishMessage` resolves `null` at once. Defaults to 0 (fail open at once).
+    pub offline_buffer: Option<f64>,
+    /// Largest JSON payload of one message in bytes; larger ones are rejected with `ERR_INVALID_ARG`. Defaults to 1048576 (1 MiB).
+    pub max_payload_bytes: Option<f64>,
+    /// PEM file of the CA that signed the server's certificate, for `rediss://` with a private CA. Defaults to the system's trusted roots.
+    pub tls_ca_file: Option<String>,
 }
 
 impl From<StreamsClientConfig> for ConfigInput {
@@ -55,6 +61,9 @@ impl From<StreamsClientConfig> for ConfigInput {
             reconnect_factor: c.reconnect_factor,
             reconnect_jitter: c.reconnect_jitter,
             log_level: c.log_level,
+            offline_buffer: c.offline_buffer,
+            max_payload_bytes: c.max_payload_bytes,
+            tls_ca_file: c.tls_ca_file,
         }
     }
 }
@@ -113,6 +122,8 @@ pub struct ConsumeOptions {
     pub retry_delay_ms: Option<f64>,
     /// How many callbacks of this consumer may run at once. Defaults to 1.
     pub concurrency: Option<f64>,
+    /// Create the group (from id `0`, creating the stream too) when it is missing at start or is deleted while consuming, instead of rejecting with `ERR_NOGROUP` or waiting for it. Defaults to false.
+    pub create_if_missing: Option<bool>,
 }
 
 /// The effective configuration, as `getStatus()` shows it (the password is `***`).
@@ -142,6 +153,12 @@ pub struct StatusConfig {
     pub reconnect_factor: f64,
     /// Random share of each reconnect delay.
     pub reconnect_jitter: f64,
+    /// Publishes kept while disconnected.
+    pub offline_buffer: f64,
+    /// Largest JSON payload of one message, in bytes.
+    pub max_payload_bytes: f64,
+    /// The CA file used for TLS, if any.
+    pub tls_ca_file: Option<String>,
 }
 
 /// Counters since the client was created.
@@ -163,6 +180,10 @@ pub struct StatusCounters {
     pub claimed: f64,
     /// Entries moved to a dead-letter stream.
     pub dead_lettered: f64,
+    /// Times a subscription found entries trimmed or deleted before it could read them (each also logged at warn with the ids).
+    pub gaps: f64,
+    /// Times a subscribed stream was found deleted or recreated, so reading restarted from its beginning.
+    pub stream_resets: f64,
     /// Log records dropped because the JavaScript logger fell behind (process-wide).
     pub log_dropped: f64,
 }
@@ -247,6 +268,9 @@ impl Status {
                 reconnect_max_delay_ms: ms(c.reconnect.max),
                 reconnect_factor: c.reconnect.factor,
                 reconnect_jitter: c.reconnect.jitter,
+                offline_buffer: c.offline_buffer as f64,
+                max_payload_bytes: c.max_payload_bytes as f64,
+                tls_ca_file: c.tls_ca_file.clone(),
             },
             counters: StatusCounters {
                 published: s.counters.published as f64,
@@ -257,6 +281,8 @@ impl Status {
                 acked: s.counters.acked as f64,
                 claimed: s.counters.claimed as f64,
                 dead_lettered: s.counters.dead_lettered as f64,
+                gaps: s.counters.gaps as f64,
+                stream_resets: s.counters.stream_resets as f64,
                 log_dropped: super::logging::dropped() as f64,
             },
         }
