@@ -154,6 +154,8 @@ export interface ConsumeOptions {
   retryDelayMs?: number
   /** How many callbacks of this consumer may run at once. Defaults to 1. */
   concurrency?: number
+  /** Create the group (from id `0`, creating the stream too) when it is missing at start or is deleted while consuming, instead of rejecting with `ERR_NOGROUP` or waiting for it. Defaults to false. */
+  createIfMissing?: boolean
 }
 
 /**
@@ -223,6 +225,12 @@ export interface StatusConfig {
   reconnectFactor: number
   /** Random share of each reconnect delay. */
   reconnectJitter: number
+  /** Publishes kept while disconnected. */
+  offlineBuffer: number
+  /** Largest JSON payload of one message, in bytes. */
+  maxPayloadBytes: number
+  /** The CA file used for TLS, if any. */
+  tlsCaFile?: string
 }
 
 /** Counters since the client was created. */
@@ -243,6 +251,10 @@ export interface StatusCounters {
   claimed: number
   /** Entries moved to a dead-letter stream. */
   deadLettered: number
+  /** Times a subscription found entries trimmed or deleted before it could read them (each also logged at warn with the ids). */
+  gaps: number
+  /** Times a subscribed stream was found deleted or recreated, so reading restarted from its beginning. */
+  streamResets: number
   /** Log records dropped because the JavaScript logger fell behind (process-wide). */
   logDropped: number
 }
@@ -275,6 +287,12 @@ export interface StreamsClientConfig {
   reconnectJitter?: number
   /** Log filter: `error`, `warn`, `info`, `debug`, `trace` (or an EnvFilter directive). Defaults to the env var `STREAMCAST_LOG`, else `info`. Process-wide. */
   logLevel?: string
+  /** Publishes kept, in order, while Redis is unreachable and written once it is back (each promise then resolves to its id); beyond this many, `publishMessage` resolves `null` at once. Defaults to 0 (fail open at once). */
+  offlineBuffer?: number
+  /** Largest JSON payload of one message in bytes; larger ones are rejected with `ERR_INVALID_ARG`. Defaults to 1048576 (1 MiB). */
+  maxPayloadBytes?: number
+  /** PEM file of the CA that signed the server's certificate, for `rediss://` with a private CA. Defaults to the system's trusted roots. */
+  tlsCaFile?: string
 }
 
 /** Options of `subscribe`. */
