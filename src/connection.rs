@@ -16,7 +16,7 @@ use tracing::{info, warn};
 use crate::codec::now_ms;
 use crate::config::{BackoffConfig, Config};
 use crate::error::{classify, Error, Failure, Result};
-use crate::status::{ConnState, Counters};
+use crate::status::{ConnState, Counters, Throttle};
 
 /// Consecutive command timeouts after which the command connection is presumed dead.
 const TIMEOUTS_BEFORE_RECONNECT: u32 = 3;
@@ -152,6 +152,7 @@ pub struct CommandConn {
     parked: Mutex<VecDeque<Parked>>,
     generation: AtomicU64,
     timeouts: AtomicU32,
+    timeout_log: Throttle,
     state: watch::Sender<ConnState>,
     kick: Notify,
 }
@@ -171,6 +172,7 @@ impl CommandConn {
             parked: Mutex::new(VecDeque::new()),
             generation: AtomicU64::new(0),
             timeouts: AtomicU32::new(0),
+            timeout_log: Throttle::default(),
             state: watch::Sender::new(ConnState::Idle),
             kick: Notify::new(),
         })
@@ -438,11 +440,14 @@ impl CommandConn {
         match tokio::time::timeout(self.cfg.command_timeout, cmd.send(&mut conn)).await {
             Err(_) => {
                 let n = self.timeouts.fetch_add(1, Ordering::Relaxed) + 1;
-                warn!(
-                    timeout_ms = self.cfg.command_timeout.as_millis() as u64,
-                    consecutive = n,
-                    "Redis did not answer in time"
-                );
+                if let Some(held_back) = self.timeout_log.allow() {
+                    warn!(
+                        timeout_ms = self.cfg.command_timeout.as_millis() as u64,
+                        consecutive = n,
+                        similar_since_last = held_back,
+                        "Redis did not answer in time"
+                    );
+                }
                 if n >= TIMEOUTS_BEFORE_RECONNECT {
                     self.broken(gen, "too many consecutive timeouts");
                 }

@@ -98,7 +98,13 @@ pub async fn publish(
         }
         None => {
             Counters::add(&counters.publish_failed, 1);
-            warn!(stream, "Redis unavailable; message not published");
+            if let Some(held_back) = counters.unavailable_log.allow() {
+                warn!(
+                    stream,
+                    similar_since_last = held_back,
+                    "Redis unavailable; message not published (publish resolved null)"
+                );
+            }
             Ok(None)
         }
     }
