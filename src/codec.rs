@@ -412,6 +412,17 @@ pub struct StreamInfo {
     pub max_deleted: StreamId,
     /// The oldest entry still in the stream.
     pub first_entry: Option<StreamId>,
+    /// Entries ever added (`entries-added`).
+    pub entries_added: u64,
+    /// Entries in the stream now.
+    pub length: u64,
+}
+
+impl StreamInfo {
+    /// Entries removed so far, by trimming or deletion: always the oldest ones for trims.
+    pub fn removed(&self) -> u64 {
+        self.entries_added.saturating_sub(self.length)
+    }
 }
 
 /// Parses an `XINFO STREAM` reply (Redis 7).
@@ -447,10 +458,17 @@ pub fn parse_stream_info(v: &Value) -> Result<StreamInfo> {
         Some(e @ Value::Array(_)) => parse_entry(e).ok().map(|e| e.id),
         _ => None,
     };
+    let num = |name: &str| match get(name) {
+        Some(Value::Int(n)) => u64::try_from(*n).ok(),
+        Some(v) => text(v).and_then(|t| t.parse().ok()),
+        None => None,
+    };
     Ok(StreamInfo {
         last_generated,
         max_deleted: id_of("max-deleted-entry-id").unwrap_or(StreamId::ZERO),
         first_entry,
+        entries_added: num("entries-added").unwrap_or(0),
+        length: num("length").unwrap_or(0),
     })
 }
 
@@ -601,6 +619,7 @@ mod tests {
         assert_eq!(info.last_generated, StreamId::new(6, 1));
         assert_eq!(info.max_deleted, StreamId::new(5, 1));
         assert_eq!(info.first_entry, Some(StreamId::new(6, 1)));
+        assert_eq!((info.length, info.entries_added), (1, 0));
         assert!(parse_stream_info(&Value::Array(vec![])).is_err());
     }
 

@@ -25,15 +25,16 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::codec::{
-    check_stream_name, parse_entries, parse_read_reply, parse_stream_info, StartId, StreamId,
-};
+use crate::codec::{check_stream_name, parse_read_reply, parse_stream_info, StartId, StreamId};
 use crate::config::Config;
 use crate::connection::{unblock, CommandConn, Redial};
 use crate::error::{classify, Error, Failure, Result};
 use crate::handler::{Batch, Handler};
 use crate::lifecycle::Lifecycle;
 use crate::status::{ConnState, Counters};
+
+/// `Sub::seen` when the entry number of the cursor is not known.
+const UNKNOWN: u64 = u64::MAX;
 
 /// `reading_gen` value while the reader is not inside an XREAD.
 const NOT_READING: u64 = u64::MAX;
@@ -76,8 +77,13 @@ struct Sub {
     /// full; the delivery task then wakes the reader when there is room again.
     excluded: AtomicBool,
     token: CancellationToken,
-    /// The largest deleted id already reported as a gap, so each gap is reported once.
-    gap_reported: Mutex<StreamId>,
+    /// How many entries were ever added to the stream up to the cursor (its entry
+    /// number), when known: with it, a trim that removed unread entries shows as
+    /// `removed > seen`. Unknown ([`UNKNOWN`]) after an explicit start id.
+    seen: AtomicU64,
+    /// The `removed` count (or, without `seen`, the largest deleted id) already reported
+    /// as a gap, so each gap is reported once.
+    gap_reported: Mutex<(u64, StreamId)>,
 }
 
 impl Sub {
@@ -174,16 +180,17 @@ impl Hub {
         opts: SubscribeOptions,
     ) -> Result<SubscriptionId> {
         check_stream_name(stream)?;
-        let cursor = match opts.start {
-            StartId::After(id) => Some(id),
-            StartId::Latest => match self.last_id_via_command(stream).await? {
-                Some(id) => Some(id),
+        let (cursor, seen) = match opts.start {
+            StartId::After(StreamId::ZERO) => (Some(StreamId::ZERO), 0),
+            StartId::After(id) => (Some(id), UNKNOWN),
+            StartId::Latest => match self.latest_via_command(stream).await? {
+                Some((id, seen)) => (Some(id), seen),
                 None => {
                     warn!(
                         stream,
                         "Redis unavailable; \"$\" will be resolved when the reader connects"
                     );
-                    None
+                    (None, UNKNOWN)
                 }
             },
         };
@@ -197,7 +204,8 @@ impl Hub {
             tx,
             excluded: AtomicBool::new(false),
             token: life.token.child_token(),
-            gap_reported: Mutex::new(StreamId::ZERO),
+            seen: AtomicU64::new(seen),
+            gap_reported: Mutex::new((0, StreamId::ZERO)),
         });
         self.subs().insert(sub.id, sub.clone());
         let id = sub.id;
@@ -257,13 +265,15 @@ impl Hub {
         .await;
     }
 
-    async fn last_id_via_command(&self, stream: &str) -> Result<Option<StreamId>> {
-        let reply: Option<Value> = self
+    /// Resolves `"$"`: the stream's last generated id and its entry number, or `None`
+    /// when Redis is unavailable.
+    async fn latest_via_command(&self, stream: &str) -> Result<Option<(StreamId, u64)>> {
+        let reply: Option<Vec<Value>> = self
             .cmd
-            .query(&last_id_cmd(stream))
+            .query(&latest_pipe(stream))
             .await
             .map_err(|e| not_a_stream(stream, &e))?;
-        reply.map(|v| last_id_of(&v)).transpose()
+        reply.map(|v| latest_of(stream, &v)).transpose()
     }
 
     fn plan(&self) -> Option<Plan> {
@@ -326,7 +336,13 @@ impl Hub {
                 };
                 let n = batch.entries.len();
                 match sub.tx.try_send(batch) {
-                    Ok(()) => *cursor = Some(last),
+                    Ok(()) => {
+                        *cursor = Some(last);
+                        let seen = sub.seen.load(Ordering::SeqCst);
+                        if seen != UNKNOWN {
+                            sub.seen.store(seen + n as u64, Ordering::SeqCst);
+                        }
+                    }
                     Err(mpsc::error::TrySendError::Full(_)) => {
                         // Only the reader sends, and it planned with room: not reachable,
                         // but if it were, the cursor stays and the entries are read again.
@@ -344,17 +360,18 @@ impl Hub {
         unresolved: &[Arc<Sub>],
     ) -> Result<()> {
         for sub in unresolved {
-            let v: Value = tokio::time::timeout(
+            let v: Vec<Value> = tokio::time::timeout(
                 self.cfg.command_timeout,
-                last_id_cmd(&sub.stream).query_async(conn),
+                latest_pipe(&sub.stream).query_async(conn),
             )
             .await
             .map_err(|_| Error::Timeout(self.cfg.command_timeout.as_millis() as u64))?
             .map_err(Error::Unavailable)?;
-            let id = last_id_of(&v)?;
+            let (id, seen) = latest_of(&sub.stream, &v)?;
             let mut cursor = sub.cursor();
             if cursor.is_none() {
                 *cursor = Some(id);
+                sub.seen.store(seen, Ordering::SeqCst);
                 info!(stream = %sub.stream, cursor = %id, "resolved \"$\"");
             }
         }
@@ -390,28 +407,45 @@ impl Hub {
                         warn!(stream = %stream, cursor = %at, "subscribed stream no longer exists; reading it from the start once it is created again");
                         Counters::add(&self.counters.stream_resets, 1);
                         *cursor = Some(StreamId::ZERO);
+                        sub.seen.store(0, Ordering::SeqCst);
                     }
                     None => {}
                     Some(i) if i.last_generated < at => {
                         warn!(stream = %stream, cursor = %at, last_generated = %i.last_generated, "subscribed stream was recreated (its ids went back); reading it from the start");
                         Counters::add(&self.counters.stream_resets, 1);
                         *cursor = Some(StreamId::ZERO);
+                        sub.seen.store(0, Ordering::SeqCst);
                     }
-                    Some(i) if i.max_deleted > at => {
-                        let mut seen = sub.gap_reported.lock().unwrap_or_else(|p| p.into_inner());
-                        if i.max_deleted > *seen {
-                            *seen = i.max_deleted;
+                    Some(i) => {
+                        let seen = sub.seen.load(Ordering::SeqCst);
+                        let mut reported =
+                            sub.gap_reported.lock().unwrap_or_else(|p| p.into_inner());
+                        // Known entry number: more entries removed than existed up to the
+                        // cursor means unread ones went. Unknown: only deletions (XDEL)
+                        // past the cursor can be seen.
+                        let missed = if seen != UNKNOWN {
+                            (i.removed() > seen.max(reported.0)).then(|| {
+                                reported.0 = i.removed();
+                                (i.removed() - seen).to_string()
+                            })
+                        } else {
+                            (i.max_deleted > at && i.max_deleted > reported.1).then(|| {
+                                reported.1 = i.max_deleted;
+                                "unknown".to_owned()
+                            })
+                        };
+                        if let Some(missed) = missed {
                             warn!(
                                 stream = %stream,
                                 cursor = %at,
-                                max_deleted = %i.max_deleted,
+                                missed = %missed,
                                 first_entry = %i.first_entry.map_or_else(|| "none".to_owned(), |f| f.to_string()),
+                                max_deleted = %i.max_deleted,
                                 "gap: entries after the last delivered id were trimmed or deleted before they could be read"
                             );
                             Counters::add(&self.counters.gaps, 1);
                         }
                     }
-                    Some(_) => {}
                 }
             }
         }
@@ -586,17 +620,34 @@ async fn deliver(
     }
 }
 
-fn last_id_cmd(stream: &str) -> redis::Cmd {
-    let mut cmd = redis::cmd("XREVRANGE");
-    cmd.arg(stream).arg("+").arg("-").arg("COUNT").arg(1);
-    cmd
+/// `EXISTS` + `XINFO STREAM`: where a stream is, or that it does not exist.
+fn latest_pipe(stream: &str) -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    pipe.cmd("EXISTS").arg(stream);
+    pipe.cmd("XINFO").arg("STREAM").arg(stream);
+    pipe
 }
 
-fn last_id_of(v: &Value) -> Result<StreamId> {
-    Ok(parse_entries(v)?
-        .first()
-        .map(|e| e.id)
-        .unwrap_or(StreamId::ZERO))
+/// The position `"$"` stands for: the last generated id (reading after it sees every
+/// later entry) and the number of entries ever added up to it; `0-0`/0 for a missing key.
+fn latest_of(stream: &str, replies: &[Value]) -> Result<(StreamId, u64)> {
+    match replies {
+        [Value::Int(0), _] => Ok((StreamId::ZERO, 0)),
+        [_, Value::ServerError(e)] if e.code() == "WRONGTYPE" => Err(Error::invalid(
+            "stream",
+            format!("key {stream:?} holds a value that is not a stream"),
+        )),
+        // Deleted between the two commands: a new stream starts from the beginning.
+        [_, Value::ServerError(_)] => Ok((StreamId::ZERO, 0)),
+        [_, info] => {
+            let i = parse_stream_info(info)?;
+            Ok((i.last_generated, i.entries_added))
+        }
+        other => Err(Error::Protocol(format!(
+            "EXISTS + XINFO STREAM replied {other:?}"
+        ))),
+    }
 }
 
 fn not_a_stream(stream: &str, e: &redis::RedisError) -> Error {
