@@ -1,0 +1,297 @@
+// Security end to end: ACL users and passwords (ERR_AUTH, the password never shown), TLS with a
+// private CA (tlsCaFile), and unreachable hosts. Every server here is a private redis-server.
+import { execFileSync } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Redis } from "ioredis";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
+import { setLogger, StreamsClient, type StreamMessage, type StreamsClientConfig } from "../index.js";
+import { startRedis, type RedisServer } from "./helpers/redis-server.js";
+import { until } from "./helpers/until.js";
+
+const fresh = (): string => `t:security:${randomUUID()}`;
+const freshGroup = (): string => `g-${randomUUID().slice(0, 8)}`;
+
+const fast = {
+  connectTimeoutMs: 1_000,
+  commandTimeoutMs: 500,
+  reconnectInitialDelayMs: 20,
+  reconnectMaxDelayMs: 300,
+  enableAutoTrim: false,
+  logLevel: "warn",
+} as const;
+
+/** Every client a test created; afterEach disconnects them. */
+const clients: StreamsClient[] = [];
+
+function client(config: StreamsClientConfig): StreamsClient {
+  const c = new StreamsClient({ ...fast, ...config });
+  clients.push(c);
+  return c;
+}
+
+afterEach(async () => {
+  setLogger(null);
+  await Promise.all(clients.splice(0).map((c) => c.disconnect()));
+});
+
+/** The rejection of `p` (fails when it resolves). */
+async function rejection(p: Promise<unknown>): Promise<Error & { code?: string }> {
+  const outcome = await p.then(
+    (v) => ({ ok: true as const, v }),
+    (e: unknown) => ({ ok: false as const, e }),
+  );
+  if (outcome.ok) throw new Error(`expected a rejection, got ${JSON.stringify(outcome.v)}`);
+  expect(outcome.e).toBeInstanceOf(Error);
+  return outcome.e as Error & { code?: string };
+}
+
+/** The error `fn` throws synchronously (fails when it does not throw). */
+function thrown(fn: () => unknown): Error & { code?: string } {
+  try {
+    fn();
+  } catch (e) {
+    expect(e).toBeInstanceOf(Error);
+    return e as Error & { code?: string };
+  }
+  throw new Error("expected a synchronous throw");
+}
+
+/** Publish, subscribe and consume round trip on a connected client. */
+async function roundTrip(c: StreamsClient): Promise<void> {
+  const stream = fresh();
+  const group = freshGroup();
+  const got: StreamMessage<{ n: number }>[] = [];
+  const consumed: StreamMessage<{ n: number }>[] = [];
+  await c.subscribe<{ n: number }>(stream, (m) => void got.push(m));
+  expect(await c.createConsumerGroup(stream, group, "$")).toBe(true);
+  await c.consumeFromGroup<{ n: number }>(stream, group, "w1", (m) => void consumed.push(m));
+  const ids = [await c.publishMessage(stream, { n: 1 }), await c.publishMessage(stream, { n: 2 })];
+  for (const id of ids) expect(id).toMatch(/^\d+-\d+$/);
+  await until(() => got.length >= 2 && consumed.length >= 2, 5_000, () => `subscribed ${got.length}/2, consumed ${consumed.length}/2`);
+  expect(got.map((m) => [m.id, m.data.n])).toEqual([
+    [ids[0], 1],
+    [ids[1], 2],
+  ]);
+  expect(consumed.map((m) => [m.id, m.data.n])).toEqual([
+    [ids[0], 1],
+    [ids[1], 2],
+  ]);
+  await until(() => c.getStatus().counters.acked >= 2, 5_000, "both group entries acked");
+}
+
+describe("ACL user and password", () => {
+  const PASSWORD = "s3cret";
+  const WRONG = "wr0ngPa55word";
+  let server: RedisServer;
+
+  beforeAll(async () => {
+    server = await startRedis({ private: true, args: ["--requirepass", "adm1nPw"] });
+    const admin = new Redis({ host: "127.0.0.1", port: server.port, password: "adm1nPw", lazyConnect: true });
+    await admin.connect();
+    try {
+      expect(await admin.call("ACL", "SETUSER", "app", "on", `>${PASSWORD}`, "~*", "&*", "+@all")).toBe("OK");
+      expect(await admin.call("ACL", "SETUSER", "sleeper", "off", `>${PASSWORD}`, "~*", "&*", "+@all")).toBe("OK");
+    } finally {
+      admin.disconnect();
+    }
+  });
+
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  test("the right user and password: publish, subscribe and consume work", async () => {
+    const c = client({ redisUrl: `redis://app:${PASSWORD}@127.0.0.1:${server.port}` });
+    await c.connect();
+    expect(c.getStatus().connected).toBe(true);
+    await roundTrip(c);
+    expect(JSON.stringify(c.getStatus())).not.toContain(PASSWORD);
+    expect(c.getStatus().config.redisUrl).toBe(`redis://app:***@127.0.0.1:${server.port}`);
+  });
+
+  test("a wrong password: connect() rejects with ERR_AUTH in time, publish resolves null, the password shows nowhere", async () => {
+    const records: Record<string, unknown>[] = [];
+    setLogger((r) => void records.push(r));
+    const c = client({ redisUrl: `redis://app:${WRONG}@127.0.0.1:${server.port}` });
+
+    const t0 = Date.now();
+    const err = await rejection(c.connect());
+    expect(err.code).toBe("ERR_AUTH");
+    expect(Date.now() - t0).toBeLessThan(fast.connectTimeoutMs + 1_500);
+    expect(c.getStatus().connected).toBe(false);
+
+    const t1 = Date.now();
+    await expect(c.publishMessage(fresh(), { n: 1 })).resolves.toBeNull();
+    expect(Date.now() - t1).toBeLessThan(fast.commandTimeoutMs + 1_000);
+    expect(c.getStatus().counters.publishFailed).toBe(1);
+
+    // The retries go on in the background and are logged (warn).
+    await until(() => records.length > 0, 5_000, "a log record about the failed attempts");
+    await until(() => c.getStatus().connection.attempt! >= 2, 5_000, "a second failed attempt");
+    const status = JSON.stringify(c.getStatus());
+    expect(c.getStatus().connection.state).toBe("reconnecting");
+    expect(c.getStatus().config.redisUrl).toBe(`redis://app:***@127.0.0.1:${server.port}`);
+    setLogger(null);
+    const logs = JSON.stringify(records);
+    for (const secret of [WRONG, PASSWORD]) {
+      expect(err.message).not.toContain(secret);
+      expect(String(err.stack)).not.toContain(secret);
+      expect(status).not.toContain(secret);
+      expect(logs).not.toContain(secret);
+    }
+  });
+
+  test("an unknown user and a disabled user: ERR_AUTH, publish resolves null", async () => {
+    for (const user of ["nobody", "sleeper"]) {
+      const c = client({ redisUrl: `redis://${user}:${PASSWORD}@127.0.0.1:${server.port}` });
+      const err = await rejection(c.connect());
+      expect(err.code, user).toBe("ERR_AUTH");
+      expect(err.message).not.toContain(PASSWORD);
+      await expect(c.publishMessage(fresh(), { n: 1 })).resolves.toBeNull();
+      expect(JSON.stringify(c.getStatus())).not.toContain(PASSWORD);
+    }
+  });
+});
+
+/** A free TCP port on 127.0.0.1. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const addr = srv.address();
+      const port = typeof addr === "object" && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function openssl(args: string[], cwd: string): void {
+  execFileSync("openssl", args, { cwd, stdio: ["ignore", "pipe", "pipe"], timeout: 20_000 });
+}
+
+/** A self-signed CA (`<name>.pem`, `<name>.key`) in `dir`. */
+function makeCa(dir: string, name: string): string {
+  openssl(
+    ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", `/CN=streamcast test ${name}`,
+      "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+      "-keyout", `${name}.key`, "-out", `${name}.pem`],
+    dir,
+  );
+  return join(dir, `${name}.pem`);
+}
+
+describe("TLS with a private CA", () => {
+  let dir: string;
+  let caFile: string;
+  let otherCaFile: string;
+  let tlsPort: number;
+  let server: RedisServer;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "streamcast-tls-"));
+    caFile = makeCa(dir, "ca");
+    otherCaFile = makeCa(dir, "other-ca");
+    openssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr"], dir);
+    writeFileSync(
+      join(dir, "server.ext"),
+      "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    );
+    openssl(["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-extfile", "server.ext", "-out", "server.pem"], dir);
+    writeFileSync(join(dir, "not-pem.txt"), "this is not a certificate\n");
+
+    tlsPort = await freePort();
+    // The plain port (chosen by startRedis) only serves its readiness PING; the clients use TLS.
+    server = await startRedis({
+      private: true,
+      args: ["--tls-port", String(tlsPort), "--tls-cert-file", join(dir, "server.pem"), "--tls-key-file", join(dir, "server.key"),
+        "--tls-ca-cert-file", caFile, "--tls-auth-clients", "no"],
+    });
+  });
+
+  afterAll(async () => {
+    await server?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("rediss:// with tlsCaFile: publish, subscribe and consume work", async () => {
+    const c = client({ redisUrl: `rediss://127.0.0.1:${tlsPort}`, tlsCaFile: caFile });
+    expect(c.getStatus().config.tlsCaFile).toBe(caFile);
+    await c.connect();
+    expect(c.getStatus().connected).toBe(true);
+    await roundTrip(c);
+    // The entries really went through the TLS port of this server.
+    const plain = new Redis(server.url);
+    try {
+      expect(Number(await plain.call("DBSIZE"))).toBeGreaterThanOrEqual(1);
+    } finally {
+      plain.disconnect();
+    }
+  });
+
+  test("a CA that did not sign the server's certificate: connect() rejects, publish resolves null", async () => {
+    const c = client({ redisUrl: `rediss://127.0.0.1:${tlsPort}`, tlsCaFile: otherCaFile });
+    const t0 = Date.now();
+    const err = await rejection(c.connect());
+    expect(["ERR_UNAVAILABLE", "ERR_TIMEOUT"]).toContain(err.code);
+    expect(Date.now() - t0).toBeLessThan(fast.connectTimeoutMs + 1_500);
+    const t1 = Date.now();
+    await expect(c.publishMessage(fresh(), { n: 1 })).resolves.toBeNull();
+    expect(Date.now() - t1).toBeLessThan(fast.commandTimeoutMs + 1_000);
+    expect(c.getStatus().connected).toBe(false);
+  });
+
+  test("plain redis:// against the TLS port does not connect", async () => {
+    const c = client({ redisUrl: `redis://127.0.0.1:${tlsPort}` });
+    const err = await rejection(c.connect());
+    expect(["ERR_UNAVAILABLE", "ERR_TIMEOUT", "ERR_PROTOCOL"]).toContain(err.code);
+    await expect(c.publishMessage(fresh(), { n: 1 })).resolves.toBeNull();
+  });
+
+  test("tlsCaFile with a redis:// URL, a missing file or a non-PEM file: the constructor throws ERR_INVALID_ARG", () => {
+    const cases: StreamsClientConfig[] = [
+      { redisUrl: `redis://127.0.0.1:${tlsPort}`, tlsCaFile: caFile },
+      { redisUrl: `rediss://127.0.0.1:${tlsPort}`, tlsCaFile: join(dir, "does-not-exist.pem") },
+      { redisUrl: `rediss://127.0.0.1:${tlsPort}`, tlsCaFile: join(dir, "not-pem.txt") },
+      { redisUrl: `rediss://127.0.0.1:${tlsPort}`, tlsCaFile: dir },
+    ];
+    for (const config of cases) {
+      const err = thrown(() => new StreamsClient({ ...config, logLevel: "warn" }));
+      expect(err.code, JSON.stringify(config)).toBe("ERR_INVALID_ARG");
+    }
+  });
+});
+
+describe("unreachable servers", () => {
+  for (const [what, url] of [
+    ["an unknown host", "redis://no-such-host.invalid:6379"],
+    ["a refused port", "redis://127.0.0.1:1"],
+  ] as const) {
+    test(`${what}: connect() rejects with a code, publish resolves null within commandTimeoutMs`, async () => {
+      const c = client({ redisUrl: url });
+      const t0 = Date.now();
+      const err = await rejection(c.connect());
+      expect(["ERR_UNAVAILABLE", "ERR_TIMEOUT"]).toContain(err.code);
+      expect(Date.now() - t0).toBeLessThan(fast.connectTimeoutMs + 1_500);
+      for (let i = 0; i < 3; i++) {
+        const t1 = Date.now();
+        await expect(c.publishMessage(fresh(), { n: i })).resolves.toBeNull();
+        expect(Date.now() - t1).toBeLessThan(fast.commandTimeoutMs + 500);
+      }
+      expect(c.getStatus().counters.publishFailed).toBe(3);
+      const stream = fresh();
+      const t2 = Date.now();
+      await expect(c.publishBatch(stream, [1, 2])).resolves.toEqual([null, null]);
+      await expect(c.createConsumerGroup(stream, "g")).resolves.toBe(false);
+      await expect(c.acknowledgeMessages(stream, "g", "1-0")).resolves.toBe(0);
+      await expect(c.trimStream(stream, { maxLen: 0 })).resolves.toBe(0);
+      expect(Date.now() - t2).toBeLessThan(4 * fast.commandTimeoutMs + 1_000);
+      expect(c.getStatus().connected).toBe(false);
+      await until(() => c.getStatus().connection.state === "reconnecting", 3_000, "state reconnecting");
+    });
+  }
+});
