@@ -108,6 +108,10 @@ impl Client {
                     "command-connection",
                     session.cmd.clone().run(life.conn_token.clone()),
                 );
+                life.spawn_connection(
+                    "ordered-commands",
+                    session.cmd.clone().run_ordered(life.conn_token.clone()),
+                );
                 if self.config.enable_auto_trim {
                     life.spawn(
                         "auto-trim",
@@ -159,14 +163,38 @@ impl Client {
         info!("disconnected");
     }
 
-    /// Publishes one entry whose `data` is the JSON text `json`, trimming the stream in the
-    /// same command when `trim` is given.
-    ///
-    /// `Ok(None)` when Redis is unavailable (fail open).
+    /// Queues one entry whose `data` is the JSON text `json` (trimming the stream in the
+    /// same command when `trim` is given) and returns its pending reply. Never blocks: the
+    /// order of calls is the order of the entries.
     ///
     /// # Errors
-    /// [`Error::InvalidArg`] for a bad stream name or an id Redis refuses; [`Error::Closed`]
-    /// when not connected.
+    /// [`Error::InvalidArg`] for a bad stream name or an oversized payload;
+    /// [`Error::Closed`] when not connected.
+    pub fn start_publish(
+        &self,
+        stream: &str,
+        json: &str,
+        id: PublishId,
+        trim: Option<Trim>,
+    ) -> Result<publish::Pending> {
+        check_stream_name(stream)?;
+        publish::check_payload("data", json, self.config.max_payload_bytes)?;
+        let s = self.session()?;
+        s.touched.add(stream);
+        Ok(publish::enqueue(
+            &s.cmd,
+            self.counters.clone(),
+            stream,
+            json,
+            id,
+            trim,
+        ))
+    }
+
+    /// Publishes one entry; `Ok(None)` when Redis is unavailable (fail open).
+    ///
+    /// # Errors
+    /// As [`Client::start_publish`], and [`Error::InvalidArg`] when Redis refuses the id.
     pub async fn publish(
         &self,
         stream: &str,
@@ -174,29 +202,42 @@ impl Client {
         id: PublishId,
         trim: Option<Trim>,
     ) -> Result<Option<StreamId>> {
-        check_stream_name(stream)?;
-        publish::check_payload("data", json, self.config.max_payload_bytes)?;
-        let s = self.session()?;
-        s.touched.add(stream);
-        publish::publish(&s.cmd, &self.counters, stream, json, id, trim).await
+        self.start_publish(stream, json, id, trim)?.wait().await
     }
 
-    /// Publishes many entries in one pipeline, order kept.
+    /// Queues many entries back to back, order kept.
     ///
     /// # Errors
-    /// As [`Client::publish`].
-    pub async fn publish_batch(
+    /// As [`Client::start_publish`].
+    pub fn start_publish_batch(
         &self,
         stream: &str,
         items: &[String],
-    ) -> Result<Vec<Option<StreamId>>> {
+    ) -> Result<publish::PendingBatch> {
         check_stream_name(stream)?;
         for (i, json) in items.iter().enumerate() {
             publish::check_payload(&format!("items[{i}]"), json, self.config.max_payload_bytes)?;
         }
         let s = self.session()?;
         s.touched.add(stream);
-        publish::publish_batch(&s.cmd, &self.counters, stream, items).await
+        Ok(publish::enqueue_batch(
+            &s.cmd,
+            self.counters.clone(),
+            stream,
+            items,
+        ))
+    }
+
+    /// Publishes many entries, order kept; one id (or `None`) per item.
+    ///
+    /// # Errors
+    /// As [`Client::start_publish`].
+    pub async fn publish_batch(
+        &self,
+        stream: &str,
+        items: &[String],
+    ) -> Result<Vec<Option<StreamId>>> {
+        self.start_publish_batch(stream, items)?.wait().await
     }
 
     /// Subscribes `handler` to `stream`.

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, FromRedisValue, RedisError, Value};
-use tokio::sync::{oneshot, watch, Notify};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -66,7 +67,15 @@ pub async fn open(
     let conn_cfg = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(cfg.connect_timeout))
         .set_response_timeout(None);
-    let fut = client.get_multiplexed_async_connection_with_config(&conn_cfg);
+    // A PING proves the connection can run commands: a server that wants a password
+    // and got none only says so (NOAUTH) when asked something.
+    let fut = async {
+        let mut conn = client
+            .get_multiplexed_async_connection_with_config(&conn_cfg)
+            .await?;
+        redis::cmd("PING").query_async::<()>(&mut conn).await?;
+        Ok(conn)
+    };
     match tokio::time::timeout(cfg.connect_timeout + Duration::from_millis(100), fut).await {
         Ok(r) => r,
         Err(_) => Err(RedisError::from(std::io::Error::new(
@@ -150,6 +159,9 @@ pub struct CommandConn {
     /// Publishes parked while disconnected (`offlineBuffer`); flushed in order before the
     /// next connection is handed out, so parked and new publishes keep their order.
     parked: Mutex<VecDeque<Parked>>,
+    /// Commands whose order matters, sent by [`CommandConn::run_ordered`].
+    ordered: mpsc::UnboundedSender<Queued>,
+    ordered_rx: Mutex<Option<mpsc::UnboundedReceiver<Queued>>>,
     generation: AtomicU64,
     timeouts: AtomicU32,
     timeout_log: Throttle,
@@ -164,12 +176,15 @@ impl CommandConn {
     /// [`Error::InvalidArg`] when the URL cannot be used.
     pub fn new(cfg: Arc<Config>, counters: Arc<Counters>) -> Result<Self> {
         let client = redis_client(&cfg)?;
+        let (ordered, ordered_rx) = mpsc::unbounded_channel();
         Ok(CommandConn {
             client,
             cfg,
             counters,
             slot: RwLock::new(None),
             parked: Mutex::new(VecDeque::new()),
+            ordered,
+            ordered_rx: Mutex::new(Some(ordered_rx)),
             generation: AtomicU64::new(0),
             timeouts: AtomicU32::new(0),
             timeout_log: Throttle::default(),
@@ -355,37 +370,157 @@ impl CommandConn {
         }
     }
 
-    /// Like [`CommandConn::query`], but while disconnected the command waits in the
-    /// `offlineBuffer` (when it has room) and is sent once Redis is back.
+    /// Queues commands to be sent in exactly the order of the calls (an XADD stream's
+    /// order is what its publishers called, not what a scheduler picked). Never blocks.
     ///
-    /// # Errors
-    /// The server's refusal, as the raw `RedisError`.
-    pub async fn query_or_park(
-        &self,
-        cmd: redis::Cmd,
-    ) -> std::result::Result<Option<Value>, RedisError> {
-        if self.cfg.offline_buffer == 0 || self.get().is_some() {
-            return self.query(&cmd).await;
+    /// The replies arrive on the returned receivers: `Ok(Some(reply))`, `Ok(None)` when
+    /// Redis is unavailable (within the command timeout, or later from the offline buffer),
+    /// or the server's refusal.
+    pub fn submit(&self, cmds: Vec<redis::Cmd>) -> Vec<oneshot::Receiver<Reply>> {
+        let deadline = Instant::now() + self.cfg.command_timeout;
+        let mut out = Vec::with_capacity(cmds.len());
+        for cmd in cmds {
+            let (reply, rx) = oneshot::channel();
+            let q = Queued {
+                cmd,
+                deadline,
+                reply,
+            };
+            if let Err(mpsc::error::SendError(q)) = self.ordered.send(q) {
+                let _ = q.reply.send(Ok(None));
+            }
+            out.push(rx);
         }
-        let rx = {
-            let mut q = self.parked();
-            if self.get().is_some() {
-                // Connected between the two checks: the queue was flushed, send directly.
-                drop(q);
-                return self.query(&cmd).await;
-            }
-            if q.len() >= self.cfg.offline_buffer {
-                warn!(
-                    capacity = self.cfg.offline_buffer,
-                    "offline buffer full; publish not kept"
-                );
-                return Ok(None);
-            }
-            let (tx, rx) = oneshot::channel();
-            q.push_back(Parked { cmd, reply: tx });
-            rx
+        out
+    }
+
+    /// Sends the queued commands, in order, as pipelines: everything queued while the
+    /// previous pipeline was on the wire goes out in the next one (automatic pipelining).
+    /// Runs until `token` is cancelled; what is still queued then resolves `None`.
+    pub async fn run_ordered(self: Arc<Self>, token: CancellationToken) {
+        let Some(mut rx) = self
+            .ordered_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        else {
+            return;
         };
-        rx.await.unwrap_or(Ok(None))
+        loop {
+            let first = tokio::select! {
+                biased;
+                _ = token.cancelled() => break,
+                q = rx.recv() => match q { Some(q) => q, None => break },
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_PIPELINE {
+                match rx.try_recv() {
+                    Ok(q) => batch.push(q),
+                    Err(_) => break,
+                }
+            }
+            self.send_ordered(batch).await;
+        }
+        rx.close();
+        while let Ok(q) = rx.try_recv() {
+            let _ = q.reply.send(Ok(None));
+        }
+    }
+
+    async fn send_ordered(&self, batch: Vec<Queued>) {
+        let now = Instant::now();
+        let (batch, expired): (Vec<Queued>, Vec<Queued>) =
+            batch.into_iter().partition(|q| q.deadline > now);
+        for q in expired {
+            let _ = q.reply.send(Ok(None));
+        }
+        if batch.is_empty() {
+            return;
+        }
+        let Some((gen, mut conn)) = self.get() else {
+            self.park_or_fail(batch);
+            return;
+        };
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for q in &batch {
+            pipe.add_command(q.cmd.clone());
+        }
+        let sent = tokio::time::timeout(
+            self.cfg.command_timeout,
+            pipe.query_async::<Vec<Value>>(&mut conn),
+        )
+        .await;
+        match sent {
+            Ok(Ok(replies)) if replies.len() == batch.len() => {
+                self.timeouts.store(0, Ordering::Relaxed);
+                for (q, v) in batch.into_iter().zip(replies) {
+                    let r = match v {
+                        Value::ServerError(e) => {
+                            let e = RedisError::from(e);
+                            if classify(&e) == Failure::Connection {
+                                self.broken(gen, &e.to_string());
+                                Ok(None)
+                            } else {
+                                Err(e)
+                            }
+                        }
+                        v => Ok(Some(v)),
+                    };
+                    let _ = q.reply.send(r);
+                }
+            }
+            Ok(Ok(_)) => {
+                warn!("pipeline reply count did not match; resolving the batch as unavailable");
+                self.park_or_fail(batch);
+            }
+            Ok(Err(e)) => {
+                self.broken(gen, &e.to_string());
+                // Whether Redis wrote them is unknown: with an offline buffer they are sent
+                // again after the reconnect (at least once), else they resolve null.
+                self.park_or_fail(batch);
+            }
+            Err(_) => {
+                let n = self.timeouts.fetch_add(1, Ordering::Relaxed) + 1;
+                if let Some(held_back) = self.timeout_log.allow() {
+                    warn!(
+                        timeout_ms = self.cfg.command_timeout.as_millis() as u64,
+                        consecutive = n,
+                        similar_since_last = held_back,
+                        "Redis did not answer in time"
+                    );
+                }
+                if n >= TIMEOUTS_BEFORE_RECONNECT {
+                    self.broken(gen, "too many consecutive timeouts");
+                }
+                for q in batch {
+                    let _ = q.reply.send(Ok(None));
+                }
+            }
+        }
+    }
+
+    /// Keeps what fits in the offline buffer (in order); the rest resolves `None`.
+    fn park_or_fail(&self, batch: Vec<Queued>) {
+        let mut parked = self.parked();
+        let mut dropped = 0;
+        for q in batch {
+            if parked.len() < self.cfg.offline_buffer {
+                parked.push_back(Parked {
+                    cmd: q.cmd,
+                    reply: q.reply,
+                });
+            } else {
+                dropped += 1;
+                let _ = q.reply.send(Ok(None));
+            }
+        }
+        if dropped > 0 && self.cfg.offline_buffer > 0 {
+            warn!(
+                capacity = self.cfg.offline_buffer,
+                dropped, "offline buffer full; publishes not kept"
+            );
+        }
     }
 
     /// Waits until the connection works, a new attempt fails, or `within` passes.
@@ -609,6 +744,20 @@ pub async fn unblock(
             None => tokio::time::sleep(UNBLOCK_RETRY).await,
         }
     }
+}
+
+/// What a queued command resolves to.
+pub type Reply = std::result::Result<Option<Value>, RedisError>;
+
+/// Most commands sent in one automatic pipeline.
+const MAX_PIPELINE: usize = 1024;
+
+/// A command waiting its turn in [`CommandConn::submit`]'s queue.
+struct Queued {
+    cmd: redis::Cmd,
+    /// After this the caller has been told "unavailable", so it is not sent any more.
+    deadline: Instant,
+    reply: oneshot::Sender<Reply>,
 }
 
 /// A publish waiting for the connection to come back.

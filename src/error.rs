@@ -104,6 +104,11 @@ pub fn classify(err: &RedisError) -> Failure {
     if err.code() == Some("NOGROUP") {
         return Failure::NoGroup;
     }
+    // Credentials that stopped working (a server restarted with a new password): only a
+    // new connection can tell, and its attempt reports ERR_AUTH.
+    if matches!(err.code(), Some("NOAUTH" | "WRONGPASS")) {
+        return Failure::Connection;
+    }
     if err.is_io_error()
         || err.is_timeout()
         || err.is_connection_dropped()

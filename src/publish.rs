@@ -1,10 +1,14 @@
-//! XADD: one entry, or a batch in one pipeline; `None` when Redis is unavailable.
+//! XADD: one entry or a batch, queued in call order and sent in automatic pipelines;
+//! `None` when Redis is unavailable.
+
+use std::sync::Arc;
 
 use redis::{RedisError, Value};
+use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
 use crate::codec::{now_ms, PublishId, StreamId, DATA_FIELD, TIMESTAMP_FIELD};
-use crate::connection::CommandConn;
+use crate::connection::{CommandConn, Reply};
 use crate::error::{Error, Result};
 use crate::status::Counters;
 use crate::trim::Trim;
@@ -71,100 +75,135 @@ fn parse_id(v: &Value) -> Result<StreamId> {
         .map_err(|_| Error::Protocol(format!("XADD replied {text:?}")))
 }
 
-/// Appends one entry (`data`, `timestamp`) to `stream`, trimming it in the same command
-/// when `trim` is given (the cheapest way to bound a stream).
-///
-/// # Errors
-/// [`Error::InvalidArg`] when Redis refuses the entry (an id not above the stream's top, a
-/// key that is not a stream). Unavailability is `Ok(None)`, never an error.
-pub async fn publish(
+/// A publish that has been queued (in call order) and not answered yet.
+pub struct Pending {
+    stream: String,
+    id: PublishId,
+    rx: oneshot::Receiver<Reply>,
+    counters: Arc<Counters>,
+}
+
+/// Queues one XADD of `data` + `timestamp`, trimming in the same command when `trim` is
+/// given (the cheapest way to bound a stream). Never blocks; the order of calls is the
+/// order in the stream.
+pub fn enqueue(
     conn: &CommandConn,
-    counters: &Counters,
+    counters: Arc<Counters>,
     stream: &str,
     json: &str,
     id: PublishId,
     trim: Option<Trim>,
-) -> Result<Option<StreamId>> {
-    let reply: Option<Value> = conn
-        .query_or_park(xadd(stream, id, json, now_ms(), trim))
-        .await
-        .map_err(|e| refusal(stream, id, &e))?;
-    match reply {
-        Some(v) => {
-            let id = parse_id(&v)?;
-            Counters::add(&counters.published, 1);
-            debug!(stream, id = %id, "published");
-            Ok(Some(id))
-        }
-        None => {
-            Counters::add(&counters.publish_failed, 1);
-            if let Some(held_back) = counters.unavailable_log.allow() {
-                warn!(
-                    stream,
-                    similar_since_last = held_back,
-                    "Redis unavailable; message not published (publish resolved null)"
-                );
+) -> Pending {
+    let rx = conn
+        .submit(vec![xadd(stream, id, json, now_ms(), trim)])
+        .pop()
+        .expect("one command queued, one receiver");
+    Pending {
+        stream: stream.to_owned(),
+        id,
+        rx,
+        counters,
+    }
+}
+
+impl Pending {
+    /// The entry id, or `None` when Redis is unavailable (fail open).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArg`] when Redis refuses the entry (an id not above the stream's top,
+    /// a key that is not a stream).
+    pub async fn wait(self) -> Result<Option<StreamId>> {
+        let reply = self.rx.await.unwrap_or(Ok(None));
+        let stream = self.stream.as_str();
+        match reply.map_err(|e| refusal(stream, self.id, &e))? {
+            Some(v) => {
+                let id = parse_id(&v)?;
+                Counters::add(&self.counters.published, 1);
+                debug!(stream, id = %id, "published");
+                Ok(Some(id))
             }
-            Ok(None)
+            None => {
+                Counters::add(&self.counters.publish_failed, 1);
+                if let Some(held_back) = self.counters.unavailable_log.allow() {
+                    warn!(
+                        stream,
+                        similar_since_last = held_back,
+                        "Redis unavailable; message not published (publish resolved null)"
+                    );
+                }
+                Ok(None)
+            }
         }
     }
 }
 
-/// Appends many entries to `stream` in one pipeline, in order.
-///
-/// Each item resolves to its id, or `None` when that XADD failed on the server (logged);
-/// every item is `None` when Redis is unavailable.
-///
-/// # Errors
-/// [`Error::Protocol`] when the reply does not match the pipeline.
-pub async fn publish_batch(
+/// A batch of publishes that has been queued and not answered yet.
+pub struct PendingBatch {
+    stream: String,
+    rxs: Vec<oneshot::Receiver<Reply>>,
+    counters: Arc<Counters>,
+}
+
+/// Queues one XADD per item, back to back in the order given (they go out in one
+/// pipeline unless the batch is larger than a pipeline).
+pub fn enqueue_batch(
     conn: &CommandConn,
-    counters: &Counters,
+    counters: Arc<Counters>,
     stream: &str,
     items: &[String],
-) -> Result<Vec<Option<StreamId>>> {
-    if items.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut pipe = redis::pipe();
-    pipe.ignore_errors();
+) -> PendingBatch {
     let ts = now_ms();
-    for json in items {
-        pipe.add_command(xadd(stream, PublishId::Auto, json, ts, None));
+    let cmds = items
+        .iter()
+        .map(|json| xadd(stream, PublishId::Auto, json, ts, None))
+        .collect();
+    PendingBatch {
+        stream: stream.to_owned(),
+        rxs: conn.submit(cmds),
+        counters,
     }
-    let replies: Option<Vec<Value>> = conn
-        .query(&pipe)
-        .await
-        .map_err(|e| refusal(stream, PublishId::Auto, &e))?;
-    let Some(replies) = replies else {
-        Counters::add(&counters.publish_failed, items.len() as u64);
-        warn!(
-            stream,
-            count = items.len(),
-            "Redis unavailable; batch not published"
-        );
-        return Ok(vec![None; items.len()]);
-    };
-    if replies.len() != items.len() {
-        return Err(Error::Protocol(format!(
-            "pipeline of {} XADDs got {} replies",
-            items.len(),
-            replies.len()
-        )));
-    }
-    let mut out = Vec::with_capacity(items.len());
-    for v in &replies {
-        match v {
-            Value::ServerError(e) => {
-                warn!(stream, error = ?e, "Redis refused one entry of a batch");
-                Counters::add(&counters.publish_failed, 1);
-                out.push(None);
+}
+
+impl PendingBatch {
+    /// One id per item: `None` for an item Redis refused (logged) or when Redis was
+    /// unavailable.
+    ///
+    /// # Errors
+    /// [`Error::Protocol`] when a reply is not an id.
+    pub async fn wait(self) -> Result<Vec<Option<StreamId>>> {
+        let stream = self.stream.as_str();
+        let mut out = Vec::with_capacity(self.rxs.len());
+        let (mut refused, mut unavailable) = (0u64, 0u64);
+        for rx in self.rxs {
+            match rx.await.unwrap_or(Ok(None)) {
+                Ok(Some(v)) => out.push(Some(parse_id(&v)?)),
+                Ok(None) => {
+                    unavailable += 1;
+                    out.push(None);
+                }
+                Err(e) => {
+                    if refused == 0 {
+                        warn!(stream, error = %e, "Redis refused an entry of a batch");
+                    }
+                    refused += 1;
+                    out.push(None);
+                }
             }
-            v => out.push(Some(parse_id(v)?)),
         }
+        let ok = out.iter().filter(|i| i.is_some()).count() as u64;
+        Counters::add(&self.counters.published, ok);
+        Counters::add(&self.counters.publish_failed, refused + unavailable);
+        if unavailable > 0 {
+            if let Some(held_back) = self.counters.unavailable_log.allow() {
+                warn!(
+                    stream,
+                    count = unavailable,
+                    similar_since_last = held_back,
+                    "Redis unavailable; batch entries not published"
+                );
+            }
+        }
+        debug!(stream, count = ok, "published a batch");
+        Ok(out)
     }
-    let ok = out.iter().filter(|i| i.is_some()).count();
-    Counters::add(&counters.published, ok as u64);
-    debug!(stream, count = ok, "published a batch");
-    Ok(out)
 }

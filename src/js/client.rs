@@ -274,10 +274,17 @@ impl StreamsClient {
             Ok(j) => j,
             Err(e) => return rejected(env, e),
         };
-        let c = self.inner.clone();
+        // Queued here, on the JavaScript thread, so that the order of calls is the order
+        // of the entries.
+        let pending = match self
+            .inner
+            .start_publish(&stream, json_text(&json), id, trim)
+        {
+            Ok(p) => p,
+            Err(e) => return rejected(env, e),
+        };
         promise(env, async move {
-            let id = c.publish(&stream, json_text(&json), id, trim).await?;
-            Ok(id.map(|i| i.to_string()))
+            Ok(pending.wait().await?.map(|i| i.to_string()))
         })
     }
 
@@ -322,9 +329,12 @@ impl StreamsClient {
                 }
             }
         }
-        let c = self.inner.clone();
+        let pending = match self.inner.start_publish_batch(&stream, &jsons) {
+            Ok(p) => p,
+            Err(e) => return rejected(env, e),
+        };
         promise(env, async move {
-            let ids = c.publish_batch(&stream, &jsons).await?;
+            let ids = pending.wait().await?;
             Ok(ids.into_iter().map(|i| i.map(|i| i.to_string())).collect())
         })
     }
