@@ -689,6 +689,10 @@ describe("offlineBuffer", () => {
     await Promise.all(calls);
     const kept = outcome.map((o, n) => ({ n, id: o!.id })).filter((o) => o.id !== null) as { n: number; id: string }[];
     expect(kept).toHaveLength(100);
+    // Call order is kept: the first 100 calls are the ones parked, and their ids increase
+    // in call order.
+    expect(kept.map((k) => k.n)).toEqual(Array.from({ length: 100 }, (_, n) => n));
+    expect(kept.map((k) => k.id)).toEqual(kept.map((k) => k.id).sort(compareIds));
     // The restarted server (no persistence) holds exactly the kept publishes, each under the id
     // its promise resolved to.
     const stored = await ownRedis.xrange(stream, "-", "+");

@@ -145,6 +145,16 @@ describe("ACL user and password", () => {
     }
   });
 
+  test("no password for a server that requires one: connect() rejects with ERR_AUTH, calls stay fail-open", async () => {
+    const c = client({ redisUrl: `redis://127.0.0.1:${server.port}` });
+    const err = await rejection(c.connect());
+    expect(err.code).toBe("ERR_AUTH");
+    await expect(c.publishMessage(fresh(), { n: 1 })).resolves.toBeNull();
+    await expect(c.publishBatch(fresh(), [{ n: 1 }])).resolves.toEqual([null]);
+    await expect(c.createConsumerGroup(fresh(), "g")).resolves.toBe(false);
+    await expect(c.trimStream(fresh(), { maxLen: 1 })).resolves.toBe(0);
+  });
+
   test("an unknown user and a disabled user: ERR_AUTH, publish resolves null", async () => {
     for (const user of ["nobody", "sleeper"]) {
       const c = client({ redisUrl: `redis://${user}:${PASSWORD}@127.0.0.1:${server.port}` });
