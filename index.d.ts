@@ -158,6 +158,14 @@ export interface ConsumeOptions {
   createIfMissing?: boolean
 }
 
+/** One consumer's connection, in `getStatus().consumers`. */
+export interface ConsumerStatus {
+  /** `stream:group:consumer`. */
+  name: string
+  /** Its blocking-read connection. */
+  connection: ConnectionStatus
+}
+
 /**
  * The process-wide client (one per JavaScript environment): every call returns the same
  * object. A config given once the client exists is ignored with a logged warning.
@@ -193,6 +201,8 @@ export interface Status {
   subscriptions: Array<string>
   /** `stream:group:consumer` of each running consumer. */
   consumerGroups: Array<string>
+  /** The connection of each running consumer (its reconnect schedule, last error). */
+  consumers: Array<ConsumerStatus>
   /** The effective configuration, password redacted. */
   config: StatusConfig
   /** Counters. */

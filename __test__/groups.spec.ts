@@ -520,3 +520,46 @@ describe("consumeFromGroup", () => {
     await until(async () => (await pendingCount(stream, group)) === 0, 5_000, "XPENDING 0 in the new group");
   });
 });
+
+describe("consumer connection status", () => {
+  test("getStatus().consumers shows each consumer's connection: reconnecting while Redis is down, connected again after", async () => {
+    const own = await startRedis({ private: true });
+    const client = new StreamsClient({
+      redisUrl: own.url,
+      enableAutoTrim: false,
+      logLevel: "error",
+      reconnectInitialDelayMs: 20,
+      reconnectMaxDelayMs: 200,
+      commandTimeoutMs: 500,
+      connectTimeoutMs: 500,
+    });
+    clients.push(client);
+    try {
+      await client.connect();
+      const stream = fresh();
+      expect(await client.createConsumerGroup(stream, "g", "0")).toBe(true);
+      const got: string[] = [];
+      await client.consumeFromGroup(stream, "g", "w", (m) => void got.push(m.id), { blockMs: 200 });
+      const name = `${stream}:g:w`;
+      const state = () => client.getStatus().consumers.find((c) => c.name === name)?.connection;
+      await until(() => state()?.state === "connected", 5_000, "consumer connected");
+
+      await own.kill("SIGKILL");
+      await until(() => state()?.state === "reconnecting" && (state()?.attempt ?? 0) >= 1, 5_000, "consumer reconnecting");
+      expect(state()?.lastError).toBeTruthy();
+      expect(state()?.nextRetryAt).toBeGreaterThan(0);
+
+      await own.restart();
+      await until(() => state()?.state === "connected", 10_000, "consumer connected again");
+      // The command connection noticed the restart on its own (probe), and is back too.
+      await until(() => client.getStatus().connected, 5_000, "command connection back");
+      expect(await client.createConsumerGroup(stream, "g", "0")).toBe(true);
+      const id = await client.publishMessage(stream, { after: true });
+      expect(id).toMatch(/^\d+-\d+$/);
+      await until(() => got.includes(id!), 5_000, "the message published after the restart is consumed");
+    } finally {
+      await client.disconnect();
+      await own.stop();
+    }
+  });
+});

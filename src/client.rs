@@ -356,6 +356,10 @@ impl Client {
                 .as_ref()
                 .map(|s| s.groups.names())
                 .unwrap_or_default(),
+            consumers: session
+                .as_ref()
+                .map(|s| s.groups.states())
+                .unwrap_or_default(),
             counters: self.counters.snapshot(),
         }
     }

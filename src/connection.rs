@@ -19,6 +19,9 @@ use crate::config::{BackoffConfig, Config};
 use crate::error::{classify, Error, Failure, Result};
 use crate::status::{ConnState, Counters, Throttle};
 
+/// How often an otherwise idle command connection is checked with a PING.
+const HEALTH_CHECK_EVERY: Duration = Duration::from_secs(1);
+
 /// Consecutive command timeouts after which the command connection is presumed dead.
 const TIMEOUTS_BEFORE_RECONNECT: u32 = 3;
 
@@ -167,6 +170,7 @@ pub struct CommandConn {
     timeout_log: Throttle,
     state: watch::Sender<ConnState>,
     kick: Notify,
+    probe: Notify,
 }
 
 impl CommandConn {
@@ -190,12 +194,19 @@ impl CommandConn {
             timeout_log: Throttle::default(),
             state: watch::Sender::new(ConnState::Idle),
             kick: Notify::new(),
+            probe: Notify::new(),
         })
     }
 
     /// The redis client, for opening the dedicated reader connections.
     pub fn client(&self) -> &redis::Client {
         &self.client
+    }
+
+    /// Asks for a PING soon: another connection of this client just failed, so this one
+    /// may be dead too.
+    pub fn probe_soon(&self) {
+        self.probe.notify_one();
     }
 
     /// Watches the connection state.
@@ -264,9 +275,23 @@ impl CommandConn {
                     ever_connected = true;
                     backoff.reset();
                     self.state.send_replace(ConnState::Connected);
-                    tokio::select! {
-                        _ = token.cancelled() => break,
-                        _ = self.kick.notified() => {}
+                    // A connection whose server went away is only noticed when used: probe
+                    // it now and then, and at once when another connection of this client
+                    // just failed, so status and the next publish see the truth.
+                    loop {
+                        tokio::select! {
+                            _ = token.cancelled() => break,
+                            _ = self.kick.notified() => break,
+                            _ = self.probe.notified() => {}
+                            _ = tokio::time::sleep(HEALTH_CHECK_EVERY) => {}
+                        }
+                        let _ = self.query::<Value, _>(&redis::cmd("PING")).await;
+                        if self.get().is_none() {
+                            break;
+                        }
+                    }
+                    if token.is_cancelled() {
+                        break;
                     }
                 }
                 Err(e) => {

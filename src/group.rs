@@ -148,6 +148,14 @@ impl Groups {
         self.consumers().keys().cloned().collect()
     }
 
+    /// Each running consumer's `stream:group:consumer` with the state of its connection.
+    pub fn states(&self) -> Vec<(String, ConnState)> {
+        self.consumers()
+            .iter()
+            .map(|(k, c)| (k.clone(), c.state.borrow().clone()))
+            .collect()
+    }
+
     /// Creates `group` on `stream` (and the stream, if missing).
     ///
     /// `Ok(true)` when the group exists afterwards (including when it existed before),
@@ -491,6 +499,7 @@ impl ConsumerLoop {
                     }
                 }
                 Err(StepError::Connection(e)) => {
+                    self.groups.cmd.probe_soon();
                     warn!(stream = %c.stream, group = %c.group, consumer = %c.name, error = %e, "consumer connection lost; reconnecting");
                     conn = None;
                 }

@@ -131,6 +131,8 @@ pub struct Status {
     pub subscriptions: Vec<String>,
     /// `stream:group:consumer` of each running consumer.
     pub consumer_groups: Vec<String>,
+    /// Each consumer's connection state, by `stream:group:consumer`.
+    pub consumers: Vec<(String, ConnState)>,
     /// Counter values.
     pub counters: CountersSnapshot,
 }

@@ -533,6 +533,7 @@ impl Hub {
                 Ok(Err(e)) => match classify(&e) {
                     Failure::Connection => {
                         warn!(error = %e, "reader connection lost; reconnecting");
+                        self.cmd.probe_soon();
                         conn = None;
                     }
                     _ => {

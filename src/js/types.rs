@@ -201,6 +201,15 @@ pub struct ConnectionStatus {
     pub last_error: Option<String>,
 }
 
+/// One consumer's connection, in `getStatus().consumers`.
+#[napi(object)]
+pub struct ConsumerStatus {
+    /// `stream:group:consumer`.
+    pub name: String,
+    /// Its blocking-read connection.
+    pub connection: ConnectionStatus,
+}
+
 /// What `getStatus()` returns.
 #[napi(object)]
 pub struct Status {
@@ -216,6 +225,8 @@ pub struct Status {
     pub subscriptions: Vec<String>,
     /// `stream:group:consumer` of each running consumer.
     pub consumer_groups: Vec<String>,
+    /// The connection of each running consumer (its reconnect schedule, last error).
+    pub consumers: Vec<ConsumerStatus>,
     /// The effective configuration, password redacted.
     pub config: StatusConfig,
     /// Counters.
@@ -255,6 +266,14 @@ impl Status {
             reader: conn_status(&s.reader_state),
             subscriptions: s.subscriptions,
             consumer_groups: s.consumer_groups,
+            consumers: s
+                .consumers
+                .iter()
+                .map(|(name, state)| ConsumerStatus {
+                    name: name.clone(),
+                    connection: conn_status(state),
+                })
+                .collect(),
             config: StatusConfig {
                 redis_url: c.redis_url.to_string(),
                 default_block_ms: ms(c.default_block),
