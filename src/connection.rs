@@ -506,22 +506,28 @@ impl CommandConn {
                 self.park_or_fail(batch);
             }
             Err(_) => {
-                let n = self.timeouts.fetch_add(1, Ordering::Relaxed) + 1;
-                if let Some(held_back) = self.timeout_log.allow() {
-                    warn!(
-                        timeout_ms = self.cfg.command_timeout.as_millis() as u64,
-                        consecutive = n,
-                        similar_since_last = held_back,
-                        "Redis did not answer in time"
-                    );
-                }
-                if n >= TIMEOUTS_BEFORE_RECONNECT {
-                    self.broken(gen, "too many consecutive timeouts");
-                }
+                self.timed_out(gen);
                 for q in batch {
                     let _ = q.reply.send(Ok(None));
                 }
             }
+        }
+    }
+
+    /// Counts a command timeout (logged, throttled); after a few in a row the connection
+    /// of generation `gen` is presumed dead and replaced.
+    fn timed_out(&self, gen: u64) {
+        let n = self.timeouts.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(held_back) = self.timeout_log.allow() {
+            warn!(
+                timeout_ms = self.cfg.command_timeout.as_millis() as u64,
+                consecutive = n,
+                similar_since_last = held_back,
+                "Redis did not answer in time"
+            );
+        }
+        if n >= TIMEOUTS_BEFORE_RECONNECT {
+            self.broken(gen, "too many consecutive timeouts");
         }
     }
 
@@ -599,18 +605,7 @@ impl CommandConn {
         };
         match tokio::time::timeout(self.cfg.command_timeout, cmd.send(&mut conn)).await {
             Err(_) => {
-                let n = self.timeouts.fetch_add(1, Ordering::Relaxed) + 1;
-                if let Some(held_back) = self.timeout_log.allow() {
-                    warn!(
-                        timeout_ms = self.cfg.command_timeout.as_millis() as u64,
-                        consecutive = n,
-                        similar_since_last = held_back,
-                        "Redis did not answer in time"
-                    );
-                }
-                if n >= TIMEOUTS_BEFORE_RECONNECT {
-                    self.broken(gen, "too many consecutive timeouts");
-                }
+                self.timed_out(gen);
                 Ok(None)
             }
             Ok(Err(e)) => match classify(&e) {
