@@ -24,6 +24,26 @@ afterAll(async () => {
 });
 
 describe("publishMessage", () => {
+  test("keeps call order: 3,000 concurrent publishes (and a batch among them) land in the stream in the order of the calls", async () => {
+    const stream = fresh();
+    const calls: Promise<string | null | (string | null)[]>[] = [];
+    for (let n = 0; n < 3_000; n++) {
+      calls.push(client.publishMessage(stream, { n }));
+      if (n === 1_500) calls.push(client.publishBatch(stream, [{ n: "b0" }, { n: "b1" }]));
+    }
+    const ids = (await Promise.all(calls)).flat();
+    const stored = await redis.xrange(stream, "-", "+");
+    // The stream's order is the call order: entry k holds the k-th call's payload and id.
+    expect(stored.map(([id]) => id)).toEqual(ids);
+    const order = stored.map(([, f]) => (JSON.parse(f[1]!) as { n: number | string }).n);
+    const expected: (number | string)[] = [];
+    for (let n = 0; n < 3_000; n++) {
+      expected.push(n);
+      if (n === 1_500) expected.push("b0", "b1");
+    }
+    expect(order).toEqual(expected);
+  });
+
   test("writes exactly the fields data then timestamp, and returns the XADD id", async () => {
     const stream = fresh();
     const payload = { a: 1, s: "x", nested: { arr: [1, 2, "three"], yes: true, none: null } };
