@@ -4,8 +4,9 @@ import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
-import { StreamsClient, type StreamMessage, type StreamsClientConfig } from "../index.js";
+import { StreamsClient, type StreamMessage } from "../index.js";
 import { startRedis, type RedisServer } from "./helpers/redis-server.js";
+import { clientPool, closeRedis, openRedis } from "./helpers/fixture.js";
 import { sleep, until } from "./helpers/until.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -15,29 +16,16 @@ const freshGroup = (): string => `g-${randomUUID().slice(0, 8)}`;
 let server: RedisServer;
 let redis: Redis;
 /** Every client a test created; afterEach disconnects them. */
-const clients: StreamsClient[] = [];
+const clients = clientPool(() => server.url, { logLevel: "warn" });
+const connected = clients.connected;
 
 beforeAll(async () => {
-  server = await startRedis();
-  redis = new Redis(server.url);
+  ({ server, redis } = await openRedis());
 });
 
-afterEach(async () => {
-  await Promise.all(clients.splice(0).map((c) => c.disconnect()));
-});
+afterEach(() => clients.disconnectAll());
 
-afterAll(async () => {
-  redis?.disconnect();
-  await server?.stop();
-});
-
-/** A client of this file's server (disconnected after the test), connected. */
-async function connected(extra: StreamsClientConfig = {}): Promise<StreamsClient> {
-  const client = new StreamsClient({ redisUrl: server.url, enableAutoTrim: false, logLevel: "warn", ...extra });
-  clients.push(client);
-  await client.connect();
-  return client;
-}
+afterAll(() => closeRedis(server, redis));
 
 /** Appends `{ i }` entries in the wire format (data, timestamp) with ioredis; returns their ids in order. */
 async function seed(stream: string, from: number, n: number): Promise<string[]> {
@@ -166,7 +154,7 @@ describe("createConsumerGroup", () => {
       enableAutoTrim: false,
       logLevel: "error",
     });
-    clients.push(client);
+    clients.track(client);
     await expect(client.connect()).rejects.toBeInstanceOf(Error);
     const t0 = Date.now();
     await expect(client.createConsumerGroup(fresh(), freshGroup())).resolves.toBe(false);
@@ -533,7 +521,7 @@ describe("consumer connection status", () => {
       commandTimeoutMs: 500,
       connectTimeoutMs: 500,
     });
-    clients.push(client);
+    clients.track(client);
     try {
       await client.connect();
       const stream = fresh();

@@ -2,7 +2,8 @@ import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { StreamsClient, type StreamMessage } from "../index.js";
-import { startRedis, type RedisServer } from "./helpers/redis-server.js";
+import { type RedisServer } from "./helpers/redis-server.js";
+import { closeRedis, connectedClient, openRedis } from "./helpers/fixture.js";
 import { sleep, until } from "./helpers/until.js";
 
 const fresh = (): string => `t:interop:${randomUUID()}`;
@@ -12,17 +13,11 @@ let redis: Redis;
 let client: StreamsClient;
 
 beforeAll(async () => {
-  server = await startRedis();
-  redis = new Redis(server.url);
-  client = new StreamsClient({ redisUrl: server.url, enableAutoTrim: false, logLevel: "error" });
-  await client.connect();
+  ({ server, redis } = await openRedis());
+  client = await connectedClient(server.url);
 });
 
-afterAll(async () => {
-  await client?.disconnect();
-  redis?.disconnect();
-  await server?.stop();
-});
+afterAll(() => closeRedis(server, redis, client));
 
 /** The original ioredis design, ported as-is: how the fleet's older instances write and read. */
 const original = {

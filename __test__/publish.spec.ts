@@ -2,7 +2,8 @@ import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { StreamsClient } from "../index.js";
-import { startRedis, type RedisServer } from "./helpers/redis-server.js";
+import { type RedisServer } from "./helpers/redis-server.js";
+import { closeRedis, connectedClient, openRedis } from "./helpers/fixture.js";
 
 let server: RedisServer;
 let redis: Redis;
@@ -11,17 +12,11 @@ let client: StreamsClient;
 const fresh = (): string => `t:publish:${randomUUID()}`;
 
 beforeAll(async () => {
-  server = await startRedis();
-  redis = new Redis(server.url);
-  client = new StreamsClient({ redisUrl: server.url, enableAutoTrim: false, logLevel: "error" });
-  await client.connect();
+  ({ server, redis } = await openRedis());
+  client = await connectedClient(server.url);
 });
 
-afterAll(async () => {
-  await client?.disconnect();
-  redis?.disconnect();
-  await server?.stop();
-});
+afterAll(() => closeRedis(server, redis, client));
 
 describe("publishMessage", () => {
   test("keeps call order: 3,000 concurrent publishes (and a batch among them) land in the stream in the order of the calls", async () => {

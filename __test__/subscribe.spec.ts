@@ -3,6 +3,7 @@ import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "vitest";
 import { StreamsClient, type StreamMessage } from "../index.js";
 import { startRedis, type RedisServer } from "./helpers/redis-server.js";
+import { closeRedis, connectedClient, openRedis } from "./helpers/fixture.js";
 import { sleep, until } from "./helpers/until.js";
 
 const fresh = (): string => `t:subscribe:${randomUUID()}`;
@@ -44,17 +45,11 @@ describe("subscribe (shared or private server)", () => {
   let client: StreamsClient;
 
   beforeAll(async () => {
-    server = await startRedis();
-    redis = new Redis(server.url);
-    client = new StreamsClient({ redisUrl: server.url, enableAutoTrim: false, logLevel: "error" });
-    await client.connect();
+    ({ server, redis } = await openRedis());
+    client = await connectedClient(server.url);
   });
 
-  afterAll(async () => {
-    await client?.disconnect();
-    redis?.disconnect();
-    await server?.stop();
-  });
+  afterAll(() => closeRedis(server, redis, client));
 
   // A failed test must not leave a subscription behind that changes the next test's counters.
   afterEach(() => {

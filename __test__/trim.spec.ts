@@ -1,8 +1,9 @@
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
-import { StreamsClient, type StreamsClientConfig } from "../index.js";
-import { startRedis, type RedisServer } from "./helpers/redis-server.js";
+import { StreamsClient } from "../index.js";
+import { type RedisServer } from "./helpers/redis-server.js";
+import { clientPool, closeRedis, openRedis } from "./helpers/fixture.js";
 import { sleep, until } from "./helpers/until.js";
 
 const fresh = (): string => `t:trim:${randomUUID()}`;
@@ -10,29 +11,16 @@ const fresh = (): string => `t:trim:${randomUUID()}`;
 let server: RedisServer;
 let redis: Redis;
 /** Every client a test created; afterEach disconnects them. */
-const clients: StreamsClient[] = [];
+const clients = clientPool(() => server.url, { logLevel: "warn" });
+const connected = clients.connected;
 
 beforeAll(async () => {
-  server = await startRedis();
-  redis = new Redis(server.url);
+  ({ server, redis } = await openRedis());
 });
 
-afterEach(async () => {
-  await Promise.all(clients.splice(0).map((c) => c.disconnect()));
-});
+afterEach(() => clients.disconnectAll());
 
-afterAll(async () => {
-  redis?.disconnect();
-  await server?.stop();
-});
-
-/** A client of this file's server (disconnected after the test), connected. */
-async function connected(extra: StreamsClientConfig = {}): Promise<StreamsClient> {
-  const client = new StreamsClient({ redisUrl: server.url, enableAutoTrim: false, logLevel: "warn", ...extra });
-  clients.push(client);
-  await client.connect();
-  return client;
-}
+afterAll(() => closeRedis(server, redis));
 
 /** Appends `n` entries in the wire format with ioredis; returns their ids in order. */
 async function seed(stream: string, n: number): Promise<string[]> {
@@ -120,7 +108,7 @@ describe("trimStream", () => {
       enableAutoTrim: false,
       logLevel: "error",
     });
-    clients.push(client);
+    clients.track(client);
     await expect(client.connect()).rejects.toBeInstanceOf(Error);
     const t0 = Date.now();
     await expect(client.trimStream(fresh(), { maxLen: 1, approximate: false })).resolves.toBe(0);
