@@ -140,6 +140,30 @@ describe("connect / disconnect", () => {
     expect(result.exitAfterDisconnectMs!).toBeLessThan(5_000);
   });
 
+  test("publishes nobody awaits keep Node alive until they settle; then Node exits by itself", async () => {
+    // No timer, no await, no disconnect: only the pending publish promises hold the process.
+    const stream = fresh();
+    const code = `const { StreamsClient } = require(${JSON.stringify(addonPath)});
+      const c = new StreamsClient({ redisUrl: ${JSON.stringify(server.url)}, logLevel: "error" });
+      c.connect().then(() => {
+        let ids = 0, settled = 0;
+        for (let i = 0; i < 2000; i++) c.publishMessage(${JSON.stringify(stream)}, { i }).then((id) => {
+          if (typeof id === "string") ids++;
+          if (++settled === 2000) console.log("settled " + settled + " ids " + ids);
+        });
+      });`;
+    const result = await runNode(["-e", code], 20_000);
+    expect(result.killedByTimeout, `stdout=${result.stdout} stderr=${result.stderr}`).toBe(false);
+    expect(result.stdout).toContain("settled 2000 ids 2000");
+    expect(result.code, result.stderr).toBe(0);
+    const redis = new Redis(server.url);
+    try {
+      expect(await redis.xlen(stream)).toBe(2000);
+    } finally {
+      redis.disconnect();
+    }
+  });
+
   test("a client that is only constructed does not keep Node alive", async () => {
     const code = `const { StreamsClient } = require(${JSON.stringify(addonPath)});
       new StreamsClient({ redisUrl: ${JSON.stringify(server.url)} }); console.log("disconnected");`;

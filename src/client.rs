@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use crate::codec::{check_stream_name, PublishId, StartId, StreamId};
@@ -164,31 +165,27 @@ impl Client {
     }
 
     /// Queues one entry whose `data` is the JSON text `json` (trimming the stream in the
-    /// same command when `trim` is given) and returns its pending reply. Never blocks: the
-    /// order of calls is the order of the entries.
+    /// same command when `trim` is given); `done` receives the result, exactly once, from a
+    /// runtime thread (see [`publish::enqueue`]). Never blocks: the order of calls is the
+    /// order of the entries.
     ///
     /// # Errors
     /// [`Error::InvalidArg`] for a bad stream name or an oversized payload;
-    /// [`Error::Closed`] when not connected.
+    /// [`Error::Closed`] when not connected. `done` is then dropped uncalled.
     pub fn start_publish(
         &self,
         stream: &str,
         json: &str,
         id: PublishId,
         trim: Option<Trim>,
-    ) -> Result<publish::Pending> {
+        done: impl FnOnce(Result<Option<StreamId>>) + Send + 'static,
+    ) -> Result<()> {
         check_stream_name(stream)?;
         publish::check_payload("data", json, self.config.max_payload_bytes)?;
         let s = self.session()?;
         s.touched.add(stream);
-        Ok(publish::enqueue(
-            &s.cmd,
-            self.counters.clone(),
-            stream,
-            json,
-            id,
-            trim,
-        ))
+        publish::enqueue(&s.cmd, self.counters.clone(), stream, json, id, trim, done);
+        Ok(())
     }
 
     /// Publishes one entry; `Ok(None)` when Redis is unavailable (fail open).
@@ -202,10 +199,15 @@ impl Client {
         id: PublishId,
         trim: Option<Trim>,
     ) -> Result<Option<StreamId>> {
-        self.start_publish(stream, json, id, trim)?.wait().await
+        let (tx, rx) = oneshot::channel();
+        self.start_publish(stream, json, id, trim, move |r| {
+            let _ = tx.send(r);
+        })?;
+        rx.await.unwrap_or(Ok(None))
     }
 
-    /// Queues many entries back to back, order kept.
+    /// Queues many entries back to back, order kept; `done` receives one id (or `None`)
+    /// per item, exactly once, from a runtime thread (see [`publish::enqueue_batch`]).
     ///
     /// # Errors
     /// As [`Client::start_publish`].
@@ -213,19 +215,16 @@ impl Client {
         &self,
         stream: &str,
         items: &[String],
-    ) -> Result<publish::PendingBatch> {
+        done: impl FnOnce(Result<Vec<Option<StreamId>>>) + Send + 'static,
+    ) -> Result<()> {
         check_stream_name(stream)?;
         for (i, json) in items.iter().enumerate() {
             publish::check_payload(&format!("items[{i}]"), json, self.config.max_payload_bytes)?;
         }
         let s = self.session()?;
         s.touched.add(stream);
-        Ok(publish::enqueue_batch(
-            &s.cmd,
-            self.counters.clone(),
-            stream,
-            items,
-        ))
+        publish::enqueue_batch(&s.cmd, self.counters.clone(), stream, items, done);
+        Ok(())
     }
 
     /// Publishes many entries, order kept; one id (or `None`) per item.
@@ -237,7 +236,11 @@ impl Client {
         stream: &str,
         items: &[String],
     ) -> Result<Vec<Option<StreamId>>> {
-        self.start_publish_batch(stream, items)?.wait().await
+        let (tx, rx) = oneshot::channel();
+        self.start_publish_batch(stream, items, move |r| {
+            let _ = tx.send(r);
+        })?;
+        rx.await.unwrap_or_else(|_| Ok(vec![None; items.len()]))
     }
 
     /// Subscribes `handler` to `stream`.

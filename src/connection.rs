@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, FromRedisValue, RedisError, Value};
-use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -325,7 +325,7 @@ impl CommandConn {
             warn!(count = left.len(), "closing: parked publishes resolve null");
         }
         for p in left {
-            let _ = p.reply.send(Ok(None));
+            p.reply.send(Ok(None));
         }
     }
 
@@ -374,7 +374,7 @@ impl CommandConn {
                             Value::ServerError(e) => Err(RedisError::from(e)),
                             v => Ok(Some(v)),
                         };
-                        let _ = p.reply.send(r);
+                        p.reply.send(r);
                     }
                 }
                 other => {
@@ -395,28 +395,21 @@ impl CommandConn {
         }
     }
 
-    /// Queues commands to be sent in exactly the order of the calls (an XADD stream's
+    /// Queues a command to be sent in exactly the order of the calls (an XADD stream's
     /// order is what its publishers called, not what a scheduler picked). Never blocks.
     ///
-    /// The replies arrive on the returned receivers: `Ok(Some(reply))`, `Ok(None)` when
-    /// Redis is unavailable (within the command timeout, or later from the offline buffer),
-    /// or the server's refusal.
-    pub fn submit(&self, cmds: Vec<redis::Cmd>) -> Vec<oneshot::Receiver<Reply>> {
-        let deadline = Instant::now() + self.cfg.command_timeout;
-        let mut out = Vec::with_capacity(cmds.len());
-        for cmd in cmds {
-            let (reply, rx) = oneshot::channel();
-            let q = Queued {
-                cmd,
-                deadline,
-                reply,
-            };
-            if let Err(mpsc::error::SendError(q)) = self.ordered.send(q) {
-                let _ = q.reply.send(Ok(None));
-            }
-            out.push(rx);
+    /// The reply goes to `reply`: `Ok(Some(reply))`, `Ok(None)` when Redis is unavailable
+    /// (within the command timeout, or later from the offline buffer), or the server's
+    /// refusal.
+    pub fn submit(&self, cmd: redis::Cmd, reply: ReplyTo) {
+        let q = Queued {
+            cmd,
+            deadline: Instant::now() + self.cfg.command_timeout,
+            reply,
+        };
+        if let Err(mpsc::error::SendError(q)) = self.ordered.send(q) {
+            q.reply.send(Ok(None));
         }
-        out
     }
 
     /// Sends the queued commands, in order, as pipelines: everything queued while the
@@ -448,38 +441,39 @@ impl CommandConn {
         }
         rx.close();
         while let Ok(q) = rx.try_recv() {
-            let _ = q.reply.send(Ok(None));
+            q.reply.send(Ok(None));
         }
     }
 
     async fn send_ordered(&self, batch: Vec<Queued>) {
         let now = Instant::now();
-        let (batch, expired): (Vec<Queued>, Vec<Queued>) =
-            batch.into_iter().partition(|q| q.deadline > now);
-        for q in expired {
-            let _ = q.reply.send(Ok(None));
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        let mut replies = Vec::with_capacity(batch.len());
+        for q in batch {
+            if q.deadline > now {
+                pipe.add_command(q.cmd);
+                replies.push(q.reply);
+            } else {
+                q.reply.send(Ok(None));
+            }
         }
-        if batch.is_empty() {
+        if replies.is_empty() {
             return;
         }
         let Some((gen, mut conn)) = self.get() else {
-            self.park_or_fail(batch);
+            self.park_or_fail(&pipe, replies);
             return;
         };
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        for q in &batch {
-            pipe.add_command(q.cmd.clone());
-        }
         let sent = tokio::time::timeout(
             self.cfg.command_timeout,
             pipe.query_async::<Vec<Value>>(&mut conn),
         )
         .await;
         match sent {
-            Ok(Ok(replies)) if replies.len() == batch.len() => {
+            Ok(Ok(values)) if values.len() == replies.len() => {
                 self.timeouts.store(0, Ordering::Relaxed);
-                for (q, v) in batch.into_iter().zip(replies) {
+                for (reply, v) in replies.into_iter().zip(values) {
                     let r = match v {
                         Value::ServerError(e) => {
                             let e = RedisError::from(e);
@@ -492,23 +486,23 @@ impl CommandConn {
                         }
                         v => Ok(Some(v)),
                     };
-                    let _ = q.reply.send(r);
+                    reply.send(r);
                 }
             }
             Ok(Ok(_)) => {
                 warn!("pipeline reply count did not match; resolving the batch as unavailable");
-                self.park_or_fail(batch);
+                self.park_or_fail(&pipe, replies);
             }
             Ok(Err(e)) => {
                 self.broken(gen, &e.to_string());
                 // Whether Redis wrote them is unknown: with an offline buffer they are sent
                 // again after the reconnect (at least once), else they resolve null.
-                self.park_or_fail(batch);
+                self.park_or_fail(&pipe, replies);
             }
             Err(_) => {
                 self.timed_out(gen);
-                for q in batch {
-                    let _ = q.reply.send(Ok(None));
+                for reply in replies {
+                    reply.send(Ok(None));
                 }
             }
         }
@@ -532,18 +526,19 @@ impl CommandConn {
     }
 
     /// Keeps what fits in the offline buffer (in order); the rest resolves `None`.
-    fn park_or_fail(&self, batch: Vec<Queued>) {
+    /// `pipe` holds the commands of `replies`, one each, in the same order.
+    fn park_or_fail(&self, pipe: &redis::Pipeline, replies: Vec<ReplyTo>) {
         let mut parked = self.parked();
         let mut dropped = 0;
-        for q in batch {
+        for (cmd, reply) in pipe.cmd_iter().zip(replies) {
             if parked.len() < self.cfg.offline_buffer {
                 parked.push_back(Parked {
-                    cmd: q.cmd,
-                    reply: q.reply,
+                    cmd: cmd.clone(),
+                    reply,
                 });
             } else {
                 dropped += 1;
-                let _ = q.reply.send(Ok(None));
+                reply.send(Ok(None));
             }
         }
         if dropped > 0 && self.cfg.offline_buffer > 0 {
@@ -769,6 +764,33 @@ pub async fn unblock(
 /// What a queued command resolves to.
 pub type Reply = std::result::Result<Option<Value>, RedisError>;
 
+/// Where the reply of a queued command goes: called exactly once, from whichever task
+/// finishes the command. Dropped unanswered (a task cancelled, the runtime shutting down),
+/// it is called with `Ok(None)`: Redis unavailable. No caller is ever left waiting.
+pub struct ReplyTo(Option<Box<dyn FnOnce(Reply) + Send>>);
+
+impl ReplyTo {
+    /// Sends the reply to `f`.
+    pub fn new(f: impl FnOnce(Reply) + Send + 'static) -> Self {
+        ReplyTo(Some(Box::new(f)))
+    }
+
+    /// Delivers `reply`.
+    pub fn send(mut self, reply: Reply) {
+        if let Some(f) = self.0.take() {
+            f(reply);
+        }
+    }
+}
+
+impl Drop for ReplyTo {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f(Ok(None));
+        }
+    }
+}
+
 /// Most commands sent in one automatic pipeline.
 const MAX_PIPELINE: usize = 1024;
 
@@ -777,13 +799,13 @@ struct Queued {
     cmd: redis::Cmd,
     /// After this the caller has been told "unavailable", so it is not sent any more.
     deadline: Instant,
-    reply: oneshot::Sender<Reply>,
+    reply: ReplyTo,
 }
 
 /// A publish waiting for the connection to come back.
 struct Parked {
     cmd: redis::Cmd,
-    reply: oneshot::Sender<std::result::Result<Option<Value>, RedisError>>,
+    reply: ReplyTo,
 }
 
 /// Something that can be sent on a multiplexed connection: a command or a pipeline.

@@ -1,14 +1,13 @@
 //! XADD: one entry or a batch, queued in call order and sent in automatic pipelines;
 //! `None` when Redis is unavailable.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use redis::{RedisError, Value};
-use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
 use crate::codec::{now_ms, PublishId, StreamId, DATA_FIELD, TIMESTAMP_FIELD};
-use crate::connection::{CommandConn, Reply};
+use crate::connection::{CommandConn, Reply, ReplyTo};
 use crate::error::{Error, Result};
 use crate::status::Counters;
 use crate::trim::Trim;
@@ -75,17 +74,41 @@ fn parse_id(v: &Value) -> Result<StreamId> {
         .map_err(|_| Error::Protocol(format!("XADD replied {text:?}")))
 }
 
-/// A publish that has been queued (in call order) and not answered yet.
-pub struct Pending {
-    stream: String,
+/// Turns the reply of one XADD into the publish result, counting and logging it.
+fn finish_one(
+    stream: &str,
     id: PublishId,
-    rx: oneshot::Receiver<Reply>,
-    counters: Arc<Counters>,
+    counters: &Counters,
+    reply: Reply,
+) -> Result<Option<StreamId>> {
+    match reply.map_err(|e| refusal(stream, id, &e))? {
+        Some(v) => {
+            let id = parse_id(&v)?;
+            Counters::add(&counters.published, 1);
+            debug!(stream, id = %id, "published");
+            Ok(Some(id))
+        }
+        None => {
+            Counters::add(&counters.publish_failed, 1);
+            if let Some(held_back) = counters.unavailable_log.allow() {
+                warn!(
+                    stream,
+                    similar_since_last = held_back,
+                    "Redis unavailable; message not published (publish resolved null)"
+                );
+            }
+            Ok(None)
+        }
+    }
 }
 
 /// Queues one XADD of `data` + `timestamp`, trimming in the same command when `trim` is
 /// given (the cheapest way to bound a stream). Never blocks; the order of calls is the
 /// order in the stream.
+///
+/// `done` receives the entry id, `None` when Redis is unavailable (fail open), or
+/// [`Error::InvalidArg`] when Redis refuses the entry (an id not above the stream's top,
+/// a key that is not a stream). It is called exactly once, from a runtime thread.
 pub fn enqueue(
     conn: &CommandConn,
     counters: Arc<Counters>,
@@ -93,117 +116,107 @@ pub fn enqueue(
     json: &str,
     id: PublishId,
     trim: Option<Trim>,
-) -> Pending {
-    let rx = conn
-        .submit(vec![xadd(stream, id, json, now_ms(), trim)])
-        .pop()
-        .expect("one command queued, one receiver");
-    Pending {
-        stream: stream.to_owned(),
-        id,
-        rx,
-        counters,
-    }
+    done: impl FnOnce(Result<Option<StreamId>>) + Send + 'static,
+) {
+    let cmd = xadd(stream, id, json, now_ms(), trim);
+    let stream = stream.to_owned();
+    conn.submit(
+        cmd,
+        ReplyTo::new(move |reply| done(finish_one(&stream, id, &counters, reply))),
+    );
 }
 
-impl Pending {
-    /// The entry id, or `None` when Redis is unavailable (fail open).
-    ///
-    /// # Errors
-    /// [`Error::InvalidArg`] when Redis refuses the entry (an id not above the stream's top,
-    /// a key that is not a stream).
-    pub async fn wait(self) -> Result<Option<StreamId>> {
-        let reply = self.rx.await.unwrap_or(Ok(None));
-        let stream = self.stream.as_str();
-        match reply.map_err(|e| refusal(stream, self.id, &e))? {
-            Some(v) => {
-                let id = parse_id(&v)?;
-                Counters::add(&self.counters.published, 1);
-                debug!(stream, id = %id, "published");
-                Ok(Some(id))
-            }
-            None => {
-                Counters::add(&self.counters.publish_failed, 1);
-                if let Some(held_back) = self.counters.unavailable_log.allow() {
-                    warn!(
-                        stream,
-                        similar_since_last = held_back,
-                        "Redis unavailable; message not published (publish resolved null)"
-                    );
-                }
-                Ok(None)
-            }
-        }
-    }
-}
-
-/// A batch of publishes that has been queued and not answered yet.
-pub struct PendingBatch {
-    stream: String,
-    rxs: Vec<oneshot::Receiver<Reply>>,
-    counters: Arc<Counters>,
+/// The replies of a batch, filled in as they arrive; the last one finishes it.
+struct BatchReplies<F> {
+    replies: Vec<Option<Reply>>,
+    left: usize,
+    done: Option<F>,
 }
 
 /// Queues one XADD per item, back to back in the order given (they go out in one
 /// pipeline unless the batch is larger than a pipeline).
-pub fn enqueue_batch(
+///
+/// `done` receives one id per item (`None` for an item Redis refused, logged, or when
+/// Redis was unavailable), or [`Error::Protocol`] when a reply is not an id. It is called
+/// exactly once, from a runtime thread (at once for an empty batch).
+pub fn enqueue_batch<F>(
     conn: &CommandConn,
     counters: Arc<Counters>,
     stream: &str,
     items: &[String],
-) -> PendingBatch {
+    done: F,
+) where
+    F: FnOnce(Result<Vec<Option<StreamId>>>) + Send + 'static,
+{
+    if items.is_empty() {
+        done(Ok(Vec::new()));
+        return;
+    }
     let ts = now_ms();
-    let cmds = items
-        .iter()
-        .map(|json| xadd(stream, PublishId::Auto, json, ts, None))
-        .collect();
-    PendingBatch {
-        stream: stream.to_owned(),
-        rxs: conn.submit(cmds),
-        counters,
+    let state = Arc::new(Mutex::new(BatchReplies {
+        replies: (0..items.len()).map(|_| None).collect(),
+        left: items.len(),
+        done: Some(done),
+    }));
+    let stream_name: Arc<str> = Arc::from(stream);
+    for (i, json) in items.iter().enumerate() {
+        let state = state.clone();
+        let counters = counters.clone();
+        let stream_name = stream_name.clone();
+        let reply_to = ReplyTo::new(move |reply| {
+            let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+            s.replies[i] = Some(reply);
+            s.left -= 1;
+            if s.left == 0 {
+                let replies = std::mem::take(&mut s.replies);
+                let done = s.done.take();
+                drop(s);
+                if let Some(done) = done {
+                    done(finish_batch(&stream_name, &counters, replies));
+                }
+            }
+        });
+        conn.submit(xadd(stream, PublishId::Auto, json, ts, None), reply_to);
     }
 }
 
-impl PendingBatch {
-    /// One id per item: `None` for an item Redis refused (logged) or when Redis was
-    /// unavailable.
-    ///
-    /// # Errors
-    /// [`Error::Protocol`] when a reply is not an id.
-    pub async fn wait(self) -> Result<Vec<Option<StreamId>>> {
-        let stream = self.stream.as_str();
-        let mut out = Vec::with_capacity(self.rxs.len());
-        let (mut refused, mut unavailable) = (0u64, 0u64);
-        for rx in self.rxs {
-            match rx.await.unwrap_or(Ok(None)) {
-                Ok(Some(v)) => out.push(Some(parse_id(&v)?)),
-                Ok(None) => {
-                    unavailable += 1;
-                    out.push(None);
+/// Turns the replies of a batch into one id (or `None`) per item, counting and logging.
+fn finish_batch(
+    stream: &str,
+    counters: &Counters,
+    replies: Vec<Option<Reply>>,
+) -> Result<Vec<Option<StreamId>>> {
+    let mut out = Vec::with_capacity(replies.len());
+    let (mut refused, mut unavailable) = (0u64, 0u64);
+    for reply in replies {
+        match reply.unwrap_or(Ok(None)) {
+            Ok(Some(v)) => out.push(Some(parse_id(&v)?)),
+            Ok(None) => {
+                unavailable += 1;
+                out.push(None);
+            }
+            Err(e) => {
+                if refused == 0 {
+                    warn!(stream, error = %e, "Redis refused an entry of a batch");
                 }
-                Err(e) => {
-                    if refused == 0 {
-                        warn!(stream, error = %e, "Redis refused an entry of a batch");
-                    }
-                    refused += 1;
-                    out.push(None);
-                }
+                refused += 1;
+                out.push(None);
             }
         }
-        let ok = out.iter().filter(|i| i.is_some()).count() as u64;
-        Counters::add(&self.counters.published, ok);
-        Counters::add(&self.counters.publish_failed, refused + unavailable);
-        if unavailable > 0 {
-            if let Some(held_back) = self.counters.unavailable_log.allow() {
-                warn!(
-                    stream,
-                    count = unavailable,
-                    similar_since_last = held_back,
-                    "Redis unavailable; batch entries not published"
-                );
-            }
-        }
-        debug!(stream, count = ok, "published a batch");
-        Ok(out)
     }
+    let ok = out.iter().filter(|i| i.is_some()).count() as u64;
+    Counters::add(&counters.published, ok);
+    Counters::add(&counters.publish_failed, refused + unavailable);
+    if unavailable > 0 {
+        if let Some(held_back) = counters.unavailable_log.allow() {
+            warn!(
+                stream,
+                count = unavailable,
+                similar_since_last = held_back,
+                "Redis unavailable; batch entries not published"
+            );
+        }
+    }
+    debug!(stream, count = ok, "published a batch");
+    Ok(out)
 }

@@ -14,6 +14,7 @@ use super::callback::{json_text, JsHandler};
 use super::env_data;
 use super::error::settle;
 use super::logging;
+use super::promises::{Promises, Settled};
 use super::types::{
     opt_object_arg, opt_string_arg, string_arg, ConsumeOptions, PublishOptions,
     StreamsClientConfig, SubscribeOptions as JsSubscribeOptions, TrimOptions,
@@ -75,6 +76,8 @@ pub struct StreamsClient {
     inner: Arc<Client>,
     /// Stop functions of the JavaScript delivery loops.
     loops: Rc<RefCell<Loops>>,
+    /// The publish promises, settled in batches.
+    promises: Promises,
 }
 
 /// Runs `fut` on the runtime and settles a Promise with its result; errors carry `code`.
@@ -104,6 +107,7 @@ impl StreamsClient {
         Ok(StreamsClient {
             inner: Arc::new(Client::new(config)),
             loops: Rc::new(RefCell::new(Loops::default())),
+            promises: Promises::new(env)?,
         })
     }
 
@@ -276,16 +280,16 @@ impl StreamsClient {
         };
         // Queued here, on the JavaScript thread, so that the order of calls is the order
         // of the entries.
-        let pending = match self
+        let resolver = self.promises.resolver();
+        let seq = resolver.seq();
+        match self
             .inner
-            .start_publish(&stream, json_text(&json), id, trim)
-        {
-            Ok(p) => p,
-            Err(e) => return rejected(env, e),
-        };
-        promise(env, async move {
-            Ok(pending.wait().await?.map(|i| i.to_string()))
-        })
+            .start_publish(&stream, json_text(&json), id, trim, move |r| {
+                resolver.resolve(r.map(Settled::Id))
+            }) {
+            Ok(()) => self.promises.promise(env, seq),
+            Err(e) => rejected(env, e),
+        }
     }
 
     /// Appends every item to `stream` in one pipeline, order kept.
@@ -329,14 +333,14 @@ impl StreamsClient {
                 }
             }
         }
-        let pending = match self.inner.start_publish_batch(&stream, &jsons) {
-            Ok(p) => p,
-            Err(e) => return rejected(env, e),
-        };
-        promise(env, async move {
-            let ids = pending.wait().await?;
-            Ok(ids.into_iter().map(|i| i.map(|i| i.to_string())).collect())
-        })
+        let resolver = self.promises.resolver();
+        let seq = resolver.seq();
+        match self.inner.start_publish_batch(&stream, &jsons, move |r| {
+            resolver.resolve(r.map(Settled::Ids))
+        }) {
+            Ok(()) => self.promises.promise(env, seq),
+            Err(e) => rejected(env, e),
+        }
     }
 
     /// Calls `callback` for every message added to `stream`, in id order, one at a time

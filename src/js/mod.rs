@@ -5,6 +5,7 @@ mod callback;
 mod client;
 mod error;
 mod logging;
+mod promises;
 mod types;
 
 use napi::bindgen_prelude::*;
