@@ -34,9 +34,32 @@ fn env_data(env: &Env) -> Result<&'static mut EnvData> {
         .ok_or_else(|| Error::from_reason("streamcast: per-environment data is missing"))
 }
 
+/// Tokio worker threads unless `STREAMCAST_WORKER_THREADS` says otherwise.
+///
+/// One: Node has one JavaScript thread per env, and the Rust side only parses and forwards,
+/// so a second worker mostly adds cross-thread wake-ups (measured in bench/, see README).
+const DEFAULT_WORKER_THREADS: usize = 1;
+
 #[napi_derive::module_init]
 fn init() {
     logging::init();
+    let workers = std::env::var("STREAMCAST_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| (1..=64).contains(n))
+        .unwrap_or(DEFAULT_WORKER_THREADS);
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name("streamcast-rt")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => create_custom_tokio_runtime(rt),
+        // napi then builds its default runtime on first use.
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot build the tokio runtime; using napi's default")
+        }
+    }
 }
 
 /// Lets `acknowledgeMessages(stream, group, ...ids)` take its ids as rest arguments: the
