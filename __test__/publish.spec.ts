@@ -142,7 +142,10 @@ describe("publishMessage", () => {
 describe("publishBatch", () => {
   test("keeps the order, returns one id per item, and writes every item", async () => {
     const stream = fresh();
-    const items = Array.from({ length: 25 }, (_, i) => ({ i, label: `item-${i}` }));
+    // Items of every JSON kind, and strings with line breaks (the batch crosses into Rust
+    // as one newline-joined text, so a raw newline in an item would split it).
+    const items: unknown[] = Array.from({ length: 25 }, (_, i) => ({ i, label: `item-${i}` }));
+    items.push({ text: "two\nlines\r\n", sep: "\u2028\u2029" }, "a\nstring", 7, null, [1, "\n"], { big: 12345678901234567890n });
     const before = Date.now();
     const ids = await client.publishBatch(stream, items);
     const after = Date.now();
@@ -153,7 +156,8 @@ describe("publishBatch", () => {
     expect(entries.map(([id]) => id)).toEqual(ids);
     entries.forEach(([, fields], i) => {
       expect(fields[0]).toBe("data");
-      expect(JSON.parse(fields[1]!)).toEqual(items[i]);
+      const expected = JSON.parse(JSON.stringify(items[i], (_k, v) => (typeof v === "bigint" ? v.toString() : v)));
+      expect(JSON.parse(fields[1]!)).toEqual(expected);
       expect(fields[2]).toBe("timestamp");
       const ts = Number(fields[3]);
       expect(ts).toBeGreaterThanOrEqual(before);

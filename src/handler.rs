@@ -56,8 +56,19 @@ pub type HandleResult = Result<Outcome, HandlerGone>;
 /// User code that receives batches.
 ///
 /// An implementation processes the messages of a batch one at a time, in order, and
-/// resolves once every message was handled; the core never calls it again before that.
+/// resolves once every message was handled. By default the core never calls it again
+/// before that; see [`Handler::max_in_flight`].
 pub trait Handler: Send + Sync + 'static {
     /// Handles every message of `batch`, reporting those that failed.
     fn handle(&self, batch: Batch) -> BoxFuture<'static, HandleResult>;
+
+    /// How many batches of one subscription may be handed over before the first resolved.
+    ///
+    /// An implementation that returns more than 1 takes each batch when `handle` is called
+    /// (not when its future is first polled) and processes batches strictly in call order;
+    /// handing the next batch over early saves a round trip per batch. Consumers always
+    /// hand over one batch at a time (each is acknowledged before the next is read).
+    fn max_in_flight(&self) -> usize {
+        1
+    }
 }

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use futures_util::stream::{FuturesOrdered, StreamExt};
 use redis::aio::MultiplexedConnection;
 use redis::Value;
 use tokio::sync::{mpsc, watch, Notify};
@@ -585,26 +586,42 @@ impl Hub {
     }
 }
 
-/// Hands batches to the handler one at a time until the subscription ends.
+/// Hands batches to the handler, in order, until the subscription ends: up to
+/// [`Handler::max_in_flight`] at a time, so a handler that queues them on its side gets
+/// the next batch without waiting for the previous one's result to come back.
 async fn deliver(
     hub: Arc<Hub>,
     sub: Arc<Sub>,
     mut rx: mpsc::Receiver<Batch>,
     handler: Arc<dyn Handler>,
 ) {
-    loop {
-        let batch = tokio::select! {
+    let limit = handler.max_in_flight().max(1);
+    let mut running = FuturesOrdered::new();
+    let mut open = true;
+    while open || !running.is_empty() {
+        let result = tokio::select! {
             biased;
-            _ = sub.token.cancelled() => break,
-            b = rx.recv() => match b {
-                Some(b) => b,
-                None => break,
-            },
+            // Stopping takes no new batch; the running ones finish (the JavaScript side
+            // skips what it had not started).
+            _ = sub.token.cancelled(), if open => {
+                open = false;
+                continue;
+            }
+            Some(r) = running.next(), if !running.is_empty() => r,
+            b = rx.recv(), if open && running.len() < limit => {
+                match b {
+                    Some(b) => {
+                        if sub.excluded.swap(false, Ordering::SeqCst) {
+                            hub.wake();
+                        }
+                        running.push_back(handler.handle(b));
+                    }
+                    None => open = false,
+                }
+                continue;
+            }
         };
-        if sub.excluded.swap(false, Ordering::SeqCst) {
-            hub.wake();
-        }
-        match handler.handle(batch).await {
+        match result {
             Ok(outcome) => {
                 Counters::add(&hub.counters.delivered, outcome.handled as u64);
                 for f in &outcome.failures {

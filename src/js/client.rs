@@ -10,7 +10,7 @@ use std::time::Duration;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
-use super::callback::{json_text, JsHandler};
+use super::callback::JsHandler;
 use super::env_data;
 use super::error::settle;
 use super::logging;
@@ -284,7 +284,7 @@ impl StreamsClient {
         let seq = resolver.seq();
         match self
             .inner
-            .start_publish(&stream, json_text(&json), id, trim, move |r| {
+            .start_publish(&stream, &json, id, trim, move |r| {
                 resolver.resolve(r.map(Settled::Id))
             }) {
             Ok(()) => self.promises.promise(env, seq),
@@ -315,24 +315,19 @@ impl StreamsClient {
         if !items.is_array()? {
             return rejected(env, CoreError::invalid("items", "expected an array"));
         }
-        let array: Array = unsafe { items.cast() }?;
-        let helpers = &env_data(env)?.helpers;
-        let mut jsons = Vec::with_capacity(array.len() as usize);
-        for i in 0..array.len() {
-            let item: Unknown = array.get_element(i)?;
-            match helpers.stringify(env, item)? {
-                Ok(mut j) => {
-                    j.remove(0);
-                    jsons.push(j);
-                }
-                Err(e) => {
-                    return rejected(
-                        env,
-                        CoreError::invalid(format!("items[{i}]"), e.to_string()),
-                    )
-                }
+        let len = unsafe { items.cast::<Array>() }?.len();
+        let jsons = match env_data(env)?.helpers.stringify_all(env, items, len)? {
+            Ok(j) => j,
+            Err((i, why)) => {
+                return rejected(
+                    env,
+                    CoreError::invalid(
+                        format!("items[{i}]"),
+                        format!("cannot be serialized to JSON: {why}"),
+                    ),
+                )
             }
-        }
+        };
         let resolver = self.promises.resolver();
         let seq = resolver.seq();
         match self.inner.start_publish_batch(&stream, &jsons, move |r| {
