@@ -279,6 +279,7 @@ impl Groups {
                 groups: groups.clone(),
                 c: c.clone(),
                 handler,
+                unacked: Mutex::new(Vec::new()),
             };
             run.run().await;
             groups.consumers().remove(&k);
@@ -405,11 +406,72 @@ struct ConsumerLoop {
     groups: Arc<Groups>,
     c: Arc<Consumer>,
     handler: Arc<dyn Handler>,
+    /// Handled entries whose XACK has not been answered yet. It goes out right before the
+    /// next read, on the same connection and without waiting for its own reply, which saves
+    /// one round trip per batch; every other step (and stopping) sends it first on its own.
+    unacked: Mutex<Vec<StreamId>>,
 }
 
 impl ConsumerLoop {
     fn cfg(&self) -> &Config {
         &self.groups.cfg
+    }
+
+    fn claim_due(&self, at: Instant) -> bool {
+        self.c.opts.claim_idle.is_some() && Instant::now() >= at
+    }
+
+    fn take_unacked(&self) -> Vec<StreamId> {
+        std::mem::take(&mut *self.unacked.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Puts ids whose XACK failed back, to be sent again (XACK is idempotent).
+    fn keep_unacked(&self, ids: Vec<StreamId>) {
+        let mut u = self.unacked.lock().unwrap_or_else(|p| p.into_inner());
+        let newer = std::mem::replace(&mut *u, ids);
+        u.extend(newer);
+    }
+
+    /// Sends the XACK of `ids` and counts it; on failure the ids are kept for the next try.
+    async fn ack(
+        &self,
+        conn: &mut MultiplexedConnection,
+        ids: Vec<StreamId>,
+    ) -> std::result::Result<(), StepError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let c = &self.c;
+        let r = timed(
+            self.cfg(),
+            xack(&c.stream, &c.group, &ids).query_async::<u64>(conn),
+        )
+        .await;
+        match r {
+            Ok(Ok(n)) => {
+                Counters::add(&self.groups.counters.acked, n);
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                warn!(stream = %c.stream, group = %c.group, count = ids.len(), error = %e, "XACK failed; will try again (the entries stay pending until then)");
+                self.keep_unacked(ids);
+                Err(e.into())
+            }
+            Err(e) => {
+                warn!(stream = %c.stream, group = %c.group, count = ids.len(), error = %e, "XACK timed out; will try again (the entries stay pending until then)");
+                self.keep_unacked(ids);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Sends the outstanding XACK on its own and waits for it.
+    async fn flush_acks(
+        &self,
+        conn: &mut MultiplexedConnection,
+    ) -> std::result::Result<(), StepError> {
+        let ids = self.take_unacked();
+        self.ack(conn, ids).await
     }
 
     async fn run(self) {
@@ -445,7 +507,16 @@ impl ConsumerLoop {
                 retry_due = None;
                 pending_from = Some(StreamId::ZERO);
             }
-            let step = if let Some(from) = pending_from {
+            // Only a read of new entries takes the outstanding XACK along; anything else
+            // (own pending entries, claims) must see it done first.
+            let flushed = if pending_from.is_none() && !self.claim_due(claim_due) {
+                Ok(())
+            } else {
+                self.flush_acks(conn_ref).await
+            };
+            let step = if let Err(e) = flushed {
+                Err(e)
+            } else if let Some(from) = pending_from {
                 match self.read_pending(conn_ref, from).await {
                     Ok(entries) if entries.is_empty() => {
                         pending_from = None;
@@ -458,7 +529,7 @@ impl ConsumerLoop {
                     }
                     Err(e) => Err(e),
                 }
-            } else if c.opts.claim_idle.is_some() && Instant::now() >= claim_due {
+            } else if self.claim_due(claim_due) {
                 match self.claim(conn_ref, claim_from).await {
                     Ok((next, entries)) => {
                         claim_from = next;
@@ -543,6 +614,14 @@ impl ConsumerLoop {
                 }
             }
         }
+        // Callbacks that finished are always acknowledged, also when stopping.
+        if let Some(conn_ref) = conn.as_mut() {
+            let _ = self.flush_acks(conn_ref).await;
+        }
+        let left = self.take_unacked();
+        if !left.is_empty() {
+            warn!(stream = %c.stream, group = %c.group, consumer = %c.name, count = left.len(), "stopped without a connection; handled entries stay pending and will be redelivered");
+        }
         c.reader_id.store(-1, Ordering::SeqCst);
         c.state.send_replace(ConnState::Closed);
         info!(stream = %c.stream, group = %c.group, consumer = %c.name, "consumer stopped");
@@ -593,7 +672,16 @@ impl ConsumerLoop {
         c.reading.store(true, Ordering::SeqCst);
         // Not raced against cancellation: stopping unblocks this read instead of dropping it.
         let watchdog = block + self.cfg().command_timeout + WATCHDOG_GRACE;
-        let r = tokio::time::timeout(watchdog, cmd.query_async::<Value>(conn)).await;
+        // The previous batch's XACK goes first on the same connection (a biased join polls
+        // it first, and the connection writes in that order); its reply comes back before
+        // the read blocks, so it is counted then.
+        let ids = self.take_unacked();
+        let mut ack_conn = conn.clone();
+        let (_, r) = tokio::join!(
+            biased;
+            self.ack(&mut ack_conn, ids),
+            tokio::time::timeout(watchdog, cmd.query_async::<Value>(conn))
+        );
         c.reading.store(false, Ordering::SeqCst);
         match r {
             Err(_) => Err(StepError::Connection(format!(
@@ -803,27 +891,13 @@ impl ConsumerLoop {
         if done.is_empty() {
             return Ok(());
         }
-        // The ack goes out even when the loop is being stopped: callbacks that finished
-        // are always acknowledged.
-        match timed(
-            self.cfg(),
-            xack(&c.stream, &c.group, &done).query_async::<u64>(conn),
-        )
-        .await
-        {
-            Ok(Ok(n)) => {
-                Counters::add(&self.groups.counters.acked, n);
-                Ok(())
-            }
-            Ok(Err(e)) => {
-                warn!(stream = %c.stream, group = %c.group, count = done.len(), error = %e, "XACK failed; the entries stay pending and will be redelivered");
-                Err(e.into())
-            }
-            Err(e) => {
-                warn!(stream = %c.stream, group = %c.group, count = done.len(), error = %e, "XACK timed out; the entries stay pending and will be redelivered");
-                Err(e.into())
-            }
-        }
+        // Sent with the next read, or on its own before any other step and when stopping:
+        // callbacks that finished are always acknowledged.
+        self.unacked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(done);
+        Ok(())
     }
 }
 
