@@ -4,11 +4,18 @@
 mod support;
 
 use std::collections::HashSet;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::future::BoxFuture;
 use serde_json::json;
-use streamcast::{PublishId, StartId, StreamId, SubscribeOptions};
-use support::{client, wait_reader_blocked, ChannelHandler, RedisServer, DELIVERY};
+use streamcast::{
+    Batch, HandleResult, Handler, Outcome, PublishId, StartId, StreamId, SubscribeOptions,
+};
+use support::{client, until, wait_reader_blocked, ChannelHandler, RedisServer, DELIVERY};
+use tokio::sync::Semaphore;
 
 /// Subscriptions kept open by the churn test.
 const STANDING: usize = 1000;
@@ -345,5 +352,80 @@ async fn foreign_entries_are_delivered_with_fallbacks() {
     assert_eq!(got[2].timestamp, not_utf8.ms);
     assert_eq!(got[3].timestamp, 1234);
     assert!(got[4].timestamp.abs_diff(ours.ms) < 1000);
+    c.disconnect().await;
+}
+
+/// What [`HeldHandler`] saw.
+struct Held {
+    /// Entry ids in the order `handle` was called.
+    calls: Mutex<Vec<StreamId>>,
+    in_flight: AtomicUsize,
+    max_seen: AtomicUsize,
+    release: Semaphore,
+}
+
+/// A handler that takes batches early (`max_in_flight` 4) and holds each until released.
+struct HeldHandler(Arc<Held>);
+
+impl Handler for HeldHandler {
+    fn handle(&self, batch: Batch) -> BoxFuture<'static, HandleResult> {
+        let held = self.0.clone();
+        held.calls
+            .lock()
+            .unwrap()
+            .extend(batch.entries.iter().map(|e| e.id));
+        let now = held.in_flight.fetch_add(1, SeqCst) + 1;
+        held.max_seen.fetch_max(now, SeqCst);
+        let n = batch.entries.len();
+        Box::pin(async move {
+            held.release.acquire().await.unwrap().forget();
+            held.in_flight.fetch_sub(1, SeqCst);
+            Ok(Outcome::all_ok(n))
+        })
+    }
+
+    fn max_in_flight(&self) -> usize {
+        4
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_may_take_four_batches_early_and_gets_them_in_order() {
+    let server = RedisServer::start().await;
+    let c = client(&server).await;
+    let held = Arc::new(Held {
+        calls: Mutex::new(Vec::new()),
+        in_flight: AtomicUsize::new(0),
+        max_seen: AtomicUsize::new(0),
+        release: Semaphore::new(0),
+    });
+    let ids = publish_all(&c, "early", 30).await;
+    let opts = SubscribeOptions {
+        start: StartId::After(StreamId::ZERO),
+        count: Some(1),
+        ..Default::default()
+    };
+    c.subscribe("early", Arc::new(HeldHandler(held.clone())), opts)
+        .await
+        .unwrap();
+
+    // Nothing is released yet: four one-entry batches are handed over, in order.
+    until("four batches in flight", DELIVERY, || {
+        held.in_flight.load(SeqCst) == 4
+    })
+    .await;
+    assert_eq!(held.calls.lock().unwrap().as_slice(), &ids[..4]);
+
+    held.release.add_permits(1_000);
+    until("all 30 handled", DELIVERY, || {
+        c.status().counters.delivered == 30
+    })
+    .await;
+    assert_eq!(*held.calls.lock().unwrap(), ids);
+    assert_eq!(
+        held.max_seen.load(SeqCst),
+        4,
+        "never more than four at once"
+    );
     c.disconnect().await;
 }
