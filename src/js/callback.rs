@@ -57,40 +57,67 @@ const HELPERS: &str = r#"(function () {
     },
     subscriber(cb, concurrency) {
       let stopped = false;
-      const run = async (json) => {
+      const report = (i, n, failed) => (i === n && failed.length === 0 ? null : [String(i), ...failed]);
+      const isThenable = (r) => r !== null && typeof r === "object" && typeof r.then === "function";
+      // From the message at `i`, whose callback returned the thenable `r`, on: awaiting.
+      const finish = async (batch, i, r, failed) => {
+        try { await r; } catch (e) { failed.push(batch[i].id, describe(e)); }
+        for (i++; i < batch.length && !stopped; i++) {
+          const m = batch[i];
+          try {
+            const r2 = cb(m);
+            if (isThenable(r2)) await r2;
+          } catch (e) {
+            failed.push(m.id, describe(e));
+          }
+        }
+        return report(i, batch.length, failed);
+      };
+      const concurrent = async (batch, failed) => {
+        const running = new Set();
+        const one = async (m) => {
+          try { await cb(m); } catch (e) { failed.push(m.id, describe(e)); }
+        };
+        let i = 0;
+        for (; i < batch.length && !stopped; i++) {
+          const p = one(batch[i]).then(() => running.delete(p));
+          running.add(p);
+          if (running.size >= concurrency) await Promise.race(running);
+        }
+        await Promise.all(running);
+        return report(i, batch.length, failed);
+      };
+      // The report of one batch: returned at once while every callback returns a plain
+      // value, a Promise from the first one that returns a thenable.
+      const run = (json) => {
         const batch = JSON.parse(json);
         const failed = [];
+        if (concurrency > 1) return concurrent(batch, failed);
         let i = 0;
-        if (concurrency <= 1) {
-          for (; i < batch.length && !stopped; i++) {
-            const m = batch[i];
-            try {
-              const r = cb(m);
-              if (r !== null && typeof r === "object" && typeof r.then === "function") await r;
-            } catch (e) {
-              failed.push(m.id, describe(e));
-            }
+        for (; i < batch.length && !stopped; i++) {
+          const m = batch[i];
+          try {
+            const r = cb(m);
+            if (isThenable(r)) return finish(batch, i, r, failed);
+          } catch (e) {
+            failed.push(m.id, describe(e));
           }
-        } else {
-          const running = new Set();
-          const one = async (m) => {
-            try { await cb(m); } catch (e) { failed.push(m.id, describe(e)); }
-          };
-          for (; i < batch.length && !stopped; i++) {
-            const p = one(batch[i]).then(() => running.delete(p));
-            running.add(p);
-            if (running.size >= concurrency) await Promise.race(running);
-          }
-          await Promise.all(running);
         }
-        return i === batch.length && failed.length === 0 ? null : [String(i), ...failed];
+        return report(i, batch.length, failed);
       };
       // Batches may arrive before the previous one finished: they run one after another,
-      // in arrival order. `busy` is the last batch's promise, or null when idle.
+      // in arrival order. `busy` is the promise of the last batch still running, or null.
       let busy = null;
       const deliver = (json) => {
         const go = () => run(json);
-        const p = busy === null ? go() : busy.then(go, go);
+        let r;
+        if (busy === null) {
+          try { r = go(); } catch (e) { r = Promise.reject(e); }
+          if (!(r instanceof Promise)) return r;
+        } else {
+          r = busy.then(go, go);
+        }
+        const p = r;
         busy = p;
         const idle = () => { if (busy === p) busy = null; };
         p.then(idle, idle);
@@ -196,10 +223,29 @@ impl Helpers {
     }
 }
 
-type DeliverFn = ThreadsafeFunction<String, Promise<Option<Vec<String>>>, String, Status, false>;
+type DeliverFn = ThreadsafeFunction<String, Unknown<'static>, String, Status, false>;
 
-/// The trampoline's `deliver(batchJson)`: resolves to `null` or the failure report.
-pub type Deliver<'e> = Function<'e, String, Promise<Option<Vec<String>>>>;
+/// The trampoline's `deliver(batchJson)`: `null` or the failure report, or a Promise of it
+/// when a callback returned one.
+pub type Deliver<'e> = Function<'e, String, Unknown<'static>>;
+
+/// The failure report of a batch (`None`: every message handled, none failed).
+type Report = Option<Vec<String>>;
+
+/// What `deliver` returned: the report, or a Promise of it.
+enum Returned {
+    Now(Report),
+    Later(Promise<Report>),
+}
+
+/// Reads `deliver`'s return value on the JavaScript thread.
+fn returned(v: Unknown) -> Result<Returned> {
+    if v.is_promise()? {
+        Ok(Returned::Later(unsafe { v.cast::<Promise<Report>>() }?))
+    } else {
+        Ok(Returned::Now(unsafe { v.cast::<Report>() }?))
+    }
+}
 /// The trampoline's `stop()`.
 pub type Stop<'e> = Function<'e, (), ()>;
 
@@ -235,8 +281,8 @@ impl Handler for JsHandler {
         let status = tsfn.call_with_return_value(
             json,
             ThreadsafeFunctionCallMode::NonBlocking,
-            move |r, _env| {
-                let _ = tx.send(r);
+            move |r: Result<Unknown<'static>>, _env| {
+                let _ = tx.send(r.and_then(returned));
                 Ok(())
             },
         );
@@ -249,12 +295,13 @@ impl Handler for JsHandler {
                     Ok(all_failed(&batch, &why))
                 };
             }
-            let promise = match rx.await {
-                Ok(Ok(p)) => p,
+            let report = match rx.await {
+                Ok(Ok(Returned::Now(report))) => Ok(report),
+                Ok(Ok(Returned::Later(promise))) => promise.await,
                 Ok(Err(e)) => return Ok(all_failed(&batch, &e.reason)),
                 Err(_) => return Err(HandlerGone("the JavaScript environment is gone".into())),
             };
-            match promise.await {
+            match report {
                 Ok(None) => Ok(Outcome::all_ok(batch.entries.len())),
                 Ok(Some(flat)) => Ok(outcome_of(&flat, batch.entries.len())),
                 Err(e) if tsfn.aborted() => Err(HandlerGone(e.reason.clone())),
