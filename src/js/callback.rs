@@ -59,17 +59,25 @@ const HELPERS: &str = r#"(function () {
       let stopped = false;
       const report = (i, n, failed) => (i === n && failed.length === 0 ? null : [String(i), ...failed]);
       const isThenable = (r) => r !== null && typeof r === "object" && typeof r.then === "function";
-      // From the message at `i`, whose callback returned the thenable `r`, on: awaiting.
-      const finish = async (batch, i, r, failed) => {
-        try { await r; } catch (e) { failed.push(batch[i].id, describe(e)); }
-        for (i++; i < batch.length && !stopped; i++) {
+      // Calls back batch[i], batch[i + 1], ... while the callbacks return plain values:
+      // [where it stopped, the thenable that stopped it or null].
+      const callFrom = (batch, i, failed) => {
+        for (; i < batch.length && !stopped; i++) {
           const m = batch[i];
           try {
-            const r2 = cb(m);
-            if (isThenable(r2)) await r2;
+            const r = cb(m);
+            if (isThenable(r)) return [i, r];
           } catch (e) {
             failed.push(m.id, describe(e));
           }
+        }
+        return [i, null];
+      };
+      // Awaits the thenable of message `i`, then goes on from the next message.
+      const finish = async (batch, i, r, failed) => {
+        while (r !== null) {
+          try { await r; } catch (e) { failed.push(batch[i].id, describe(e)); }
+          [i, r] = callFrom(batch, i + 1, failed);
         }
         return report(i, batch.length, failed);
       };
@@ -93,17 +101,8 @@ const HELPERS: &str = r#"(function () {
         const batch = JSON.parse(json);
         const failed = [];
         if (concurrency > 1) return concurrent(batch, failed);
-        let i = 0;
-        for (; i < batch.length && !stopped; i++) {
-          const m = batch[i];
-          try {
-            const r = cb(m);
-            if (isThenable(r)) return finish(batch, i, r, failed);
-          } catch (e) {
-            failed.push(m.id, describe(e));
-          }
-        }
-        return report(i, batch.length, failed);
+        const [i, r] = callFrom(batch, 0, failed);
+        return r === null ? report(i, batch.length, failed) : finish(batch, i, r, failed);
       };
       // Batches may arrive before the previous one finished: they run one after another,
       // in arrival order. `busy` is the promise of the last batch still running, or null.
@@ -117,11 +116,10 @@ const HELPERS: &str = r#"(function () {
         } else {
           r = busy.then(go, go);
         }
-        const p = r;
-        busy = p;
-        const idle = () => { if (busy === p) busy = null; };
-        p.then(idle, idle);
-        return p;
+        busy = r;
+        const idle = () => { if (busy === r) busy = null; };
+        r.then(idle, idle);
+        return r;
       };
       return [deliver, () => { stopped = true; }];
     },

@@ -280,16 +280,13 @@ impl StreamsClient {
         };
         // Queued here, on the JavaScript thread, so that the order of calls is the order
         // of the entries.
-        let resolver = self.promises.resolver();
-        let seq = resolver.seq();
-        match self
-            .inner
-            .start_publish(&stream, &json, id, trim, move |r| {
-                resolver.resolve(r.map(Settled::Id))
-            }) {
-            Ok(()) => self.promises.promise(env, seq),
-            Err(e) => rejected(env, e),
-        }
+        let queued = self.promises.start(env, |resolver| {
+            self.inner
+                .start_publish(&stream, &json, id, trim, move |r| {
+                    resolver.resolve(r.map(Settled::Id))
+                })
+        })?;
+        queued.or_else(|e| rejected(env, e))
     }
 
     /// Appends every item to `stream` in one pipeline, order kept.
@@ -328,14 +325,12 @@ impl StreamsClient {
                 )
             }
         };
-        let resolver = self.promises.resolver();
-        let seq = resolver.seq();
-        match self.inner.start_publish_batch(&stream, &jsons, move |r| {
-            resolver.resolve(r.map(Settled::Ids))
-        }) {
-            Ok(()) => self.promises.promise(env, seq),
-            Err(e) => rejected(env, e),
-        }
+        let queued = self.promises.start(env, |resolver| {
+            self.inner.start_publish_batch(&stream, &jsons, move |r| {
+                resolver.resolve(r.map(Settled::Ids))
+            })
+        })?;
+        queued.or_else(|e| rejected(env, e))
     }
 
     /// Calls `callback` for every message added to `stream`, in id order, one at a time

@@ -21,10 +21,16 @@ impl From<Status> for Code {
     }
 }
 
+/// The JavaScript `Error` object (with `code`) for a core error.
+pub fn error_value(env: &Env, e: &CoreError) -> napi::sys::napi_value {
+    let err = napi::Error::new(Code(e.code().to_owned()), e.to_string());
+    unsafe { JsError::from(err).into_value(env.raw()) }
+}
+
 /// Builds the JavaScript `Error` (with `code`) for a core error, ready to throw or reject.
 pub fn to_js(env: &Env, e: &CoreError) -> napi::Error {
-    let err = napi::Error::new(Code(e.code().to_owned()), e.to_string());
-    napi::Error::from(JsError::from(err).into_unknown(*env))
+    let value = error_value(env, e);
+    napi::Error::from(unsafe { Unknown::from_raw_unchecked(env.raw(), value) })
 }
 
 /// Turns a core result into a napi result on the JavaScript thread.

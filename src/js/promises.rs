@@ -16,16 +16,14 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
+use super::error::error_value;
+use crate::codec::StreamId;
+use crate::error::{Error as CoreError, Result as CoreResult};
 use napi::bindgen_prelude::*;
 use napi::sys;
 use napi::threadsafe_function::{
     ThreadsafeCallContext, ThreadsafeFunction, ThreadsafeFunctionCallMode,
 };
-use napi::JsError;
-
-use super::error::Code;
-use crate::codec::StreamId;
-use crate::error::{Error as CoreError, Result as CoreResult};
 
 /// What a settled publish promise resolves to.
 pub enum Settled {
@@ -85,11 +83,6 @@ impl Resolver {
     pub fn resolve(self, r: CoreResult<Settled>) {
         self.shared.push(self.seq, r);
     }
-
-    /// The number [`Promises::promise`] needs.
-    pub fn seq(&self) -> u64 {
-        self.seq
-    }
 }
 
 impl Promises {
@@ -115,19 +108,26 @@ impl Promises {
         })
     }
 
-    /// A resolver for a promise that [`Promises::promise`] creates once the work it
-    /// stands for was queued.
-    pub fn resolver(&self) -> Resolver {
-        let mut w = self.waiting.borrow_mut();
-        w.next += 1;
-        Resolver {
-            seq: w.next,
+    /// Runs `queue` with the resolver of a new promise and returns that promise; when
+    /// `queue` fails (it then drops the resolver unused), the error instead.
+    pub fn start<'e, T>(
+        &self,
+        env: &'e Env,
+        queue: impl FnOnce(Resolver) -> CoreResult<()>,
+    ) -> Result<CoreResult<PromiseRaw<'e, T>>> {
+        let seq = {
+            let mut w = self.waiting.borrow_mut();
+            w.next += 1;
+            w.next
+        };
+        let resolver = Resolver {
+            seq,
             shared: self.shared.clone(),
+        };
+        if let Err(e) = queue(resolver) {
+            return Ok(Err(e));
         }
-    }
-
-    /// The promise that the resolver numbered `seq` settles.
-    pub fn promise<'e, T>(&self, env: &'e Env, seq: u64) -> Result<PromiseRaw<'e, T>> {
+        // The result cannot be settled before this returns: settling runs on this thread.
         let mut deferred = std::ptr::null_mut();
         let mut promise = std::ptr::null_mut();
         check_status!(unsafe { sys::napi_create_promise(env.raw(), &mut deferred, &mut promise) })?;
@@ -136,7 +136,7 @@ impl Promises {
             check_status!(unsafe { sys::napi_ref_threadsafe_function(env.raw(), w.wake) })?;
         }
         w.deferreds.insert(seq, deferred);
-        Ok(PromiseRaw::new(env.raw(), promise))
+        Ok(Ok(PromiseRaw::new(env.raw(), promise)))
     }
 }
 
@@ -189,10 +189,4 @@ fn settle_one(env: &Env, deferred: sys::napi_deferred, r: CoreResult<Settled>) -
             Err(e)
         }
     }
-}
-
-/// The JavaScript `Error` (with `code`) for a core error.
-fn error_value(env: &Env, e: &CoreError) -> sys::napi_value {
-    let err = napi::Error::new(Code(e.code().to_owned()), e.to_string());
-    unsafe { JsError::from(err).into_value(env.raw()) }
 }
