@@ -234,6 +234,31 @@ describe("stream iterator (with a fake client)", () => {
     expect(c.state.callback).toBeNull();
   });
 
+  test("return() while subscribe() is still pending waits for it and then unsubscribes", async () => {
+    // Messages can arrive before subscribe() resolves (startId "0" reads at once).
+    let unsubscribed = 0;
+    let callback: ((m: Message) => unknown) | null = null;
+    let resolveSubscribe!: () => void;
+    const client = {
+      subscribe(_s: string, cb: (m: Message) => unknown) {
+        callback = cb;
+        return new Promise((r) => (resolveSubscribe = () => r({ unsubscribe: () => void unsubscribed++ })));
+      },
+    };
+    const it = runtime.streamIterator(client, "s");
+    await tick();
+    callback!({ id: "1-0", data: 1 });
+    expect((await it.next()).value).toEqual({ id: "1-0", data: 1 });
+    let returned = false;
+    const ret = it.return!().then(() => (returned = true));
+    await tick();
+    expect(returned).toBe(false);
+    resolveSubscribe();
+    await ret;
+    expect(unsubscribed).toBe(1);
+    expect(await it.next()).toEqual({ value: undefined, done: true });
+  });
+
   test("a failed start rejects next(); bad options throw at once", async () => {
     const client = {
       subscribe: () => Promise.reject(Object.assign(new Error("closed"), { code: "ERR_CLOSED" })),

@@ -260,7 +260,7 @@
     let resume = null; // resolves the callback that is waiting for room
     let ended = false;
     let failure = null;
-    let stopLoop = null;
+    let started = false; // the loop's start has settled (successfully or not)
     let stopping = null;
 
     function settleWaiter() {
@@ -300,11 +300,12 @@
     // next() as an error, not as the end.
     let stoppedByAddon = false;
     onMessage[ON_STOP] = () => {
-      if (stopLoop === null && failure === null) stoppedByAddon = true;
-      else void end(false);
+      stoppedByAddon = true;
+      if (started) void end(false);
     };
 
-    // Ends the iteration; `stop` also stops the loop (not needed when the addon stopped it).
+    // Ends the iteration; `stop` also stops the loop (once its start settled), unless the
+    // addon stopped it already.
     function end(stop) {
       if (ended) return stopping ?? Promise.resolve();
       ended = true;
@@ -315,7 +316,9 @@
         resume = null;
       }
       settleWaiter();
-      stopping = stop && stopLoop !== null ? Promise.resolve().then(stopLoop) : Promise.resolve();
+      stopping = stop
+        ? starting.then((stopLoop) => (stopLoop !== null && !stoppedByAddon ? stopLoop() : undefined))
+        : Promise.resolve();
       return stopping;
     }
 
@@ -323,24 +326,30 @@
       void end(true).catch(() => {});
     }
 
+    // Resolves to the loop's stop function, or null when it never started.
+    let starting;
     if (signal !== null && signal.aborted) {
       ended = true;
+      started = true;
+      starting = Promise.resolve(null);
     } else {
       if (signal !== null) signal.addEventListener("abort", onAbort, { once: true });
-      Promise.resolve()
+      starting = Promise.resolve()
         .then(() => start(onMessage))
         .then(
-          (stop) => {
-            stopLoop = stop;
-            // Ended while it was starting: stop what just started.
-            if (ended) stopping = Promise.resolve().then(stop);
-            else if (stoppedByAddon) void end(false);
+          (stopLoop) => {
+            started = true;
+            if (stoppedByAddon) void end(false);
+            return stopLoop;
           },
           (e) => {
+            started = true;
+            if (ended) return null; // return() came first: the loop is over either way
             failure = e;
             ended = true;
             if (signal !== null) signal.removeEventListener("abort", onAbort);
             settleWaiter();
+            return null;
           },
         );
     }
