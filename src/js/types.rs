@@ -184,7 +184,7 @@ pub struct StatusCounters {
     pub gaps: f64,
     /// Times a subscribed stream was found deleted or recreated, so reading restarted from its beginning.
     pub stream_resets: f64,
-    /// Log records dropped because the JavaScript logger fell behind (process-wide).
+    /// Log records dropped because stderr or the JavaScript logger fell behind (process-wide).
     pub log_dropped: f64,
 }
 
