@@ -63,7 +63,7 @@ describe("setLogger", () => {
     });
     await client.publishMessage(stream, { n: 1 });
     await until(() => client.getStatus().counters.callbackErrors > before, 5_000, "callback error counted");
-    await sleep(200);
+    await sleep(200); // no record may reach the removed logger (a wait for something NOT to happen)
     expect(records).toEqual([]);
     client.unsubscribe(stream);
   });
