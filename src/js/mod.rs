@@ -5,6 +5,7 @@ mod client;
 mod deliveries;
 mod error;
 mod logging;
+mod option_keys;
 mod promises;
 mod runtime;
 mod types;
