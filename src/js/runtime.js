@@ -398,6 +398,15 @@
   // client.consume(stream, group, consumer, options): messages of a consumer, each with ack().
   function consumeIterator(client, stream, group, consumer, options) {
     const { signal, highWaterMark, ...consumeOptions } = options ?? {};
+    for (const key of ["autoAck", "concurrency"]) {
+      if (key in consumeOptions) {
+        const e = new Error(
+          `invalid options: ${key} is not an option of consume(): its messages are acknowledged with ack(), one at a time (use consumeFromGroup for ${key})`,
+        );
+        e.code = "ERR_INVALID_ARG";
+        throw e;
+      }
+    }
     const abort = checkSignal(signal);
     const hwm = highWaterMarkOf(highWaterMark);
     // Acks of one tick go out in one XACK.
