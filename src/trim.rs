@@ -151,7 +151,10 @@ local safe = nil
 for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
   local f = {}
   for i = 1, #g, 2 do f[g[i]] = g[i + 1] end
+  -- Entries up to the last delivered one are done unless pending: the group needs the next.
   local need = f['last-delivered-id']
+  local ms, seq = parts(need)
+  if #seq < 15 then need = ms .. '-' .. string.format('%d', tonumber(seq) + 1) end
   if tonumber(f['pending']) > 0 then
     local first = redis.call('XPENDING', key, f['name'])[2]
     if first and id_less(first, need) then need = first end

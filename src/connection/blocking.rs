@@ -263,7 +263,14 @@ impl BlockingReader {
         let r = tokio::time::timeout(watchdog, cmd.query_async::<T>(conn)).await;
         self.slot.stop_reading();
         match r {
-            Err(_) => Err(ReadError::Watchdog(watchdog)),
+            Err(_) => {
+                warn!(
+                    connection = self.what,
+                    watchdog_ms = watchdog.as_millis() as u64,
+                    "blocked read outlived its BLOCK time; presuming the connection dead"
+                );
+                Err(ReadError::Watchdog(watchdog))
+            }
             Ok(r) => r.map(Some).map_err(ReadError::Redis),
         }
     }
