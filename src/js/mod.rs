@@ -3,6 +3,8 @@
 
 mod callback;
 mod client;
+#[cfg(coverage)]
+mod coverage;
 mod error;
 mod logging;
 mod option_keys;
