@@ -20,8 +20,8 @@ const port = Number(process.env.PORT || 3000);
 async function main(): Promise<void> {
   const app = next({ dev, hostname, port });
   const handle = app.getRequestHandler();
-  const nextUpgrade = app.getUpgradeHandler();
   await app.prepare(); // runs instrumentation.ts's register() (connect, signal handlers)
+  const nextUpgrade = app.getUpgradeHandler(); // only available after prepare()
   await startServerSide(); // a no-op when register() already ran it
 
   const wss = new WebSocketServer({ noServer: true });
