@@ -1,5 +1,5 @@
-// globalSetup of `pnpm test:e2e`: packs streamcast as it would be published (`pnpm pack-all`
-// writes every package's tarball into dist/), copies examples/nextjs-dashboard and the tarballs
+// globalSetup of `pnpm test:e2e`: packs streamcast as it would be published (the addon is built
+// first if it is missing or stale, then `pnpm pack-all` writes every package's tarball into dist/), copies examples/nextjs-dashboard and the tarballs
 // into a scratch folder under the OS temp dir, and installs the example there with pnpm, exactly
 // as a user of the example would: no workspace link, no access to the repository's node_modules.
 //
@@ -29,8 +29,9 @@ const NOT_COPIED = new Set(["node_modules", ".next", "dist", "next-env.d.ts", "t
 
 export default async function setup(project: TestProject): Promise<() => void> {
   if (process.env.E2E_REUSE_DIST !== "1") {
-    console.log("[e2e] pnpm pack-all");
-    await mustRun("pnpm", ["pack-all"], { cwd: repo, timeoutMs: 30 * 60_000 });
+    console.log("[e2e] pnpm ensure-built && pnpm pack-all");
+    await mustRun("pnpm", ["ensure-built"], { cwd: repo, timeoutMs: 30 * 60_000 });
+    await mustRun("pnpm", ["pack-all"], { cwd: repo, timeoutMs: 5 * 60_000 });
   }
   const dist = join(repo, "dist");
   const tarballs = existsSync(dist) ? readdirSync(dist).filter((f) => f.endsWith(".tgz")) : [];
