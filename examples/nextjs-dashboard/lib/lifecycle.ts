@@ -9,14 +9,15 @@ import { client, INSTANCE } from "./streams";
 type Hook = () => void | Promise<void>;
 
 interface ProcessState {
-  started: boolean;
+  /** The start-up, once begun: a second caller waits for the same one. */
+  started?: Promise<void>;
   stopping: boolean;
   hooks: Hook[];
 }
 
 const KEY = Symbol.for("nextjs-dashboard.lifecycle");
 const holder = globalThis as typeof globalThis & { [KEY]?: ProcessState };
-const state: ProcessState = (holder[KEY] ??= { started: false, stopping: false, hooks: [] });
+const state: ProcessState = (holder[KEY] ??= { stopping: false, hooks: [] });
 
 /** Upper bound for a graceful shutdown; after it the process exits anyway (exit code 1). */
 const SHUTDOWN_DEADLINE_MS = 10_000;
@@ -26,9 +27,11 @@ const SHUTDOWN_DEADLINE_MS = 10_000;
  * start-up when it is down: the client keeps retrying and publishing fails open meanwhile) and
  * installs the SIGTERM/SIGINT handler that disconnects the client before exiting.
  */
-export async function startServerSide(): Promise<void> {
-  if (state.started) return;
-  state.started = true;
+export function startServerSide(): Promise<void> {
+  return (state.started ??= start());
+}
+
+async function start(): Promise<void> {
   process.once("SIGTERM", () => void shutdown("SIGTERM"));
   process.once("SIGINT", () => void shutdown("SIGINT"));
   try {

@@ -16,8 +16,13 @@ export interface DashboardEvent {
   data: { text: string; from: string };
 }
 
-/** This process's client. It connects on its first call; `connect()` is optional. */
-export const client = getStreamsClient({ redisUrl: process.env.REDIS_URL });
+/**
+ * This process's client. It connects on its first call; `connect()` is optional. It reads
+ * REDIS_URL from the environment; pass a config here only once in the app (a config given
+ * when the client already exists is ignored, with a warning).
+ */
+
+export const client = getStreamsClient();
 
 /** A name for this instance, shown on the page and stamped on what it publishes. */
 export const INSTANCE = process.env.INSTANCE_NAME || `pid ${process.pid}`;
