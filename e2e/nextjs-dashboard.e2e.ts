@@ -13,6 +13,7 @@ import {
   appStatus,
   deliveredInBothViews,
   postThroughForm,
+  readingSubscriptionIds,
   redisClients,
   subscriptionIds,
   waitForLiveViews,
@@ -28,7 +29,7 @@ const SCREENSHOT = process.env.UPDATE_SCREENSHOT === "1"
   : join(repo, "e2e", ".artifacts", "nextjs-dashboard.png");
 
 const appDir = inject("appDir");
-/** Makes this run's event texts unique (A's page keeps what earlier runs left in the stream out anyway: it starts at "$"). */
+/** Makes this run's event texts unique. */
 const run = randomBytes(2).toString("hex");
 let redis: RedisServer;
 let a: Server;
@@ -60,18 +61,21 @@ async function openDashboard(url: string): Promise<Page> {
   return page;
 }
 
-/** Opens a tab on `server` and returns it with the id of the SSE subscription it created. */
+/**
+ * Opens a tab on `server` and returns it with the id of the SSE subscription it created, once
+ * that subscription reads (so nothing published afterwards can miss it).
+ */
 async function openDashboardWithSubscription(server: Server): Promise<{ page: Page; sseSubscription: number }> {
   const before = await subscriptionIds(server.url);
   const page = await openDashboard(server.url);
   let added: number[] = [];
   await until(
     async () => {
-      added = (await subscriptionIds(server.url)).filter((id) => !before.includes(id));
+      added = (await readingSubscriptionIds(server.url)).filter((id) => !before.includes(id));
       return added.length === 1;
     },
     10_000,
-    () => `one new SSE subscription on ${server.name} (new: ${JSON.stringify(added)})`,
+    () => `one new reading SSE subscription on ${server.name} (new: ${JSON.stringify(added)})`,
   );
   return { page, sseSubscription: added[0]! };
 }

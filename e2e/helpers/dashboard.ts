@@ -12,7 +12,7 @@ export interface AppStatus {
   status: {
     connected: boolean;
     subscriptions: string[];
-    subscriptionDetails: Array<{ id: number; stream: string; lastId: string | null }>;
+    subscriptionDetails: Array<{ id: number; stream: string; lastId?: string | null }>;
     counters: Record<string, number>;
   };
 }
@@ -28,6 +28,15 @@ export async function appStatus(url: string): Promise<AppStatus> {
 export async function subscriptionIds(url: string): Promise<number[]> {
   const { status } = await appStatus(url);
   return status.subscriptionDetails.filter((s) => s.stream === STREAM).map((s) => s.id);
+}
+
+/**
+ * Ids of the subscriptions of the dashboard stream that are reading: their start id ("$") has
+ * been resolved, so every message published from now on reaches them.
+ */
+export async function readingSubscriptionIds(url: string): Promise<number[]> {
+  const { status } = await appStatus(url);
+  return status.subscriptionDetails.filter((s) => s.stream === STREAM && typeof s.lastId === "string").map((s) => s.id);
 }
 
 /** The clients connected to the Redis at `port`, without the CLIENT LIST connection itself. */

@@ -17,11 +17,10 @@ export interface DashboardEvent {
 }
 
 /**
- * This process's client. It connects on its first call; `connect()` is optional. It reads
- * REDIS_URL from the environment; pass a config here only once in the app (a config given
- * when the client already exists is ignored, with a warning).
+ * This process's client. It connects on its first call (`connect()` is optional), to REDIS_URL
+ * (default redis://127.0.0.1:6379). No config here: this module is evaluated once per module
+ * copy, and a config given when the client already exists is ignored with a logged warning.
  */
-
 export const client = getStreamsClient();
 
 /** A name for this instance, shown on the page and stamped on what it publishes. */
