@@ -58,23 +58,69 @@ export async function postThroughForm(page: Page, text: string): Promise<void> {
   await page.getByRole("button", { name: "Publish" }).click();
 }
 
+const VIEWS = ["ws-events", "sse-events"] as const;
+
 /**
- * Waits until `text` is listed in both views of `page`, each by `deadline` (ms since the epoch),
- * and returns how long each took from `since`.
+ * Starts watching both views of `page` for an event whose text contains `text`: a
+ * MutationObserver in the page notes when each view first lists it (Date.now() in the browser,
+ * same clock as the test). Call it before publishing; then await `deliveredInBothViews`.
  */
-export async function deliveredInBothViews(
-  page: Page,
-  text: string,
-  since: number,
-  deadline: number,
-): Promise<{ ws: number; sse: number }> {
-  const arrival = async (view: string): Promise<number> => {
-    await page
-      .getByTestId(view)
-      .locator("li", { hasText: text })
-      .waitFor({ timeout: Math.max(1, deadline - Date.now()) });
-    return Date.now() - since;
+export async function watchFor(page: Page, text: string): Promise<void> {
+  await page.evaluate(
+    ({ text, views }) => {
+      const arrivals: Record<string, number> = {};
+      (window as unknown as { __arrivals: Record<string, number> }).__arrivals = arrivals;
+      for (const view of views) {
+        const list = document.querySelector(`[data-testid="${view}"]`);
+        if (!list) throw new Error(`no [data-testid="${view}"] on the page`);
+        const check = (): void => {
+          if (arrivals[view] !== undefined) return;
+          const item = [...list.querySelectorAll("li")].find((li) => li.textContent?.includes(text));
+          if (item) {
+            arrivals[view] = Date.now();
+            // The entry id's first part is Redis' clock at XADD (this machine's clock, too).
+            arrivals[`${view}:xadd`] = Number(item.dataset.id?.split("-")[0]);
+          }
+        };
+        check();
+        new MutationObserver(check).observe(list, { childList: true, subtree: true, characterData: true });
+      }
+    },
+    { text, views: VIEWS },
+  );
+}
+
+/** When each view listed the event: after `since` (the form submit), and after its XADD. */
+export interface Delivery {
+  ws: number;
+  sse: number;
+  wsAfterXadd: number;
+  sseAfterXadd: number;
+}
+
+/**
+ * Waits until the event `watchFor` watches is listed in both views, by `deadline` (ms since the
+ * epoch), and returns when each view listed it.
+ */
+export async function deliveredInBothViews(page: Page, since: number, deadline: number): Promise<Delivery> {
+  const arrivals = await page.waitForFunction(
+    (views) => {
+      const arrivals = (window as unknown as { __arrivals: Record<string, number> }).__arrivals;
+      return views.every((v) => arrivals[v] !== undefined) && arrivals;
+    },
+    VIEWS,
+    { timeout: Math.max(1, deadline - Date.now()), polling: "raf" },
+  );
+  const at = (await arrivals.jsonValue()) as Record<string, number>;
+  return {
+    ws: at["ws-events"]! - since,
+    sse: at["sse-events"]! - since,
+    wsAfterXadd: at["ws-events"]! - at["ws-events:xadd"]!,
+    sseAfterXadd: at["sse-events"]! - at["sse-events:xadd"]!,
   };
-  const [ws, sse] = await Promise.all([arrival("ws-events"), arrival("sse-events")]);
-  return { ws, sse };
+}
+
+/** One line for the log: "WebSocket 120 ms (35 ms after XADD), SSE 130 ms (45 ms after XADD)". */
+export function describeDelivery(d: Delivery): string {
+  return `WebSocket ${d.ws} ms (${d.wsAfterXadd} ms after XADD), SSE ${d.sse} ms (${d.sseAfterXadd} ms after XADD)`;
 }
