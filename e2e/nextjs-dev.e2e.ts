@@ -66,7 +66,7 @@ describe("examples/nextjs-dashboard under next dev", () => {
       command: process.execPath,
       args: ["dist/server.js"],
       port,
-      env: { NODE_ENV: "development", PORT: String(port), HOSTNAME: "127.0.0.1", REDIS_URL: redis.url, INSTANCE_NAME: "dev", NEXT_TELEMETRY_DISABLED: "1" },
+      env: { NODE_ENV: "development", PORT: String(port), HOSTNAME: "127.0.0.1", REDIS_URL: redis.url, INSTANCE_NAME: "dev" },
       readyLine: /ready on http/,
       readyTimeoutMs: 120_000,
     });

@@ -12,5 +12,7 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 600_000,
     teardownTimeout: 30_000,
+    // Every Next.js process the tests start inherits this: no telemetry from CI runs.
+    env: { NEXT_TELEMETRY_DISABLED: "1" },
   },
 });
