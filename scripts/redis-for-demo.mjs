@@ -36,6 +36,16 @@ export async function findRedis() {
   return startPrivateServer(`nothing answered at ${redact(probe)}`);
 }
 
+/**
+ * REDIS_URL when set (it must answer), else always a private `redis-server` on a free port: for
+ * scripts that must not write to a shared server nobody named (`pnpm test:pack`).
+ * @returns {Promise<DemoRedis>}
+ */
+export async function privateOrGivenRedis() {
+  if (process.env.REDIS_URL) return findRedis();
+  return startPrivateServer("REDIS_URL is not set");
+}
+
 /** True when something at `url` answers a RESP PING (`+PONG`, or `-NOAUTH`: a Redis that wants a password). */
 export async function ping(url, timeoutMs = 500) {
   try {
