@@ -5,7 +5,7 @@ import { mkdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Browser, Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
 import { startRedis, type RedisServer } from "../__test__/helpers/redis-server.js";
 import { until } from "../__test__/helpers/until.js";
 import { launchChromium } from "./helpers/browser.js";
@@ -92,6 +92,13 @@ describe("examples/nextjs-dashboard in production (two custom-server instances, 
     b = await startInstance("B");
     await Promise.all([a.ready, b.ready]);
     browser = await launchChromium();
+  });
+
+  // A failing test shows what the servers printed (streamcast logs JSON lines on stderr).
+  beforeEach(({ onTestFailed }) => {
+    onTestFailed(() => {
+      for (const server of [a, b]) if (server) console.log(`[e2e] output of ${server.name}:\n${server.output()}`);
+    });
   });
 
   afterAll(async () => {

@@ -5,7 +5,7 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
 import { startRedis, type RedisServer } from "../__test__/helpers/redis-server.js";
 import { until } from "../__test__/helpers/until.js";
 import { appStatus, redisClients, type AppStatus } from "./helpers/dashboard.js";
@@ -71,6 +71,10 @@ describe("examples/nextjs-dashboard under next dev", () => {
       readyTimeoutMs: 120_000,
     });
     await dev.ready;
+  });
+
+  beforeEach(({ onTestFailed }) => {
+    onTestFailed(() => console.log(`[e2e] output of the dev server:\n${dev?.output()}`));
   });
 
   afterAll(async () => {
