@@ -80,6 +80,50 @@ pub struct SubscribeOptions {
     pub count: Option<f64>,
 }
 
+/// Options of `stream()`: those of `subscribe`, plus an `AbortSignal` and the buffer size.
+#[napi(object)]
+#[derive(Default)]
+// Declared for index.d.ts: runtime.js reads the object and passes the rest to `subscribe`.
+#[allow(dead_code)]
+pub struct StreamOptions {
+    /// `"$"` (default): only messages published after the iterator was created; `"0"`: the whole history; or an id to read after.
+    pub start_id: Option<String>,
+    /// XREAD BLOCK time in ms. Defaults to the client's `defaultBlockMs`.
+    pub block_ms: Option<f64>,
+    /// Entries per read. Defaults to the client's `defaultCount`.
+    pub count: Option<f64>,
+    /// Aborting it ends the subscription and the loop (normally, without an error): pass `request.signal` in a route handler.
+    #[napi(ts_type = "AbortSignal")]
+    pub signal: Option<Unknown<'static>>,
+    /// Messages that may wait unread before reading pauses. Defaults to 64.
+    pub high_water_mark: Option<f64>,
+}
+
+/// Options of `consume()`: those of `consumeFromGroup` except `autoAck` and `concurrency`, plus an `AbortSignal` and the buffer size.
+#[napi(object)]
+#[derive(Default)]
+// Declared for index.d.ts: runtime.js reads the object and passes the rest to `consumeFromGroup`.
+#[allow(dead_code)]
+pub struct ConsumeIteratorOptions {
+    /// Entries per read. Defaults to the client's `defaultCount`.
+    pub count: Option<f64>,
+    /// XREADGROUP BLOCK time in ms. Defaults to the client's `defaultBlockMs`.
+    pub block_ms: Option<f64>,
+    /// Take over entries of any consumer of the group that stayed pending longer than this (XAUTOCLAIM). Off by default.
+    pub claim_idle_ms: Option<f64>,
+    /// An entry delivered more often than this goes to the dead-letter stream and is acknowledged. Off by default.
+    pub max_deliveries: Option<f64>,
+    /// Where poison entries go. Defaults to `<stream>:dead`.
+    pub dead_letter_stream: Option<String>,
+    /// Create the group (from id `0`) when it is missing. Defaults to false.
+    pub create_if_missing: Option<bool>,
+    /// Aborting it stops the consumer and ends the loop (normally, without an error); messages not acknowledged stay pending.
+    #[napi(ts_type = "AbortSignal")]
+    pub signal: Option<Unknown<'static>>,
+    /// Messages that may wait unread before reading pauses. Defaults to 64.
+    pub high_water_mark: Option<f64>,
+}
+
 /// Options of `publishMessage`.
 #[napi(object)]
 #[derive(Default)]
@@ -184,7 +228,7 @@ pub struct StatusCounters {
     pub gaps: f64,
     /// Times a subscribed stream was found deleted or recreated, so reading restarted from its beginning.
     pub stream_resets: f64,
-    /// Log records dropped because the JavaScript logger fell behind (process-wide).
+    /// Log records dropped because stderr or the JavaScript logger fell behind (process-wide).
     pub log_dropped: f64,
 }
 
@@ -210,6 +254,17 @@ pub struct ConsumerStatus {
     pub connection: ConnectionStatus,
 }
 
+/// One subscription, in `getStatus().subscriptionDetails`.
+#[napi(object)]
+pub struct SubscriptionStatus {
+    /// The subscription's id (`Subscription.id`).
+    pub id: i64,
+    /// The stream it reads.
+    pub stream: String,
+    /// The last id handed to it (or the id it starts after); `null` while `"$"` is not resolved yet.
+    pub last_id: Option<String>,
+}
+
 /// What `getStatus()` returns.
 #[napi(object)]
 pub struct Status {
@@ -221,8 +276,10 @@ pub struct Status {
     pub connection: ConnectionStatus,
     /// The subscription reader connection.
     pub reader: ConnectionStatus,
-    /// Streams with an active subscription.
+    /// Streams with an active subscription, each once.
     pub subscriptions: Vec<String>,
+    /// Every active subscription (several per stream when it has several).
+    pub subscription_details: Vec<SubscriptionStatus>,
     /// `stream:group:consumer` of each running consumer.
     pub consumer_groups: Vec<String>,
     /// The connection of each running consumer (its reconnect schedule, last error).
@@ -265,6 +322,15 @@ impl Status {
             connection: conn_status(&s.state),
             reader: conn_status(&s.reader_state),
             subscriptions: s.subscriptions,
+            subscription_details: s
+                .subscription_details
+                .into_iter()
+                .map(|d| SubscriptionStatus {
+                    id: d.id as i64,
+                    stream: d.stream,
+                    last_id: d.last_id.map(|i| i.to_string()),
+                })
+                .collect(),
             consumer_groups: s.consumer_groups,
             consumers: s
                 .consumers
@@ -334,7 +400,10 @@ pub fn opt_string_arg(v: Option<Unknown<'_>>, field: &str) -> CoreResult<Option<
 }
 
 /// Reads an optional options object (`undefined` and `null` are absent).
-pub fn opt_object_arg<T: FromNapiValue + Default>(
+///
+/// A key that `T` does not know is rejected with `ERR_INVALID_ARG` naming it and the
+/// closest known key (see `super::option_keys`).
+pub fn opt_object_arg<T: FromNapiValue + Default + 'static>(
     v: Option<Unknown<'_>>,
     field: &str,
 ) -> CoreResult<T> {
@@ -342,6 +411,10 @@ pub fn opt_object_arg<T: FromNapiValue + Default>(
     match v.get_type() {
         Ok(ValueType::Undefined | ValueType::Null) => Ok(T::default()),
         Ok(ValueType::Object) => {
+            let env = Env::from_raw(v.value().env);
+            let object = unsafe { v.cast::<Object>() }
+                .map_err(|e| CoreError::invalid(field, e.reason.clone()))?;
+            super::option_keys::check::<T>(&env, &object, field)?;
             unsafe { v.cast::<T>() }.map_err(|e| CoreError::invalid(field, e.reason.clone()))
         }
         Ok(t) => Err(CoreError::invalid(

@@ -241,10 +241,10 @@ impl Handler for ChannelHandler {
                 tokio::time::sleep(d).await;
             }
             let mut failures = Vec::new();
-            let handled = batch.entries.len();
-            for e in &batch.entries {
+            let handled = batch.entries().len();
+            for e in batch.entries() {
                 let _ = tx.send(Received {
-                    stream: batch.stream.to_string(),
+                    stream: batch.stream().to_string(),
                     id: e.id,
                     data: e.data_value(),
                     timestamp: e.timestamp(),
@@ -299,6 +299,17 @@ impl Inbox {
         if let Ok(Some(m)) = tokio::time::timeout(quiet, self.rx.recv()).await {
             panic!("unexpected message: {m:?}");
         }
+    }
+}
+
+/// Awaits `fut`, failing the test when it has not finished within [`DELIVERY`].
+///
+/// A deadline, not a measurement: the behaviour it guards fails by never finishing (or by
+/// waiting out an hour-long BLOCK or a ten-minute timeout), far beyond [`DELIVERY`].
+pub async fn within<F: Future>(what: &str, fut: F) -> F::Output {
+    match tokio::time::timeout(DELIVERY, fut).await {
+        Ok(out) => out,
+        Err(_) => panic!("not within {DELIVERY:?}: {what}"),
     }
 }
 
