@@ -2,7 +2,9 @@
 //! replicas, and a Sentinel set-up of 1 master, 1 replica and 3 sentinels. Every process runs
 //! on free loopback ports in a tempdir of its own and is SIGKILLed when the fixture drops
 //! (also on a panic); where `setpriv` exists, the kernel also kills it when the thread that
-//! started it exits, so not even a killed test binary leaves servers behind.
+//! started it exits, so not even a killed test binary leaves servers behind. (That is why the
+//! fixtures must be started and restarted from the test's own thread or a runtime worker,
+//! never from `spawn_blocking`, whose idle threads exit after 10 s.)
 //!
 //! Every wait polls the servers for the condition it needs (never a fixed sleep) and panics
 //! naming the condition and the last thing it saw when the deadline passes. The fixtures'
