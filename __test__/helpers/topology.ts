@@ -25,9 +25,9 @@ process.on("exit", () => {
 });
 
 /**
- * Runs `probe` every 20 ms until it returns a value other than `undefined`; a thrown error or
- * a returned string-free `undefined` means "not yet". Throws naming `what` and the last reason
- * after `timeoutMs`.
+ * Runs `probe` every 20 ms until it returns a value other than `undefined`. `undefined` or a
+ * thrown error means "not yet" (the error's message is kept as the reason). Throws naming
+ * `what` and the last reason after `timeoutMs`.
  */
 export async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
   const deadline = Date.now() + timeoutMs;
