@@ -330,12 +330,15 @@ impl Groups {
         life.spawn("consumer", async move {
             // Runs however this task ends (a panic included): the consumer leaves the
             // registry, so it can be started again, and `stop` stops waiting for it.
-            let _finished = Finished {
+            let finished = Finished {
                 groups: groups.clone(),
                 key: k,
                 c: c.clone(),
             };
             if let Err(e) = groups.probe(&c).await {
+                // Out of the registry before the caller hears of it: a start that failed
+                // leaves nothing behind, and the same consumer can be started at once.
+                drop(finished);
                 let _ = ready_tx.send(Err(e));
                 return;
             }
