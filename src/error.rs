@@ -105,7 +105,9 @@ pub enum Failure {
         /// old primary keeps the connection and refuses writes forever.
         reconnect: bool,
     },
-    /// A cluster node answered `MOVED` or `ASK`: the key lives elsewhere now.
+    /// The key lives elsewhere now: a cluster node answered `MOVED` or `ASK`, or ended a
+    /// blocked read with `UNBLOCKED` (its slot moved away, or it was demoted): find the node
+    /// again.
     Redirect,
     /// A missing consumer group (`NOGROUP`).
     NoGroup,
@@ -129,6 +131,7 @@ pub fn classify(err: &RedisError) -> Failure {
         Some("NOGROUP") => return Failure::NoGroup,
         Some("WRONGTYPE") => return Failure::WrongType,
         Some("BUSYGROUP") => return Failure::AlreadyExists,
+        Some("UNBLOCKED") => return Failure::Redirect,
         // Credentials that stopped working (a server restarted with a new password): only a
         // new connection can tell, and its attempt reports ERR_AUTH.
         Some("NOAUTH" | "WRONGPASS") => return Failure::Connection,
@@ -232,6 +235,10 @@ mod tests {
                 Failure::ServerState { reconnect: false },
             ),
             ("MOVED 3999 127.0.0.1:6381", Failure::Redirect),
+            (
+                "UNBLOCKED force unblock from blocking operation, instance state changed (master -> replica?)",
+                Failure::Redirect,
+            ),
             ("ASK 3999 127.0.0.1:6381", Failure::Redirect),
             (
                 "NOGROUP No such key 's' or consumer group 'g'",

@@ -14,7 +14,8 @@ use tokio_util::task::TaskTracker;
 /// Connection tasks have a token and tracker of their own: they stop only after every
 /// loop has stopped, because stopping a loop needs the command connection (it sends
 /// `CLIENT UNBLOCK`, and running callbacks still publish and acknowledge).
-#[derive(Debug, Default)]
+/// Clones share the same token and trackers (a task that starts other tasks keeps one).
+#[derive(Debug, Default, Clone)]
 pub struct Lifecycle {
     /// Cancelled by `disconnect()`; subscriptions and consumers hold child tokens.
     pub token: CancellationToken,

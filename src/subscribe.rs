@@ -28,7 +28,10 @@ use tracing::{debug, error, info, warn};
 
 use crate::codec::{check_stream_name, parse_read_reply, parse_stream_info, StartId, StreamId};
 use crate::config::{opt_count, opt_ms, Config, MAX_BLOCK_MS};
-use crate::connection::{BlockingReader, CommandConn, ReadError, ReaderSlot, Unblocker};
+use crate::connection::{
+    key_slot, BlockingReader, CommandConn, NodeAddr, Placement, ReadError, ReaderSlot, Target,
+    Unblocker,
+};
 use crate::error::{classify, not_a_stream, Error, Failure, Result};
 use crate::handler::{Batch, Handler, Read};
 use crate::lifecycle::Lifecycle;
@@ -38,6 +41,15 @@ use crate::status::{ConnState, Counters};
 /// subscriptions, the checks go round over the streams instead of costing a command per
 /// stream per BLOCK period.
 const IDLE_CHECKS_PER_BLOCK: usize = 16;
+
+/// In a cluster, the blocking part of a read in turn lasts this long per ten slots that one
+/// node reader reads (capped by BLOCK): a message on another slot of the node waits about
+/// that long, and an idle node reader sends a bounded number of commands per second however
+/// many slots it reads.
+const IN_TURN_SLICE: Duration = Duration::from_millis(100);
+
+/// Pause before asking for a cluster's slot map again when no master is known.
+const SLOT_MAP_RETRY: Duration = Duration::from_millis(200);
 
 /// Options of one subscription.
 #[derive(Debug, Clone, Copy)]
@@ -184,6 +196,12 @@ struct ReaderState {
     connected_before: bool,
     /// Where the round-robin of idle checks goes on.
     idle_from: usize,
+    /// Whose turn it is among the slots a cluster node reader reads.
+    turn: usize,
+    /// Subscriptions changed.
+    changed: watch::Receiver<u64>,
+    /// The cluster master this reader reads (`None`: the one reader).
+    node: Option<NodeAddr>,
 }
 
 /// What the reader does after a step.
@@ -205,30 +223,37 @@ pub struct Hub {
     next_id: AtomicU64,
     /// Bumped on every change the reader must see.
     generation: AtomicU64,
-    changed: Notify,
+    /// Wakes readers (and the cluster supervisor) that wait for subscriptions.
+    changed: watch::Sender<u64>,
     unblock: Notify,
-    /// The reader, until its task takes it.
-    reader: Mutex<Option<BlockingReader>>,
-    reader_slot: Arc<ReaderSlot>,
-    reader_state: Arc<watch::Sender<ConnState>>,
+    /// The readers, by node (`None`: the one reader of a server or Sentinel primary).
+    readers: Mutex<BTreeMap<Option<NodeAddr>, ReaderHandle>>,
+    /// Readers are started with the first subscription.
+    started: AtomicBool,
+}
+
+/// What the hub keeps of a running reader.
+struct ReaderHandle {
+    slot: Arc<ReaderSlot>,
+    state: Arc<watch::Sender<ConnState>>,
+    /// Stops this reader alone (its node is no master any more).
+    token: CancellationToken,
 }
 
 impl Hub {
     /// A hub with no subscriptions; the reader starts with the first one.
     pub fn new(cfg: Arc<Config>, counters: Arc<Counters>, cmd: Arc<CommandConn>) -> Self {
-        let reader = BlockingReader::new("reader", &cmd);
         Hub {
             cfg,
             counters,
-            reader_slot: reader.slot(),
-            reader_state: reader.state(),
-            reader: Mutex::new(Some(reader)),
             cmd,
             subs: Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(1),
             generation: AtomicU64::new(0),
-            changed: Notify::new(),
+            changed: watch::Sender::new(0),
             unblock: Notify::new(),
+            readers: Mutex::new(BTreeMap::new()),
+            started: AtomicBool::new(false),
         }
     }
 
@@ -244,16 +269,110 @@ impl Hub {
         v
     }
 
-    /// State of the reader connection.
-    pub fn reader_state(&self) -> ConnState {
-        self.reader_state.borrow().clone()
+    fn readers(&self) -> MutexGuard<'_, BTreeMap<Option<NodeAddr>, ReaderHandle>> {
+        self.readers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Tells the reader that its plan is stale, interrupting a blocked XREAD.
+    /// State of the reader connections: the worst of them (in a cluster, one per master).
+    pub fn reader_state(&self) -> ConnState {
+        let readers = self.readers();
+        let rank = |s: &ConnState| match s {
+            ConnState::Reconnecting { .. } => 0,
+            ConnState::Connecting => 1,
+            ConnState::Closing | ConnState::Closed => 2,
+            ConnState::Idle => 3,
+            ConnState::Connected => 4,
+        };
+        readers
+            .values()
+            .map(|r| r.state.borrow().clone())
+            .min_by_key(rank)
+            .unwrap_or(ConnState::Idle)
+    }
+
+    /// Each reader's node (`None` outside a cluster) and state.
+    pub fn reader_states(&self) -> Vec<(Option<NodeAddr>, ConnState)> {
+        self.readers()
+            .iter()
+            .map(|(n, r)| (n.clone(), r.state.borrow().clone()))
+            .collect()
+    }
+
+    /// Tells the readers that their plans are stale, interrupting blocked XREADs.
     fn wake(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
-        self.changed.notify_one();
+        self.changed.send_modify(|n| *n += 1);
         self.unblock.notify_one();
+    }
+
+    /// Starts a reader for `node` (`None`: the primary) unless one runs.
+    fn start_reader(self: &Arc<Self>, life: &Lifecycle, node: Option<NodeAddr>) {
+        let mut readers = self.readers();
+        if readers.contains_key(&node) {
+            return;
+        }
+        let placement = match &node {
+            Some(addr) => Placement::Node(addr.clone()),
+            None => Placement::Primary,
+        };
+        let reader = BlockingReader::new("reader", &self.cmd, placement);
+        let token = life.token.child_token();
+        readers.insert(
+            node.clone(),
+            ReaderHandle {
+                slot: reader.slot(),
+                state: reader.state(),
+                token: token.clone(),
+            },
+        );
+        drop(readers);
+        if let Some(addr) = &node {
+            info!(node = %addr, "subscription reader started for a cluster master");
+        }
+        life.spawn("reader", self.clone().run_reader(reader, node, token));
+    }
+
+    /// In a cluster: one reader per master, started and stopped as the slot map changes.
+    async fn supervise(self: Arc<Self>, life: Lifecycle) {
+        let mut topology = self.cmd.topology();
+        let Target::Cluster(cluster) = &**self.cmd.target() else {
+            return;
+        };
+        loop {
+            if cluster.masters().is_empty() {
+                self.cmd.refresh_slots().await;
+            }
+            let masters = cluster.masters();
+            for m in &masters {
+                self.start_reader(&life, Some(m.clone()));
+            }
+            let gone: Vec<ReaderHandle> = {
+                let mut readers = self.readers();
+                let stale: Vec<Option<NodeAddr>> = readers
+                    .keys()
+                    .filter(|k| k.as_ref().is_some_and(|a| !masters.contains(a)))
+                    .cloned()
+                    .collect();
+                stale.iter().filter_map(|k| readers.remove(k)).collect()
+            };
+            for r in gone {
+                r.token.cancel();
+                Unblocker {
+                    cmd: &self.cmd,
+                    slot: &r.slot,
+                }
+                .unblock(|_| true, None)
+                .await;
+            }
+            // Every reader re-plans against the new map.
+            self.wake();
+            topology.borrow_and_update();
+            tokio::select! {
+                _ = life.token.cancelled() => return,
+                r = topology.changed() => if r.is_err() { return },
+                _ = tokio::time::sleep(SLOT_MAP_RETRY), if masters.is_empty() => {}
+            }
+        }
     }
 
     /// Registers a subscription and starts delivering to `handler`: the subscription exists
@@ -306,12 +425,12 @@ impl Hub {
             "subscription",
             deliver(self.clone(), sub.clone(), rx, handler),
         );
-        let reader = self.reader.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(reader) = reader {
-            life.spawn(
-                "reader",
-                self.clone().run_reader(reader, life.token.clone()),
-            );
+        if !self.started.swap(true, Ordering::SeqCst) {
+            if self.cmd.target().is_cluster() {
+                life.spawn("reader-supervisor", self.clone().supervise(life.clone()));
+            } else {
+                self.start_reader(life, None);
+            }
             life.spawn("reader-waker", self.clone().run_waker(life.token.clone()));
         }
         info!(
@@ -421,14 +540,17 @@ impl Hub {
             .collect()
     }
 
-    /// Interrupts the reader's XREAD now (used by `disconnect()`).
+    /// Interrupts the readers' XREADs now (used by `disconnect()`).
     pub async fn interrupt(&self) {
-        Unblocker {
-            cmd: &self.cmd,
-            slot: &self.reader_slot,
+        let slots: Vec<Arc<ReaderSlot>> = self.readers().values().map(|r| r.slot.clone()).collect();
+        for slot in &slots {
+            Unblocker {
+                cmd: &self.cmd,
+                slot,
+            }
+            .unblock(|_| true, None)
+            .await;
         }
-        .unblock(|_| true, None)
-        .await;
     }
 
     /// Resolves `"$"`: the stream's last generated id and its entry number, or `None`
@@ -445,7 +567,15 @@ impl Hub {
         reply.map(|v| latest_of(stream, &v)).transpose()
     }
 
-    fn plan(&self) -> Option<Plan> {
+    /// Whether `node`'s reader reads `stream` (outside a cluster, the one reader reads all).
+    fn owns(&self, node: Option<&NodeAddr>, stream: &str) -> bool {
+        match (node, &**self.cmd.target()) {
+            (Some(addr), Target::Cluster(c)) => c.owner(stream).as_ref() == Some(addr),
+            _ => true,
+        }
+    }
+
+    fn plan(&self, node: Option<&NodeAddr>) -> Option<Plan> {
         let generation = self.generation.load(Ordering::SeqCst);
         let subs = self.subs();
         let mut min: HashMap<Arc<str>, StreamId> = HashMap::new();
@@ -458,6 +588,9 @@ impl Hub {
             count: 1,
         };
         for sub in subs.values() {
+            if !self.owns(node, &sub.stream) {
+                continue;
+            }
             sub.excluded.store(true, Ordering::SeqCst);
             if sub.tx.capacity() == 0 {
                 continue;
@@ -635,12 +768,21 @@ impl Hub {
 
     /// The reader loop: plan, read, dispatch; reconnects with back-off and resumes every
     /// subscription from its last id. A step that panics is logged and the reader goes on
-    /// with a fresh connection: the subscriptions must not go quiet with it.
-    async fn run_reader(self: Arc<Self>, mut reader: BlockingReader, token: CancellationToken) {
+    /// with a fresh connection: the subscriptions must not go quiet with it. In a cluster
+    /// there is one per master (`node`), reading the streams whose slots it owns.
+    async fn run_reader(
+        self: Arc<Self>,
+        mut reader: BlockingReader,
+        node: Option<NodeAddr>,
+        token: CancellationToken,
+    ) {
         let mut state = ReaderState {
             check: Check::None,
             connected_before: false,
             idle_from: 0,
+            turn: 0,
+            changed: self.changed.subscribe(),
+            node,
         };
         while !token.is_cancelled() {
             let flow = AssertUnwindSafe(self.step(&mut reader, &mut state, &token))
@@ -667,6 +809,16 @@ impl Hub {
             }
         }
         reader.close();
+        if let Some(addr) = &state.node {
+            let mut readers = self.readers();
+            if readers
+                .get(&state.node)
+                .is_some_and(|r| r.token.is_cancelled())
+            {
+                readers.remove(&state.node);
+            }
+            info!(node = %addr, "subscription reader stopped (its node owns no slots any more)");
+        }
     }
 
     /// One step of the reader: wait for subscriptions, connect, check positions, resolve
@@ -677,10 +829,11 @@ impl Hub {
         st: &mut ReaderState,
         token: &CancellationToken,
     ) -> Flow {
-        let Some(plan) = self.plan() else {
+        st.changed.borrow_and_update();
+        let Some(plan) = self.plan(st.node.as_ref()) else {
             return tokio::select! {
                 _ = token.cancelled() => Flow::Stop,
-                _ = self.changed.notified() => Flow::Next,
+                _ = st.changed.changed() => Flow::Next,
             };
         };
         match reader.connect(token).await {
@@ -715,34 +868,81 @@ impl Hub {
         } else if plan.keys.is_empty() {
             return tokio::select! {
                 _ = token.cancelled() => Flow::Stop,
-                _ = self.changed.notified() => Flow::Next,
+                _ = st.changed.changed() => Flow::Next,
             };
         } else {
-            let stale = || self.generation.load(Ordering::SeqCst) != plan.generation;
-            match reader
-                .read::<Value>(&xread_cmd(&plan), plan.block, plan.generation, stale)
-                .await
-            {
-                // The plan changed before the read went out: plan again.
-                Ok(None) => Ok(()),
-                Ok(Some(v)) => {
-                    match parse_read_reply(&v) {
-                        // A whole BLOCK without news: a cheap moment to check that no
-                        // stream was deleted or recreated under us (ids lower than our
-                        // position would otherwise never be read).
-                        Ok(reply) if reply.is_empty() => st.check = Check::Some,
-                        Ok(reply) => self.dispatch(&plan, reply),
-                        Err(e) => error!(error = %e, "cannot parse an XREAD reply; re-reading"),
-                    }
-                    Ok(())
-                }
-                Err(e) => Err(e),
-            }
+            self.read(reader, st, &plan).await
         };
         match result {
             Ok(()) => Flow::Next,
             Err(e) => Flow::Failed(plan, e),
         }
+    }
+
+    /// Reads the planned streams: one blocking XREAD when they share one slot (always
+    /// outside a cluster). In a cluster one XREAD can only name keys of one slot, and a node
+    /// reader has one connection, so streams of several slots are read in turn: one
+    /// pipeline of non-blocking XREADs (one per slot), and when that brings nothing, a
+    /// short blocking XREAD on one slot after the other.
+    async fn read(
+        &self,
+        reader: &mut BlockingReader,
+        st: &mut ReaderState,
+        plan: &Plan,
+    ) -> std::result::Result<(), ReadError> {
+        let groups = slot_groups(plan, st.node.is_some());
+        let stale = || self.generation.load(Ordering::SeqCst) != plan.generation;
+        if groups.len() > 1 {
+            let mut pipe = redis::pipe();
+            for keys in &groups {
+                pipe.add_command(xread_cmd(keys, plan.count, None));
+            }
+            let replies: Vec<Value> = reader.command(&pipe).await?;
+            let mut any = false;
+            for v in replies {
+                match parse_read_reply(&v) {
+                    Ok(reply) if reply.is_empty() => {}
+                    Ok(reply) => {
+                        any = true;
+                        self.dispatch(plan, reply);
+                    }
+                    Err(e) => error!(error = %e, "cannot parse an XREAD reply; re-reading"),
+                }
+            }
+            if any {
+                return Ok(());
+            }
+        }
+        // One slot's streams, blocking: all of them, or (in turn) the next slot's with a
+        // block short enough that the other slots wait at most about that long.
+        let (keys, block) = if groups.len() > 1 {
+            st.turn = (st.turn + 1) % groups.len();
+            let slice = IN_TURN_SLICE.saturating_mul(groups.len().div_ceil(10) as u32);
+            (&groups[st.turn], plan.block.min(slice))
+        } else {
+            (&groups[0], plan.block)
+        };
+        match reader
+            .read::<Value>(
+                &xread_cmd(keys, plan.count, Some(block)),
+                block,
+                plan.generation,
+                stale,
+            )
+            .await?
+        {
+            // The plan changed before the read went out: plan again.
+            None => {}
+            Some(v) => match parse_read_reply(&v) {
+                // A whole BLOCK without news (on every slot): a cheap moment to check that
+                // no stream was deleted or recreated under us (ids lower than our position
+                // would otherwise never be read).
+                Ok(reply) if reply.is_empty() => st.check = Check::Some,
+                Ok(reply) => self.dispatch(plan, reply),
+                Err(e) => error!(error = %e, "cannot parse an XREAD reply; re-reading"),
+            },
+        }
+        Ok(())
     }
 
     /// Reacts to a failed step of the reader; returns whether the reader must stop.
@@ -758,10 +958,12 @@ impl Hub {
             ReadError::Watchdog(_) | ReadError::Timeout(_) => Failure::Connection,
         };
         let wait = match failure {
-            Failure::Connection => {
-                warn!(error = %e, "reader connection lost; reconnecting");
+            Failure::Connection | Failure::Redirect => {
+                warn!(error = %e, "reader connection lost (or its slots moved); reconnecting");
                 self.cmd.probe_soon();
                 reader.disconnect();
+                // In a cluster, a dead node or a moved slot changes who reads what.
+                self.cmd.refresh_slots().await;
                 return false;
             }
             Failure::ServerState { reconnect } => {
@@ -796,15 +998,19 @@ impl Hub {
                 _ = token.cancelled() => return,
                 _ = self.unblock.notified() => {}
             }
-            Unblocker {
-                cmd: &self.cmd,
-                slot: &self.reader_slot,
+            let slots: Vec<Arc<ReaderSlot>> =
+                self.readers().values().map(|r| r.slot.clone()).collect();
+            for slot in &slots {
+                Unblocker {
+                    cmd: &self.cmd,
+                    slot,
+                }
+                .unblock(
+                    |planned| planned < self.generation.load(Ordering::SeqCst),
+                    Some(&token),
+                )
+                .await;
             }
-            .unblock(
-                |planned| planned < self.generation.load(Ordering::SeqCst),
-                Some(&token),
-            )
-            .await;
         }
     }
 }
@@ -917,17 +1123,33 @@ fn latest_of(stream: &str, replies: &[Value]) -> Result<(StreamId, u64)> {
     }
 }
 
-fn xread_cmd(plan: &Plan) -> redis::Cmd {
+/// The planned streams grouped by hash slot (in a cluster; else one group), each group
+/// sorted as the plan is.
+fn slot_groups(plan: &Plan, cluster: bool) -> Vec<Vec<(Arc<str>, StreamId)>> {
+    if !cluster {
+        return vec![plan.keys.clone()];
+    }
+    let mut groups: BTreeMap<u16, Vec<(Arc<str>, StreamId)>> = BTreeMap::new();
+    for (k, id) in &plan.keys {
+        groups
+            .entry(key_slot(k.as_bytes()))
+            .or_default()
+            .push((k.clone(), *id));
+    }
+    groups.into_values().collect()
+}
+
+fn xread_cmd(keys: &[(Arc<str>, StreamId)], count: usize, block: Option<Duration>) -> redis::Cmd {
     let mut cmd = redis::cmd("XREAD");
-    cmd.arg("COUNT")
-        .arg(plan.count)
-        .arg("BLOCK")
-        .arg(plan.block.as_millis() as u64)
-        .arg("STREAMS");
-    for (k, _) in &plan.keys {
+    cmd.arg("COUNT").arg(count);
+    if let Some(b) = block {
+        cmd.arg("BLOCK").arg(b.as_millis() as u64);
+    }
+    cmd.arg("STREAMS");
+    for (k, _) in keys {
         cmd.arg(&**k);
     }
-    for (_, id) in &plan.keys {
+    for (_, id) in keys {
         cmd.arg(id);
     }
     cmd

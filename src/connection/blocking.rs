@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
 use redis::{FromRedisValue, RedisError};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -24,6 +23,7 @@ use tracing::{info, warn};
 use super::backoff::Backoff;
 use super::command::{CommandConn, Queryable};
 use super::dial::{connect_error, open};
+use super::topology::{AnyConn, NodeAddr, Placement, Target};
 use crate::codec::now_ms;
 use crate::config::Config;
 use crate::status::{ConnState, Counters};
@@ -41,18 +41,22 @@ const UNBLOCK_RETRY: Duration = Duration::from_millis(2);
 /// which read (if any) is on the way. Shared between the reader and whoever wakes it.
 #[derive(Debug, Default)]
 pub struct ReaderSlot {
-    client_id: Mutex<Option<i64>>,
+    /// `CLIENT ID` of the connection, and its node (in a cluster).
+    client_id: Mutex<Option<(i64, Option<NodeAddr>)>>,
     /// The tag of the read in progress plus one; 0 while not reading.
     reading: AtomicU64,
 }
 
 impl ReaderSlot {
-    fn set_client_id(&self, id: Option<i64>) {
+    fn set_client_id(&self, id: Option<(i64, Option<NodeAddr>)>) {
         *self.client_id.lock().unwrap_or_else(|p| p.into_inner()) = id;
     }
 
-    fn client_id(&self) -> Option<i64> {
-        *self.client_id.lock().unwrap_or_else(|p| p.into_inner())
+    fn client_id(&self) -> Option<(i64, Option<NodeAddr>)> {
+        self.client_id
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The tag of the read in progress, if one is.
@@ -100,24 +104,33 @@ impl std::fmt::Display for ReadError {
 /// A dedicated connection for blocking reads, redialled with back-off, whose state shows
 /// in `getStatus()`.
 pub struct BlockingReader {
-    client: redis::Client,
+    target: Arc<Target>,
+    placement: Placement,
     cfg: Arc<Config>,
     counters: Arc<Counters>,
     state: Arc<watch::Sender<ConnState>>,
     backoff: Backoff,
     ever_connected: bool,
     what: &'static str,
-    conn: Option<MultiplexedConnection>,
+    conn: Option<AnyConn>,
     slot: Arc<ReaderSlot>,
+    /// Sentinel's primary (for a reader of the primary): a switch ends the read at once.
+    primary: Option<watch::Receiver<Option<NodeAddr>>>,
 }
 
 impl BlockingReader {
-    /// A reader named `what` in logs, dialling the client's server (the command
-    /// connection's); nothing is opened until [`BlockingReader::connect`].
-    pub fn new(what: &'static str, cmd: &CommandConn) -> Self {
+    /// A reader named `what` in logs, connecting at `placement`; nothing is opened until
+    /// [`BlockingReader::connect`].
+    pub fn new(what: &'static str, cmd: &CommandConn, placement: Placement) -> Self {
         let cfg = cmd.config().clone();
+        let primary = match (&**cmd.target(), &placement) {
+            (Target::Sentinel(t), Placement::Primary) => Some(t.current()),
+            _ => None,
+        };
         BlockingReader {
-            client: cmd.client().clone(),
+            target: cmd.target().clone(),
+            placement,
+            primary,
             backoff: Backoff::new(cfg.reconnect),
             cfg,
             counters: cmd.counters().clone(),
@@ -157,20 +170,27 @@ impl BlockingReader {
         if self.conn.is_some() {
             return Some(false);
         }
+        if let Some(p) = self.primary.as_mut() {
+            p.borrow_and_update();
+        }
         let attempt = async {
-            let mut conn = open(&self.client, &self.cfg).await?;
+            let (client, node) = self
+                .target
+                .reader_client(&self.placement, &self.cfg)
+                .await?;
+            let mut conn = open(&client, &self.cfg).await?;
             let id: i64 = redis::cmd("CLIENT")
                 .arg("ID")
                 .query_async(&mut conn)
                 .await?;
-            Ok::<_, RedisError>((conn, id))
+            Ok::<_, RedisError>((conn, id, node))
         };
         let outcome = tokio::select! {
             _ = token.cancelled() => return None,
             r = attempt => r,
         };
         match outcome {
-            Ok((conn, id)) => {
+            Ok((conn, id, node)) => {
                 if self.ever_connected {
                     Counters::add(&self.counters.reconnects, 1);
                     info!(
@@ -181,8 +201,8 @@ impl BlockingReader {
                 }
                 self.ever_connected = true;
                 self.backoff.reset();
-                self.slot.set_client_id(Some(id));
-                self.conn = Some(conn);
+                self.slot.set_client_id(Some((id, node)));
+                self.conn = Some(AnyConn::Node(conn));
                 self.state.send_replace(ConnState::Connected);
                 Some(true)
             }
@@ -218,7 +238,7 @@ impl BlockingReader {
     }
 
     /// A handle on the connection, to write a command ahead of a read on the same socket.
-    pub fn conn_clone(&self) -> Option<MultiplexedConnection> {
+    pub fn conn_clone(&self) -> Option<AnyConn> {
         self.conn.clone()
     }
 
@@ -260,7 +280,24 @@ impl BlockingReader {
             self.slot.stop_reading();
             return Ok(None);
         }
-        let r = tokio::time::timeout(watchdog, cmd.query_async::<T>(conn)).await;
+        let read = tokio::time::timeout(watchdog, cmd.query_async::<T>(conn));
+        let r = match self.primary.as_mut() {
+            None => read.await,
+            Some(primary) => tokio::select! {
+                r = read => r,
+                // Sentinel switched the primary: this connection goes to the old one. Closing
+                // it (not only dropping the read) ends the read on the server too, and a
+                // consumer's entries the server handed out meanwhile stay pending for it.
+                _ = primary.changed() => {
+                    self.slot.stop_reading();
+                    self.disconnect();
+                    return Err(ReadError::Redis(RedisError::from(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionAborted,
+                        "Sentinel switched the primary",
+                    ))));
+                }
+            },
+        };
         self.slot.stop_reading();
         match r {
             Err(_) => {
@@ -319,17 +356,15 @@ impl Unblocker<'_> {
     /// read then ends at its BLOCK time.
     pub async fn unblock(&self, wanted: impl Fn(u64) -> bool, token: Option<&CancellationToken>) {
         for _ in 0..UNBLOCK_TRIES {
-            let (Some(id), Some(tag)) = (self.slot.client_id(), self.slot.reading()) else {
+            let (Some((id, node)), Some(tag)) = (self.slot.client_id(), self.slot.reading()) else {
                 return;
             };
             if !wanted(tag) {
                 return;
             }
-            match self
-                .cmd
-                .query::<i64, _>(redis::cmd("CLIENT").arg("UNBLOCK").arg(id))
-                .await
-            {
+            let mut unblock = redis::cmd("CLIENT");
+            unblock.arg("UNBLOCK").arg(id);
+            match self.cmd.query_node::<i64>(unblock, node.as_ref()).await {
                 Ok(Some(1)) => return,
                 Ok(Some(_)) => {}
                 _ => return,

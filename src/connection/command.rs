@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
 use redis::{FromRedisValue, RedisError, Value};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
@@ -17,8 +16,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::backoff::Backoff;
-use super::dial::{connect_error, open, redis_client, state_error};
+use super::dial::{connect_error, state_error};
 use super::ordered::Ordered;
+use super::topology::{AnyConn, NodeAddr, Target};
 use crate::codec::now_ms;
 use crate::config::Config;
 use crate::error::{classify, Error, Failure, Result};
@@ -39,12 +39,12 @@ pub(super) struct Generation(u64);
 #[derive(Clone)]
 pub(super) struct Installed {
     pub(super) generation: Generation,
-    pub(super) conn: MultiplexedConnection,
+    pub(super) conn: AnyConn,
 }
 
 /// The command connection every non-blocking command of a client shares.
 pub struct CommandConn {
-    client: redis::Client,
+    target: Arc<Target>,
     pub(super) cfg: Arc<Config>,
     counters: Arc<Counters>,
     slot: RwLock<Option<Installed>>,
@@ -62,6 +62,8 @@ pub struct CommandConn {
     state: watch::Sender<ConnState>,
     kick: Notify,
     probe: Notify,
+    /// Bumped when the cluster's slot map changed: readers re-plan.
+    topology: watch::Sender<u64>,
 }
 
 impl CommandConn {
@@ -70,9 +72,9 @@ impl CommandConn {
     /// # Errors
     /// [`Error::InvalidArg`] when the URL cannot be used.
     pub fn new(cfg: Arc<Config>, counters: Arc<Counters>) -> Result<Self> {
-        let client = redis_client(&cfg)?;
+        let target = Arc::new(Target::new(&cfg)?);
         Ok(CommandConn {
-            client,
+            target,
             cfg,
             counters,
             slot: RwLock::new(None),
@@ -88,12 +90,81 @@ impl CommandConn {
             state: watch::Sender::new(ConnState::Connecting),
             kick: Notify::new(),
             probe: Notify::new(),
+            topology: watch::Sender::new(0),
         })
     }
 
-    /// The redis client, for opening the dedicated reader connections.
-    pub fn client(&self) -> &redis::Client {
-        &self.client
+    /// Where the data lives, for opening the dedicated reader connections.
+    pub fn target(&self) -> &Arc<Target> {
+        &self.target
+    }
+
+    /// Watches the cluster's slot map: bumped whenever it changed.
+    pub fn topology(&self) -> watch::Receiver<u64> {
+        self.topology.subscribe()
+    }
+
+    /// Reads the cluster's slot map again (`CLUSTER SLOTS`); returns whether it changed. A
+    /// no-op outside a cluster.
+    pub async fn refresh_slots(&self) -> bool {
+        let crate::connection::Target::Cluster(t) = &*self.target else {
+            return false;
+        };
+        match self
+            .query::<Value, _>(redis::cmd("CLUSTER").arg("SLOTS"))
+            .await
+        {
+            Ok(Some(reply)) => {
+                let changed = t.set_slots(&reply);
+                if changed {
+                    info!(masters = ?t.masters().iter().map(ToString::to_string).collect::<Vec<_>>(), "cluster slot map changed");
+                    self.topology.send_modify(|n| *n += 1);
+                }
+                changed
+            }
+            _ => false,
+        }
+    }
+
+    /// Replaces the connection now (Sentinel named a new primary): the next one goes there.
+    pub fn primary_switched(&self) {
+        if let Some(i) = self.get() {
+            self.broken(i.generation, "Sentinel switched the primary");
+        }
+    }
+
+    /// Sends one command to the node at `addr` (in a cluster; elsewhere on the connection),
+    /// within the command timeout: `Ok(None)` when unavailable.
+    ///
+    /// # Errors
+    /// The server's refusal.
+    pub async fn query_node<T: FromRedisValue>(
+        &self,
+        cmd: redis::Cmd,
+        addr: Option<&NodeAddr>,
+    ) -> std::result::Result<Option<T>, RedisError> {
+        let deadline = Instant::now() + self.cfg.command_timeout;
+        let Some(Installed {
+            generation,
+            mut conn,
+        }) = self.conn_or_first(deadline).await
+        else {
+            return Ok(None);
+        };
+        match tokio::time::timeout_at(deadline, conn.to_node(cmd, addr)).await {
+            Err(_) => {
+                self.timed_out(generation);
+                Ok(None)
+            }
+            Ok(Err(e)) => {
+                self.answered();
+                self.judge(generation, e)
+            }
+            Ok(Ok(v)) => {
+                self.answered();
+                T::from_redis_value(v).map(Some).map_err(RedisError::from)
+            }
+        }
     }
 
     /// The configuration.
@@ -223,7 +294,7 @@ impl CommandConn {
             let attempt = tokio::select! {
                 biased;
                 _ = token.cancelled() => break,
-                r = open(&self.client, &self.cfg) => r,
+                r = self.target.open_command(&self.cfg) => r,
             };
             let failed = match attempt {
                 Ok(mut conn) => {
@@ -278,6 +349,9 @@ impl CommandConn {
                 backoff.reset();
             }
             self.state.send_replace(ConnState::Connected);
+            if self.target.is_cluster() {
+                self.refresh_slots().await;
+            }
             // A connection whose server went away is only noticed when used: probe it now
             // and then, and at once when another connection of this client just failed, so
             // status and the next publish see the truth.
@@ -318,7 +392,7 @@ impl CommandConn {
     }
 
     /// Reads the server's version (for features of newer servers), best effort.
-    async fn learn_version(&self, conn: &mut MultiplexedConnection) {
+    async fn learn_version(&self, conn: &mut AnyConn) {
         let info = tokio::time::timeout(
             self.cfg.command_timeout,
             redis::cmd("INFO").arg("server").query_async::<String>(conn),
@@ -447,14 +521,14 @@ pub trait Queryable: Sync {
     /// Sends it and parses the reply.
     fn send<T: FromRedisValue + Send>(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut AnyConn,
     ) -> impl std::future::Future<Output = std::result::Result<T, RedisError>> + Send;
 }
 
 impl Queryable for redis::Cmd {
     fn send<T: FromRedisValue + Send>(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut AnyConn,
     ) -> impl std::future::Future<Output = std::result::Result<T, RedisError>> + Send {
         self.query_async(conn)
     }
@@ -463,7 +537,7 @@ impl Queryable for redis::Cmd {
 impl Queryable for redis::Pipeline {
     fn send<T: FromRedisValue + Send>(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut AnyConn,
     ) -> impl std::future::Future<Output = std::result::Result<T, RedisError>> + Send {
         self.query_async(conn)
     }
@@ -472,7 +546,7 @@ impl Queryable for redis::Pipeline {
 impl Queryable for redis::ScriptInvocation<'_> {
     fn send<T: FromRedisValue + Send>(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut AnyConn,
     ) -> impl std::future::Future<Output = std::result::Result<T, RedisError>> + Send {
         self.invoke_async(conn)
     }

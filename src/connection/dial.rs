@@ -6,7 +6,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisError};
 
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::Error;
 
 /// Opens one connection: TCP (or TLS), AUTH, SELECT, within the connect timeout.
 ///
@@ -35,38 +35,6 @@ pub async fn open(
             "connect timed out",
         ))),
     }
-}
-
-/// Builds the redis client for a config: plain, TLS with the system roots, or TLS with the
-/// configured CA.
-///
-/// # Errors
-/// [`Error::InvalidArg`] when the URL or CA cannot be used.
-pub fn redis_client(cfg: &Config) -> Result<redis::Client> {
-    static CRYPTO: std::sync::Once = std::sync::Once::new();
-    CRYPTO.call_once(|| {
-        // One process-wide rustls provider; another library may have installed one already.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-    let url = cfg.redis_url.expose();
-    let built = match &cfg.tls_ca {
-        None => redis::Client::open(url),
-        Some(pem) => redis::Client::build_with_tls(
-            url,
-            redis::TlsCertificates {
-                client_tls: None,
-                root_cert: Some(pem.clone()),
-            },
-        ),
-    };
-    built.map_err(|e| {
-        let field = if cfg.tls_ca.is_some() {
-            "tlsCaFile"
-        } else {
-            "redisUrl"
-        };
-        Error::invalid(field, format!("cannot be used: {e}"))
-    })
 }
 
 /// Turns a connection failure into the error `connect()` reports.

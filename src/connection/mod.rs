@@ -9,16 +9,20 @@
 //!   pipelines, and the offline buffer that keeps them while Redis is away.
 //! - [`blocking`]: a connection of its own for blocking reads (`XREAD`/`XREADGROUP BLOCK`),
 //!   woken with `CLIENT UNBLOCK` and never dropped mid-read; the subscription reader and every
-//!   group consumer use one, and so will the per-node readers of a cluster.
+//!   group consumer use one; a cluster has one per master node.
+//! - [`topology`]: where the data lives (one server, a cluster, a Sentinel-named primary) and
+//!   how each kind of connection reaches it.
 
 mod backoff;
 mod blocking;
 mod command;
 mod dial;
 mod ordered;
+mod topology;
 
 pub use backoff::Backoff;
 pub use blocking::{BlockingReader, ReadError, ReaderSlot, Unblocker};
 pub use command::{CommandConn, Queryable};
-pub use dial::{connect_error, open, redis_client};
+pub use dial::{connect_error, open};
 pub use ordered::{Reply, ReplyTo};
+pub use topology::{key_slot, AnyConn, NodeAddr, Placement, Target};

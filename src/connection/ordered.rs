@@ -10,7 +10,6 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use redis::aio::MultiplexedConnection;
 use redis::{RedisError, Value};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -18,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::command::{CommandConn, Generation, Installed};
+use super::topology::{key_slot, AnyConn};
 
 /// Most commands sent in one pipeline (automatic or from the offline buffer).
 const MAX_PIPELINE: usize = 1024;
@@ -55,6 +55,8 @@ impl Drop for ReplyTo {
 /// A command waiting its turn in the queue.
 struct Queued {
     cmd: redis::Cmd,
+    /// The hash slot of its key, in a cluster.
+    slot: Option<u16>,
     /// After this the caller has been told "unavailable", so it is not sent any more.
     deadline: Instant,
     reply: ReplyTo,
@@ -95,8 +97,17 @@ impl CommandConn {
     /// (within the command timeout, or later from the offline buffer), or the server's
     /// refusal.
     pub fn submit(&self, cmd: redis::Cmd, reply: ReplyTo) {
+        let slot = if self.target().is_cluster() {
+            match cmd.args_iter().nth(1) {
+                Some(redis::Arg::Simple(key)) => Some(key_slot(key)),
+                _ => None,
+            }
+        } else {
+            None
+        };
         let q = Queued {
             cmd,
+            slot,
             deadline: Instant::now() + self.cfg.command_timeout,
             reply,
         };
@@ -157,31 +168,50 @@ impl CommandConn {
                 break;
             }
         }
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        let mut replies = Vec::with_capacity(batch.len());
+        // In a cluster a pipeline can only hold keys of one slot: one pipeline per slot, each
+        // in call order (the order of entries of one stream is all that call order means).
+        let mut groups: Vec<(Option<u16>, redis::Pipeline, Vec<ReplyTo>)> = Vec::new();
         for q in batch {
-            pipe.add_command(q.cmd);
-            replies.push(q.reply);
+            let i = match groups.iter().position(|(slot, _, _)| *slot == q.slot) {
+                Some(i) => i,
+                None => {
+                    let mut pipe = redis::pipe();
+                    pipe.ignore_errors();
+                    groups.push((q.slot, pipe, Vec::new()));
+                    groups.len() - 1
+                }
+            };
+            groups[i].1.add_command(q.cmd);
+            groups[i].2.push(q.reply);
         }
         // Send or park, decided under the buffer's lock (see the module doc).
         let installed = {
             let mut parked = self.ordered.parked();
             match self.get() {
-                Some(i) if parked.is_empty() => Some(i),
+                Some(i) if parked.is_empty() => i,
                 _ => {
-                    self.park_or_fail(&mut parked, &pipe, replies);
+                    for (_, pipe, replies) in groups {
+                        self.park_or_fail(&mut parked, &pipe, replies);
+                    }
                     return;
                 }
             }
         };
-        let Some(Installed {
-            generation,
-            mut conn,
-        }) = installed
-        else {
-            return;
-        };
+        let sends = groups.into_iter().map(|(_, pipe, replies)| {
+            let conn = installed.conn.clone();
+            self.send_pipeline(installed.generation, conn, pipe, replies)
+        });
+        futures_util::future::join_all(sends).await;
+    }
+
+    /// Sends one pipeline of ordered commands and settles its replies.
+    async fn send_pipeline(
+        &self,
+        generation: Generation,
+        mut conn: AnyConn,
+        pipe: redis::Pipeline,
+        replies: Vec<ReplyTo>,
+    ) {
         let sent = tokio::time::timeout(
             self.cfg.command_timeout,
             pipe.query_async::<Vec<Value>>(&mut conn),
@@ -269,7 +299,7 @@ impl CommandConn {
     /// have been stored: at least once), the ones already answered are settled.
     pub(super) async fn flush_parked(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut AnyConn,
         generation: Generation,
     ) -> std::result::Result<(), RedisError> {
         let mut announced = false;

@@ -12,7 +12,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
 use redis::streams::StreamAutoClaimReply;
 use redis::Value;
 use tokio::time::Instant;
@@ -21,7 +20,7 @@ use tracing::{debug, error, info, warn};
 use super::dead_letter::{dead_letter, deliveries};
 use super::{xack, Consumer, Groups};
 use crate::codec::{parse_read_reply, Entry, StartId, StreamId};
-use crate::connection::{BlockingReader, ReadError};
+use crate::connection::{AnyConn, BlockingReader, ReadError};
 use crate::error::{classify, Failure};
 use crate::handler::{Batch, Handler, Outcome};
 use crate::status::Counters;
@@ -70,6 +69,8 @@ impl From<ReadError> for StepError {
         };
         match classify(re) {
             Failure::Connection => StepError::Connection(e.to_string()),
+            // The stream's slot lives on another node now: find it and reconnect there.
+            Failure::Redirect => StepError::Connection(e.to_string()),
             Failure::NoGroup => StepError::NoGroup,
             Failure::ServerState { reconnect } => StepError::ServerState {
                 reconnect,
@@ -124,7 +125,7 @@ impl Acks {
         c: &Consumer,
         counters: &Counters,
         timeout: Duration,
-        conn: &mut MultiplexedConnection,
+        conn: &mut AnyConn,
         ids: Vec<StreamId>,
     ) -> Result<(), StepError> {
         if ids.is_empty() {
@@ -262,6 +263,8 @@ impl ConsumerLoop {
                 self.groups.cmd.probe_soon();
                 warn!(stream = %c.stream, group = %c.group, consumer = %c.name, error = %why, "consumer connection lost; reconnecting");
                 self.reader.disconnect();
+                // In a cluster the slot may have moved (a failover, a reshard): look again.
+                self.groups.cmd.refresh_slots().await;
                 return false;
             }
             StepError::NoGroup if c.opts.create_if_missing => {

@@ -26,7 +26,7 @@ use tracing::{info, warn};
 
 use crate::codec::{check_stream_name, StartId, StreamId};
 use crate::config::{opt_count, opt_ms, whole_number, Config, MAX_BLOCK_MS};
-use crate::connection::{BlockingReader, CommandConn, ReaderSlot, Unblocker};
+use crate::connection::{BlockingReader, CommandConn, Placement, ReaderSlot, Unblocker};
 use crate::error::{classify, not_a_stream, Error, Failure, Result};
 use crate::handler::Handler;
 use crate::lifecycle::Lifecycle;
@@ -298,7 +298,8 @@ impl Groups {
         check_name("group", group)?;
         check_name("consumer", consumer)?;
         let k = key(stream, group, consumer);
-        let reader = BlockingReader::new("consumer", &self.cmd);
+        let reader =
+            BlockingReader::new("consumer", &self.cmd, consumer_placement(&self.cmd, stream));
         let c = Arc::new(Consumer {
             stream: Arc::from(stream),
             group: group.to_owned(),
@@ -477,6 +478,15 @@ impl Groups {
                 _ => Err(Error::Protocol(e.to_string())),
             },
         }
+    }
+}
+
+/// Where a consumer reads: the master of its stream's slot in a cluster, else the primary.
+fn consumer_placement(cmd: &CommandConn, stream: &str) -> Placement {
+    if cmd.target().is_cluster() {
+        Placement::KeyOwner(Arc::from(stream))
+    } else {
+        Placement::Primary
     }
 }
 
