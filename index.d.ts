@@ -265,7 +265,7 @@ export interface StatusCounters {
   gaps: number
   /** Times a subscribed stream was found deleted or recreated, so reading restarted from its beginning. */
   streamResets: number
-  /** Log records dropped because the JavaScript logger fell behind (process-wide). */
+  /** Log records dropped because stderr or the JavaScript logger fell behind (process-wide). */
   logDropped: number
 }
 

@@ -17,31 +17,26 @@ const fastReconnect = {
 } as const;
 
 describe("fail open when Redis is unreachable", () => {
-  test("connect() rejects with ERR_UNAVAILABLE/ERR_TIMEOUT, then publish resolves null quickly", async () => {
+  test("connect() rejects with ERR_UNAVAILABLE/ERR_TIMEOUT, then publish resolves null without waiting for the command timeout", async () => {
+    // Nothing listens on port 1. With a ten-minute command timeout, the publishes settle within
+    // the test's timeout only because they fail open at once.
     const client = new StreamsClient({
       redisUrl: "redis://127.0.0.1:1",
-      commandTimeoutMs: 500,
+      commandTimeoutMs: 600_000,
       connectTimeoutMs: 500,
       logLevel: "error",
     });
     try {
-      const t0 = Date.now();
       const err = (await client.connect().then(
         () => null,
         (e: unknown) => e,
       )) as { code?: string } | null;
-      expect(Date.now() - t0).toBeLessThan(3_000);
       expect(err).toBeInstanceOf(Error);
       expect(["ERR_UNAVAILABLE", "ERR_TIMEOUT"]).toContain(err!.code);
       expect(client.getStatus().connected).toBe(false);
 
-      const t1 = Date.now();
       await expect(client.publishMessage(fresh(), { n: 1 })).resolves.toBeNull();
-      expect(Date.now() - t1).toBeLessThan(1_500);
-
-      const t2 = Date.now();
       await expect(client.publishBatch(fresh(), [1, 2, 3])).resolves.toEqual([null, null, null]);
-      expect(Date.now() - t2).toBeLessThan(1_500);
     } finally {
       await client.disconnect();
     }
@@ -81,10 +76,9 @@ describe("Redis killed and restarted (private server)", () => {
       const stream = fresh();
       expect(await client.publishMessage(stream, { n: 1 })).toMatch(/^\d+-\d+$/);
 
+      // Fails open (null, never a rejection) while the server is gone, before it is restarted.
       await server.kill("SIGKILL");
-      const t0 = Date.now();
       await expect(client.publishMessage(stream, { n: 2 })).resolves.toBeNull();
-      expect(Date.now() - t0).toBeLessThan(1_500);
       await until(() => !client.getStatus().connected, 5_000, "status reports disconnected");
 
       await server.restart();
@@ -115,7 +109,7 @@ describe("Redis killed and restarted (private server)", () => {
       let second: string | null = null;
       await until(async () => (second = await client.publishMessage(stream, { n: 2 })) !== null, 10_000, "publish after restart");
       await until(() => messages.length >= 2, 10_000, "subscriber receives the message published after the restart");
-      await sleep(100);
+      await sleep(100); // nothing more may arrive (a wait for something NOT to happen)
       expect(messages.map((m) => m.id)).toEqual([first, second]);
       expect(messages.map((m) => m.data.n)).toEqual([1, 2]);
       expect(client.getStatus().subscriptions).toContain(stream);
@@ -144,7 +138,7 @@ describe("Redis killed and restarted (private server)", () => {
       let last: string | null = null;
       await until(async () => (last = await client.publishMessage(stream, { n: 7 })) !== null, 10_000, "publish after the kill");
       await until(() => messages.length >= 8, 10_000, () => `received ${messages.length}/8 after the kill`);
-      await sleep(100);
+      await sleep(100); // nothing more may arrive (a wait for something NOT to happen)
       const xrange = (await redis.xrange(stream, "-", "+")).map(([x]) => x);
       expect(messages.map((m) => m.id)).toEqual(xrange);
       expect(messages.map((m) => m.data.n)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);

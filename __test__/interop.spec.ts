@@ -146,7 +146,7 @@ describe("interop with the original ioredis implementation", () => {
       ids.push(n % 2 === 0 ? await original.publish(stream, { from: "ioredis", n }) : await client.publishMessage(stream, { from: "streamcast", n }));
     }
     await until(() => messages.length >= 10, 5_000, () => `delivered ${messages.length}/10`);
-    await sleep(100);
+    await sleep(100); // nothing more may arrive (a wait for something NOT to happen)
     expect(messages.map((m) => m.id)).toEqual(ids);
     expect(messages.map((m) => m.data.n)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
     const read = await original.readAll(stream);

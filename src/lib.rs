@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - `config`: options, defaults and validation; `error`: the error type and its codes.
+//! - `option_keys`: unknown keys of an options object, with the closest known one as a hint.
 //! - `codec`: the wire format (`data` JSON + `timestamp`), ids, decoding foreign entries.
 //! - `connection`: the shared command connection, reconnects, back-off.
 //! - `publish`: XADD and pipelined batches. `subscribe`: one reader per client.
@@ -21,6 +22,7 @@ pub mod error;
 pub mod group;
 pub mod handler;
 pub mod lifecycle;
+pub mod option_keys;
 pub mod publish;
 pub mod status;
 pub mod subscribe;

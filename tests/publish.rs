@@ -3,10 +3,12 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use streamcast::{Client, Config, ConfigInput, PublishId, StartId, StreamId, SubscribeOptions};
-use support::{client, now_ms, wait_reader_blocked, xrange, ChannelHandler, RedisServer};
+use support::{
+    client, now_ms, wait_reader_blocked, within, xrange, ChannelHandler, RedisServer, DELIVERY,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_writes_exactly_data_then_timestamp() {
@@ -136,12 +138,14 @@ async fn publish_is_not_delayed_by_a_blocked_read() {
     let c = client(&server).await;
     let mut check = server.checker().await;
     let (handler, mut inbox) = ChannelHandler::new();
+    // The read blocks for an hour: a publish queued behind it could not finish within
+    // `within`'s deadline.
     c.subscribe(
         "quiet",
         handler,
         SubscribeOptions {
             start: StartId::Latest,
-            block: Some(Duration::from_millis(5000)),
+            block: Some(Duration::from_millis(streamcast::config::MAX_BLOCK_MS)),
             count: None,
         },
     )
@@ -149,34 +153,32 @@ async fn publish_is_not_delayed_by_a_blocked_read() {
     .unwrap();
     wait_reader_blocked(&mut check).await;
 
-    let t = Instant::now();
-    let id = c
-        .publish("other", "1", PublishId::Auto, None)
-        .await
-        .unwrap();
-    let elapsed = t.elapsed();
+    let id = within(
+        "a publish while a read is blocked",
+        c.publish("other", "1", PublishId::Auto, None),
+    )
+    .await
+    .unwrap();
     assert!(id.is_some());
-    assert!(
-        elapsed < Duration::from_secs(1),
-        "publish took {elapsed:?} while a read was blocked"
-    );
 
-    let t = Instant::now();
-    let id = c
-        .publish("quiet", "2", PublishId::Auto, None)
-        .await
-        .unwrap();
-    assert!(t.elapsed() < Duration::from_secs(1));
-    assert_eq!(inbox.one(Duration::from_secs(1)).await.id, id.unwrap());
+    let id = within(
+        "a publish to the blocked stream",
+        c.publish("quiet", "2", PublishId::Auto, None),
+    )
+    .await
+    .unwrap();
+    assert_eq!(inbox.one(DELIVERY).await.id, id.unwrap());
     c.disconnect().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_redis_fails_connect_and_publish_fails_open() {
+    // Nothing listens on port 1, so every attempt is refused at once. The command timeout is
+    // ten minutes: resolving within `within`'s deadline proves that fail-open did not wait for it.
     let cfg = Config::from_input(ConfigInput {
         redis_url: Some("redis://127.0.0.1:1".to_owned()),
         connect_timeout_ms: Some(300.0),
-        command_timeout_ms: Some(300.0),
+        command_timeout_ms: Some(600_000.0),
         reconnect_initial_delay_ms: Some(50.0),
         reconnect_max_delay_ms: Some(200.0),
         ..Default::default()
@@ -184,32 +186,33 @@ async fn unreachable_redis_fails_connect_and_publish_fails_open() {
     .unwrap();
     let c = Arc::new(Client::new(cfg));
 
-    let t = Instant::now();
-    let err = c.connect().await.unwrap_err();
+    let err = within("connect() rejects", c.connect()).await.unwrap_err();
     assert!(
         matches!(err.code(), "ERR_UNAVAILABLE" | "ERR_TIMEOUT"),
         "{err}"
     );
-    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     assert!(!c.status().connected);
 
-    let t = Instant::now();
     assert_eq!(
-        c.publish("s", "1", PublishId::Auto, None).await.unwrap(),
+        within(
+            "publish fails open",
+            c.publish("s", "1", PublishId::Auto, None)
+        )
+        .await
+        .unwrap(),
         None
     );
-    let batch = c
-        .publish_batch("s", &["1".to_owned(), "2".to_owned()])
-        .await
-        .unwrap();
+    let batch = within(
+        "publish_batch fails open",
+        c.publish_batch("s", &["1".to_owned(), "2".to_owned()]),
+    )
+    .await
+    .unwrap();
     assert_eq!(batch, vec![None, None]);
-    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     assert_eq!(c.status().counters.publish_failed, 3);
     assert_eq!(c.status().counters.published, 0);
 
-    let t = Instant::now();
-    c.disconnect().await;
-    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    within("disconnect() returns", c.disconnect()).await;
     let err = c
         .publish("s", "1", PublishId::Auto, None)
         .await

@@ -1,16 +1,25 @@
 //! Logs: the process-wide `tracing` subscriber (JSON lines on stderr) and the optional
 //! JavaScript sink that `setLogger` installs.
 //!
-//! The sink is a weak, bounded ThreadsafeFunction called without blocking: when the
-//! JavaScript thread falls behind, lines are dropped and counted, and no tokio worker ever
-//! waits on JavaScript.
+//! Neither destination ever blocks the thread that logs (a tokio worker, usually):
+//! - stderr is written by a thread of its own (`tracing-appender`'s non-blocking writer)
+//!   from a bounded queue; when stderr does not keep up (a pipe nobody reads, a slow
+//!   terminal), new lines are dropped and counted. The queue is written out when the
+//!   process exits (normally or through `process.exit()`), so the last lines of a process
+//!   reach stderr.
+//! - the sink is a weak, bounded ThreadsafeFunction called without blocking: when the
+//!   JavaScript thread falls behind, lines are dropped and counted, and no tokio worker
+//!   ever waits on JavaScript.
+//!
+//! `getStatus().counters.logDropped` adds both counts.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{OnceLock, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock, RwLock};
 
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -19,15 +28,111 @@ use tracing_subscriber::{reload, EnvFilter, Registry};
 /// Records the JavaScript sink may hold before new ones are dropped.
 const SINK_QUEUE: usize = 4096;
 
+/// Lines the stderr queue may hold before new ones are dropped (a few MiB at most).
+const STDERR_QUEUE: usize = 16_384;
+
 type Sink = ThreadsafeFunction<String, (), String, Status, false, true, SINK_QUEUE>;
 
 static FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
 static SINK: RwLock<Option<Sink>> = RwLock::new(None);
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 
-/// Log lines dropped because the JavaScript logger was full.
+/// The queue in front of stderr and the thread that writes it.
+struct Stderr {
+    writer: NonBlocking,
+    /// Dropping it writes out what is queued (waiting about a second at most).
+    guard: Mutex<Option<WorkerGuard>>,
+}
+
+static STDERR: OnceLock<Stderr> = OnceLock::new();
+/// Set once the writer thread was stopped at exit; later lines go to stderr directly.
+static STDERR_CLOSED: AtomicBool = AtomicBool::new(false);
+
+fn stderr() -> &'static Stderr {
+    STDERR.get_or_init(|| {
+        let (writer, guard) = NonBlockingBuilder::default()
+            .lossy(true)
+            .buffered_lines_limit(STDERR_QUEUE)
+            .thread_name("streamcast-log")
+            .finish(WaitingStderr);
+        // SAFETY: registers a plain function without arguments; the addon is never unloaded.
+        #[cfg(unix)]
+        unsafe {
+            libc::atexit(close_stderr_at_exit);
+        }
+        Stderr {
+            writer,
+            guard: Mutex::new(Some(guard)),
+        }
+    })
+}
+
+/// stderr for the writer thread, which may wait: Node makes a piped stderr non-blocking as
+/// soon as JavaScript touches `process.stderr` or `console`, and a plain write then fails
+/// with `WouldBlock` whenever the pipe is full, losing the line without counting it. This
+/// writer waits until stderr takes bytes again, so a full pipe holds the thread up, the
+/// queue fills, and the lines dropped there are counted.
+struct WaitingStderr;
+
+impl Write for WaitingStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        loop {
+            match std::io::stderr().write(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => wait_writable(),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                other => return other,
+            }
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// Waits until stderr can take bytes (bounded, so a closed reader is noticed on the next write).
+#[cfg(unix)]
+fn wait_writable() {
+    let mut fd = libc::pollfd {
+        fd: libc::STDERR_FILENO,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the duration of the call.
+    unsafe { libc::poll(&mut fd, 1, 100) };
+}
+
+#[cfg(not(unix))]
+fn wait_writable() {
+    std::thread::sleep(std::time::Duration::from_millis(1));
+}
+
+/// Log lines dropped because stderr or the JavaScript logger did not keep up.
 pub fn dropped() -> u64 {
-    DROPPED.load(Ordering::Relaxed)
+    let stderr = STDERR
+        .get()
+        .map_or(0, |s| s.writer.error_counter().dropped_lines() as u64);
+    DROPPED.load(Ordering::Relaxed) + stderr
+}
+
+/// Runs at process exit (C `atexit`), after Node's own exit steps: a normal exit and
+/// `process.exit()` both end in `exit()`, while Node runs addon cleanup hooks only on the
+/// former. Rust statics are never dropped, so without this the queued lines would be lost.
+#[cfg(unix)]
+extern "C" fn close_stderr_at_exit() {
+    // Nothing may unwind out of an `extern "C"` function.
+    let _ = std::panic::catch_unwind(close_stderr);
+}
+
+/// Stops the writer thread after it wrote what is queued.
+fn close_stderr() {
+    let Some(stderr) = STDERR.get() else { return };
+    STDERR_CLOSED.store(true, Ordering::SeqCst);
+    let guard = stderr
+        .guard
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    drop(guard);
 }
 
 fn default_filter() -> EnvFilter {
@@ -92,7 +197,13 @@ fn emit(line: &[u8]) {
         return;
     }
     drop(sink);
-    let _ = std::io::stderr().lock().write_all(line);
+    if STDERR_CLOSED.load(Ordering::SeqCst) {
+        // Exiting: nothing else will write the queue, and waiting is fine now.
+        let _ = std::io::stderr().lock().write_all(line);
+        return;
+    }
+    // Never blocks: a full queue drops the line and counts it.
+    let _ = stderr().writer.clone().write_all(line);
 }
 
 /// Makes one [`LineBuf`] per record.

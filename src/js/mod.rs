@@ -5,6 +5,7 @@ mod callback;
 mod client;
 mod error;
 mod logging;
+mod option_keys;
 mod promises;
 mod types;
 

@@ -184,7 +184,7 @@ pub struct StatusCounters {
     pub gaps: f64,
     /// Times a subscribed stream was found deleted or recreated, so reading restarted from its beginning.
     pub stream_resets: f64,
-    /// Log records dropped because the JavaScript logger fell behind (process-wide).
+    /// Log records dropped because stderr or the JavaScript logger fell behind (process-wide).
     pub log_dropped: f64,
 }
 
@@ -334,7 +334,10 @@ pub fn opt_string_arg(v: Option<Unknown<'_>>, field: &str) -> CoreResult<Option<
 }
 
 /// Reads an optional options object (`undefined` and `null` are absent).
-pub fn opt_object_arg<T: FromNapiValue + Default>(
+///
+/// A key that `T` does not know is rejected with `ERR_INVALID_ARG` naming it and the
+/// closest known key (see `super::option_keys`).
+pub fn opt_object_arg<T: FromNapiValue + Default + 'static>(
     v: Option<Unknown<'_>>,
     field: &str,
 ) -> CoreResult<T> {
@@ -342,6 +345,10 @@ pub fn opt_object_arg<T: FromNapiValue + Default>(
     match v.get_type() {
         Ok(ValueType::Undefined | ValueType::Null) => Ok(T::default()),
         Ok(ValueType::Object) => {
+            let env = Env::from_raw(v.value().env);
+            let object = unsafe { v.cast::<Object>() }
+                .map_err(|e| CoreError::invalid(field, e.reason.clone()))?;
+            super::option_keys::check::<T>(&env, &object, field)?;
             unsafe { v.cast::<T>() }.map_err(|e| CoreError::invalid(field, e.reason.clone()))
         }
         Ok(t) => Err(CoreError::invalid(

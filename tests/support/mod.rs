@@ -299,6 +299,17 @@ impl Inbox {
     }
 }
 
+/// Awaits `fut`, failing the test when it has not finished within [`DELIVERY`].
+///
+/// A deadline, not a measurement: the behaviour it guards fails by never finishing (or by
+/// waiting out an hour-long BLOCK or a ten-minute timeout), far beyond [`DELIVERY`].
+pub async fn within<F: Future>(what: &str, fut: F) -> F::Output {
+    match tokio::time::timeout(DELIVERY, fut).await {
+        Ok(out) => out,
+        Err(_) => panic!("not within {DELIVERY:?}: {what}"),
+    }
+}
+
 /// Polls `cond` every 10 ms until it holds; panics naming `what` after `within`.
 pub async fn until<F: FnMut() -> bool>(what: &str, within: Duration, mut cond: F) {
     let deadline = Instant::now() + within;
