@@ -13,6 +13,12 @@ export interface StreamMessage<T = unknown> {
   timestamp: number
 }
 
+/** A message of `consume()`: acknowledge it with `ack()` once handled; until then it stays pending. */
+export interface ConsumedMessage<T = unknown> extends StreamMessage<T> {
+  /** Acknowledges this message (XACK; acknowledgements of one tick go out together). */
+  ack(): Promise<void>
+}
+
 /**
  * Which binding artifact the generated loader actually loaded: `'native'` for
  * a native addon, otherwise the `platformArchABI` of the WASI flavor. Every
@@ -25,27 +31,35 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
  * A Redis Streams client: publish, broadcast subscriptions, consumer groups, status.
  *
  * Use `getStreamsClient()` for the process-wide instance, or `new StreamsClient()` for an
- * independent one (tests, several Redis servers).
+ * independent one (tests, several Redis servers). It connects on its first call; a client
+ * that becomes garbage without `disconnect()` closes its connections.
  */
 export declare class StreamsClient {
   /**
-   * Creates an independent client; nothing connects until `connect()`.
+   * Creates an independent client; it connects on its first call (or `connect()`).
    *
    * Throws `ERR_INVALID_ARG` naming the field when the config is invalid.
    */
   constructor(config?: StreamsClientConfig | null)
   /**
-   * Connects to Redis; resolves once a connection works.
+   * Connects to Redis; resolves once a connection works. Optional: a client connects on
+   * its first call by itself; call it to wait for Redis at start-up, or to use a client
+   * again after `disconnect()`.
    *
-   * Rejects with `ERR_UNAVAILABLE` or `ERR_TIMEOUT` when Redis cannot be reached within
-   * `connectTimeoutMs`; the client keeps retrying in the background, so later calls
-   * recover by themselves. Calling it again while connected resolves at once.
+   * Rejects with `ERR_UNAVAILABLE`, `ERR_AUTH` or `ERR_TIMEOUT` when Redis cannot be
+   * reached within `connectTimeoutMs`; the client keeps retrying in the background, so
+   * later calls recover by themselves. Calling it again while connected resolves at once.
    */
   connect(): Promise<void>
   /**
-   * Stops every subscription, lets running callbacks finish (bounded), closes every
-   * connection. Afterwards nothing keeps the Node.js process alive; `connect()` may be
-   * called again (subscriptions are not restored).
+   * Stops every subscription and consumer, lets running callbacks finish (bounded),
+   * closes every connection. Afterwards nothing keeps the Node.js process alive.
+   *
+   * Calls made afterwards fail open, so that requests still in flight during a shutdown
+   * do not fail: publishing resolves `null`, `trimStream` and `acknowledgeMessages` 0,
+   * `createConsumerGroup` `false`; `subscribe`, `consumeFromGroup`, `stream` and `consume`
+   * reject with `ERR_CLOSED`. `connect()` opens the client again (subscriptions are not
+   * restored).
    */
   disconnect(): Promise<void>
   /**
@@ -56,8 +70,9 @@ export declare class StreamsClient {
    * `options.maxLen` trims the stream in the same command (`XADD … MAXLEN ~ n`), the
    * cheapest way to keep a stream bounded.
    * Rejects with `ERR_INVALID_ARG` for an empty stream name, a malformed id, an id not
-   * greater than the stream's last id, or data JSON cannot represent; `ERR_CLOSED` when
-   * not connected.
+   * greater than the stream's last id, or data JSON cannot represent. Connects a client
+   * that was never connected (resolving `null` if that takes longer than
+   * `commandTimeoutMs`); resolves `null` after `disconnect()`.
    */
   publishMessage(stream: string, data: unknown, id?: string | null, options?: PublishOptions | null): Promise<string | null>
   /**
@@ -69,19 +84,45 @@ export declare class StreamsClient {
   publishBatch(stream: string, items: unknown[]): Promise<Array<string | null>>
   /**
    * Calls `callback` for every message added to `stream`, in id order, one at a time
-   * (a returned Promise is awaited before the next message).
+   * (a returned Promise is awaited before the next message); resolves to a
+   * `Subscription` whose `unsubscribe()` ends it.
    *
    * With `startId: "$"` (default) the stream's current end is resolved before this
-   * resolves, so a message published right afterwards is always delivered. A callback
-   * that throws or rejects is logged with the message id and delivery goes on.
-   * Rejects with `ERR_INVALID_ARG` for a bad stream, callback or option.
+   * resolves, so a message published right afterwards is always delivered. Several
+   * subscriptions of one stream are independent and share one reader connection; each
+   * read is parsed once for all of them, and they receive the same message objects (do
+   * not change them). A callback that throws or rejects is logged with the message id
+   * and delivery goes on. Rejects with `ERR_INVALID_ARG` for a bad stream, callback or
+   * option, `ERR_CLOSED` after `disconnect()`.
    */
-  subscribe<T = unknown>(stream: string, callback: (message: StreamMessage<T>) => void | Promise<void>, options?: SubscribeOptions | null): Promise<void>
+  subscribe<T = unknown>(stream: string, callback: (message: StreamMessage<T>) => void | Promise<void>, options?: SubscribeOptions | null): Promise<Subscription>
   /**
-   * Ends every subscription of `stream` on this client: no callback of it starts after
+   * Ends every subscription of `stream` on this client: no callback of them starts after
    * this returns (one already running finishes).
    */
   unsubscribe(stream: string): void
+  /**
+   * The messages of `stream` as an async iterator: `for await (const m of
+   * client.stream("events", { signal }))`.
+   *
+   * A subscription with backpressure: when `highWaterMark` messages (default 64) wait
+   * unread, reading pauses until the loop takes one, so a slow loop holds at most that
+   * many plus a few reads' worth (`count` each). Leaving the loop (`break`, `return`,
+   * an exception) or aborting `signal` ends the subscription; aborting ends the loop
+   * normally. Options as `subscribe`. After `disconnect()` the loop ends; starting one
+   * then throws `ERR_CLOSED` from the first `next()`.
+   */
+  stream<T = unknown>(stream: string, options?: StreamOptions | null): AsyncIterableIterator<StreamMessage<T>>
+  /**
+   * The messages of consumer `consumer` of `group` as an async iterator: each has
+   * `ack()`, and one that is not acknowledged stays pending (delivered again after a
+   * restart, or claimed by another consumer with `claimIdleMs`).
+   *
+   * Backpressure, ending and `signal` as `stream()`; options as `consumeFromGroup`
+   * except `autoAck` (never: you acknowledge) and `concurrency`. Acknowledgements made
+   * in the same tick go out in one XACK.
+   */
+  consume<T = unknown>(stream: string, group: string, consumer: string, options?: ConsumeIteratorOptions | null): AsyncIterableIterator<ConsumedMessage<T>>
   /**
    * Creates consumer group `group` on `stream` (XGROUP CREATE … MKSTREAM), starting at
    * `startId` (`"$"`: only new entries, the default; `"0"`: the whole stream).
@@ -124,6 +165,24 @@ export declare class StreamsClient {
   getStatus(): Status
 }
 
+/** One subscription made by `subscribe()`; `unsubscribe()` ends it. */
+export declare class Subscription {
+  /** Its id, unique within its client (as in `getStatus().subscriptionDetails`). */
+  get id(): number
+  /** The stream it reads. */
+  get stream(): string
+  /**
+   * Whether it still delivers: false after `unsubscribe()`, `client.unsubscribe(stream)`
+   * or `disconnect()`.
+   */
+  get active(): boolean
+  /**
+   * Ends this subscription only: no callback of it starts after this returns (one
+   * already running finishes). Other subscriptions of the stream go on. Idempotent.
+   */
+  unsubscribe(): void
+}
+
 /** State of one connection. */
 export interface ConnectionStatus {
   /** `idle`, `connecting`, `connected`, `reconnecting`, `closing` or `closed`. */
@@ -134,6 +193,26 @@ export interface ConnectionStatus {
   nextRetryAt?: number
   /** Why the last attempt failed (while reconnecting). */
   lastError?: string
+}
+
+/** Options of `consume()`: those of `consumeFromGroup` except `autoAck` and `concurrency`, plus an `AbortSignal` and the buffer size. */
+export interface ConsumeIteratorOptions {
+  /** Entries per read. Defaults to the client's `defaultCount`. */
+  count?: number
+  /** XREADGROUP BLOCK time in ms. Defaults to the client's `defaultBlockMs`. */
+  blockMs?: number
+  /** Take over entries of any consumer of the group that stayed pending longer than this (XAUTOCLAIM). Off by default. */
+  claimIdleMs?: number
+  /** An entry delivered more often than this goes to the dead-letter stream and is acknowledged. Off by default. */
+  maxDeliveries?: number
+  /** Where poison entries go. Defaults to `<stream>:dead`. */
+  deadLetterStream?: string
+  /** Create the group (from id `0`) when it is missing. Defaults to false. */
+  createIfMissing?: boolean
+  /** Aborting it stops the consumer and ends the loop (normally, without an error); messages not acknowledged stay pending. */
+  signal?: AbortSignal
+  /** Messages that may wait unread before reading pauses. Defaults to 64. */
+  highWaterMark?: number
 }
 
 /** Options of `consumeFromGroup`. */
@@ -167,8 +246,10 @@ export interface ConsumerStatus {
 }
 
 /**
- * The process-wide client (one per JavaScript environment): every call returns the same
- * object. A config given once the client exists is ignored with a logged warning.
+ * The process-wide client: every call returns the same object, also after a module that
+ * calls it is evaluated again (`next dev` hot reload): it is kept on `globalThis` under
+ * `Symbol.for("streamcast.client")`. A config given once the client exists is ignored
+ * with a logged warning. Nothing connects until the first call (or `connect()`).
  */
 export declare function getStreamsClient(config?: StreamsClientConfig | null): StreamsClient
 
@@ -197,8 +278,10 @@ export interface Status {
   connection: ConnectionStatus
   /** The subscription reader connection. */
   reader: ConnectionStatus
-  /** Streams with an active subscription. */
+  /** Streams with an active subscription, each once. */
   subscriptions: Array<string>
+  /** Every active subscription (several per stream when it has several). */
+  subscriptionDetails: Array<SubscriptionStatus>
   /** `stream:group:consumer` of each running consumer. */
   consumerGroups: Array<string>
   /** The connection of each running consumer (its reconnect schedule, last error). */
@@ -269,6 +352,20 @@ export interface StatusCounters {
   logDropped: number
 }
 
+/** Options of `stream()`: those of `subscribe`, plus an `AbortSignal` and the buffer size. */
+export interface StreamOptions {
+  /** `"$"` (default): only messages published after the iterator was created; `"0"`: the whole history; or an id to read after. */
+  startId?: string
+  /** XREAD BLOCK time in ms. Defaults to the client's `defaultBlockMs`. */
+  blockMs?: number
+  /** Entries per read. Defaults to the client's `defaultCount`. */
+  count?: number
+  /** Aborting it ends the subscription and the loop (normally, without an error): pass `request.signal` in a route handler. */
+  signal?: AbortSignal
+  /** Messages that may wait unread before reading pauses. Defaults to 64. */
+  highWaterMark?: number
+}
+
 /** Options of a `StreamsClient`; every field is optional and validated on creation. */
 export interface StreamsClientConfig {
   /** `redis://[user:password@]host:port[/db]` or `rediss://` for TLS. Defaults to the env var `REDIS_URL`, else `redis://127.0.0.1:6379`. */
@@ -313,6 +410,16 @@ export interface SubscribeOptions {
   blockMs?: number
   /** Entries per read. Defaults to the client's `defaultCount`. */
   count?: number
+}
+
+/** One subscription, in `getStatus().subscriptionDetails`. */
+export interface SubscriptionStatus {
+  /** The subscription's id (`Subscription.id`). */
+  id: number
+  /** The stream it reads. */
+  stream: string
+  /** The last id handed to it (or the id it starts after); `null` while `"$"` is not resolved yet. */
+  lastId?: string
 }
 
 /** Options of `trimStream`: give `maxLen` or `minId`. */

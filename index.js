@@ -836,5 +836,6 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.StreamsClient = nativeBinding.StreamsClient
+module.exports.Subscription = nativeBinding.Subscription
 module.exports.getStreamsClient = nativeBinding.getStreamsClient
 module.exports.setLogger = nativeBinding.setLogger

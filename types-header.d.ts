@@ -12,3 +12,9 @@ export interface StreamMessage<T = unknown> {
   /** Milliseconds since the epoch: the `timestamp` field, else the millisecond part of the id. */
   timestamp: number
 }
+
+/** A message of `consume()`: acknowledge it with `ack()` once handled; until then it stays pending. */
+export interface ConsumedMessage<T = unknown> extends StreamMessage<T> {
+  /** Acknowledges this message (XACK; acknowledgements of one tick go out together). */
+  ack(): Promise<void>
+}

@@ -6,6 +6,7 @@ import { Worker } from "node:worker_threads";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { getStreamsClient, StreamsClient, type StreamMessage } from "../index.js";
+import { startProxy } from "./helpers/proxy.js";
 import { startRedis, type RedisServer } from "./helpers/redis-server.js";
 import { until } from "./helpers/until.js";
 
@@ -74,15 +75,13 @@ describe("connect / disconnect", () => {
     expect(client.getStatus().state).toBe("closed");
   });
 
-  test("publishing before connect() and after disconnect() rejects with ERR_CLOSED", async () => {
+  test("after disconnect() publishing resolves null and writes nothing", async () => {
     const client = new StreamsClient({ redisUrl: server.url, logLevel: "error" });
     const stream = fresh();
-    await expect(client.publishMessage(stream, { n: 1 })).rejects.toMatchObject({ code: "ERR_CLOSED" });
-    await expect(client.publishBatch(stream, [1])).rejects.toMatchObject({ code: "ERR_CLOSED" });
     await client.connect();
     await client.disconnect();
-    await expect(client.publishMessage(stream, { n: 1 })).rejects.toMatchObject({ code: "ERR_CLOSED" });
-    await expect(client.publishBatch(stream, [1])).rejects.toMatchObject({ code: "ERR_CLOSED" });
+    expect(await client.publishMessage(stream, { n: 1 })).toBeNull();
+    expect(await client.publishBatch(stream, [1])).toEqual([null]);
     expect(await redis.exists(stream)).toBe(0);
   });
 
@@ -249,5 +248,200 @@ describe("loading", () => {
     expect(messages[0]!.gotId).toBe(messages[0]!.id);
     expect(messages[0]!.singleton).toBe(true);
     expect((await redis.xrange(stream, "-", "+")).map(([x]) => x)).toEqual([messages[0]!.id]);
+  });
+});
+
+/** Connections the private server sees, the caller's own included. */
+async function connections(r: Redis): Promise<number> {
+  return ((await r.call("CLIENT", "LIST")) as string).trim().split("\n").filter(Boolean).length;
+}
+
+describe("lazy connect: a client that was never connected connects on its first call", () => {
+  test("publishMessage without connect() resolves to the id; state goes idle → connected", async () => {
+    const client = new StreamsClient({ redisUrl: server.url, logLevel: "error" });
+    try {
+      expect(client.getStatus().state).toBe("idle");
+      const stream = fresh();
+      const id = await client.publishMessage(stream, { lazy: true });
+      expect(id).toMatch(/^\d+-\d+$/);
+      expect(client.getStatus().state).toBe("connected");
+      expect((await redis.xrange(stream, "-", "+")).map(([x]) => x)).toEqual([id]);
+    } finally {
+      await client.disconnect();
+    }
+  });
+
+  test("500 concurrent first calls open one connection and all resolve to ids, in call order", async () => {
+    const own = await startRedis({ private: true });
+    const checker = new Redis(own.url);
+    const client = new StreamsClient({ redisUrl: own.url, logLevel: "error", enableAutoTrim: false });
+    try {
+      const before = await connections(checker);
+      const stream = fresh();
+      const ids = await Promise.all(Array.from({ length: 500 }, (_, i) => client.publishMessage(stream, { i })));
+      expect(ids.every((id) => typeof id === "string")).toBe(true);
+      const stored = await checker.xrange(stream, "-", "+");
+      expect(stored.map(([x]) => x)).toEqual(ids);
+      expect(stored.map(([, f]) => JSON.parse(f[1]!).i)).toEqual(ids.map((_, i) => i));
+      expect(await connections(checker)).toBe(before + 1);
+    } finally {
+      await client.disconnect();
+      checker.disconnect();
+      await own.stop();
+    }
+  });
+
+  test("subscribe, createConsumerGroup, consumeFromGroup, trimStream and acknowledgeMessages work without connect()", async () => {
+    const stream = fresh();
+    const subscriber = new StreamsClient({ redisUrl: server.url, logLevel: "error" });
+    const grouped = new StreamsClient({ redisUrl: server.url, logLevel: "error" });
+    const trimmer = new StreamsClient({ redisUrl: server.url, logLevel: "error" });
+    try {
+      const got: StreamMessage[] = [];
+      const subscription = await subscriber.subscribe(stream, (m) => void got.push(m));
+      expect(subscription.active).toBe(true);
+      expect(await grouped.createConsumerGroup(stream, "g", "$")).toBe(true);
+      const consumed: StreamMessage[] = [];
+      await grouped.consumeFromGroup(stream, "g", "c", (m) => void consumed.push(m), { autoAck: false });
+      const id = await redis.xadd(stream, "*", "data", '{"n":1}', "timestamp", "1");
+      await until(() => got.length === 1 && consumed.length === 1, 5_000, "delivered to the lazy subscriber and consumer");
+      expect(got[0]!.id).toBe(id);
+      expect(consumed[0]!.id).toBe(id);
+      expect(await new StreamsClient({ redisUrl: server.url, logLevel: "error" }).acknowledgeMessages(stream, "g", id!)).toBe(1);
+      expect(await trimmer.trimStream(stream, { maxLen: 0, approximate: false })).toBe(1);
+    } finally {
+      await Promise.all([subscriber.disconnect(), grouped.disconnect(), trimmer.disconnect()]);
+    }
+  });
+
+  test("the first publish resolves null when the connection does not come up within commandTimeoutMs, and a later one succeeds by itself", async () => {
+    const own = await startRedis({ private: true });
+    const proxy = await startProxy(own.port);
+    // Every chunk through the proxy waits 150 ms, so opening a connection (TCP, PING, CLIENT
+    // SETINFO replies) takes several hundred ms: longer than the 100 ms command timeout.
+    proxy.setDelay(150);
+    const client = new StreamsClient({ redisUrl: proxy.url(), logLevel: "error", commandTimeoutMs: 100, connectTimeoutMs: 5_000 });
+    try {
+      const stream = fresh();
+      expect(await client.publishMessage(stream, { first: true })).toBeNull();
+      await until(() => client.getStatus().connected, 10_000, "the connection comes up in the background");
+      proxy.setDelay(0);
+      const id = await client.publishMessage(stream, { second: true });
+      expect(id).toMatch(/^\d+-\d+$/);
+    } finally {
+      await client.disconnect();
+      await proxy.close();
+      await own.stop();
+    }
+  });
+
+  test("the first publish waits for a connection that comes up within commandTimeoutMs", async () => {
+    const own = await startRedis({ private: true });
+    const proxy = await startProxy(own.port);
+    proxy.setDelay(100);
+    const client = new StreamsClient({ redisUrl: proxy.url(), logLevel: "error", commandTimeoutMs: 10_000 });
+    try {
+      const stream = fresh();
+      const id = await client.publishMessage(stream, { slowStart: true });
+      expect(id).toMatch(/^\d+-\d+$/);
+      const checker = new Redis(own.url);
+      expect((await checker.xrange(stream, "-", "+")).map(([x]) => x)).toEqual([id]);
+      checker.disconnect();
+    } finally {
+      await client.disconnect();
+      await proxy.close();
+      await own.stop();
+    }
+  });
+
+  test("while Redis is down, lazy publishes fail open and the client keeps trying; once Redis is back, they succeed without connect()", async () => {
+    const own = await startRedis({ private: true });
+    await own.kill();
+    const client = new StreamsClient({ redisUrl: own.url, logLevel: "error", reconnectMaxDelayMs: 100 });
+    try {
+      const stream = fresh();
+      expect(await client.publishMessage(stream, { n: 1 })).toBeNull();
+      await until(() => client.getStatus().state === "reconnecting", 5_000, "retrying in the background");
+      await own.restart();
+      let id: string | null = null;
+      await until(async () => (id = await client.publishMessage(stream, { n: 2 })) !== null, 10_000, "a publish succeeds once Redis is back");
+      expect(client.getStatus().state).toBe("connected");
+    } finally {
+      await client.disconnect();
+      await own.stop();
+    }
+  });
+
+  test("connect() after disconnect() opens the client again; a call after disconnect() does not", async () => {
+    const client = new StreamsClient({ redisUrl: server.url, logLevel: "error" });
+    try {
+      await client.publishMessage(fresh(), { n: 1 });
+      await client.disconnect();
+      expect(await client.publishMessage(fresh(), { n: 2 })).toBeNull();
+      expect(client.getStatus().state).toBe("closed");
+      await client.connect();
+      expect(await client.publishMessage(fresh(), { n: 3 })).toMatch(/^\d+-\d+$/);
+    } finally {
+      await client.disconnect();
+    }
+  });
+});
+
+describe("getStreamsClient keeps its client on globalThis", () => {
+  test("a second copy of the module (a re-evaluated module in next dev) gets the same client", async () => {
+    // Two independent copies of the loader, as a bundler or a hot reload can produce: the
+    // addon's per-module state differs, globalThis does not.
+    const code = `
+      const first = require(${JSON.stringify(addonPath)});
+      delete require.cache[require.resolve(${JSON.stringify(addonPath)})];
+      const second = require(${JSON.stringify(addonPath)});
+      const a = first.getStreamsClient({ redisUrl: ${JSON.stringify(server.url)}, logLevel: "error" });
+      const b = second.getStreamsClient({ redisUrl: ${JSON.stringify(server.url)}, logLevel: "error" });
+      const slot = globalThis[Symbol.for("streamcast.client")];
+      console.log(JSON.stringify({ same: a === b, slot: slot === a, enumerable: Object.keys(globalThis).some((k) => k.includes("streamcast")) }));`;
+    const result = await runNode(["-e", code], 15_000);
+    expect(result.code, result.stderr).toBe(0);
+    expect(JSON.parse(result.stdout.trim())).toEqual({ same: true, slot: true, enumerable: false });
+  });
+});
+
+describe("a client that becomes garbage without disconnect()", () => {
+  test("closes its connections (finalizer), but not while a subscription runs", async () => {
+    const own = await startRedis({ private: true });
+    const checker = new Redis(own.url);
+    try {
+      const base = await connections(checker);
+      const stream = fresh();
+      const fixture = resolve(here, "fixtures", "garbage-client.mjs");
+      const child = spawn(process.execPath, ["--expose-gc", fixture, own.url, stream], { stdio: ["pipe", "pipe", "pipe"] });
+      let stdout = "";
+      let stderr = "";
+      child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
+      child.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
+      const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+      const step = async (line: string): Promise<void> => {
+        await until(() => stdout.includes(line), 15_000, () => `child prints "${line}" (stdout=${stdout} stderr=${stderr})`);
+      };
+      try {
+        await step("subscribed");
+        // Command connection + reader connection.
+        await until(async () => (await connections(checker)) === base + 2, 5_000, "two connections while subscribed");
+        child.stdin.write("gc\n");
+        await step("collected-while-subscribed: false");
+        // Still delivering after garbage collection: the client was kept.
+        await checker.xadd(stream, "*", "data", '{"after":"gc"}', "timestamp", "1");
+        await step("delivered after gc");
+        child.stdin.write("unsubscribe-and-gc\n");
+        await step("collected: true");
+        await until(async () => (await connections(checker)) === base, 10_000, "the finalizer closed both connections");
+        child.stdin.end();
+        expect(await exited).toBe(0);
+      } finally {
+        child.kill("SIGKILL");
+      }
+    } finally {
+      checker.disconnect();
+      await own.stop();
+    }
   });
 });

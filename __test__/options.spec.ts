@@ -68,6 +68,24 @@ const callers: Record<string, (options: Loose) => Promise<unknown>> = {
     const client = await clients.connected();
     await client.publishMessage(fresh(), { n: 1 }, null, options as never);
   },
+  StreamOptions: async (options) => {
+    const client = await clients.connected();
+    const stream = fresh();
+    await redis.xadd(stream, "*", "data", "1");
+    const it = client.stream(stream, { ...options, startId: "0" } as never);
+    // Resolves with the entry, or rejects when subscribe() refused an option.
+    await it.next();
+    await it.return!();
+  },
+  ConsumeIteratorOptions: async (options) => {
+    const client = await clients.connected();
+    const stream = fresh();
+    await redis.xadd(stream, "*", "data", "1");
+    await client.createConsumerGroup(stream, "g", "0");
+    const it = client.consume(stream, "g", "c", options as never);
+    await it.next();
+    await it.return!();
+  },
   TrimOptions: async (options) => {
     const client = await clients.connected();
     await client.trimStream(fresh(), { ...options, maxLen: 100 } as never);
@@ -156,6 +174,29 @@ describe("per-call options", () => {
     expect(err?.code).toBe("ERR_INVALID_ARG");
     expect(err!.message).toContain("unknown option exact");
     expect(await redis.xlen(stream)).toBe(5);
+  });
+
+  test("stream({ blockMS }) and consume({ cont }) reject from next() and start nothing", async () => {
+    const client = await clients.connected();
+    const stream = fresh();
+    const err = await rejection(client.stream(stream, { blockMS: 100 } as never).next());
+    expect(err?.code).toBe("ERR_INVALID_ARG");
+    expect(err!.message).toContain("unknown option blockMS; did you mean blockMs?");
+    await client.createConsumerGroup(stream, "g");
+    const err2 = await rejection(client.consume(stream, "g", "c", { cont: 3 } as never).next());
+    expect(err2?.code).toBe("ERR_INVALID_ARG");
+    expect(err2!.message).toContain("unknown option cont; did you mean count?");
+    expect(client.getStatus().subscriptionDetails).toEqual([]);
+    expect(client.getStatus().consumerGroups).toEqual([]);
+  });
+
+  test("consume() refuses autoAck and concurrency (messages are acknowledged with ack())", () => {
+    const client = clients.track(new StreamsClient({ redisUrl: server.url, ...TEST_CLIENT }));
+    for (const key of ["autoAck", "concurrency"]) {
+      const err = thrown(() => client.consume(fresh(), "g", "c", { [key]: 1 } as never));
+      expect(err?.code).toBe("ERR_INVALID_ARG");
+      expect(err!.message).toContain(key);
+    }
   });
 
   test("several unknown keys are all named", async () => {

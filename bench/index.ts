@@ -27,8 +27,9 @@ import { s4 } from "./scenarios/s4-drain.js";
 import { s5 } from "./scenarios/s5-fanout.js";
 import { s6 } from "./scenarios/s6-memory.js";
 import { s7 } from "./scenarios/s7-idle.js";
+import { s8 } from "./scenarios/s8-many.js";
 
-const SCENARIOS: Scenario[] = [s1, s2, s3, s4, s5, s6, s7];
+const SCENARIOS: Scenario[] = [s1, s2, s3, s4, s5, s6, s7, s8];
 
 const FULL: Sizes = {
   repeats: 5,
@@ -39,6 +40,7 @@ const FULL: Sizes = {
   s5: { n: 20_000, subscribers: 8, inflight: 256 },
   s6: { n: 500_000, slowEvery: 100, sampleMs: 250, skipGlide: true },
   s7: { subs: 50, settleMs: 2_000, measureMs: 30_000 },
+  s8: { n: { "1": 50_000, default: 2_000 }, subs: [1, 1_000], inflight: 256 },
 };
 
 const SMOKE: Sizes = {
@@ -50,6 +52,7 @@ const SMOKE: Sizes = {
   s5: { n: 1_000, subscribers: 3, inflight: 256 },
   s6: { n: 10_000, slowEvery: 100, sampleMs: 100, skipGlide: false },
   s7: { subs: 50, settleMs: 500, measureMs: 1_500 },
+  s8: { n: { default: 200 }, subs: [1, 50], inflight: 256 },
 };
 
 /** Where the full sizes differ from the issue's, and why (also written into the JSON). */

@@ -1,6 +1,6 @@
 //! The client: `connect` … `disconnect` sessions, and the calls that need one.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use crate::group::{ConsumeOptions, Groups};
 use crate::handler::Handler;
 use crate::lifecycle::Lifecycle;
 use crate::publish;
-use crate::status::{ConnState, Counters, Status};
+use crate::status::{ConnState, Counters, Status, Throttle};
 use crate::subscribe::{Hub, SubscribeOptions, SubscriptionId};
 use crate::trim::{self, run_auto_trim, Touched, Trim};
 
@@ -31,17 +31,37 @@ struct Session {
     touched: Arc<Touched>,
 }
 
+/// Where a client is in its life.
+enum Phase {
+    /// Never connected: the first call connects.
+    Idle,
+    /// Between `connect()` (or a first call) and `disconnect()`.
+    Open(Arc<Session>),
+    /// After `disconnect()`: publishing and trimming fail open, reading is refused, until
+    /// `connect()` opens it again.
+    Closed,
+}
+
+/// What a call finds when it asks for the session.
+enum Found {
+    Open(Arc<Session>),
+    /// `disconnect()` was called: fail open or refuse.
+    Closed,
+}
+
 /// A Redis Streams client: publishing, broadcast subscriptions, status.
 ///
-/// Cheap to share behind an `Arc`; every method takes `&self`.
+/// Cheap to share behind an `Arc`; every method takes `&self`. A client that was never
+/// connected connects on its first call; calls that start tasks must then run inside a
+/// tokio runtime.
 pub struct Client {
     config: Arc<Config>,
     counters: Arc<Counters>,
-    session: RwLock<Option<Arc<Session>>>,
+    phase: RwLock<Phase>,
     /// Serializes `connect` and `disconnect`.
     transition: tokio::sync::Mutex<()>,
-    /// Set by `disconnect()`, cleared by `connect()`: tells "closed" from "never connected".
-    closed: AtomicBool,
+    /// Throttles the warning of calls that fail open because the client is closed.
+    closed_log: Throttle,
 }
 
 impl Client {
@@ -50,9 +70,9 @@ impl Client {
         Client {
             config: Arc::new(config),
             counters: Arc::new(Counters::default()),
-            session: RwLock::new(None),
+            phase: RwLock::new(Phase::Idle),
             transition: tokio::sync::Mutex::new(()),
-            closed: AtomicBool::new(false),
+            closed_log: Throttle::default(),
         }
     }
 
@@ -61,74 +81,129 @@ impl Client {
         &self.config
     }
 
-    fn session(&self) -> Result<Arc<Session>> {
-        self.session
-            .read()
-            .map_err(|_| Error::Closed)?
-            .clone()
-            .ok_or(Error::Closed)
+    fn phase(&self) -> std::sync::RwLockReadGuard<'_, Phase> {
+        self.phase.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Connects, or waits for the running connection attempt.
+    fn phase_mut(&self) -> std::sync::RwLockWriteGuard<'_, Phase> {
+        self.phase.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The open session, if any (never opens one).
+    fn current(&self) -> Option<Arc<Session>> {
+        match &*self.phase() {
+            Phase::Open(s) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    /// The session for a call: opens one when the client was never connected (the call
+    /// connects it), reports [`Found::Closed`] after `disconnect()`.
+    fn session(&self) -> Result<Found> {
+        if let Phase::Open(s) = &*self.phase() {
+            return Ok(Found::Open(s.clone()));
+        }
+        let mut phase = self.phase_mut();
+        match &*phase {
+            Phase::Open(s) => Ok(Found::Open(s.clone())),
+            Phase::Closed => Ok(Found::Closed),
+            Phase::Idle => {
+                info!(url = %self.config.redis_url, "connecting on first use");
+                let s = self.open()?;
+                *phase = Phase::Open(s.clone());
+                Ok(Found::Open(s))
+            }
+        }
+    }
+
+    /// The session for a call that reads (subscribe, consume): [`Error::Closed`] after
+    /// `disconnect()`.
+    fn session_for_reading(&self) -> Result<Arc<Session>> {
+        match self.session()? {
+            Found::Open(s) => Ok(s),
+            Found::Closed => Err(Error::Closed),
+        }
+    }
+
+    /// Logs (throttled) that `what` failed open because the client is closed.
+    fn closed(&self, what: &str) {
+        if let Some(held_back) = self.closed_log.allow() {
+            warn!(
+                call = what,
+                similar_since_last = held_back,
+                "the client is disconnected (disconnect() was called); the call fails open. Call connect() to use it again"
+            );
+        }
+    }
+
+    /// Builds a session and starts its connection tasks (needs a tokio runtime).
+    fn open(&self) -> Result<Arc<Session>> {
+        let cmd = Arc::new(CommandConn::new(
+            self.config.clone(),
+            self.counters.clone(),
+        )?);
+        let hub = Arc::new(Hub::new(
+            self.config.clone(),
+            self.counters.clone(),
+            cmd.clone(),
+        ));
+        let groups = Arc::new(Groups::new(
+            self.config.clone(),
+            self.counters.clone(),
+            cmd.clone(),
+        ));
+        let session = Arc::new(Session {
+            life: Lifecycle::default(),
+            cmd,
+            hub,
+            groups,
+            touched: Arc::new(Touched::default()),
+        });
+        let life = &session.life;
+        life.spawn_connection(
+            "command-connection",
+            session.cmd.clone().run(life.conn_token.clone()),
+        );
+        life.spawn_connection(
+            "ordered-commands",
+            session.cmd.clone().run_ordered(life.conn_token.clone()),
+        );
+        if self.config.enable_auto_trim {
+            life.spawn(
+                "auto-trim",
+                run_auto_trim(
+                    session.cmd.clone(),
+                    session.touched.clone(),
+                    self.config.auto_trim_interval,
+                    self.config.default_max_len,
+                    life.token.clone(),
+                ),
+            );
+        }
+        Ok(session)
+    }
+
+    /// Connects, or waits for the running connection attempt. Optional: a client that was
+    /// never connected connects on its first call; `connect()` is for waiting for Redis at
+    /// start-up, and for opening a client again after `disconnect()`.
     ///
     /// On failure the client keeps retrying in the background (fail open), so later calls
     /// recover by themselves once Redis is back.
     ///
     /// # Errors
-    /// [`Error::Unreachable`] or [`Error::Timeout`] when no connection works within the
-    /// connect timeout.
+    /// [`Error::Unreachable`], [`Error::Auth`] or [`Error::Timeout`] when no connection
+    /// works within the connect timeout.
     pub async fn connect(&self) -> Result<()> {
         let _t = self.transition.lock().await;
-        self.closed.store(false, Ordering::Relaxed);
-        let session = match self.session() {
-            Ok(s) => s,
-            Err(_) => {
-                let cmd = Arc::new(CommandConn::new(
-                    self.config.clone(),
-                    self.counters.clone(),
-                )?);
-                let hub = Arc::new(Hub::new(
-                    self.config.clone(),
-                    self.counters.clone(),
-                    cmd.clone(),
-                ));
-                let groups = Arc::new(Groups::new(
-                    self.config.clone(),
-                    self.counters.clone(),
-                    cmd.clone(),
-                ));
-                let session = Arc::new(Session {
-                    life: Lifecycle::default(),
-                    cmd,
-                    hub,
-                    groups,
-                    touched: Arc::new(Touched::default()),
-                });
-                let life = &session.life;
-                life.spawn_connection(
-                    "command-connection",
-                    session.cmd.clone().run(life.conn_token.clone()),
-                );
-                life.spawn_connection(
-                    "ordered-commands",
-                    session.cmd.clone().run_ordered(life.conn_token.clone()),
-                );
-                if self.config.enable_auto_trim {
-                    life.spawn(
-                        "auto-trim",
-                        run_auto_trim(
-                            session.cmd.clone(),
-                            session.touched.clone(),
-                            self.config.auto_trim_interval,
-                            self.config.default_max_len,
-                            life.token.clone(),
-                        ),
-                    );
+        let session = {
+            let mut phase = self.phase_mut();
+            match &*phase {
+                Phase::Open(s) => s.clone(),
+                Phase::Idle | Phase::Closed => {
+                    let s = self.open()?;
+                    *phase = Phase::Open(s.clone());
+                    s
                 }
-                if let Ok(mut slot) = self.session.write() {
-                    *slot = Some(session.clone());
-                }
-                session
             }
         };
         session
@@ -137,17 +212,21 @@ impl Client {
             .await
     }
 
+    /// Whether `disconnect()` was called and `connect()` was not called since.
+    pub fn is_closed(&self) -> bool {
+        matches!(&*self.phase(), Phase::Closed)
+    }
+
     /// Stops every loop, lets running callbacks finish (bounded), closes every connection.
     ///
     /// New calls fail with [`Error::Closed`] from the moment this starts; `connect()` may be
     /// called again afterwards. Subscriptions end with the session.
     pub async fn disconnect(&self) {
         let _t = self.transition.lock().await;
-        let session = match self.session.write() {
-            Ok(mut slot) => slot.take(),
-            Err(_) => None,
+        let session = match std::mem::replace(&mut *self.phase_mut(), Phase::Closed) {
+            Phase::Open(s) => s,
+            Phase::Idle | Phase::Closed => return,
         };
-        let Some(session) = session else { return };
         session.cmd.set_state(ConnState::Closing);
         // Cancel first, then wake the blocked reads, so that no loop starts another read.
         session.life.token.cancel();
@@ -160,18 +239,18 @@ impl Client {
             );
         }
         session.cmd.set_state(ConnState::Closed);
-        self.closed.store(true, Ordering::Relaxed);
         info!("disconnected");
     }
 
     /// Queues one entry whose `data` is the JSON text `json` (trimming the stream in the
     /// same command when `trim` is given); `done` receives the result, exactly once, from a
     /// runtime thread (see [`publish::enqueue`]). Never blocks: the order of calls is the
-    /// order of the entries.
+    /// order of the entries. Connects a client that was never connected; after
+    /// `disconnect()`, `done` receives `Ok(None)` (fail open).
     ///
     /// # Errors
-    /// [`Error::InvalidArg`] for a bad stream name or an oversized payload;
-    /// [`Error::Closed`] when not connected. `done` is then dropped uncalled.
+    /// [`Error::InvalidArg`] for a bad stream name or an oversized payload (`done` is then
+    /// dropped uncalled).
     pub fn start_publish(
         &self,
         stream: &str,
@@ -182,13 +261,22 @@ impl Client {
     ) -> Result<()> {
         check_stream_name(stream)?;
         publish::check_payload("data", json, self.config.max_payload_bytes)?;
-        let s = self.session()?;
-        s.touched.add(stream);
-        publish::enqueue(&s.cmd, self.counters.clone(), stream, json, id, trim, done);
+        match self.session()? {
+            Found::Open(s) => {
+                s.touched.add(stream);
+                publish::enqueue(&s.cmd, self.counters.clone(), stream, json, id, trim, done);
+            }
+            Found::Closed => {
+                self.closed("publishMessage");
+                Counters::add(&self.counters.publish_failed, 1);
+                done(Ok(None));
+            }
+        }
         Ok(())
     }
 
-    /// Publishes one entry; `Ok(None)` when Redis is unavailable (fail open).
+    /// Publishes one entry; `Ok(None)` when Redis is unavailable or the client is closed
+    /// (fail open).
     ///
     /// # Errors
     /// As [`Client::start_publish`], and [`Error::InvalidArg`] when Redis refuses the id.
@@ -221,9 +309,17 @@ impl Client {
         for (i, json) in items.iter().enumerate() {
             publish::check_payload(&format!("items[{i}]"), json, self.config.max_payload_bytes)?;
         }
-        let s = self.session()?;
-        s.touched.add(stream);
-        publish::enqueue_batch(&s.cmd, self.counters.clone(), stream, items, done);
+        match self.session()? {
+            Found::Open(s) => {
+                s.touched.add(stream);
+                publish::enqueue_batch(&s.cmd, self.counters.clone(), stream, items, done);
+            }
+            Found::Closed => {
+                self.closed("publishBatch");
+                Counters::add(&self.counters.publish_failed, items.len() as u64);
+                done(Ok(vec![None; items.len()]));
+            }
+        }
         Ok(())
     }
 
@@ -243,50 +339,107 @@ impl Client {
         rx.await.unwrap_or_else(|_| Ok(vec![None; items.len()]))
     }
 
-    /// Subscribes `handler` to `stream`.
+    /// Registers a subscription of `handler` to `stream` at once (so that `unsubscribe`
+    /// reaches it from now on) and returns its id with a future that resolves once `"$"`
+    /// is resolved (see [`Hub::start_subscribe`]). Needs a tokio runtime.
     ///
     /// # Errors
-    /// [`Error::InvalidArg`] for a bad stream name or a key that is not a stream;
-    /// [`Error::Closed`] when not connected.
+    /// [`Error::InvalidArg`] for a bad stream name (the future: a key that is not a
+    /// stream); [`Error::Closed`] after `disconnect()`.
+    pub fn start_subscribe(
+        &self,
+        stream: &str,
+        handler: Arc<dyn Handler>,
+        opts: SubscribeOptions,
+    ) -> Result<(
+        SubscriptionId,
+        impl Future<Output = Result<()>> + Send + 'static,
+    )> {
+        let s = self.session_for_reading()?;
+        let started = s.hub.start_subscribe(&s.life, stream, handler, opts)?;
+        s.touched.add(stream);
+        Ok(started)
+    }
+
+    /// Subscribes `handler` to `stream`; resolves once every entry added afterwards is
+    /// sure to be delivered.
+    ///
+    /// # Errors
+    /// As [`Client::start_subscribe`].
     pub async fn subscribe(
         &self,
         stream: &str,
         handler: Arc<dyn Handler>,
         opts: SubscribeOptions,
     ) -> Result<SubscriptionId> {
-        let s = self.session()?;
-        let id = s.hub.subscribe(&s.life, stream, handler, opts).await?;
-        s.touched.add(stream);
+        let (id, resolved) = self.start_subscribe(stream, handler, opts)?;
+        resolved.await?;
         Ok(id)
     }
 
     /// Removes every subscription of `stream`; returns how many there were.
     pub fn unsubscribe(&self, stream: &str) -> usize {
-        self.session()
-            .map(|s| s.hub.unsubscribe(stream))
-            .unwrap_or(0)
+        self.current().map_or(0, |s| s.hub.unsubscribe(stream))
+    }
+
+    /// Removes one subscription; returns whether it was active.
+    pub fn unsubscribe_id(&self, id: SubscriptionId) -> bool {
+        self.current().is_some_and(|s| s.hub.unsubscribe_one(id))
+    }
+
+    /// Whether subscription `id` is active.
+    pub fn is_subscribed(&self, id: SubscriptionId) -> bool {
+        self.current().is_some_and(|s| s.hub.contains(id))
     }
 
     /// Creates a consumer group (and the stream when missing); `Ok(true)` also when it
-    /// existed, `Ok(false)` when Redis is unavailable.
+    /// existed, `Ok(false)` when Redis is unavailable or the client is closed.
     ///
     /// # Errors
-    /// [`Error::InvalidArg`] for bad names or a key that is not a stream; [`Error::Closed`].
+    /// [`Error::InvalidArg`] for bad names or a key that is not a stream.
     pub async fn create_consumer_group(
         &self,
         stream: &str,
         group: &str,
         start: StartId,
     ) -> Result<bool> {
-        let s = self.session()?;
-        s.groups.create_group(stream, group, start).await
+        match self.session()? {
+            Found::Open(s) => s.groups.create_group(stream, group, start).await,
+            Found::Closed => {
+                check_stream_name(stream)?;
+                self.closed("createConsumerGroup");
+                Ok(false)
+            }
+        }
+    }
+
+    /// Registers a consumer of `group` on `stream` named `consumer` at once (so that
+    /// `stop_consumer` reaches it from now on) and returns a future that resolves once the
+    /// group is known to exist (see [`Groups::start_consume`]). Needs a tokio runtime.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArg`] for bad names or a consumer already running on this client
+    /// (the future: [`Error::NoGroup`]); [`Error::Closed`] after `disconnect()`.
+    pub fn start_consume(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        handler: Arc<dyn Handler>,
+        opts: ConsumeOptions,
+    ) -> Result<impl Future<Output = Result<()>> + Send + 'static> {
+        let s = self.session_for_reading()?;
+        let started = s
+            .groups
+            .start_consume(&s.life, stream, group, consumer, handler, opts)?;
+        s.touched.add(stream);
+        Ok(started)
     }
 
     /// Starts a consumer of `group` on `stream` named `consumer`.
     ///
     /// # Errors
-    /// [`Error::NoGroup`] when the group does not exist; [`Error::InvalidArg`] for bad
-    /// names or a consumer already running on this client; [`Error::Closed`].
+    /// As [`Client::start_consume`].
     pub async fn consume(
         &self,
         stream: &str,
@@ -295,74 +448,76 @@ impl Client {
         handler: Arc<dyn Handler>,
         opts: ConsumeOptions,
     ) -> Result<()> {
-        let s = self.session()?;
-        s.groups
-            .consume(&s.life, stream, group, consumer, handler, opts)
-            .await?;
-        s.touched.add(stream);
-        Ok(())
+        self.start_consume(stream, group, consumer, handler, opts)?
+            .await
     }
 
     /// Stops a consumer; waits (bounded) for its running callback and its ack. Returns
     /// whether it was running.
     pub async fn stop_consumer(&self, stream: &str, group: &str, consumer: &str) -> bool {
-        match self.session() {
-            Ok(s) => {
+        match self.current() {
+            Some(s) => {
                 s.groups
                     .stop(stream, group, consumer, DISCONNECT_DEADLINE)
                     .await
             }
-            Err(_) => false,
+            None => false,
         }
     }
 
-    /// Acknowledges `ids` in one XACK; the number acknowledged, `0` when unavailable.
+    /// Acknowledges `ids` in one XACK; the number acknowledged, `0` when unavailable or
+    /// the client is closed.
     ///
     /// # Errors
-    /// [`Error::InvalidArg`], [`Error::NoGroup`], [`Error::Closed`].
+    /// [`Error::InvalidArg`], [`Error::NoGroup`].
     pub async fn acknowledge(&self, stream: &str, group: &str, ids: &[StreamId]) -> Result<u64> {
-        let s = self.session()?;
-        let n = s.groups.ack(stream, group, ids).await?;
-        Counters::add(&self.counters.acked, n);
-        Ok(n)
+        match self.session()? {
+            Found::Open(s) => {
+                let n = s.groups.ack(stream, group, ids).await?;
+                Counters::add(&self.counters.acked, n);
+                Ok(n)
+            }
+            Found::Closed => {
+                check_stream_name(stream)?;
+                self.closed("acknowledgeMessages");
+                Ok(0)
+            }
+        }
     }
 
-    /// Trims a stream; the number of entries removed, `0` when unavailable.
+    /// Trims a stream; the number of entries removed, `0` when unavailable or the client
+    /// is closed.
     ///
     /// # Errors
-    /// [`Error::InvalidArg`] for a bad name or a key that is not a stream; [`Error::Closed`].
+    /// [`Error::InvalidArg`] for a bad name or a key that is not a stream.
     pub async fn trim(&self, stream: &str, t: Trim) -> Result<u64> {
-        let s = self.session()?;
-        trim::trim(&s.cmd, stream, t).await
+        match self.session()? {
+            Found::Open(s) => trim::trim(&s.cmd, stream, t).await,
+            Found::Closed => {
+                check_stream_name(stream)?;
+                self.closed("trimStream");
+                Ok(0)
+            }
+        }
     }
 
     /// The current status.
     pub fn status(&self) -> Status {
-        let session = self.session().ok();
+        let session = self.current();
         let state = match &session {
             Some(s) => s.cmd.current_state(),
-            None if self.closed.load(Ordering::Relaxed) => ConnState::Closed,
+            None if self.is_closed() => ConnState::Closed,
             None => ConnState::Idle,
         };
+        let s = session.as_ref();
         Status {
             connected: state == ConnState::Connected,
             state,
-            reader_state: session
-                .as_ref()
-                .map(|s| s.hub.reader_state())
-                .unwrap_or(ConnState::Idle),
-            subscriptions: session
-                .as_ref()
-                .map(|s| s.hub.streams())
-                .unwrap_or_default(),
-            consumer_groups: session
-                .as_ref()
-                .map(|s| s.groups.names())
-                .unwrap_or_default(),
-            consumers: session
-                .as_ref()
-                .map(|s| s.groups.states())
-                .unwrap_or_default(),
+            reader_state: s.map_or(ConnState::Idle, |s| s.hub.reader_state()),
+            subscriptions: s.map(|s| s.hub.streams()).unwrap_or_default(),
+            subscription_details: s.map(|s| s.hub.details()).unwrap_or_default(),
+            consumer_groups: s.map(|s| s.groups.names()).unwrap_or_default(),
+            consumers: s.map(|s| s.groups.states()).unwrap_or_default(),
             counters: self.counters.snapshot(),
         }
     }

@@ -192,7 +192,9 @@ impl CommandConn {
             generation: AtomicU64::new(0),
             timeouts: AtomicU32::new(0),
             timeout_log: Throttle::default(),
-            state: watch::Sender::new(ConnState::Idle),
+            // A session's connection is being opened from the moment it exists: calls made
+            // before the first attempt finishes wait for it (see `conn_or_first`).
+            state: watch::Sender::new(ConnState::Connecting),
             kick: Notify::new(),
             probe: Notify::new(),
         })
@@ -226,6 +228,27 @@ impl CommandConn {
 
     fn get(&self) -> Option<(u64, MultiplexedConnection)> {
         self.slot.read().ok()?.clone()
+    }
+
+    /// Whether the session's first connection attempt is still running.
+    fn is_first_attempt(&self) -> bool {
+        matches!(*self.state.borrow(), ConnState::Connecting)
+    }
+
+    /// The connection; while the first attempt of the session is still running (a client
+    /// that connects on its first call), waits for it, but not past `until`.
+    async fn conn_or_first(&self, until: Instant) -> Option<(u64, MultiplexedConnection)> {
+        if let Some(c) = self.get() {
+            return Some(c);
+        }
+        let mut rx = self.state.subscribe();
+        if !matches!(*rx.borrow_and_update(), ConnState::Connecting) {
+            return None;
+        }
+        let _ =
+            tokio::time::timeout_at(until, rx.wait_for(|s| !matches!(s, ConnState::Connecting)))
+                .await;
+        self.get()
     }
 
     /// Drops the connection of generation `gen` (if still current) and wakes the reconnect loop.
@@ -445,23 +468,34 @@ impl CommandConn {
         }
     }
 
-    async fn send_ordered(&self, batch: Vec<Queued>) {
-        let now = Instant::now();
+    async fn send_ordered(&self, mut batch: Vec<Queued>) {
+        // A client that connects on its first call: its first commands wait (each until its
+        // own deadline) for the first connection attempt instead of failing at once.
+        let conn = loop {
+            let now = Instant::now();
+            let (live, expired): (Vec<Queued>, Vec<Queued>) =
+                batch.into_iter().partition(|q| q.deadline > now);
+            for q in expired {
+                q.reply.send(Ok(None));
+            }
+            batch = live;
+            let Some(first) = batch.first().map(|q| q.deadline) else {
+                return;
+            };
+            match self.conn_or_first(first).await {
+                Some(c) => break Some(c),
+                None if self.is_first_attempt() => continue,
+                None => break None,
+            }
+        };
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         let mut replies = Vec::with_capacity(batch.len());
         for q in batch {
-            if q.deadline > now {
-                pipe.add_command(q.cmd);
-                replies.push(q.reply);
-            } else {
-                q.reply.send(Ok(None));
-            }
+            pipe.add_command(q.cmd);
+            replies.push(q.reply);
         }
-        if replies.is_empty() {
-            return;
-        }
-        let Some((gen, mut conn)) = self.get() else {
+        let Some((gen, mut conn)) = conn else {
             self.park_or_fail(&pipe, replies);
             return;
         };
@@ -595,10 +629,11 @@ impl CommandConn {
         T: FromRedisValue,
         C: Queryable,
     {
-        let Some((gen, mut conn)) = self.get() else {
+        let deadline = Instant::now() + self.cfg.command_timeout;
+        let Some((gen, mut conn)) = self.conn_or_first(deadline).await else {
             return Ok(None);
         };
-        match tokio::time::timeout(self.cfg.command_timeout, cmd.send(&mut conn)).await {
+        match tokio::time::timeout_at(deadline, cmd.send(&mut conn)).await {
             Err(_) => {
                 self.timed_out(gen);
                 Ok(None)

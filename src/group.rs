@@ -8,13 +8,14 @@
 //! consumer's pending list. Stopping wakes it with `CLIENT UNBLOCK` and lets it return.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::{RedisError, Value};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -112,6 +113,29 @@ struct Consumer {
     state: Arc<watch::Sender<ConnState>>,
 }
 
+/// Marks a consumer finished when its task ends, however it ends.
+struct Finished {
+    groups: Arc<Groups>,
+    key: String,
+    c: Arc<Consumer>,
+}
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        let mut consumers = self.groups.consumers();
+        if consumers
+            .get(&self.key)
+            .is_some_and(|c| Arc::ptr_eq(c, &self.c))
+        {
+            consumers.remove(&self.key);
+        }
+        drop(consumers);
+        self.c.reader_id.store(-1, Ordering::SeqCst);
+        self.c.state.send_replace(ConnState::Closed);
+        self.c.finished.send_replace(true);
+    }
+}
+
 /// Where a batch came from; entries from a pending list may be redeliveries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Source {
@@ -197,15 +221,17 @@ impl Groups {
         }
     }
 
-    /// Starts a consumer loop delivering to `handler`.
+    /// Registers a consumer and starts its loop: the consumer exists (and `stop` reaches it)
+    /// when this returns, before anything is awaited.
     ///
-    /// Resolves once the group is known to exist (or Redis is unavailable: the loop then
-    /// starts anyway and waits for it).
+    /// The returned future resolves once the group is known to exist (or Redis is
+    /// unavailable: the loop then runs anyway and waits for it).
     ///
     /// # Errors
-    /// [`Error::NoGroup`] when the group or stream does not exist; [`Error::InvalidArg`] for
-    /// bad names, or when this client already runs that consumer.
-    pub async fn consume(
+    /// [`Error::InvalidArg`] for bad names, or when this client already runs that consumer
+    /// (at once); from the future, [`Error::NoGroup`] when the group or stream does not exist
+    /// (the consumer is then removed again).
+    pub fn start_consume(
         self: &Arc<Self>,
         life: &Lifecycle,
         stream: &str,
@@ -213,38 +239,11 @@ impl Groups {
         consumer: &str,
         handler: Arc<dyn Handler>,
         opts: ConsumeOptions,
-    ) -> Result<()> {
+    ) -> Result<impl Future<Output = Result<()>> + Send + 'static> {
         check_stream_name(stream)?;
         check_name("group", group)?;
         check_name("consumer", consumer)?;
         let k = key(stream, group, consumer);
-        if self.consumers().contains_key(&k) {
-            return Err(Error::invalid(
-                "consumer",
-                format!("{k} is already consuming on this client; call stopConsumer first"),
-            ));
-        }
-        let mut probe = redis::cmd("XPENDING");
-        probe.arg(stream).arg(group);
-        match self.cmd.query::<Value, _>(&probe).await {
-            Ok(Some(_)) => {}
-            Ok(None) => warn!(
-                stream,
-                group, consumer, "Redis unavailable; the consumer starts and waits for it"
-            ),
-            Err(e) if e.code() == Some("NOGROUP") && opts.create_if_missing => {
-                self.create_group(stream, group, StartId::After(StreamId::ZERO))
-                    .await?;
-            }
-            Err(e) if e.code() == Some("NOGROUP") => return Err(nogroup(stream, group)),
-            Err(e) if e.code() == Some("WRONGTYPE") => {
-                return Err(Error::invalid(
-                    "stream",
-                    format!("key {stream:?} holds a value that is not a stream"),
-                ))
-            }
-            Err(e) => return Err(Error::Protocol(e.to_string())),
-        }
         let c = Arc::new(Consumer {
             stream: Arc::from(stream),
             group: group.to_owned(),
@@ -272,20 +271,85 @@ impl Groups {
             }
             consumers.insert(k.clone(), c.clone());
         }
-        info!(stream, group, consumer, "consumer started");
+        let (ready_tx, ready_rx) = oneshot::channel();
         let groups = self.clone();
         life.spawn("consumer", async move {
-            let run = ConsumerLoop {
+            // Runs however this task ends (a panic included): the consumer leaves the
+            // registry, so it can be started again, and `stop` stops waiting for it.
+            let _finished = Finished {
                 groups: groups.clone(),
+                key: k,
                 c: c.clone(),
+            };
+            if let Err(e) = groups.probe(&c).await {
+                let _ = ready_tx.send(Err(e));
+                return;
+            }
+            let _ = ready_tx.send(Ok(()));
+            info!(stream = %c.stream, group = %c.group, consumer = %c.name, "consumer started");
+            ConsumerLoop {
+                groups,
+                c,
                 handler,
                 unacked: Mutex::new(Vec::new()),
-            };
-            run.run().await;
-            groups.consumers().remove(&k);
-            c.finished.send_replace(true);
+            }
+            .run()
+            .await;
         });
-        Ok(())
+        Ok(async move {
+            ready_rx.await.unwrap_or_else(|_| {
+                Err(Error::Protocol(
+                    "the consumer task ended before it started".into(),
+                ))
+            })
+        })
+    }
+
+    /// Registers a consumer and waits until its group is known to exist; see
+    /// [`Groups::start_consume`].
+    ///
+    /// # Errors
+    /// As [`Groups::start_consume`].
+    pub async fn consume(
+        self: &Arc<Self>,
+        life: &Lifecycle,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        handler: Arc<dyn Handler>,
+        opts: ConsumeOptions,
+    ) -> Result<()> {
+        self.start_consume(life, stream, group, consumer, handler, opts)?
+            .await
+    }
+
+    /// Checks that the consumer's group exists (creating it with `createIfMissing`).
+    async fn probe(&self, c: &Consumer) -> Result<()> {
+        let (stream, group) = (&*c.stream, c.group.as_str());
+        let mut probe = redis::cmd("XPENDING");
+        probe.arg(stream).arg(group);
+        match self.cmd.query::<Value, _>(&probe).await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => {
+                warn!(
+                    stream,
+                    group,
+                    consumer = %c.name,
+                    "Redis unavailable; the consumer starts and waits for it"
+                );
+                Ok(())
+            }
+            Err(e) if e.code() == Some("NOGROUP") && c.opts.create_if_missing => self
+                .create_group(stream, group, StartId::After(StreamId::ZERO))
+                .await
+                .map(|_| ()),
+            Err(e) if e.code() == Some("NOGROUP") => Err(nogroup(stream, group)),
+            Err(e) if e.code() == Some("WRONGTYPE") => Err(Error::invalid(
+                "stream",
+                format!("key {stream:?} holds a value that is not a stream"),
+            )),
+            Err(e) => Err(Error::Protocol(e.to_string())),
+        }
     }
 
     /// Stops a consumer: no new reads; a running callback finishes and is acknowledged.
@@ -622,8 +686,6 @@ impl ConsumerLoop {
         if !left.is_empty() {
             warn!(stream = %c.stream, group = %c.group, consumer = %c.name, count = left.len(), "stopped without a connection; handled entries stay pending and will be redelivered");
         }
-        c.reader_id.store(-1, Ordering::SeqCst);
-        c.state.send_replace(ConnState::Closed);
         info!(stream = %c.stream, group = %c.group, consumer = %c.name, "consumer stopped");
     }
 
@@ -852,15 +914,13 @@ impl ConsumerLoop {
         }
         debug!(stream = %c.stream, group = %c.group, consumer = %c.name, count = entries.len(), source = ?source, "delivering");
         let ids: Vec<StreamId> = entries.iter().map(|e| e.id).collect();
+        let n = entries.len();
         let outcome = match self
             .handler
-            .handle(Batch {
-                stream: c.stream.clone(),
-                entries,
-            })
+            .handle(Batch::new(c.stream.clone(), entries))
             .await
         {
-            Ok(o) => o,
+            Ok(o) => o.clamped(n),
             Err(gone) => {
                 warn!(stream = %c.stream, group = %c.group, consumer = %c.name, error = %gone, "consumer callback is gone; stopping the consumer");
                 c.token.cancel();

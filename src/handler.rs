@@ -1,19 +1,94 @@
 //! How the core hands messages to user code: a trait that JavaScript implements with a
 //! ThreadsafeFunction and cargo tests implement with a channel.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
 use crate::codec::Entry;
 
-/// Entries of one stream, in id order, delivered in one call.
-#[derive(Debug, Clone)]
-pub struct Batch {
+/// The entries one read returned for one stream, shared by every subscription that gets them.
+///
+/// A read is decoded once however many subscriptions of the stream receive it: each gets a
+/// [`Batch`] that points into the same `Read` (from its own position on), so a thousand
+/// subscriptions of one stream cost one read and one decode per message, not a thousand.
+#[derive(Debug)]
+pub struct Read {
+    /// Unique in the process: lets a handler cache what it made of this read (the binding
+    /// parses the JSON once per read, not once per subscription).
+    pub seq: u64,
     /// The stream they were read from.
     pub stream: Arc<str>,
     /// The entries, oldest first.
     pub entries: Vec<Entry>,
+}
+
+static NEXT_READ: AtomicU64 = AtomicU64::new(1);
+
+impl Read {
+    /// Wraps the entries of one read with a fresh sequence number.
+    pub fn new(stream: Arc<str>, entries: Vec<Entry>) -> Arc<Read> {
+        Arc::new(Read {
+            seq: NEXT_READ.fetch_add(1, Ordering::Relaxed),
+            stream,
+            entries,
+        })
+    }
+}
+
+/// Entries of one stream, in id order, delivered in one call: the tail of a [`Read`] from
+/// the first entry this receiver has not seen.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    read: Arc<Read>,
+    from: usize,
+}
+
+impl Batch {
+    /// A batch of every entry of a new read (one receiver: consumers, tests).
+    pub fn new(stream: Arc<str>, entries: Vec<Entry>) -> Self {
+        Batch {
+            read: Read::new(stream, entries),
+            from: 0,
+        }
+    }
+
+    /// The entries of `read` from index `from` on (clamped to its length).
+    pub fn shared(read: Arc<Read>, from: usize) -> Self {
+        let from = from.min(read.entries.len());
+        Batch { read, from }
+    }
+
+    /// The stream the entries were read from.
+    pub fn stream(&self) -> &Arc<str> {
+        &self.read.stream
+    }
+
+    /// The entries of this batch, oldest first.
+    pub fn entries(&self) -> &[Entry] {
+        &self.read.entries[self.from..]
+    }
+
+    /// The whole read this batch is part of.
+    pub fn read(&self) -> &Arc<Read> {
+        &self.read
+    }
+
+    /// Where this batch starts in [`Batch::read`]'s entries.
+    pub fn offset(&self) -> usize {
+        self.from
+    }
+
+    /// Number of entries in this batch.
+    pub fn len(&self) -> usize {
+        self.read.entries.len() - self.from
+    }
+
+    /// Whether the batch has no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// One message whose callback threw or rejected.
@@ -41,6 +116,13 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// The outcome with `handled` clamped to `n`: a handler that reports more messages than
+    /// it was given cannot make the caller index past the batch.
+    pub fn clamped(mut self, n: usize) -> Self {
+        self.handled = self.handled.min(n);
+        self
+    }
+
     /// Every one of `n` messages was handled without failure.
     pub fn all_ok(n: usize) -> Self {
         Outcome {

@@ -129,6 +129,8 @@ pub struct Status {
     pub reader_state: ConnState,
     /// Streams with at least one subscription, sorted, each once.
     pub subscriptions: Vec<String>,
+    /// Every subscription, by id.
+    pub subscription_details: Vec<crate::subscribe::SubscriptionInfo>,
     /// `stream:group:consumer` of each running consumer.
     pub consumer_groups: Vec<String>,
     /// Each consumer's connection state, by `stream:group:consumer`.

@@ -15,6 +15,7 @@
 //! that node's slots; [`Hub`] knows nothing about other nodes.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -30,7 +31,7 @@ use crate::codec::{check_stream_name, parse_read_reply, parse_stream_info, Start
 use crate::config::Config;
 use crate::connection::{unblock, CommandConn, Redial};
 use crate::error::{classify, Error, Failure, Result};
-use crate::handler::{Batch, Handler};
+use crate::handler::{Batch, Handler, Read};
 use crate::lifecycle::Lifecycle;
 use crate::status::{ConnState, Counters};
 
@@ -65,6 +66,18 @@ impl Default for SubscribeOptions {
 
 /// Identifies one subscription of a client.
 pub type SubscriptionId = u64;
+
+/// One subscription as `getStatus()` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionInfo {
+    /// Its id, unique within the client.
+    pub id: SubscriptionId,
+    /// The stream it reads.
+    pub stream: String,
+    /// The last id handed to it (or the id it starts after); `None` while `"$"` is not
+    /// resolved yet.
+    pub last_id: Option<StreamId>,
+}
 
 struct Sub {
     id: SubscriptionId,
@@ -165,35 +178,31 @@ impl Hub {
         self.unblock.notify_one();
     }
 
-    /// Registers a subscription and starts delivering to `handler`.
+    /// Registers a subscription and starts delivering to `handler`: the subscription exists
+    /// (and `unsubscribe` reaches it) when this returns, before anything is awaited.
     ///
-    /// `"$"` is resolved to the stream's current last id before this returns, so every
-    /// entry added afterwards is delivered. When Redis is unavailable it is resolved by the
-    /// reader as soon as it connects.
+    /// The returned future resolves `"$"` to the stream's current last id; once it resolved,
+    /// every entry added afterwards is delivered. When Redis is unavailable it resolves
+    /// anyway, and the reader resolves `"$"` as soon as it connects.
     ///
     /// # Errors
-    /// [`Error::InvalidArg`] for a bad stream name or a key that is not a stream.
-    pub async fn subscribe(
+    /// [`Error::InvalidArg`] for a bad stream name (at once) or, from the future, a key that
+    /// is not a stream (the subscription is then removed again).
+    pub fn start_subscribe(
         self: &Arc<Self>,
         life: &Lifecycle,
         stream: &str,
         handler: Arc<dyn Handler>,
         opts: SubscribeOptions,
-    ) -> Result<SubscriptionId> {
+    ) -> Result<(
+        SubscriptionId,
+        impl Future<Output = Result<()>> + Send + 'static,
+    )> {
         check_stream_name(stream)?;
         let (cursor, seen) = match opts.start {
             StartId::After(StreamId::ZERO) => (Some(StreamId::ZERO), 0),
             StartId::After(id) => (Some(id), UNKNOWN),
-            StartId::Latest => match self.latest_via_command(stream).await? {
-                Some((id, seen)) => (Some(id), seen),
-                None => {
-                    warn!(
-                        stream,
-                        "Redis unavailable; \"$\" will be resolved when the reader connects"
-                    );
-                    (None, UNKNOWN)
-                }
-            },
+            StartId::Latest => (None, UNKNOWN),
         };
         let (tx, rx) = mpsc::channel(1);
         let sub = Arc::new(Sub {
@@ -210,7 +219,10 @@ impl Hub {
         });
         self.subs().insert(sub.id, sub.clone());
         let id = sub.id;
-        life.spawn("subscription", deliver(self.clone(), sub, rx, handler));
+        life.spawn(
+            "subscription",
+            deliver(self.clone(), sub.clone(), rx, handler),
+        );
         if !self.started.swap(true, Ordering::SeqCst) {
             life.spawn("reader", self.clone().run_reader(life.token.clone()));
             life.spawn("reader-waker", self.clone().run_waker(life.token.clone()));
@@ -218,10 +230,57 @@ impl Hub {
         info!(
             stream,
             subscription = id,
-            cursor = %cursor.map_or_else(|| "unresolved $".to_owned(), |c| c.to_string()),
+            cursor = %cursor.map_or_else(|| "$".to_owned(), |c| c.to_string()),
             "subscribed"
         );
-        self.wake();
+        let hub = self.clone();
+        let resolve = async move {
+            if sub.cursor().is_some() {
+                hub.wake();
+                return Ok(());
+            }
+            match hub.latest_via_command(&sub.stream).await {
+                Err(e) => {
+                    hub.remove(sub.id);
+                    Err(e)
+                }
+                Ok(found) => {
+                    match found {
+                        Some((at, seen)) => {
+                            let mut cursor = sub.cursor();
+                            // The reader may have resolved it first, which is as good.
+                            if cursor.is_none() {
+                                *cursor = Some(at);
+                                sub.seen.store(seen, Ordering::SeqCst);
+                            }
+                        }
+                        None => warn!(
+                            stream = %sub.stream,
+                            "Redis unavailable; \"$\" will be resolved when the reader connects"
+                        ),
+                    }
+                    hub.wake();
+                    Ok(())
+                }
+            }
+        };
+        Ok((id, resolve))
+    }
+
+    /// Registers a subscription and waits until `"$"` is resolved; see
+    /// [`Hub::start_subscribe`].
+    ///
+    /// # Errors
+    /// As [`Hub::start_subscribe`].
+    pub async fn subscribe(
+        self: &Arc<Self>,
+        life: &Lifecycle,
+        stream: &str,
+        handler: Arc<dyn Handler>,
+        opts: SubscribeOptions,
+    ) -> Result<SubscriptionId> {
+        let (id, resolved) = self.start_subscribe(life, stream, handler, opts)?;
+        resolved.await?;
         Ok(id)
     }
 
@@ -248,11 +307,43 @@ impl Hub {
         removed.len()
     }
 
+    /// Removes one subscription; returns whether it existed. No batch starts for it
+    /// afterwards; one already running finishes.
+    pub fn unsubscribe_one(&self, id: SubscriptionId) -> bool {
+        let removed = self.subs().remove(&id);
+        match removed {
+            Some(s) => {
+                s.token.cancel();
+                info!(stream = %s.stream, subscription = id, "unsubscribed");
+                self.wake();
+                true
+            }
+            None => false,
+        }
+    }
+
     fn remove(&self, id: SubscriptionId) {
         if let Some(s) = self.subs().remove(&id) {
             s.token.cancel();
             self.wake();
         }
+    }
+
+    /// Whether subscription `id` is still registered.
+    pub fn contains(&self, id: SubscriptionId) -> bool {
+        self.subs().contains_key(&id)
+    }
+
+    /// Every subscription with its stream and position, by id.
+    pub fn details(&self) -> Vec<SubscriptionInfo> {
+        self.subs()
+            .values()
+            .map(|s| SubscriptionInfo {
+                id: s.id,
+                stream: s.stream.to_string(),
+                last_id: *s.cursor(),
+            })
+            .collect()
     }
 
     /// Interrupts the reader's XREAD now (used by `disconnect()`).
@@ -314,6 +405,9 @@ impl Hub {
         Some(plan)
     }
 
+    /// Hands each subscription the entries of `reply` after its position. Each stream's
+    /// entries are wrapped once in a shared [`Read`]: every subscription gets a view of it,
+    /// not a copy.
     fn dispatch(&self, plan: &Plan, reply: Vec<(String, Vec<crate::codec::Entry>)>) {
         let subs = self.subs();
         for (stream, entries) in reply {
@@ -321,21 +415,19 @@ impl Hub {
                 continue;
             };
             debug!(stream = %stream, count = entries.len(), last = %last, "read");
+            let read = Read::new(Arc::from(stream.as_str()), entries);
             for sub in subs.values() {
                 if &*sub.stream != stream.as_str() || !plan.members.contains(&sub.id) {
                     continue;
                 }
                 let mut cursor = sub.cursor();
                 let Some(from) = *cursor else { continue };
-                let fresh: Vec<_> = entries.iter().filter(|e| e.id > from).cloned().collect();
-                if fresh.is_empty() {
+                let start = read.entries.partition_point(|e| e.id <= from);
+                if start == read.entries.len() {
                     continue;
                 }
-                let batch = Batch {
-                    stream: sub.stream.clone(),
-                    entries: fresh,
-                };
-                let n = batch.entries.len();
+                let batch = Batch::shared(read.clone(), start);
+                let n = batch.len();
                 match sub.tx.try_send(batch) {
                     Ok(()) => {
                         *cursor = Some(last);

@@ -381,10 +381,10 @@ impl Handler for HeldHandler {
         held.calls
             .lock()
             .unwrap()
-            .extend(batch.entries.iter().map(|e| e.id));
+            .extend(batch.entries().iter().map(|e| e.id));
         let now = held.in_flight.fetch_add(1, SeqCst) + 1;
         held.max_seen.fetch_max(now, SeqCst);
-        let n = batch.entries.len();
+        let n = batch.entries().len();
         Box::pin(async move {
             held.release.acquire().await.unwrap().forget();
             held.in_flight.fetch_sub(1, SeqCst);

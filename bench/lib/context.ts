@@ -13,6 +13,8 @@ export interface Sizes {
   s5: { n: number; subscribers: number; inflight: number };
   s6: { n: number; slowEvery: number; sampleMs: number; skipGlide: boolean };
   s7: { subs: number; settleMs: number; measureMs: number };
+  /** n: messages per run by subscription count ("default" for the rest). */
+  s8: { n: Record<string, number>; subs: number[]; inflight: number };
 }
 
 export interface Scenario {

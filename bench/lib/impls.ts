@@ -40,7 +40,7 @@ export async function makeAdapter(name: ImplName, redisUrl: string): Promise<Ada
       close: () => c.disconnect(),
       publish: (s, d) => c.publishMessage(s, d),
       publishBatch: (s, items) => c.publishBatch(s, items),
-      subscribe: (s, cb) => c.subscribe(s, cb),
+      subscribe: async (s, cb) => void (await c.subscribe(s, cb)),
       createGroup: async (s, g, id) => {
         if (!(await c.createConsumerGroup(s, g, id))) throw new Error("createConsumerGroup returned false");
       },

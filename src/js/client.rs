@@ -1,4 +1,5 @@
-//! The `StreamsClient` class: converts arguments, calls the core, converts results.
+//! The `StreamsClient` and `Subscription` classes: convert arguments, call the core,
+//! convert results.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -10,9 +11,9 @@ use std::time::Duration;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
-use super::callback::JsHandler;
+use super::deliveries::Deliveries;
 use super::env_data;
-use super::error::settle;
+use super::error::{settle, to_js};
 use super::logging;
 use super::promises::{Promises, Settled};
 use super::types::{
@@ -24,60 +25,102 @@ use crate::codec::{check_stream_name, PublishId, StartId, StreamId};
 use crate::config::{whole_number, Config, MAX_BLOCK_MS, MAX_COUNT};
 use crate::error::{Error as CoreError, Result as CoreResult};
 use crate::group::{ConsumeOptions as CoreConsumeOptions, DEFAULT_RETRY_DELAY};
-use crate::handler::Handler;
-use crate::subscribe::SubscribeOptions;
+use crate::subscribe::{SubscribeOptions, SubscriptionId};
 use crate::trim::{Trim, TrimTo};
-
-type StopFn = FunctionRef<(), ()>;
 
 /// What a JavaScript delivery loop belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Owner {
-    /// A subscription of this stream.
-    Subscription(String),
+    /// A subscription: its stream and its id in the core.
+    Subscription(String, SubscriptionId),
     /// A consumer, `stream:group:consumer`.
     Consumer(String),
 }
 
-/// The stop functions of this client's JavaScript delivery loops.
-#[derive(Default)]
-struct Loops {
-    next: u64,
-    stops: HashMap<u64, (Owner, StopFn)>,
+/// The binding's state shared by a client and its `Subscription` handles (JavaScript thread
+/// only).
+struct Binding {
+    inner: Arc<Client>,
+    /// The running JavaScript delivery loops, by key.
+    loops: RefCell<HashMap<u32, Owner>>,
+    next_key: RefCell<u32>,
+    /// Created with the first loop.
+    deliveries: RefCell<Option<Deliveries>>,
 }
 
-impl Loops {
-    fn add(&mut self, owner: Owner, stop: StopFn) -> u64 {
-        self.next += 1;
-        self.stops.insert(self.next, (owner, stop));
-        self.next
+impl Binding {
+    /// The delivery hub, created on first use.
+    fn deliveries<'a>(&'a self, env: &Env) -> Result<std::cell::Ref<'a, Deliveries>> {
+        if self.deliveries.borrow().is_none() {
+            let d = Deliveries::new(env, &env_data(env)?.runtime)?;
+            *self.deliveries.borrow_mut() = Some(d);
+        }
+        Ok(std::cell::Ref::map(self.deliveries.borrow(), |d| {
+            d.as_ref().expect("created above")
+        }))
     }
 
-    fn take(&mut self, which: impl Fn(&Owner) -> bool) -> Vec<StopFn> {
-        let keys: Vec<u64> = self
-            .stops
+    fn new_key(&self) -> u32 {
+        let mut k = self.next_key.borrow_mut();
+        *k = k.wrapping_add(1);
+        *k
+    }
+
+    /// Stops the loops `which` selects: no callback starts in them afterwards.
+    fn stop_loops(&self, env: &Env, which: impl Fn(&Owner) -> bool) -> Result<()> {
+        let keys: Vec<u32> = self
+            .loops
+            .borrow()
             .iter()
-            .filter(|(_, (o, _))| which(o))
+            .filter(|(_, o)| which(o))
             .map(|(k, _)| *k)
             .collect();
-        keys.iter()
-            .filter_map(|k| self.stops.remove(k))
-            .map(|(_, f)| f)
-            .collect()
+        for key in keys {
+            self.stop_key(env, key)?;
+        }
+        Ok(())
+    }
+
+    fn stop_key(&self, env: &Env, key: u32) -> Result<()> {
+        if self.loops.borrow_mut().remove(&key).is_none() {
+            return Ok(());
+        }
+        match self.deliveries.borrow().as_ref() {
+            Some(d) => d.stop(env, key),
+            None => Ok(()),
+        }
     }
 }
 
 /// A Redis Streams client: publish, broadcast subscriptions, consumer groups, status.
 ///
 /// Use `getStreamsClient()` for the process-wide instance, or `new StreamsClient()` for an
-/// independent one (tests, several Redis servers).
-#[napi]
+/// independent one (tests, several Redis servers). It connects on its first call; a client
+/// that becomes garbage without `disconnect()` closes its connections.
+#[napi(custom_finalize)]
 pub struct StreamsClient {
-    inner: Arc<Client>,
-    /// Stop functions of the JavaScript delivery loops.
-    loops: Rc<RefCell<Loops>>,
+    b: Rc<Binding>,
     /// The publish promises, settled in batches.
     promises: Promises,
+    /// Where the finalizer starts the closing `disconnect()`.
+    runtime: tokio::runtime::Handle,
+}
+
+impl ObjectFinalize for StreamsClient {
+    fn finalize(self, _env: Env) -> Result<()> {
+        let inner = self.b.inner.clone();
+        if !inner.is_closed() {
+            // Also runs while Node exits, when the runtime may be shut down already: then
+            // the task is dropped, and the process takes the connections with it.
+            self.runtime.spawn(async move {
+                tracing::debug!(
+                    "a StreamsClient became garbage without disconnect(); closing its connections"
+                );
+                inner.disconnect().await;
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Runs `fut` on the runtime and settles a Promise with its result; errors carry `code`.
@@ -89,11 +132,13 @@ where
     env.spawn_future_with_callback(async move { Ok(fut.await) }, |env, r| settle(env, r))
 }
 
-fn rejected<'e, T: ToNapiValue + Send + 'static>(
-    env: &'e Env,
-    e: CoreError,
-) -> Result<PromiseRaw<'e, T>> {
-    promise(env, async move { Err(e) })
+fn rejected<'e, T: ToNapiValue>(env: &'e Env, e: CoreError) -> Result<PromiseRaw<'e, T>> {
+    env.spawn_future_with_callback(async { Ok(()) }, move |env, ()| Err(to_js(env, &e)))
+}
+
+/// Runs a core call that may start tasks (a client connects on its first call).
+fn in_runtime<T>(f: impl FnOnce() -> T) -> T {
+    napi::bindgen_prelude::within_runtime_if_available(f)
 }
 
 impl StreamsClient {
@@ -105,48 +150,14 @@ impl StreamsClient {
             logging::set_level(level);
         }
         Ok(StreamsClient {
-            inner: Arc::new(Client::new(config)),
-            loops: Rc::new(RefCell::new(Loops::default())),
+            b: Rc::new(Binding {
+                inner: Arc::new(Client::new(config)),
+                loops: RefCell::new(HashMap::new()),
+                next_key: RefCell::new(0),
+                deliveries: RefCell::new(None),
+            }),
             promises: Promises::new(env)?,
-        })
-    }
-
-    /// Stops the JavaScript delivery loops that `which` selects: no callback starts in them
-    /// afterwards.
-    fn stop_loops(&self, env: &Env, which: impl Fn(&Owner) -> bool) -> Result<()> {
-        let stopped = self.loops.borrow_mut().take(which);
-        for f in stopped {
-            f.borrow_back(env)?.call(())?;
-        }
-        Ok(())
-    }
-
-    /// Wraps `callback` in a delivery loop, hands it to the core through `start`, and
-    /// forgets the loop again when starting fails.
-    fn start_loop<'e, F, Fut>(
-        &self,
-        env: &'e Env,
-        owner: Owner,
-        callback: Unknown,
-        concurrency: u32,
-        start: F,
-    ) -> Result<PromiseRaw<'e, ()>>
-    where
-        F: FnOnce(Arc<dyn Handler>) -> Fut,
-        Fut: Future<Output = CoreResult<()>> + Send + 'static,
-    {
-        let (deliver, stop) = env_data(env)?
-            .helpers
-            .subscriber(env, callback, concurrency)?;
-        let handler: Arc<dyn Handler> = Arc::new(JsHandler::new(deliver)?);
-        let key = self.loops.borrow_mut().add(owner, stop.create_ref()?);
-        let loops = self.loops.clone();
-        let fut = start(handler);
-        env.spawn_future_with_callback(async move { Ok(fut.await) }, move |env, r| {
-            if r.is_err() {
-                loops.borrow_mut().stops.remove(&key);
-            }
-            settle(env, r)
+            runtime: in_runtime(tokio::runtime::Handle::current),
         })
     }
 }
@@ -197,7 +208,7 @@ fn trim_of(
 
 #[napi]
 impl StreamsClient {
-    /// Creates an independent client; nothing connects until `connect()`.
+    /// Creates an independent client; it connects on its first call (or `connect()`).
     ///
     /// Throws `ERR_INVALID_ARG` naming the field when the config is invalid.
     #[napi(
@@ -213,24 +224,31 @@ impl StreamsClient {
         Self::create(&env, input)
     }
 
-    /// Connects to Redis; resolves once a connection works.
+    /// Connects to Redis; resolves once a connection works. Optional: a client connects on
+    /// its first call by itself; call it to wait for Redis at start-up, or to use a client
+    /// again after `disconnect()`.
     ///
-    /// Rejects with `ERR_UNAVAILABLE` or `ERR_TIMEOUT` when Redis cannot be reached within
-    /// `connectTimeoutMs`; the client keeps retrying in the background, so later calls
-    /// recover by themselves. Calling it again while connected resolves at once.
+    /// Rejects with `ERR_UNAVAILABLE`, `ERR_AUTH` or `ERR_TIMEOUT` when Redis cannot be
+    /// reached within `connectTimeoutMs`; the client keeps retrying in the background, so
+    /// later calls recover by themselves. Calling it again while connected resolves at once.
     #[napi(catch_unwind, ts_return_type = "Promise<void>")]
     pub fn connect<'e>(&self, env: &'e Env) -> Result<PromiseRaw<'e, ()>> {
-        let c = self.inner.clone();
+        let c = self.b.inner.clone();
         promise(env, async move { c.connect().await })
     }
 
-    /// Stops every subscription, lets running callbacks finish (bounded), closes every
-    /// connection. Afterwards nothing keeps the Node.js process alive; `connect()` may be
-    /// called again (subscriptions are not restored).
+    /// Stops every subscription and consumer, lets running callbacks finish (bounded),
+    /// closes every connection. Afterwards nothing keeps the Node.js process alive.
+    ///
+    /// Calls made afterwards fail open, so that requests still in flight during a shutdown
+    /// do not fail: publishing resolves `null`, `trimStream` and `acknowledgeMessages` 0,
+    /// `createConsumerGroup` `false`; `subscribe`, `consumeFromGroup`, `stream` and `consume`
+    /// reject with `ERR_CLOSED`. `connect()` opens the client again (subscriptions are not
+    /// restored).
     #[napi(catch_unwind, ts_return_type = "Promise<void>")]
     pub fn disconnect<'e>(&self, env: &'e Env) -> Result<PromiseRaw<'e, ()>> {
-        self.stop_loops(env, |_| true)?;
-        let c = self.inner.clone();
+        self.b.stop_loops(env, |_| true)?;
+        let c = self.b.inner.clone();
         promise(env, async move {
             c.disconnect().await;
             Ok(())
@@ -244,8 +262,9 @@ impl StreamsClient {
     /// `options.maxLen` trims the stream in the same command (`XADD … MAXLEN ~ n`), the
     /// cheapest way to keep a stream bounded.
     /// Rejects with `ERR_INVALID_ARG` for an empty stream name, a malformed id, an id not
-    /// greater than the stream's last id, or data JSON cannot represent; `ERR_CLOSED` when
-    /// not connected.
+    /// greater than the stream's last id, or data JSON cannot represent. Connects a client
+    /// that was never connected (resolving `null` if that takes longer than
+    /// `commandTimeoutMs`); resolves `null` after `disconnect()`.
     #[napi(
         catch_unwind,
         ts_args_type = "stream: string, data: unknown, id?: string | null, options?: PublishOptions | null",
@@ -274,17 +293,20 @@ impl StreamsClient {
             Ok(p) => p,
             Err(e) => return rejected(env, e),
         };
-        let json = match env_data(env)?.helpers.stringify(env, data)? {
+        let json = match env_data(env)?.runtime.stringify(env, data)? {
             Ok(j) => j,
             Err(e) => return rejected(env, e),
         };
         // Queued here, on the JavaScript thread, so that the order of calls is the order
         // of the entries.
         let queued = self.promises.start(env, |resolver| {
-            self.inner
-                .start_publish(&stream, &json, id, trim, move |r| {
-                    resolver.resolve(r.map(Settled::Id))
-                })
+            in_runtime(|| {
+                self.b
+                    .inner
+                    .start_publish(&stream, &json, id, trim, move |r| {
+                        resolver.resolve(r.map(Settled::Id))
+                    })
+            })
         })?;
         queued.or_else(|e| rejected(env, e))
     }
@@ -313,7 +335,7 @@ impl StreamsClient {
             return rejected(env, CoreError::invalid("items", "expected an array"));
         }
         let len = unsafe { items.cast::<Array>() }?.len();
-        let jsons = match env_data(env)?.helpers.stringify_all(env, items, len)? {
+        let jsons = match env_data(env)?.runtime.stringify_all(env, items, len)? {
             Ok(j) => j,
             Err((i, why)) => {
                 return rejected(
@@ -326,33 +348,40 @@ impl StreamsClient {
             }
         };
         let queued = self.promises.start(env, |resolver| {
-            self.inner.start_publish_batch(&stream, &jsons, move |r| {
-                resolver.resolve(r.map(Settled::Ids))
+            in_runtime(|| {
+                self.b.inner.start_publish_batch(&stream, &jsons, move |r| {
+                    resolver.resolve(r.map(Settled::Ids))
+                })
             })
         })?;
         queued.or_else(|e| rejected(env, e))
     }
 
     /// Calls `callback` for every message added to `stream`, in id order, one at a time
-    /// (a returned Promise is awaited before the next message).
+    /// (a returned Promise is awaited before the next message); resolves to a
+    /// `Subscription` whose `unsubscribe()` ends it.
     ///
     /// With `startId: "$"` (default) the stream's current end is resolved before this
-    /// resolves, so a message published right afterwards is always delivered. A callback
-    /// that throws or rejects is logged with the message id and delivery goes on.
-    /// Rejects with `ERR_INVALID_ARG` for a bad stream, callback or option.
+    /// resolves, so a message published right afterwards is always delivered. Several
+    /// subscriptions of one stream are independent and share one reader connection; each
+    /// read is parsed once for all of them, and they receive the same message objects (do
+    /// not change them). A callback that throws or rejects is logged with the message id
+    /// and delivery goes on. Rejects with `ERR_INVALID_ARG` for a bad stream, callback or
+    /// option, `ERR_CLOSED` after `disconnect()`.
     #[napi(
         catch_unwind,
         ts_generic_types = "T = unknown",
         ts_args_type = "stream: string, callback: (message: StreamMessage<T>) => void | Promise<void>, options?: SubscribeOptions | null",
-        ts_return_type = "Promise<void>"
+        ts_return_type = "Promise<Subscription>"
     )]
     pub fn subscribe<'e>(
         &self,
         env: &'e Env,
+        this: This,
         stream: Unknown,
         callback: Unknown,
         options: Option<Unknown>,
-    ) -> Result<PromiseRaw<'e, ()>> {
+    ) -> Result<PromiseRaw<'e, Subscription>> {
         let prepared = (|| -> CoreResult<(String, SubscribeOptions)> {
             let stream = string_arg(stream, "stream")?;
             check_stream_name(&stream)?;
@@ -377,21 +406,97 @@ impl StreamsClient {
             Ok(p) => p,
             Err(e) => return rejected(env, e),
         };
-        let c = self.inner.clone();
-        let owner = Owner::Subscription(stream.clone());
-        self.start_loop(env, owner, callback, 1, move |handler| async move {
-            c.subscribe(&stream, handler, opts).await.map(|_| ())
+        let b = &self.b;
+        let key = b.new_key();
+        let handler = b.deliveries(env)?.add(env, this.raw(), key, callback, 1)?;
+        let started = in_runtime(|| b.inner.start_subscribe(&stream, Arc::new(handler), opts));
+        let (id, resolved) = match started {
+            Ok(s) => s,
+            Err(e) => {
+                b.deliveries(env)?.stop(env, key)?;
+                return rejected(env, e);
+            }
+        };
+        b.loops
+            .borrow_mut()
+            .insert(key, Owner::Subscription(stream.clone(), id));
+        let b = b.clone();
+        env.spawn_future_with_callback(async move { Ok(resolved.await) }, move |env, r| match r {
+            Ok(()) => Ok(Subscription { id, stream, key, b }),
+            Err(e) => {
+                b.stop_key(env, key)?;
+                Err(to_js(env, &e))
+            }
         })
     }
 
-    /// Ends every subscription of `stream` on this client: no callback of it starts after
+    /// Ends every subscription of `stream` on this client: no callback of them starts after
     /// this returns (one already running finishes).
     #[napi(catch_unwind, ts_args_type = "stream: string")]
     pub fn unsubscribe(&self, env: Env, stream: Unknown) -> Result<()> {
         let stream = settle(&env, string_arg(stream, "stream"))?;
-        self.stop_loops(&env, |o| *o == Owner::Subscription(stream.clone()))?;
-        self.inner.unsubscribe(&stream);
+        self.b.stop_loops(
+            &env,
+            |o| matches!(o, Owner::Subscription(s, _) if *s == stream),
+        )?;
+        self.b.inner.unsubscribe(&stream);
         Ok(())
+    }
+
+    /// The messages of `stream` as an async iterator: `for await (const m of
+    /// client.stream("events", { signal }))`.
+    ///
+    /// A subscription with backpressure: when `highWaterMark` messages (default 64) wait
+    /// unread, reading pauses until the loop takes one, so a slow loop holds at most that
+    /// many plus a few reads' worth (`count` each). Leaving the loop (`break`, `return`,
+    /// an exception) or aborting `signal` ends the subscription; aborting ends the loop
+    /// normally. Options as `subscribe`. After `disconnect()` the loop ends; starting one
+    /// then throws `ERR_CLOSED` from the first `next()`.
+    #[napi(
+        catch_unwind,
+        ts_generic_types = "T = unknown",
+        ts_args_type = "stream: string, options?: StreamOptions | null",
+        ts_return_type = "AsyncIterableIterator<StreamMessage<T>>"
+    )]
+    pub fn stream<'e>(
+        &self,
+        env: &'e Env,
+        this: This,
+        stream: Unknown,
+        options: Option<Unknown>,
+    ) -> Result<Unknown<'e>> {
+        let this = unsafe { Unknown::from_raw_unchecked(env.raw(), this.raw()) };
+        env_data(env)?
+            .runtime
+            .stream_iterator(env, this, stream, options)
+    }
+
+    /// The messages of consumer `consumer` of `group` as an async iterator: each has
+    /// `ack()`, and one that is not acknowledged stays pending (delivered again after a
+    /// restart, or claimed by another consumer with `claimIdleMs`).
+    ///
+    /// Backpressure, ending and `signal` as `stream()`; options as `consumeFromGroup`
+    /// except `autoAck` (never: you acknowledge) and `concurrency`. Acknowledgements made
+    /// in the same tick go out in one XACK.
+    #[napi(
+        catch_unwind,
+        ts_generic_types = "T = unknown",
+        ts_args_type = "stream: string, group: string, consumer: string, options?: ConsumeIteratorOptions | null",
+        ts_return_type = "AsyncIterableIterator<ConsumedMessage<T>>"
+    )]
+    pub fn consume<'e>(
+        &self,
+        env: &'e Env,
+        this: This,
+        stream: Unknown,
+        group: Unknown,
+        consumer: Unknown,
+        options: Option<Unknown>,
+    ) -> Result<Unknown<'e>> {
+        let this = unsafe { Unknown::from_raw_unchecked(env.raw(), this.raw()) };
+        env_data(env)?
+            .runtime
+            .consume_iterator(env, (this, stream, group, consumer, options))
     }
 
     /// Creates consumer group `group` on `stream` (XGROUP CREATE … MKSTREAM), starting at
@@ -426,7 +531,7 @@ impl StreamsClient {
             Ok(p) => p,
             Err(e) => return rejected(env, e),
         };
-        let c = self.inner.clone();
+        let c = self.b.inner.clone();
         promise(env, async move {
             c.create_consumer_group(&stream, &group, start).await
         })
@@ -445,9 +550,11 @@ impl StreamsClient {
         ts_args_type = "stream: string, group: string, consumer: string, callback: (message: StreamMessage<T>) => void | Promise<void>, options?: ConsumeOptions | null",
         ts_return_type = "Promise<void>"
     )]
+    #[allow(clippy::too_many_arguments)] // the JavaScript signature, plus env and this
     pub fn consume_from_group<'e>(
         &self,
         env: &'e Env,
+        this: This,
         stream: Unknown,
         group: Unknown,
         consumer: Unknown,
@@ -491,10 +598,31 @@ impl StreamsClient {
             Ok(p) => p,
             Err(e) => return rejected(env, e),
         };
-        let c = self.inner.clone();
-        let owner = Owner::Consumer(format!("{stream}:{group}:{consumer}"));
-        self.start_loop(env, owner, callback, concurrency, move |handler| async move {
-            c.consume(&stream, &group, &consumer, handler, opts).await
+        let b = &self.b;
+        let key = b.new_key();
+        let handler = b
+            .deliveries(env)?
+            .add(env, this.raw(), key, callback, concurrency)?;
+        let started = in_runtime(|| {
+            b.inner
+                .start_consume(&stream, &group, &consumer, Arc::new(handler), opts)
+        });
+        let started = match started {
+            Ok(s) => s,
+            Err(e) => {
+                b.deliveries(env)?.stop(env, key)?;
+                return rejected(env, e);
+            }
+        };
+        b.loops
+            .borrow_mut()
+            .insert(key, Owner::Consumer(format!("{stream}:{group}:{consumer}")));
+        let b = b.clone();
+        env.spawn_future_with_callback(async move { Ok(started.await) }, move |env, r| {
+            if r.is_err() {
+                b.stop_key(env, key)?;
+            }
+            settle(env, r)
         })
     }
 
@@ -534,7 +662,7 @@ impl StreamsClient {
             Ok(p) => p,
             Err(e) => return rejected(env, e),
         };
-        let c = self.inner.clone();
+        let c = self.b.inner.clone();
         promise(env, async move {
             Ok(c.acknowledge(&stream, &group, &ids).await? as u32)
         })
@@ -566,8 +694,9 @@ impl StreamsClient {
             Err(e) => return rejected(env, e),
         };
         let key = format!("{stream}:{group}:{consumer}");
-        self.stop_loops(env, |o| *o == Owner::Consumer(key.clone()))?;
-        let c = self.inner.clone();
+        self.b
+            .stop_loops(env, |o| *o == Owner::Consumer(key.clone()))?;
+        let c = self.b.inner.clone();
         promise(env, async move {
             c.stop_consumer(&stream, &group, &consumer).await;
             Ok(())
@@ -599,7 +728,7 @@ impl StreamsClient {
             Ok(p) => p,
             Err(e) => return rejected(env, e),
         };
-        let c = self.inner.clone();
+        let c = self.b.inner.clone();
         promise(env, async move {
             Ok(c.trim(&stream, trim).await?.min(u32::MAX as u64) as u32)
         })
@@ -609,6 +738,46 @@ impl StreamsClient {
     /// redacted) and counters.
     #[napi(catch_unwind)]
     pub fn get_status(&self) -> crate::js::types::Status {
-        crate::js::types::Status::from_core(self.inner.status(), self.inner.config())
+        crate::js::types::Status::from_core(self.b.inner.status(), self.b.inner.config())
+    }
+}
+
+/// One subscription made by `subscribe()`; `unsubscribe()` ends it.
+#[napi]
+pub struct Subscription {
+    id: SubscriptionId,
+    stream: String,
+    key: u32,
+    b: Rc<Binding>,
+}
+
+#[napi]
+impl Subscription {
+    /// Its id, unique within its client (as in `getStatus().subscriptionDetails`).
+    #[napi(getter)]
+    pub fn id(&self) -> i64 {
+        self.id as i64
+    }
+
+    /// The stream it reads.
+    #[napi(getter)]
+    pub fn stream(&self) -> String {
+        self.stream.clone()
+    }
+
+    /// Whether it still delivers: false after `unsubscribe()`, `client.unsubscribe(stream)`
+    /// or `disconnect()`.
+    #[napi(getter)]
+    pub fn active(&self) -> bool {
+        self.b.inner.is_subscribed(self.id)
+    }
+
+    /// Ends this subscription only: no callback of it starts after this returns (one
+    /// already running finishes). Other subscriptions of the stream go on. Idempotent.
+    #[napi(catch_unwind)]
+    pub fn unsubscribe(&self, env: Env) -> Result<()> {
+        self.b.stop_key(&env, self.key)?;
+        self.b.inner.unsubscribe_id(self.id);
+        Ok(())
     }
 }

@@ -1,12 +1,13 @@
 //! The napi binding: the only code that names napi. Each export converts its arguments,
 //! calls the core, and converts the result; no Redis logic lives here.
 
-mod callback;
 mod client;
+mod deliveries;
 mod error;
 mod logging;
 mod option_keys;
 mod promises;
+mod runtime;
 mod types;
 
 use napi::bindgen_prelude::*;
@@ -21,20 +22,18 @@ pub use client::StreamsClient;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use callback::Helpers;
+use runtime::Runtime;
 use types::{opt_object_arg, StreamsClientConfig};
 
 /// Everything kept per JavaScript environment (main thread or worker).
 struct EnvData {
-    helpers: Helpers,
-    singleton: Option<Reference<StreamsClient>>,
+    runtime: Runtime,
 }
 
 fn env_data(env: &Env) -> Result<&'static mut EnvData> {
     if env.get_instance_data::<EnvData>()?.is_none() {
         let data = EnvData {
-            helpers: Helpers::compile(env)?,
-            singleton: None,
+            runtime: Runtime::compile(env)?,
         };
         env.set_instance_data(data, (), |_| {})?;
     }
@@ -70,32 +69,25 @@ fn init() {
     }
 }
 
-/// Lets `acknowledgeMessages(stream, group, ...ids)` take its ids as rest arguments: the
-/// native method receives them as one array.
+/// Adjusts the exports once they exist (see `patchExports` in `runtime.js`).
 #[napi(module_exports)]
 pub fn exports(exports: Object, env: Env) -> Result<()> {
-    let patch: Function<Object, ()> = env.run_script(
-        r#"(function (exports) {
-  const proto = exports.StreamsClient.prototype;
-  const native = proto.acknowledgeMessages;
-  Object.defineProperty(proto, "acknowledgeMessages", {
-    value: function acknowledgeMessages(stream, group, ...ids) {
-      return native.call(this, stream, group, ids.length === 1 && Array.isArray(ids[0]) ? ids[0] : ids);
-    },
-    writable: true,
-    configurable: true,
-  });
-})"#,
-    )?;
-    patch.call(exports)
+    env_data(&env)?.runtime.patch_exports(&env, exports)
 }
 
-/// The process-wide client (one per JavaScript environment): every call returns the same
-/// object. A config given once the client exists is ignored with a logged warning.
-#[napi(catch_unwind, ts_args_type = "config?: StreamsClientConfig | null")]
-pub fn get_streams_client(env: Env, config: Option<Unknown>) -> Result<Reference<StreamsClient>> {
-    let data = env_data(&env)?;
-    if let Some(existing) = &data.singleton {
+/// The process-wide client: every call returns the same object, also after a module that
+/// calls it is evaluated again (`next dev` hot reload): it is kept on `globalThis` under
+/// `Symbol.for("streamcast.client")`. A config given once the client exists is ignored
+/// with a logged warning. Nothing connects until the first call (or `connect()`).
+#[napi(
+    catch_unwind,
+    ts_args_type = "config?: StreamsClientConfig | null",
+    ts_return_type = "StreamsClient"
+)]
+pub fn get_streams_client<'e>(env: &'e Env, config: Option<Unknown>) -> Result<Unknown<'e>> {
+    let runtime = &env_data(env)?.runtime;
+    let existing = runtime.get_singleton(env)?;
+    if !matches!(existing.get_type()?, ValueType::Undefined | ValueType::Null) {
         if config
             .is_some_and(|c| !matches!(c.get_type(), Ok(ValueType::Undefined | ValueType::Null)))
         {
@@ -103,16 +95,16 @@ pub fn get_streams_client(env: Env, config: Option<Unknown>) -> Result<Reference
                 "getStreamsClient: the client already exists; the config given is ignored"
             );
         }
-        return existing.clone(env);
+        return Ok(existing);
     }
-    let input = error::settle(
-        &env,
-        opt_object_arg::<StreamsClientConfig>(config, "config"),
-    )?;
-    let client = StreamsClient::create(&env, input)?.into_reference(env)?;
-    let out = client.clone(env)?;
-    data.singleton = Some(client);
-    Ok(out)
+    let input = error::settle(env, opt_object_arg::<StreamsClientConfig>(config, "config"))?;
+    let client = StreamsClient::create(env, input)?;
+    let value = unsafe {
+        let raw = ToNapiValue::to_napi_value(env.raw(), client)?;
+        Unknown::from_raw_unchecked(env.raw(), raw)
+    };
+    runtime.set_singleton(env, value)?;
+    Ok(value)
 }
 
 /// Routes log records to `logger` (for example pino) instead of stderr; `null` restores
@@ -134,7 +126,7 @@ pub fn set_logger(env: Env, logger: Option<Unknown>) -> Result<()> {
                     &crate::error::Error::invalid("logger", "expected a function or null"),
                 ));
             }
-            let wrapped = env_data(&env)?.helpers.logger(&env, f)?;
+            let wrapped = env_data(&env)?.runtime.logger(&env, f)?;
             logging::set_sink(Some(wrapped))
         }
     }

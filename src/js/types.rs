@@ -80,6 +80,50 @@ pub struct SubscribeOptions {
     pub count: Option<f64>,
 }
 
+/// Options of `stream()`: those of `subscribe`, plus an `AbortSignal` and the buffer size.
+#[napi(object)]
+#[derive(Default)]
+// Declared for index.d.ts: runtime.js reads the object and passes the rest to `subscribe`.
+#[allow(dead_code)]
+pub struct StreamOptions {
+    /// `"$"` (default): only messages published after the iterator was created; `"0"`: the whole history; or an id to read after.
+    pub start_id: Option<String>,
+    /// XREAD BLOCK time in ms. Defaults to the client's `defaultBlockMs`.
+    pub block_ms: Option<f64>,
+    /// Entries per read. Defaults to the client's `defaultCount`.
+    pub count: Option<f64>,
+    /// Aborting it ends the subscription and the loop (normally, without an error): pass `request.signal` in a route handler.
+    #[napi(ts_type = "AbortSignal")]
+    pub signal: Option<Unknown<'static>>,
+    /// Messages that may wait unread before reading pauses. Defaults to 64.
+    pub high_water_mark: Option<f64>,
+}
+
+/// Options of `consume()`: those of `consumeFromGroup` except `autoAck` and `concurrency`, plus an `AbortSignal` and the buffer size.
+#[napi(object)]
+#[derive(Default)]
+// Declared for index.d.ts: runtime.js reads the object and passes the rest to `consumeFromGroup`.
+#[allow(dead_code)]
+pub struct ConsumeIteratorOptions {
+    /// Entries per read. Defaults to the client's `defaultCount`.
+    pub count: Option<f64>,
+    /// XREADGROUP BLOCK time in ms. Defaults to the client's `defaultBlockMs`.
+    pub block_ms: Option<f64>,
+    /// Take over entries of any consumer of the group that stayed pending longer than this (XAUTOCLAIM). Off by default.
+    pub claim_idle_ms: Option<f64>,
+    /// An entry delivered more often than this goes to the dead-letter stream and is acknowledged. Off by default.
+    pub max_deliveries: Option<f64>,
+    /// Where poison entries go. Defaults to `<stream>:dead`.
+    pub dead_letter_stream: Option<String>,
+    /// Create the group (from id `0`) when it is missing. Defaults to false.
+    pub create_if_missing: Option<bool>,
+    /// Aborting it stops the consumer and ends the loop (normally, without an error); messages not acknowledged stay pending.
+    #[napi(ts_type = "AbortSignal")]
+    pub signal: Option<Unknown<'static>>,
+    /// Messages that may wait unread before reading pauses. Defaults to 64.
+    pub high_water_mark: Option<f64>,
+}
+
 /// Options of `publishMessage`.
 #[napi(object)]
 #[derive(Default)]
@@ -210,6 +254,17 @@ pub struct ConsumerStatus {
     pub connection: ConnectionStatus,
 }
 
+/// One subscription, in `getStatus().subscriptionDetails`.
+#[napi(object)]
+pub struct SubscriptionStatus {
+    /// The subscription's id (`Subscription.id`).
+    pub id: i64,
+    /// The stream it reads.
+    pub stream: String,
+    /// The last id handed to it (or the id it starts after); `null` while `"$"` is not resolved yet.
+    pub last_id: Option<String>,
+}
+
 /// What `getStatus()` returns.
 #[napi(object)]
 pub struct Status {
@@ -221,8 +276,10 @@ pub struct Status {
     pub connection: ConnectionStatus,
     /// The subscription reader connection.
     pub reader: ConnectionStatus,
-    /// Streams with an active subscription.
+    /// Streams with an active subscription, each once.
     pub subscriptions: Vec<String>,
+    /// Every active subscription (several per stream when it has several).
+    pub subscription_details: Vec<SubscriptionStatus>,
     /// `stream:group:consumer` of each running consumer.
     pub consumer_groups: Vec<String>,
     /// The connection of each running consumer (its reconnect schedule, last error).
@@ -265,6 +322,15 @@ impl Status {
             connection: conn_status(&s.state),
             reader: conn_status(&s.reader_state),
             subscriptions: s.subscriptions,
+            subscription_details: s
+                .subscription_details
+                .into_iter()
+                .map(|d| SubscriptionStatus {
+                    id: d.id as i64,
+                    stream: d.stream,
+                    last_id: d.last_id.map(|i| i.to_string()),
+                })
+                .collect(),
             consumer_groups: s.consumer_groups,
             consumers: s
                 .consumers

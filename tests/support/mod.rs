@@ -238,10 +238,10 @@ impl Handler for ChannelHandler {
                 tokio::time::sleep(d).await;
             }
             let mut failures = Vec::new();
-            let handled = batch.entries.len();
-            for e in &batch.entries {
+            let handled = batch.entries().len();
+            for e in batch.entries() {
                 let _ = tx.send(Received {
-                    stream: batch.stream.to_string(),
+                    stream: batch.stream().to_string(),
                     id: e.id,
                     data: e.data_value(),
                     timestamp: e.timestamp(),

@@ -1,0 +1,342 @@
+//! How batches reach JavaScript callbacks: one delivery hub per client.
+//!
+//! Each subscription and consumer is a core [`Handler`] ([`JsHandler`]) that puts its batches
+//! into the client's outbox. The first batch in an empty outbox wakes the JavaScript thread
+//! (one ThreadsafeFunction per client), which hands everything queued by then to the hub of
+//! `runtime.js` in one call. A read that several subscriptions receive crosses into
+//! JavaScript as JSON once and is parsed once: the hub keeps the parsed messages by the
+//! read's sequence number until Rust no longer holds the read. Each subscription's
+//! trampoline then calls its callback one message at a time and reports the ids that failed,
+//! at once or as a Promise.
+//!
+//! The ThreadsafeFunction keeps Node alive only while loops are running (it is referenced
+//! when the first starts and unreferenced when the last stops), and so does a reference to
+//! the client object: a client with a running subscription is not garbage, one without is.
+
+use std::cell::RefCell;
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use futures_util::future::BoxFuture;
+use napi::bindgen_prelude::*;
+use napi::sys;
+use napi::threadsafe_function::{
+    ThreadsafeCallContext, ThreadsafeFunction, ThreadsafeFunctionCallMode,
+};
+use tokio::sync::oneshot;
+
+use super::runtime::Runtime;
+use crate::codec::batch_json;
+use crate::handler::{Batch, CallbackFailure, HandleResult, Handler, HandlerGone, Outcome, Read};
+
+/// The failure report of a batch (`None`: every message handled, none failed).
+type Report = Option<Vec<String>>;
+
+/// What a trampoline returned for a batch: the report, or a Promise of it.
+enum Returned {
+    Now(Report),
+    Later(Promise<Report>),
+}
+
+/// One batch waiting in the outbox.
+struct Item {
+    key: u32,
+    batch: Batch,
+    reply: oneshot::Sender<Result<Returned>>,
+}
+
+type Queue = Arc<Mutex<Vec<Item>>>;
+
+fn lock(q: &Queue) -> MutexGuard<'_, Vec<Item>> {
+    q.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Wakes the JavaScript thread to hand over what is queued.
+type Wake = ThreadsafeFunction<(), (), (), Status, false, true>;
+
+/// The part the runtime threads share: queued batches and the wake-up.
+pub struct Outbox {
+    queue: Queue,
+    wake: Wake,
+}
+
+impl Outbox {
+    fn push(&self, item: Item) {
+        let first = {
+            let mut q = lock(&self.queue);
+            q.push(item);
+            q.len() == 1
+        };
+        if first && self.wake.call((), ThreadsafeFunctionCallMode::NonBlocking) != Status::Ok {
+            // The environment is going away: the dropped replies tell each handler so.
+            lock(&self.queue).clear();
+        }
+    }
+}
+
+/// A strong reference to a JavaScript value.
+struct ValueRef(sys::napi_ref);
+
+impl ValueRef {
+    fn new(env: &Env, value: sys::napi_value) -> Result<Self> {
+        let mut r = std::ptr::null_mut();
+        check_status!(unsafe { sys::napi_create_reference(env.raw(), value, 1, &mut r) })?;
+        Ok(ValueRef(r))
+    }
+
+    fn value(&self, env: &Env) -> Result<sys::napi_value> {
+        let mut v = std::ptr::null_mut();
+        check_status!(unsafe { sys::napi_get_reference_value(env.raw(), self.0, &mut v) })?;
+        Ok(v)
+    }
+
+    fn delete(self, env: &Env) -> Result<()> {
+        check_status!(unsafe { sys::napi_delete_reference(env.raw(), self.0) })
+    }
+}
+
+/// State touched only on the JavaScript thread.
+struct JsSide {
+    /// The hub object of `runtime.js`.
+    hub: ValueRef,
+    /// Reads whose JSON JavaScript has (and keeps parsed), by sequence number; once Rust
+    /// drops a read, the next hand-over tells JavaScript to forget it.
+    sent: HashMap<u64, Weak<Read>>,
+    /// Running loops.
+    active: usize,
+    /// The client object while loops run, so that it is not garbage meanwhile.
+    keep: Option<ValueRef>,
+    wake: sys::napi_threadsafe_function,
+}
+
+impl JsSide {
+    fn hub<'e>(&self, env: &'e Env) -> Result<Object<'e>> {
+        let v = self.hub.value(env)?;
+        unsafe { Object::from_napi_value(env.raw(), v) }
+    }
+}
+
+/// The delivery hub of one client.
+pub struct Deliveries {
+    js: Rc<RefCell<JsSide>>,
+    outbox: Arc<Outbox>,
+}
+
+impl Deliveries {
+    /// Creates the hub (`createDeliveries()` of `runtime.js`) and its wake-up in `env`.
+    pub fn new(env: &Env, runtime: &Runtime) -> Result<Self> {
+        let hub = runtime.create_deliveries(env)?;
+        let js = Rc::new(RefCell::new(JsSide {
+            hub: ValueRef::new(env, hub.raw())?,
+            sent: HashMap::new(),
+            active: 0,
+            keep: None,
+            wake: std::ptr::null_mut(),
+        }));
+        let queue: Queue = Arc::default();
+        let noop: Function<(), ()> = env.run_script("(function streamcastWake() {})")?;
+        let (side, q) = (js.clone(), queue.clone());
+        let wake: Wake = noop
+            .build_threadsafe_function()
+            .callee_handled::<false>()
+            .weak::<true>()
+            .build_callback(move |ctx: ThreadsafeCallContext<()>| {
+                let items = std::mem::take(&mut *lock(&q));
+                hand_over(&ctx.env, &side, items)
+            })?;
+        js.borrow_mut().wake = wake.raw();
+        Ok(Deliveries {
+            js,
+            outbox: Arc::new(Outbox { queue, wake }),
+        })
+    }
+
+    /// Starts a loop calling `callback` (up to `concurrency` at once) under `key`; while any
+    /// loop runs, Node stays alive and `client` (the JavaScript object) is not garbage.
+    pub fn add(
+        &self,
+        env: &Env,
+        client: sys::napi_value,
+        key: u32,
+        callback: Unknown,
+        concurrency: u32,
+    ) -> Result<JsHandler> {
+        let mut js = self.js.borrow_mut();
+        let add: Function<FnArgs<(u32, Unknown, u32)>, ()> =
+            js.hub(env)?.get_named_property("add")?;
+        add.call(FnArgs::from((key, callback, concurrency)))?;
+        if js.active == 0 {
+            js.keep = Some(ValueRef::new(env, client)?);
+            check_status!(unsafe { sys::napi_ref_threadsafe_function(env.raw(), js.wake) })?;
+        }
+        js.active += 1;
+        Ok(JsHandler {
+            key,
+            outbox: self.outbox.clone(),
+        })
+    }
+
+    /// Stops the loop `key`: no callback of it starts afterwards (one running finishes).
+    pub fn stop(&self, env: &Env, key: u32) -> Result<()> {
+        let mut js = self.js.borrow_mut();
+        let stop: Function<u32, bool> = js.hub(env)?.get_named_property("stop")?;
+        // Its bookkeeping first: the stop hook of an iterator may start or stop other loops.
+        let was_running = {
+            drop(js);
+            let r = stop.call(key)?;
+            js = self.js.borrow_mut();
+            r
+        };
+        if was_running && js.active > 0 {
+            js.active -= 1;
+            if js.active == 0 {
+                if let Some(keep) = js.keep.take() {
+                    keep.delete(env)?;
+                }
+                check_status!(unsafe { sys::napi_unref_threadsafe_function(env.raw(), js.wake) })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Hands the queued batches to the hub, on the JavaScript thread, and routes each
+/// trampoline's answer back to its handler.
+fn hand_over(env: &Env, side: &Rc<RefCell<JsSide>>, items: Vec<Item>) -> Result<()> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let (dispatch, released, flat) = {
+        let mut js = side.borrow_mut();
+        let mut released = Vec::new();
+        js.sent.retain(|seq, read| {
+            let alive = read.strong_count() > 0;
+            if !alive {
+                released.push(*seq as f64);
+            }
+            alive
+        });
+        let mut flat = env.create_array((items.len() * 4) as u32)?;
+        for (i, item) in items.iter().enumerate() {
+            let read = item.batch.read();
+            let at = (i * 4) as u32;
+            flat.set(at, item.key)?;
+            flat.set(at + 1, read.seq as f64)?;
+            match js.sent.entry(read.seq) {
+                Entry::Occupied(_) => flat.set(at + 2, Null)?,
+                Entry::Vacant(slot) => {
+                    flat.set(at + 2, batch_json(&read.stream, &read.entries))?;
+                    slot.insert(Arc::downgrade(read));
+                }
+            }
+            flat.set(at + 3, item.batch.offset() as u32)?;
+        }
+        let dispatch: Function<FnArgs<(Vec<f64>, Array)>, Array> =
+            js.hub(env)?.get_named_property("dispatch")?;
+        (dispatch, released, flat)
+    };
+    let results = match dispatch.call(FnArgs::from((released, flat))) {
+        Ok(r) => r,
+        Err(e) => {
+            for item in items {
+                let _ = item.reply.send(Err(Error::new(e.status, e.reason.clone())));
+            }
+            return Ok(());
+        }
+    };
+    for (i, item) in items.into_iter().enumerate() {
+        let r = results
+            .get::<Unknown>(i as u32)
+            .and_then(|v| v.ok_or_else(|| Error::from_reason("the hub returned no report")))
+            .and_then(returned);
+        let _ = item.reply.send(r);
+    }
+    Ok(())
+}
+
+/// Reads a trampoline's return value on the JavaScript thread.
+fn returned(v: Unknown) -> Result<Returned> {
+    if v.is_promise()? {
+        Ok(Returned::Later(unsafe { v.cast::<Promise<Report>>() }?))
+    } else {
+        Ok(Returned::Now(unsafe { v.cast::<Report>() }?))
+    }
+}
+
+/// A subscription's or consumer's callback as a core [`Handler`].
+pub struct JsHandler {
+    key: u32,
+    outbox: Arc<Outbox>,
+}
+
+/// Batches of one subscription handed to JavaScript before the first one finished; the
+/// trampoline queues them and runs them one after another.
+const JS_IN_FLIGHT: usize = 4;
+
+impl Handler for JsHandler {
+    fn handle(&self, batch: Batch) -> BoxFuture<'static, HandleResult> {
+        // Queued now, not when the future is first polled: the order of calls is the order
+        // in which the trampoline runs the batches.
+        let (tx, rx) = oneshot::channel();
+        // Kept for the rare report that every message failed; holding it also keeps the
+        // read cached in JavaScript until this batch is done, which costs nothing extra.
+        let kept = batch.clone();
+        self.outbox.push(Item {
+            key: self.key,
+            batch,
+            reply: tx,
+        });
+        Box::pin(async move {
+            let report = match rx.await {
+                Ok(Ok(Returned::Now(report))) => Ok(report),
+                Ok(Ok(Returned::Later(promise))) => promise.await,
+                Ok(Err(e)) => return Ok(all_failed(&kept, &e.reason)),
+                Err(_) => return Err(HandlerGone("the JavaScript environment is gone".into())),
+            };
+            match report {
+                Ok(None) => Ok(Outcome::all_ok(kept.len())),
+                Ok(Some(flat)) => Ok(outcome_of(&flat, kept.len())),
+                Err(e) => Ok(all_failed(&kept, &e.reason)),
+            }
+        })
+    }
+
+    fn max_in_flight(&self) -> usize {
+        JS_IN_FLIGHT
+    }
+}
+
+fn all_failed(batch: &Batch, why: &str) -> Outcome {
+    Outcome {
+        handled: batch.len(),
+        failures: batch
+            .entries()
+            .iter()
+            .map(|e| CallbackFailure {
+                id: e.id.to_string(),
+                error: why.to_owned(),
+            })
+            .collect(),
+    }
+}
+
+/// Reads the trampoline's report: `[handledCount, id, error, id, error, ...]`.
+fn outcome_of(flat: &[String], len: usize) -> Outcome {
+    let handled = flat
+        .first()
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(len)
+        .min(len);
+    let failures = flat
+        .get(1..)
+        .unwrap_or_default()
+        .chunks(2)
+        .map(|p| CallbackFailure {
+            id: p[0].clone(),
+            error: p.get(1).cloned().unwrap_or_default(),
+        })
+        .collect();
+    Outcome { handled, failures }
+}

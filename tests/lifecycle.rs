@@ -1,0 +1,171 @@
+//! A client's life: connecting on the first call, failing open after `disconnect()`, and
+//! subscriptions and consumers that are reachable by `unsubscribe`/`stop` from the moment
+//! they were started, before anything was awaited.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use streamcast::{Client, ConsumeOptions, PublishId, StartId, StreamId, SubscribeOptions};
+use support::{config, until_async, ChannelHandler, RedisServer, DELIVERY};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_connected_connects_on_its_first_publish() {
+    let server = RedisServer::start().await;
+    let c = Client::new(config(&server.url()));
+    assert_eq!(c.status().state.name(), "idle");
+    let id = c
+        .publish("lazy", r#"{"n":1}"#, PublishId::Auto, None)
+        .await
+        .unwrap()
+        .expect("the first publish waits for the first connection");
+    let mut check = server.checker().await;
+    let stored: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+        .arg("lazy")
+        .arg("-")
+        .arg("+")
+        .query_async(&mut check)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].0, id.to_string());
+    assert!(c.status().connected);
+    c.disconnect().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_disconnect_writes_fail_open_and_reads_are_refused() {
+    let server = RedisServer::start().await;
+    let c = Client::new(config(&server.url()));
+    c.connect().await.unwrap();
+    c.disconnect().await;
+    assert_eq!(
+        c.publish("s", "1", PublishId::Auto, None).await.unwrap(),
+        None
+    );
+    assert!(!c
+        .create_consumer_group("s", "g", StartId::Latest)
+        .await
+        .unwrap());
+    assert_eq!(
+        c.acknowledge("s", "g", &[StreamId::new(1, 0)])
+            .await
+            .unwrap(),
+        0
+    );
+    let (h, _inbox) = ChannelHandler::new();
+    let err = c
+        .subscribe("s", h.clone(), SubscribeOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "ERR_CLOSED");
+    let err = c
+        .consume("s", "g", "c", h, ConsumeOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "ERR_CLOSED");
+    // connect() opens it again.
+    c.connect().await.unwrap();
+    assert!(c
+        .publish("s", "1", PublishId::Auto, None)
+        .await
+        .unwrap()
+        .is_some());
+    c.disconnect().await;
+}
+
+/// How many entries of `group` are pending (delivered, not acknowledged).
+async fn pending_of(server: &RedisServer, stream: &str, group: &str) -> u64 {
+    let mut check = server.checker().await;
+    let v: (u64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
+        .arg(stream)
+        .arg(group)
+        .query_async(&mut check)
+        .await
+        .unwrap();
+    v.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_stopped_before_its_start_resolved_never_reads() {
+    let server = RedisServer::start().await;
+    let c = Arc::new(Client::new(config(&server.url())));
+    c.connect().await.unwrap();
+    assert!(c
+        .create_consumer_group("jobs", "g", StartId::After(StreamId::ZERO))
+        .await
+        .unwrap());
+    for i in 0..20 {
+        c.publish("jobs", &format!(r#"{{"i":{i}}}"#), PublishId::Auto, None)
+            .await
+            .unwrap();
+    }
+    for round in 0..20 {
+        let (h, mut inbox) = ChannelHandler::new();
+        // Started and stopped without awaiting the start: the stop must reach it.
+        let started = c
+            .start_consume("jobs", "g", "c", h, ConsumeOptions::default())
+            .unwrap();
+        assert!(
+            c.stop_consumer("jobs", "g", "c").await,
+            "round {round}: the consumer was registered at once"
+        );
+        let _ = started.await;
+        assert!(c.status().consumer_groups.is_empty(), "round {round}");
+        inbox.assert_quiet(Duration::from_millis(20)).await;
+    }
+    // Nothing was read into anyone's pending list, so no consumer took a share it never acks.
+    assert_eq!(pending_of(&server, "jobs", "g").await, 0);
+    c.disconnect().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_removed_before_its_start_resolved_never_delivers() {
+    let server = RedisServer::start().await;
+    let c = Client::new(config(&server.url()));
+    c.connect().await.unwrap();
+    let (h, mut inbox) = ChannelHandler::new();
+    let (id, resolved) = c
+        .start_subscribe("s", h, SubscribeOptions::default())
+        .unwrap();
+    assert!(c.unsubscribe_id(id), "registered at once");
+    resolved.await.unwrap();
+    assert!(!c.is_subscribed(id));
+    c.publish("s", "1", PublishId::Auto, None).await.unwrap();
+    inbox.assert_quiet(Duration::from_millis(300)).await;
+    assert!(c.status().subscription_details.is_empty());
+    c.disconnect().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_whose_group_is_missing_can_be_started_again_once_it_exists() {
+    let server = RedisServer::start().await;
+    let c = Client::new(config(&server.url()));
+    c.connect().await.unwrap();
+    let (h, mut inbox) = ChannelHandler::new();
+    let err = c
+        .consume("q", "g", "c", h.clone(), ConsumeOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "ERR_NOGROUP");
+    assert!(c.status().consumer_groups.is_empty());
+    assert!(c
+        .create_consumer_group("q", "g", StartId::After(StreamId::ZERO))
+        .await
+        .unwrap());
+    c.consume("q", "g", "c", h, ConsumeOptions::default())
+        .await
+        .unwrap();
+    let id = c
+        .publish("q", "1", PublishId::Auto, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(inbox.one(DELIVERY).await.id, id);
+    until_async("the entry is acknowledged", DELIVERY, || async {
+        pending_of(&server, "q", "g").await == 0
+    })
+    .await;
+    c.disconnect().await;
+}
