@@ -304,8 +304,10 @@ export interface StatusConfig {
   autoTrimInterval: number
   /** Length automatic trimming keeps. */
   defaultMaxLen: number
-  /** Whether touched streams are trimmed automatically. */
+  /** Whether streams are trimmed automatically. */
   enableAutoTrim: boolean
+  /** Which streams automatic trimming covers. */
+  autoTrimStreams: 'published' | 'touched'
   /** Time allowed for one connection attempt, in ms. */
   connectTimeoutMs: number
   /** Time allowed for one command, in ms. */
@@ -348,6 +350,8 @@ export interface StatusCounters {
   gaps: number
   /** Times a subscribed stream was found deleted or recreated, so reading restarted from its beginning. */
   streamResets: number
+  /** Commands Redis refused because of its own state (`READONLY` or `MASTERDOWN` after a failover, `LOADING`, `OOM`, `BUSY`, `TRYAGAIN`, `CLUSTERDOWN`): they failed open (publish resolved `null`) and were logged. */
+  serverStateErrors: number
   /** Log records dropped because stderr or the JavaScript logger fell behind (process-wide). */
   logDropped: number
 }
@@ -378,8 +382,10 @@ export interface StreamsClientConfig {
   autoTrimInterval?: number
   /** Length automatic trimming keeps. Defaults to 10000. */
   defaultMaxLen?: number
-  /** Trim every stream this client touched, approximately. Defaults to true. */
+  /** Trim streams automatically every `autoTrimInterval` to about `defaultMaxLen` entries, never removing an entry a consumer group has not had delivered and acknowledged. Defaults to true. */
   enableAutoTrim?: boolean
+  /** Which streams automatic trimming covers: `"published"` (default) only those this client publishes to, `"touched"` also those it subscribes to or consumes from. */
+  autoTrimStreams?: 'published' | 'touched'
   /** Time allowed for one connection attempt, in ms. Defaults to 2000. */
   connectTimeoutMs?: number
   /** Time allowed for one command before a publish resolves `null`, in ms. Defaults to 1000. */
@@ -430,4 +436,6 @@ export interface TrimOptions {
   minId?: string
   /** `~` trimming (whole nodes only, far cheaper). Defaults to true. */
   approximate?: boolean
+  /** Never remove an entry a consumer group of the stream has not had delivered and acknowledged: the trim stops at the oldest such entry. Defaults to true (it changes nothing on a stream without groups). */
+  keepUnacknowledged?: boolean
 }

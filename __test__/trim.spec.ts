@@ -161,3 +161,47 @@ describe("auto-trim", () => {
     }
   });
 });
+
+describe("trimming never deletes work a consumer group has not finished", () => {
+  test("trimStream stops at the group's first pending entry; keepUnacknowledged: false does not", async () => {
+    const client = await connected();
+    const stream = fresh();
+    await redis.xgroup("CREATE", stream, "g", "0", "MKSTREAM");
+    const all = await seed(stream, 100);
+    // 30 delivered to a consumer, the first 20 acknowledged: entries 20.. are work not done.
+    await redis.xreadgroup("GROUP", "g", "w", "COUNT", 30, "STREAMS", stream, ">");
+    await redis.xack(stream, "g", ...all.slice(0, 20));
+    await expect(client.trimStream(stream, { maxLen: 10, approximate: false })).resolves.toBe(20);
+    expect((await ids(stream))[0]).toBe(all[20]);
+    await expect(client.trimStream(stream, { minId: all[90]!, approximate: false })).resolves.toBe(0);
+    await expect(client.trimStream(stream, { maxLen: 10, approximate: false, keepUnacknowledged: false })).resolves.toBe(70);
+    expect(await ids(stream)).toEqual(all.slice(90));
+  });
+
+  test("a client that only reads a stream does not auto-trim it, unless autoTrimStreams is 'touched'", async () => {
+    const passes: Record<string, unknown>[] = [];
+    setLogger((record) => {
+      if (record.max_len === 10 && "streams" in record) passes.push(record);
+    });
+    try {
+      const reader = await connected({ enableAutoTrim: true, autoTrimInterval: 100, defaultMaxLen: 10, logLevel: "info" });
+      const readOnly = fresh();
+      await seed(readOnly, 300);
+      await reader.subscribe(readOnly, () => {}, { startId: "0" });
+      const seen = passes.length;
+      await until(() => passes.length >= seen + 3, 10_000, "three auto-trim passes");
+      expect(await redis.xlen(readOnly)).toBe(300);
+      expect(reader.getStatus().config.autoTrimStreams).toBe("published");
+
+      const toucher = await connected({ enableAutoTrim: true, autoTrimInterval: 100, defaultMaxLen: 10, autoTrimStreams: "touched" });
+      await toucher.subscribe(readOnly, () => {}, { startId: "0" });
+      await until(async () => (await redis.xlen(readOnly)) <= 150, 5_000, "the read stream is trimmed by the 'touched' client");
+    } finally {
+      setLogger(null);
+    }
+  });
+
+  test("autoTrimStreams must be 'published' or 'touched'", () => {
+    expect(() => new StreamsClient({ autoTrimStreams: "all" as never })).toThrow(expect.objectContaining({ code: "ERR_INVALID_ARG" }));
+  });
+});

@@ -8,7 +8,7 @@ use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use crate::codec::{check_stream_name, PublishId, StartId, StreamId};
-use crate::config::Config;
+use crate::config::{AutoTrimStreams, Config};
 use crate::connection::CommandConn;
 use crate::error::{Error, Result};
 use crate::group::{ConsumeOptions, Groups};
@@ -122,6 +122,13 @@ impl Client {
         match self.session()? {
             Found::Open(s) => Ok(s),
             Found::Closed => Err(Error::Closed),
+        }
+    }
+
+    /// Notes that `stream` is read, for automatic trimming when configured to cover it.
+    fn read_from(&self, s: &Session, stream: &str) {
+        if self.config.auto_trim_streams == AutoTrimStreams::Touched {
+            s.touched.add(stream);
         }
     }
 
@@ -357,7 +364,7 @@ impl Client {
     )> {
         let s = self.session_for_reading()?;
         let started = s.hub.start_subscribe(&s.life, stream, handler, opts)?;
-        s.touched.add(stream);
+        self.read_from(&s, stream);
         Ok(started)
     }
 
@@ -432,7 +439,7 @@ impl Client {
         let started = s
             .groups
             .start_consume(&s.life, stream, group, consumer, handler, opts)?;
-        s.touched.add(stream);
+        self.read_from(&s, stream);
         Ok(started)
     }
 

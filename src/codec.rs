@@ -6,12 +6,11 @@
 //! implementation, so a mixed fleet interoperates in both directions.
 
 use std::borrow::Cow;
-use std::cmp::Ordering;
 use std::fmt;
 use std::fmt::Write as _;
 use std::str::FromStr;
 
-use redis::Value;
+use redis::{FromRedisValue, Value};
 
 use crate::error::{Error, Result};
 
@@ -75,6 +74,27 @@ impl FromStr for StreamId {
                 None => 0,
             },
         })
+    }
+}
+
+impl redis::FromRedisValue for StreamId {
+    fn from_redis_value_ref(v: &Value) -> std::result::Result<Self, redis::ParsingError> {
+        let t = text(v).ok_or_else(|| format!("expected a stream id, got {v:?}"))?;
+        t.parse()
+            .map_err(|_| redis::ParsingError::from(format!("{t:?} is not a stream id")))
+    }
+
+    fn from_redis_value(v: Value) -> std::result::Result<Self, redis::ParsingError> {
+        Self::from_redis_value_ref(&v)
+    }
+}
+
+impl redis::ToRedisArgs for StreamId {
+    fn write_redis_args<W>(&self, out: &mut W)
+    where
+        W: ?Sized + redis::RedisWrite,
+    {
+        out.write_arg_fmt(self);
     }
 }
 
@@ -335,7 +355,7 @@ pub fn parse_entry(v: &Value) -> Result<Entry> {
     let [id, fields] = parts.as_slice() else {
         return Err(bad());
     };
-    let id: StreamId = text(id).ok_or_else(bad)?.parse().map_err(|_| bad())?;
+    let id = StreamId::from_redis_value_ref(id).map_err(|_| bad())?;
     let fields = match fields {
         Value::Nil => None,
         Value::Array(flat) => {
@@ -447,11 +467,7 @@ pub fn parse_stream_info(v: &Value) -> Result<StreamInfo> {
             .find(|(k, _)| text(k).as_deref() == Some(name))
             .map(|(_, v)| *v)
     };
-    let id_of = |name: &str| {
-        get(name)
-            .and_then(text)
-            .and_then(|t| t.parse::<StreamId>().ok())
-    };
+    let id_of = |name: &str| get(name).and_then(|v| StreamId::from_redis_value_ref(v).ok());
     let last_generated = id_of("last-generated-id")
         .ok_or_else(|| Error::Protocol("XINFO STREAM has no last-generated-id".into()))?;
     let first_entry = match get("first-entry") {
@@ -470,11 +486,6 @@ pub fn parse_stream_info(v: &Value) -> Result<StreamInfo> {
         entries_added: num("entries-added").unwrap_or(0),
         length: num("length").unwrap_or(0),
     })
-}
-
-/// Orders ids the way Redis does; used to skip entries a subscription already has.
-pub fn after(id: StreamId, cursor: StreamId) -> bool {
-    id.cmp(&cursor) == Ordering::Greater
 }
 
 #[cfg(test)]
@@ -521,7 +532,23 @@ mod tests {
             assert!(bad.parse::<StreamId>().is_err(), "{bad}");
         }
         assert!(StreamId::new(2, 0) > StreamId::new(1, 99));
-        assert!(after(StreamId::new(1, 1), StreamId::new(1, 0)));
+        assert!(StreamId::new(1, 1) > StreamId::new(1, 0));
+    }
+
+    #[test]
+    fn stream_ids_cross_the_wire_as_redis_values() {
+        use redis::ToRedisArgs;
+        assert_eq!(
+            StreamId::from_redis_value(bulk(b"1700000000000-3")).unwrap(),
+            StreamId::new(1_700_000_000_000, 3)
+        );
+        assert_eq!(
+            StreamId::from_redis_value(Value::SimpleString("5-0".into())).unwrap(),
+            StreamId::new(5, 0)
+        );
+        assert!(StreamId::from_redis_value(bulk(b"x-1")).is_err());
+        assert!(StreamId::from_redis_value(Value::Nil).is_err());
+        assert_eq!(StreamId::new(12, 4).to_redis_args(), vec![b"12-4".to_vec()]);
     }
 
     #[test]

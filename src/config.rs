@@ -50,8 +50,10 @@ pub struct ConfigInput {
     pub auto_trim_interval: Option<f64>,
     /// Length automatic trimming keeps.
     pub default_max_len: Option<f64>,
-    /// Whether touched streams are trimmed automatically.
+    /// Whether streams are trimmed automatically.
     pub enable_auto_trim: Option<bool>,
+    /// Which streams auto-trim covers: `published` (default) or `touched`.
+    pub auto_trim_streams: Option<String>,
     /// Time allowed for one connection attempt, in milliseconds.
     pub connect_timeout_ms: Option<f64>,
     /// Time allowed for one command, in milliseconds.
@@ -72,6 +74,26 @@ pub struct ConfigInput {
     pub max_payload_bytes: Option<f64>,
     /// PEM file with the CA certificate(s) that sign the server's TLS certificate.
     pub tls_ca_file: Option<String>,
+}
+
+/// Which streams automatic trimming covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoTrimStreams {
+    /// Only streams this client publishes to (the default): a process that only reads never
+    /// trims streams other services write.
+    Published,
+    /// Also the streams it subscribes to or consumes from.
+    Touched,
+}
+
+impl AutoTrimStreams {
+    /// The name the config uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            AutoTrimStreams::Published => "published",
+            AutoTrimStreams::Touched => "touched",
+        }
+    }
 }
 
 /// Reconnect back-off bounds.
@@ -100,8 +122,10 @@ pub struct Config {
     pub auto_trim_interval: Duration,
     /// Length automatic trimming keeps.
     pub default_max_len: u64,
-    /// Whether touched streams are trimmed automatically.
+    /// Whether streams are trimmed automatically.
     pub enable_auto_trim: bool,
+    /// Which streams auto-trim covers.
+    pub auto_trim_streams: AutoTrimStreams,
     /// Time allowed for one connection attempt.
     pub connect_timeout: Duration,
     /// Time allowed for one command.
@@ -269,6 +293,16 @@ impl Config {
             auto_trim_interval,
             default_max_len,
             enable_auto_trim: input.enable_auto_trim.unwrap_or(true),
+            auto_trim_streams: match input.auto_trim_streams.as_deref() {
+                None | Some("published") => AutoTrimStreams::Published,
+                Some("touched") => AutoTrimStreams::Touched,
+                Some(other) => {
+                    return Err(Error::invalid(
+                        "autoTrimStreams",
+                        format!("{other:?} is not \"published\" or \"touched\""),
+                    ))
+                }
+            },
             connect_timeout,
             command_timeout,
             reconnect: BackoffConfig {
@@ -324,6 +358,24 @@ pub fn whole_number(field: &str, v: f64, min: u64, max: u64) -> Result<u64> {
         ));
     }
     Ok(v as u64)
+}
+
+/// Checks an optional duration in milliseconds from JavaScript against `[min, max]`.
+///
+/// # Errors
+/// [`Error::InvalidArg`] naming `field`.
+pub fn opt_ms(field: &str, v: Option<f64>, min: u64, max: u64) -> Result<Option<Duration>> {
+    v.map(|n| whole_number(field, n, min, max).map(Duration::from_millis))
+        .transpose()
+}
+
+/// Checks an optional entry count (`COUNT` of a read) from JavaScript.
+///
+/// # Errors
+/// [`Error::InvalidArg`] naming `field`.
+pub fn opt_count(field: &str, v: Option<f64>) -> Result<Option<usize>> {
+    v.map(|n| whole_number(field, n, 1, MAX_COUNT as u64).map(|n| n as usize))
+        .transpose()
 }
 
 /// Checks an optional number from JavaScript against `[min, max]`.

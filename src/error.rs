@@ -88,36 +88,80 @@ impl Error {
     }
 }
 
-/// How the client should react to a failed Redis command.
+/// How the client should react to a failed Redis command: the one place that looks inside a
+/// `RedisError`, on top of the `redis` crate's own classification (`ErrorKind`,
+/// `retry_method()`), so that no other module compares error codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
-    /// The connection is gone or unusable: drop it and reconnect.
+    /// The connection is gone or unusable (I/O, a timeout, a reply that does not parse,
+    /// credentials that stopped working): drop it and reconnect.
     Connection,
-    /// The server refused this command (bad id, wrong type, ...): the caller's problem.
-    Command,
+    /// The server cannot serve this now because of its own state, not the caller's: a
+    /// failover (`READONLY` on a demoted primary, `MASTERDOWN`), `LOADING`, `OOM`, a busy
+    /// script (`BUSY`), a cluster that is down or resharding (`CLUSTERDOWN`, `TRYAGAIN`).
+    /// The call fails open and is tried again later.
+    ServerState {
+        /// Only a new connection can help (`READONLY`, `MASTERDOWN`): after a failover the
+        /// old primary keeps the connection and refuses writes forever.
+        reconnect: bool,
+    },
+    /// A cluster node answered `MOVED` or `ASK`: the key lives elsewhere now.
+    Redirect,
     /// A missing consumer group (`NOGROUP`).
     NoGroup,
+    /// The key holds something other than a stream (`WRONGTYPE`).
+    WrongType,
+    /// What was to be created exists already (`BUSYGROUP`): for an idempotent create, done.
+    AlreadyExists,
+    /// The server refused this command for what it asked (a bad id, a missing permission):
+    /// retrying cannot help; the caller is told.
+    Refused,
 }
 
-/// Classifies a `RedisError`: the only place that looks inside one.
+/// Classifies a `RedisError`.
 pub fn classify(err: &RedisError) -> Failure {
-    if err.code() == Some("NOGROUP") {
-        return Failure::NoGroup;
-    }
-    // Credentials that stopped working (a server restarted with a new password): only a
-    // new connection can tell, and its attempt reports ERR_AUTH.
-    if matches!(err.code(), Some("NOAUTH" | "WRONGPASS")) {
+    use redis::{ErrorKind, RetryMethod, ServerErrorKind};
+    if err.is_timeout() || err.is_connection_dropped() || err.is_connection_refusal() {
         return Failure::Connection;
     }
-    if err.is_io_error()
-        || err.is_timeout()
-        || err.is_connection_dropped()
-        || err.is_connection_refusal()
-        || err.is_unrecoverable_error()
-    {
-        return Failure::Connection;
+    // Codes the crate does not know (it calls them `Extension`).
+    match err.code() {
+        Some("NOGROUP") => return Failure::NoGroup,
+        Some("WRONGTYPE") => return Failure::WrongType,
+        Some("BUSYGROUP") => return Failure::AlreadyExists,
+        // Credentials that stopped working (a server restarted with a new password): only a
+        // new connection can tell, and its attempt reports ERR_AUTH.
+        Some("NOAUTH" | "WRONGPASS") => return Failure::Connection,
+        Some("OOM" | "BUSY") => return Failure::ServerState { reconnect: false },
+        _ => {}
     }
-    Failure::Command
+    match err.retry_method() {
+        RetryMethod::Reconnect
+        | RetryMethod::ReconnectFromInitialConnections
+        | RetryMethod::RetryImmediately => Failure::Connection,
+        RetryMethod::RefreshSlotsAndRetry => Failure::ServerState { reconnect: true },
+        RetryMethod::WaitAndRetry => Failure::ServerState {
+            reconnect: err.kind() == ErrorKind::Server(ServerErrorKind::MasterDown),
+        },
+        RetryMethod::MovedRedirect | RetryMethod::AskRedirect => Failure::Redirect,
+        RetryMethod::NoRetry => {
+            if err.is_io_error() || err.is_unrecoverable_error() {
+                Failure::Connection
+            } else {
+                Failure::Refused
+            }
+        }
+        // `RetryMethod` may grow; an unknown way to retry is not the caller's fault.
+        _ => Failure::ServerState { reconnect: false },
+    }
+}
+
+/// The error for a key that holds something other than a stream.
+pub fn not_a_stream(stream: &str) -> Error {
+    Error::invalid(
+        "stream",
+        format!("key {stream:?} holds a value that is not a stream"),
+    )
 }
 
 #[cfg(test)]
@@ -143,5 +187,80 @@ mod tests {
     fn io_errors_are_connection_failures() {
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
         assert_eq!(classify(&RedisError::from(io)), Failure::Connection);
+        let timeout = std::io::Error::new(std::io::ErrorKind::TimedOut, "slow");
+        assert_eq!(classify(&RedisError::from(timeout)), Failure::Connection);
+    }
+
+    /// The error a server reply `-<text>` becomes, as the crate parses it.
+    fn server(text: &str) -> RedisError {
+        let reply = format!("-{text}\r\n");
+        match redis::parse_redis_value(reply.as_bytes()) {
+            Ok(redis::Value::ServerError(e)) => RedisError::from(e),
+            other => panic!("{text}: parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_servers_state_is_not_the_callers_mistake() {
+        let cases = [
+            (
+                "READONLY You can't write against a read only replica.",
+                Failure::ServerState { reconnect: true },
+            ),
+            (
+                "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+                Failure::ServerState { reconnect: true },
+            ),
+            (
+                "LOADING Redis is loading the dataset in memory",
+                Failure::ServerState { reconnect: false },
+            ),
+            (
+                "OOM command not allowed when used memory > 'maxmemory'.",
+                Failure::ServerState { reconnect: false },
+            ),
+            (
+                "BUSY Redis is busy running a script.",
+                Failure::ServerState { reconnect: false },
+            ),
+            (
+                "TRYAGAIN Multiple keys request during rehashing of slot",
+                Failure::ServerState { reconnect: false },
+            ),
+            (
+                "CLUSTERDOWN The cluster is down",
+                Failure::ServerState { reconnect: false },
+            ),
+            ("MOVED 3999 127.0.0.1:6381", Failure::Redirect),
+            ("ASK 3999 127.0.0.1:6381", Failure::Redirect),
+            (
+                "NOGROUP No such key 's' or consumer group 'g'",
+                Failure::NoGroup,
+            ),
+            (
+                "WRONGTYPE Operation against a key holding the wrong kind of value",
+                Failure::WrongType,
+            ),
+            (
+                "BUSYGROUP Consumer Group name already exists",
+                Failure::AlreadyExists,
+            ),
+            ("NOAUTH Authentication required.", Failure::Connection),
+            (
+                "WRONGPASS invalid username-password pair or user is disabled.",
+                Failure::Connection,
+            ),
+            (
+                "ERR The ID specified in XADD is equal or smaller than the target stream top item",
+                Failure::Refused,
+            ),
+            (
+                "NOPERM this user has no permissions to run the 'xadd' command",
+                Failure::Refused,
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(classify(&server(text)), want, "{text}");
+        }
     }
 }

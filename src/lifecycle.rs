@@ -58,20 +58,24 @@ impl Lifecycle {
     }
 }
 
+/// The message of a caught panic.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
+}
+
 fn spawn_on<F>(tracker: &TaskTracker, name: &'static str, fut: F)
 where
     F: Future<Output = ()> + Send + 'static,
 {
     tracker.spawn(async move {
-            if let Err(panic) = AssertUnwindSafe(fut).catch_unwind().await {
-                let reason = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".to_owned());
-                tracing::error!(task = name, error = %reason, "a background task panicked; it has stopped");
-            }
-        });
+        if let Err(panic) = AssertUnwindSafe(fut).catch_unwind().await {
+            tracing::error!(task = name, error = %panic_message(&*panic), "a background task panicked; it has stopped");
+        }
+    });
 }
 
 #[cfg(test)]

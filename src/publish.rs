@@ -3,12 +3,12 @@
 
 use std::sync::{Arc, Mutex};
 
-use redis::{RedisError, Value};
+use redis::{FromRedisValue, RedisError, Value};
 use tracing::{debug, warn};
 
 use crate::codec::{now_ms, PublishId, StreamId, DATA_FIELD, TIMESTAMP_FIELD};
 use crate::connection::{CommandConn, Reply, ReplyTo};
-use crate::error::{Error, Result};
+use crate::error::{classify, not_a_stream, Error, Failure, Result};
 use crate::status::Counters;
 use crate::trim::Trim;
 
@@ -26,14 +26,13 @@ fn xadd(stream: &str, id: PublishId, json: &str, timestamp: u64, trim: Option<Tr
     cmd
 }
 
-/// Names a server refusal of XADD: every refusal is the caller's to fix (we checked the
-/// shape of everything else), so it becomes `InvalidArg` on the field the server disliked.
+/// Names a server refusal of XADD. Only refusals reach here (the server's state and lost
+/// connections fail open before, in the connection), and every one is the caller's to fix
+/// (we checked the shape of everything else), so it becomes `InvalidArg` on the field the
+/// server disliked.
 fn refusal(stream: &str, id: PublishId, err: &RedisError) -> Error {
-    if err.code() == Some("WRONGTYPE") {
-        return Error::invalid(
-            "stream",
-            format!("key {stream:?} holds a value that is not a stream"),
-        );
+    if classify(err) == Failure::WrongType {
+        return not_a_stream(stream);
     }
     match id {
         PublishId::Auto => Error::invalid("data", format!("Redis refused the entry: {err}")),
@@ -65,13 +64,8 @@ pub fn check_payload(field: &str, json: &str, max: usize) -> Result<()> {
 }
 
 fn parse_id(v: &Value) -> Result<StreamId> {
-    let text = match v {
-        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-        Value::SimpleString(s) => s.clone(),
-        other => return Err(Error::Protocol(format!("XADD replied {other:?}"))),
-    };
-    text.parse()
-        .map_err(|_| Error::Protocol(format!("XADD replied {text:?}")))
+    StreamId::from_redis_value_ref(v)
+        .map_err(|e| Error::Protocol(format!("XADD replied {v:?}: {e}")))
 }
 
 /// Turns the reply of one XADD into the publish result, counting and logging it.

@@ -65,6 +65,9 @@ pub struct Counters {
     pub gaps: AtomicU64,
     /// Times a subscribed stream was found deleted or recreated, so reading restarted at 0.
     pub stream_resets: AtomicU64,
+    /// Commands Redis refused because of its own state (a failover's `READONLY` or
+    /// `MASTERDOWN`, `LOADING`, `OOM`, `BUSY`, `TRYAGAIN`, `CLUSTERDOWN`); they failed open.
+    pub server_state_errors: AtomicU64,
     /// Throttles the "Redis unavailable" warning of publishes.
     pub unavailable_log: Throttle,
 }
@@ -92,6 +95,8 @@ pub struct CountersSnapshot {
     pub gaps: u64,
     /// See [`Counters::stream_resets`].
     pub stream_resets: u64,
+    /// See [`Counters::server_state_errors`].
+    pub server_state_errors: u64,
 }
 
 impl Counters {
@@ -114,6 +119,7 @@ impl Counters {
             dead_lettered: get(&self.dead_lettered),
             gaps: get(&self.gaps),
             stream_resets: get(&self.stream_resets),
+            server_state_errors: get(&self.server_state_errors),
         }
     }
 }

@@ -8,40 +8,36 @@
 //! take effect in milliseconds even with a long BLOCK.
 //!
 //! Memory stays flat under a slow callback: each subscription holds at most one batch
-//! queued and one running, and the reader leaves a busy subscription's stream out of its
-//! next XREAD. Redis is the buffer, not our heap.
-//!
-//! Cluster mode (later) fits this shape: one `Hub` per node, each serving the streams of
-//! that node's slots; [`Hub`] knows nothing about other nodes.
+//! queued in Rust and [`Handler::max_in_flight`] handed to its handler, and the reader
+//! leaves a busy subscription's stream out of its next XREAD. Redis is the buffer, not our
+//! heap.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures_util::stream::{FuturesOrdered, StreamExt};
-use redis::aio::MultiplexedConnection;
+use futures_util::FutureExt;
 use redis::Value;
+use std::panic::AssertUnwindSafe;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::codec::{check_stream_name, parse_read_reply, parse_stream_info, StartId, StreamId};
-use crate::config::Config;
-use crate::connection::{unblock, CommandConn, Redial};
-use crate::error::{classify, Error, Failure, Result};
+use crate::config::{opt_count, opt_ms, Config, MAX_BLOCK_MS};
+use crate::connection::{BlockingReader, CommandConn, ReadError, ReaderSlot, Unblocker};
+use crate::error::{classify, not_a_stream, Error, Failure, Result};
 use crate::handler::{Batch, Handler, Read};
 use crate::lifecycle::Lifecycle;
 use crate::status::{ConnState, Counters};
 
-/// `Sub::seen` when the entry number of the cursor is not known.
-const UNKNOWN: u64 = u64::MAX;
-
-/// `reading_gen` value while the reader is not inside an XREAD.
-const NOT_READING: u64 = u64::MAX;
-/// Extra time past BLOCK before a silent read counts as a dead connection.
-const WATCHDOG_GRACE: Duration = Duration::from_secs(2);
+/// Streams whose position an idle BLOCK checks, at most: with thousands of idle
+/// subscriptions, the checks go round over the streams instead of costing a command per
+/// stream per BLOCK period.
+const IDLE_CHECKS_PER_BLOCK: usize = 16;
 
 /// Options of one subscription.
 #[derive(Debug, Clone, Copy)]
@@ -52,6 +48,34 @@ pub struct SubscribeOptions {
     pub block: Option<Duration>,
     /// COUNT per read; the config's default when `None`.
     pub count: Option<usize>,
+}
+
+/// The options of `subscribe` as a caller gives them.
+#[derive(Debug, Clone, Default)]
+pub struct SubscribeInput {
+    /// `"$"`, `"0"` or an id.
+    pub start_id: Option<String>,
+    /// BLOCK in milliseconds.
+    pub block_ms: Option<f64>,
+    /// COUNT.
+    pub count: Option<f64>,
+}
+
+impl SubscribeOptions {
+    /// Validates a caller's options.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArg`] naming the option that is out of range or malformed.
+    pub fn from_input(input: SubscribeInput) -> Result<SubscribeOptions> {
+        Ok(SubscribeOptions {
+            start: match input.start_id.as_deref() {
+                Some(s) => s.parse()?,
+                None => StartId::Latest,
+            },
+            block: opt_ms("blockMs", input.block_ms, 1, MAX_BLOCK_MS)?,
+            count: opt_count("count", input.count)?,
+        })
+    }
 }
 
 impl Default for SubscribeOptions {
@@ -79,41 +103,97 @@ pub struct SubscriptionInfo {
     pub last_id: Option<StreamId>,
 }
 
+/// Where a subscription is in its stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Position {
+    /// Last id handed to the subscription; `None` until `"$"` is resolved.
+    cursor: Option<StreamId>,
+    /// How many entries were ever added to the stream up to the cursor (its entry number),
+    /// when known: with it, a trim that removed unread entries shows as `removed > seen`.
+    /// Unknown after an explicit start id.
+    seen: Option<u64>,
+}
+
+/// What has been reported as a gap already, so that each gap is reported once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct GapReported {
+    /// The stream's `removed` count when last reported (with a known entry number).
+    removed: u64,
+    /// The largest deleted id when last reported (without one).
+    max_deleted: StreamId,
+}
+
 struct Sub {
     id: SubscriptionId,
     stream: Arc<str>,
     block: Duration,
     count: usize,
-    /// Last id handed to this subscription; `None` until `"$"` is resolved.
-    cursor: Mutex<Option<StreamId>>,
+    position: Mutex<Position>,
     tx: mpsc::Sender<Batch>,
     /// Set by the reader when it left this subscription out of a read because its queue was
     /// full; the delivery task then wakes the reader when there is room again.
     excluded: AtomicBool,
     token: CancellationToken,
-    /// How many entries were ever added to the stream up to the cursor (its entry
-    /// number), when known: with it, a trim that removed unread entries shows as
-    /// `removed > seen`. Unknown ([`UNKNOWN`]) after an explicit start id.
-    seen: AtomicU64,
-    /// The `removed` count (or, without `seen`, the largest deleted id) already reported
-    /// as a gap, so each gap is reported once.
-    gap_reported: Mutex<(u64, StreamId)>,
+    gap_reported: Mutex<GapReported>,
 }
 
 impl Sub {
-    fn cursor(&self) -> MutexGuard<'_, Option<StreamId>> {
-        self.cursor.lock().unwrap_or_else(|p| p.into_inner())
+    fn position(&self) -> MutexGuard<'_, Position> {
+        self.position.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets the position if it is still unresolved (`"$"`): whoever resolves it first (the
+    /// subscribe call or the reader) wins, and either is right.
+    fn resolve(&self, at: StreamId, seen: u64) -> bool {
+        let mut p = self.position();
+        if p.cursor.is_some() {
+            return false;
+        }
+        *p = Position {
+            cursor: Some(at),
+            seen: Some(seen),
+        };
+        true
     }
 }
 
 /// What one XREAD will ask for.
 struct Plan {
-    gen: u64,
+    generation: u64,
     keys: Vec<(Arc<str>, StreamId)>,
     members: HashSet<SubscriptionId>,
     unresolved: Vec<Arc<Sub>>,
     block: Duration,
     count: usize,
+}
+
+/// What the reader has to check before its next read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// Nothing.
+    None,
+    /// Every stream: the reader just reconnected, anything may have happened meanwhile.
+    All,
+    /// A few streams, round-robin: a BLOCK passed without news.
+    Some,
+}
+
+/// The reader's memory between steps.
+struct ReaderState {
+    check: Check,
+    connected_before: bool,
+    /// Where the round-robin of idle checks goes on.
+    idle_from: usize,
+}
+
+/// What the reader does after a step.
+enum Flow {
+    /// Plan and go on.
+    Next,
+    /// The client is closing.
+    Stop,
+    /// The step failed: react (reconnect, wait) and go on.
+    Failed(Plan, ReadError),
 }
 
 /// The subscriptions of one client and the reader that serves them.
@@ -124,33 +204,31 @@ pub struct Hub {
     subs: Mutex<BTreeMap<SubscriptionId, Arc<Sub>>>,
     next_id: AtomicU64,
     /// Bumped on every change the reader must see.
-    gen: AtomicU64,
-    /// The generation the reader's current XREAD was planned with, or [`NOT_READING`].
-    reading_gen: AtomicU64,
-    /// `CLIENT ID` of the reader's connection, or -1.
-    reader_id: AtomicI64,
+    generation: AtomicU64,
     changed: Notify,
     unblock: Notify,
-    started: AtomicBool,
+    /// The reader, until its task takes it.
+    reader: Mutex<Option<BlockingReader>>,
+    reader_slot: Arc<ReaderSlot>,
     reader_state: Arc<watch::Sender<ConnState>>,
 }
 
 impl Hub {
     /// A hub with no subscriptions; the reader starts with the first one.
     pub fn new(cfg: Arc<Config>, counters: Arc<Counters>, cmd: Arc<CommandConn>) -> Self {
+        let reader = BlockingReader::new("reader", &cmd);
         Hub {
             cfg,
             counters,
+            reader_slot: reader.slot(),
+            reader_state: reader.state(),
+            reader: Mutex::new(Some(reader)),
             cmd,
             subs: Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(1),
-            gen: AtomicU64::new(0),
-            reading_gen: AtomicU64::new(NOT_READING),
-            reader_id: AtomicI64::new(-1),
+            generation: AtomicU64::new(0),
             changed: Notify::new(),
             unblock: Notify::new(),
-            started: AtomicBool::new(false),
-            reader_state: Arc::new(watch::Sender::new(ConnState::Idle)),
         }
     }
 
@@ -173,7 +251,7 @@ impl Hub {
 
     /// Tells the reader that its plan is stale, interrupting a blocked XREAD.
     fn wake(&self) {
-        self.gen.fetch_add(1, Ordering::SeqCst);
+        self.generation.fetch_add(1, Ordering::SeqCst);
         self.changed.notify_one();
         self.unblock.notify_one();
     }
@@ -199,10 +277,16 @@ impl Hub {
         impl Future<Output = Result<()>> + Send + 'static,
     )> {
         check_stream_name(stream)?;
-        let (cursor, seen) = match opts.start {
-            StartId::After(StreamId::ZERO) => (Some(StreamId::ZERO), 0),
-            StartId::After(id) => (Some(id), UNKNOWN),
-            StartId::Latest => (None, UNKNOWN),
+        let position = match opts.start {
+            StartId::After(StreamId::ZERO) => Position {
+                cursor: Some(StreamId::ZERO),
+                seen: Some(0),
+            },
+            StartId::After(id) => Position {
+                cursor: Some(id),
+                seen: None,
+            },
+            StartId::Latest => Position::default(),
         };
         let (tx, rx) = mpsc::channel(1);
         let sub = Arc::new(Sub {
@@ -210,12 +294,11 @@ impl Hub {
             stream: Arc::from(stream),
             block: opts.block.unwrap_or(self.cfg.default_block),
             count: opts.count.unwrap_or(self.cfg.default_count),
-            cursor: Mutex::new(cursor),
+            position: Mutex::new(position),
             tx,
             excluded: AtomicBool::new(false),
             token: life.token.child_token(),
-            seen: AtomicU64::new(seen),
-            gap_reported: Mutex::new((0, StreamId::ZERO)),
+            gap_reported: Mutex::new(GapReported::default()),
         });
         self.subs().insert(sub.id, sub.clone());
         let id = sub.id;
@@ -223,36 +306,35 @@ impl Hub {
             "subscription",
             deliver(self.clone(), sub.clone(), rx, handler),
         );
-        if !self.started.swap(true, Ordering::SeqCst) {
-            life.spawn("reader", self.clone().run_reader(life.token.clone()));
+        let reader = self.reader.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(reader) = reader {
+            life.spawn(
+                "reader",
+                self.clone().run_reader(reader, life.token.clone()),
+            );
             life.spawn("reader-waker", self.clone().run_waker(life.token.clone()));
         }
         info!(
             stream,
             subscription = id,
-            cursor = %cursor.map_or_else(|| "$".to_owned(), |c| c.to_string()),
+            cursor = %position.cursor.map_or_else(|| "$".to_owned(), |c| c.to_string()),
             "subscribed"
         );
         let hub = self.clone();
         let resolve = async move {
-            if sub.cursor().is_some() {
+            if sub.position().cursor.is_some() {
                 hub.wake();
                 return Ok(());
             }
             match hub.latest_via_command(&sub.stream).await {
                 Err(e) => {
-                    hub.remove(sub.id);
+                    hub.unsubscribe_one(sub.id);
                     Err(e)
                 }
                 Ok(found) => {
                     match found {
                         Some((at, seen)) => {
-                            let mut cursor = sub.cursor();
-                            // The reader may have resolved it first, which is as good.
-                            if cursor.is_none() {
-                                *cursor = Some(at);
-                                sub.seen.store(seen, Ordering::SeqCst);
-                            }
+                            sub.resolve(at, seen);
                         }
                         None => warn!(
                             stream = %sub.stream,
@@ -322,13 +404,6 @@ impl Hub {
         }
     }
 
-    fn remove(&self, id: SubscriptionId) {
-        if let Some(s) = self.subs().remove(&id) {
-            s.token.cancel();
-            self.wake();
-        }
-    }
-
     /// Whether subscription `id` is still registered.
     pub fn contains(&self, id: SubscriptionId) -> bool {
         self.subs().contains_key(&id)
@@ -341,39 +416,41 @@ impl Hub {
             .map(|s| SubscriptionInfo {
                 id: s.id,
                 stream: s.stream.to_string(),
-                last_id: *s.cursor(),
+                last_id: s.position().cursor,
             })
             .collect()
     }
 
     /// Interrupts the reader's XREAD now (used by `disconnect()`).
     pub async fn interrupt(&self) {
-        unblock(
-            &self.cmd,
-            || self.reader_id.load(Ordering::SeqCst),
-            || self.reading_gen.load(Ordering::SeqCst) != NOT_READING,
-            None,
-        )
+        Unblocker {
+            cmd: &self.cmd,
+            slot: &self.reader_slot,
+        }
+        .unblock(|_| true, None)
         .await;
     }
 
     /// Resolves `"$"`: the stream's last generated id and its entry number, or `None`
     /// when Redis is unavailable.
     async fn latest_via_command(&self, stream: &str) -> Result<Option<(StreamId, u64)>> {
-        let reply: Option<Vec<Value>> = self
-            .cmd
-            .query(&latest_pipe(stream))
-            .await
-            .map_err(|e| not_a_stream(stream, &e))?;
+        let reply: Option<Vec<Value>> =
+            self.cmd
+                .query(&latest_pipe(stream))
+                .await
+                .map_err(|e| match classify(&e) {
+                    Failure::WrongType => not_a_stream(stream),
+                    _ => Error::Protocol(e.to_string()),
+                })?;
         reply.map(|v| latest_of(stream, &v)).transpose()
     }
 
     fn plan(&self) -> Option<Plan> {
-        let gen = self.gen.load(Ordering::SeqCst);
+        let generation = self.generation.load(Ordering::SeqCst);
         let subs = self.subs();
         let mut min: HashMap<Arc<str>, StreamId> = HashMap::new();
         let mut plan = Plan {
-            gen,
+            generation,
             keys: Vec::new(),
             members: HashSet::new(),
             unresolved: Vec::new(),
@@ -386,7 +463,7 @@ impl Hub {
                 continue;
             }
             sub.excluded.store(false, Ordering::SeqCst);
-            let Some(cursor) = *sub.cursor() else {
+            let Some(cursor) = sub.position().cursor else {
                 plan.unresolved.push(sub.clone());
                 continue;
             };
@@ -420,8 +497,10 @@ impl Hub {
                 if &*sub.stream != stream.as_str() || !plan.members.contains(&sub.id) {
                     continue;
                 }
-                let mut cursor = sub.cursor();
-                let Some(from) = *cursor else { continue };
+                let mut position = sub.position();
+                let Some(from) = position.cursor else {
+                    continue;
+                };
                 let start = read.entries.partition_point(|e| e.id <= from);
                 if start == read.entries.len() {
                     continue;
@@ -430,10 +509,9 @@ impl Hub {
                 let n = batch.len();
                 match sub.tx.try_send(batch) {
                     Ok(()) => {
-                        *cursor = Some(last);
-                        let seen = sub.seen.load(Ordering::SeqCst);
-                        if seen != UNKNOWN {
-                            sub.seen.store(seen + n as u64, Ordering::SeqCst);
+                        position.cursor = Some(last);
+                        if let Some(seen) = position.seen.as_mut() {
+                            *seen += n as u64;
                         }
                     }
                     Err(mpsc::error::TrySendError::Full(_)) => {
@@ -449,83 +527,93 @@ impl Hub {
 
     async fn resolve(
         &self,
-        conn: &mut MultiplexedConnection,
+        reader: &mut BlockingReader,
         unresolved: &[Arc<Sub>],
-    ) -> Result<()> {
+    ) -> std::result::Result<(), ReadError> {
         for sub in unresolved {
-            let v: Vec<Value> = tokio::time::timeout(
-                self.cfg.command_timeout,
-                latest_pipe(&sub.stream).query_async(conn),
-            )
-            .await
-            .map_err(|_| Error::Timeout(self.cfg.command_timeout.as_millis() as u64))?
-            .map_err(Error::Unavailable)?;
-            let (id, seen) = latest_of(&sub.stream, &v)?;
-            let mut cursor = sub.cursor();
-            if cursor.is_none() {
-                *cursor = Some(id);
-                sub.seen.store(seen, Ordering::SeqCst);
-                info!(stream = %sub.stream, cursor = %id, "resolved \"$\"");
+            let v: Vec<Value> = reader.command(&latest_pipe(&sub.stream)).await?;
+            match latest_of(&sub.stream, &v) {
+                Ok((at, seen)) => {
+                    if sub.resolve(at, seen) {
+                        info!(stream = %sub.stream, cursor = %at, "resolved \"$\"");
+                    }
+                }
+                Err(e) => {
+                    warn!(stream = %sub.stream, error = %e, "cannot resolve \"$\"; ending the subscription");
+                    self.unsubscribe_one(sub.id);
+                }
             }
         }
         Ok(())
     }
 
-    /// Compares every subscription's position with `XINFO STREAM` of its stream: reports
-    /// gaps (entries after the position were trimmed or deleted before they were read) and
-    /// restarts from `0-0` a subscription whose stream was deleted or recreated (its ids
-    /// went back below the position, so it would otherwise never see a new entry).
-    async fn check_positions(&self, conn: &mut MultiplexedConnection, plan: &Plan) -> Result<()> {
+    /// Compares the position of every subscription of `streams` with `XINFO STREAM`:
+    /// reports gaps (entries after the position were trimmed or deleted before they were
+    /// read) and restarts from `0-0` a subscription whose stream was deleted or recreated
+    /// (its ids went back below the position, so it would otherwise never see a new entry).
+    async fn check_positions(
+        &self,
+        reader: &mut BlockingReader,
+        streams: &[Arc<str>],
+    ) -> std::result::Result<(), ReadError> {
+        if streams.is_empty() {
+            return Ok(());
+        }
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
-        for (stream, _) in &plan.keys {
+        for stream in streams {
             pipe.cmd("XINFO").arg("STREAM").arg(&**stream);
         }
-        let replies: Vec<Value> =
-            tokio::time::timeout(self.cfg.command_timeout, pipe.query_async(conn))
-                .await
-                .map_err(|_| Error::Timeout(self.cfg.command_timeout.as_millis() as u64))?
-                .map_err(Error::Unavailable)?;
+        let replies: Vec<Value> = reader.command(&pipe).await?;
         let subs = self.subs();
-        for ((stream, _), reply) in plan.keys.iter().zip(replies) {
+        for (stream, reply) in streams.iter().zip(replies) {
             let info = match &reply {
                 Value::ServerError(_) => None,
-                v => Some(parse_stream_info(v)?),
+                v => match parse_stream_info(v) {
+                    Ok(i) => Some(i),
+                    Err(e) => {
+                        warn!(stream = %stream, error = %e, "cannot read XINFO STREAM; position not checked");
+                        continue;
+                    }
+                },
             };
             for sub in subs.values().filter(|s| s.stream == *stream) {
-                let mut cursor = sub.cursor();
-                let Some(at) = *cursor else { continue };
+                let mut position = sub.position();
+                let Some(at) = position.cursor else { continue };
                 match info {
                     None if at != StreamId::ZERO => {
                         warn!(stream = %stream, cursor = %at, "subscribed stream no longer exists; reading it from the start once it is created again");
                         Counters::add(&self.counters.stream_resets, 1);
-                        *cursor = Some(StreamId::ZERO);
-                        sub.seen.store(0, Ordering::SeqCst);
+                        *position = Position {
+                            cursor: Some(StreamId::ZERO),
+                            seen: Some(0),
+                        };
                     }
                     None => {}
                     Some(i) if i.last_generated < at => {
                         warn!(stream = %stream, cursor = %at, last_generated = %i.last_generated, "subscribed stream was recreated (its ids went back); reading it from the start");
                         Counters::add(&self.counters.stream_resets, 1);
-                        *cursor = Some(StreamId::ZERO);
-                        sub.seen.store(0, Ordering::SeqCst);
+                        *position = Position {
+                            cursor: Some(StreamId::ZERO),
+                            seen: Some(0),
+                        };
                     }
                     Some(i) => {
-                        let seen = sub.seen.load(Ordering::SeqCst);
                         let mut reported =
                             sub.gap_reported.lock().unwrap_or_else(|p| p.into_inner());
                         // Known entry number: more entries removed than existed up to the
                         // cursor means unread ones went. Unknown: only deletions (XDEL)
                         // past the cursor can be seen.
-                        let missed = if seen != UNKNOWN {
-                            (i.removed() > seen.max(reported.0)).then(|| {
-                                reported.0 = i.removed();
+                        let missed = match position.seen {
+                            Some(seen) => (i.removed() > seen.max(reported.removed)).then(|| {
+                                reported.removed = i.removed();
                                 (i.removed() - seen).to_string()
-                            })
-                        } else {
-                            (i.max_deleted > at && i.max_deleted > reported.1).then(|| {
-                                reported.1 = i.max_deleted;
-                                "unknown".to_owned()
-                            })
+                            }),
+                            None => (i.max_deleted > at && i.max_deleted > reported.max_deleted)
+                                .then(|| {
+                                    reported.max_deleted = i.max_deleted;
+                                    "unknown".to_owned()
+                                }),
                         };
                         if let Some(missed) = missed {
                             warn!(
@@ -546,115 +634,159 @@ impl Hub {
     }
 
     /// The reader loop: plan, read, dispatch; reconnects with back-off and resumes every
-    /// subscription from its last id.
-    async fn run_reader(self: Arc<Self>, token: CancellationToken) {
-        let mut conn: Option<MultiplexedConnection> = None;
-        let mut check_positions = false;
-        let mut connected_before = false;
-        let mut redial = Redial::new(
-            self.cfg.clone(),
-            self.counters.clone(),
-            self.reader_state.clone(),
-            "reader",
-        );
-        loop {
-            if token.is_cancelled() {
+    /// subscription from its last id. A step that panics is logged and the reader goes on
+    /// with a fresh connection: the subscriptions must not go quiet with it.
+    async fn run_reader(self: Arc<Self>, mut reader: BlockingReader, token: CancellationToken) {
+        let mut state = ReaderState {
+            check: Check::None,
+            connected_before: false,
+            idle_from: 0,
+        };
+        while !token.is_cancelled() {
+            let flow = AssertUnwindSafe(self.step(&mut reader, &mut state, &token))
+                .catch_unwind()
+                .await;
+            let stop = match flow {
+                Ok(Flow::Next) => false,
+                Ok(Flow::Stop) => true,
+                Ok(Flow::Failed(plan, e)) => {
+                    self.after_failure(&mut reader, &plan, e, &token).await
+                }
+                Err(panic) => {
+                    error!(error = %crate::lifecycle::panic_message(&*panic), "the subscription reader panicked; reconnecting and going on");
+                    reader.disconnect();
+                    let delay = reader.next_delay();
+                    tokio::select! {
+                        _ = token.cancelled() => true,
+                        _ = tokio::time::sleep(delay) => false,
+                    }
+                }
+            };
+            if stop {
                 break;
             }
-            let Some(plan) = self.plan() else {
-                tokio::select! {
-                    _ = token.cancelled() => break,
-                    _ = self.changed.notified() => continue,
-                }
-            };
-            let Some(c) = conn.as_mut() else {
-                self.reader_id.store(-1, Ordering::SeqCst);
-                if let Some(b) = redial.connect(self.cmd.client(), &token).await {
-                    self.reader_id.store(b.id, Ordering::SeqCst);
-                    conn = Some(b.conn);
-                    // Whatever happened while we were away (trims, a deleted stream)
-                    // shows in the positions: check them before reading.
-                    check_positions = connected_before;
-                    connected_before = true;
-                }
-                continue;
-            };
-            if check_positions && !plan.keys.is_empty() {
-                check_positions = false;
-                if let Err(e) = self.check_positions(c, &plan).await {
-                    warn!(error = %e, "cannot check subscription positions; reconnecting the reader");
-                    conn = None;
-                }
-                continue;
-            }
-            if !plan.unresolved.is_empty() {
-                if let Err(e) = self.resolve(c, &plan.unresolved).await {
-                    warn!(error = %e, "cannot resolve \"$\"; reconnecting the reader");
-                    conn = None;
-                }
-                continue;
-            }
-            if plan.keys.is_empty() {
-                tokio::select! {
-                    _ = token.cancelled() => break,
-                    _ = self.changed.notified() => continue,
-                }
-            }
-            let cmd = xread_cmd(&plan);
-            self.reading_gen.store(plan.gen, Ordering::SeqCst);
-            // A change that landed between planning and this store found the reader "not
-            // reading", so nobody will unblock this read: plan again instead.
-            if self.gen.load(Ordering::SeqCst) != plan.gen {
-                self.reading_gen.store(NOT_READING, Ordering::SeqCst);
-                continue;
-            }
-            let watchdog = plan.block + self.cfg.command_timeout + WATCHDOG_GRACE;
-            let outcome = tokio::select! {
-                biased;
-                _ = token.cancelled() => break,
-                r = tokio::time::timeout(watchdog, cmd.query_async::<Value>(c)) => r,
-            };
-            self.reading_gen.store(NOT_READING, Ordering::SeqCst);
-            match outcome {
-                Err(_) => {
-                    warn!(
-                        watchdog_ms = watchdog.as_millis() as u64,
-                        "blocked read outlived its BLOCK time; presuming the connection dead"
-                    );
-                    conn = None;
-                }
-                Ok(Err(e)) => match classify(&e) {
-                    Failure::Connection => {
-                        warn!(error = %e, "reader connection lost; reconnecting");
-                        self.cmd.probe_soon();
-                        conn = None;
-                    }
-                    _ => {
-                        let delay = redial.next_delay();
-                        error!(
-                            error = %e,
-                            streams = ?plan.keys.iter().map(|k| k.0.to_string()).collect::<Vec<_>>(),
-                            retry_in_ms = delay.as_millis() as u64,
-                            "Redis refused the subscription read; retrying"
-                        );
-                        tokio::select! {
-                            _ = token.cancelled() => break,
-                            _ = tokio::time::sleep(delay) => {}
-                        }
-                    }
-                },
-                Ok(Ok(v)) => match parse_read_reply(&v) {
-                    // A whole BLOCK without news: cheap moment to check that no stream was
-                    // deleted or recreated under us (ids lower than our position would
-                    // otherwise never be read).
-                    Ok(reply) if reply.is_empty() => check_positions = true,
-                    Ok(reply) => self.dispatch(&plan, reply),
-                    Err(e) => error!(error = %e, "cannot parse an XREAD reply; re-reading"),
-                },
-            }
         }
-        self.reader_id.store(-1, Ordering::SeqCst);
-        self.reader_state.send_replace(ConnState::Closed);
+        reader.close();
+    }
+
+    /// One step of the reader: wait for subscriptions, connect, check positions, resolve
+    /// `"$"`, or read.
+    async fn step(
+        &self,
+        reader: &mut BlockingReader,
+        st: &mut ReaderState,
+        token: &CancellationToken,
+    ) -> Flow {
+        let Some(plan) = self.plan() else {
+            return tokio::select! {
+                _ = token.cancelled() => Flow::Stop,
+                _ = self.changed.notified() => Flow::Next,
+            };
+        };
+        match reader.connect(token).await {
+            None => return Flow::Next,
+            Some(true) => {
+                // Whatever happened while we were away (trims, a deleted stream) shows in
+                // the positions: check them all before reading.
+                if st.connected_before {
+                    st.check = Check::All;
+                }
+                st.connected_before = true;
+            }
+            Some(false) => {}
+        }
+        let result = if st.check != Check::None && !plan.keys.is_empty() {
+            let streams: Vec<Arc<str>> = match st.check {
+                Check::All => plan.keys.iter().map(|(s, _)| s.clone()).collect(),
+                _ => {
+                    let n = plan.keys.len();
+                    let take = n.min(IDLE_CHECKS_PER_BLOCK);
+                    let from = st.idle_from % n;
+                    st.idle_from = (from + take) % n;
+                    (0..take)
+                        .map(|k| plan.keys[(from + k) % n].0.clone())
+                        .collect()
+                }
+            };
+            st.check = Check::None;
+            self.check_positions(reader, &streams).await
+        } else if !plan.unresolved.is_empty() {
+            self.resolve(reader, &plan.unresolved).await
+        } else if plan.keys.is_empty() {
+            return tokio::select! {
+                _ = token.cancelled() => Flow::Stop,
+                _ = self.changed.notified() => Flow::Next,
+            };
+        } else {
+            let stale = || self.generation.load(Ordering::SeqCst) != plan.generation;
+            match reader
+                .read::<Value>(&xread_cmd(&plan), plan.block, plan.generation, stale)
+                .await
+            {
+                // The plan changed before the read went out: plan again.
+                Ok(None) => Ok(()),
+                Ok(Some(v)) => {
+                    match parse_read_reply(&v) {
+                        // A whole BLOCK without news: a cheap moment to check that no
+                        // stream was deleted or recreated under us (ids lower than our
+                        // position would otherwise never be read).
+                        Ok(reply) if reply.is_empty() => st.check = Check::Some,
+                        Ok(reply) => self.dispatch(&plan, reply),
+                        Err(e) => error!(error = %e, "cannot parse an XREAD reply; re-reading"),
+                    }
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        };
+        match result {
+            Ok(()) => Flow::Next,
+            Err(e) => Flow::Failed(plan, e),
+        }
+    }
+
+    /// Reacts to a failed step of the reader; returns whether the reader must stop.
+    async fn after_failure(
+        &self,
+        reader: &mut BlockingReader,
+        plan: &Plan,
+        e: ReadError,
+        token: &CancellationToken,
+    ) -> bool {
+        let failure = match &e {
+            ReadError::Redis(re) => classify(re),
+            ReadError::Watchdog(_) | ReadError::Timeout(_) => Failure::Connection,
+        };
+        let wait = match failure {
+            Failure::Connection => {
+                warn!(error = %e, "reader connection lost; reconnecting");
+                self.cmd.probe_soon();
+                reader.disconnect();
+                return false;
+            }
+            Failure::ServerState { reconnect } => {
+                warn!(error = %e, reconnect, "Redis cannot serve the subscription read now (failover, loading); retrying");
+                Counters::add(&self.counters.server_state_errors, 1);
+                if reconnect {
+                    reader.disconnect();
+                }
+                reader.next_delay()
+            }
+            _ => {
+                let delay = reader.next_delay();
+                error!(
+                    error = %e,
+                    streams = ?plan.keys.iter().map(|k| k.0.to_string()).collect::<Vec<_>>(),
+                    retry_in_ms = delay.as_millis() as u64,
+                    "Redis refused the subscription read; retrying"
+                );
+                delay
+            }
+        };
+        tokio::select! {
+            _ = token.cancelled() => true,
+            _ = tokio::time::sleep(wait) => false,
+        }
     }
 
     /// Sends `CLIENT UNBLOCK` to the reader whenever its running XREAD is stale.
@@ -664,13 +796,12 @@ impl Hub {
                 _ = token.cancelled() => return,
                 _ = self.unblock.notified() => {}
             }
-            unblock(
-                &self.cmd,
-                || self.reader_id.load(Ordering::SeqCst),
-                || {
-                    let reading = self.reading_gen.load(Ordering::SeqCst);
-                    reading != NOT_READING && reading < self.gen.load(Ordering::SeqCst)
-                },
+            Unblocker {
+                cmd: &self.cmd,
+                slot: &self.reader_slot,
+            }
+            .unblock(
+                |planned| planned < self.generation.load(Ordering::SeqCst),
                 Some(&token),
             )
             .await;
@@ -687,6 +818,12 @@ async fn deliver(
     mut rx: mpsc::Receiver<Batch>,
     handler: Arc<dyn Handler>,
 ) {
+    // However this task ends (a handler that panics included), the subscription ends with
+    // it, instead of staying registered with nobody to deliver to.
+    let _gone = Gone {
+        hub: hub.clone(),
+        id: sub.id,
+    };
     let limit = handler.max_in_flight().max(1);
     let mut running = FuturesOrdered::new();
     let mut open = true;
@@ -706,7 +843,8 @@ async fn deliver(
                         if sub.excluded.swap(false, Ordering::SeqCst) {
                             hub.wake();
                         }
-                        running.push_back(handler.handle(b));
+                        let n = b.len();
+                        running.push_back(handler.handle(b).map(move |r| r.map(|o| o.clamped(n))));
                     }
                     None => open = false,
                 }
@@ -723,9 +861,27 @@ async fn deliver(
             }
             Err(gone) => {
                 warn!(stream = %sub.stream, error = %gone, "subscription callback is gone; removing the subscription");
-                hub.remove(sub.id);
                 break;
             }
+        }
+    }
+}
+
+/// Removes a subscription when its delivery task ends.
+struct Gone {
+    hub: Arc<Hub>,
+    id: SubscriptionId,
+}
+
+impl Drop for Gone {
+    fn drop(&mut self) {
+        let removed = self.hub.subs().remove(&self.id);
+        if let Some(s) = removed {
+            // Not ended by unsubscribe or disconnect (those remove it first or cancel it).
+            if !s.token.is_cancelled() {
+                error!(stream = %s.stream, subscription = self.id, "a subscription's delivery stopped unexpectedly; it has ended (subscribe again)");
+            }
+            self.hub.wake();
         }
     }
 }
@@ -744,10 +900,11 @@ fn latest_pipe(stream: &str) -> redis::Pipeline {
 fn latest_of(stream: &str, replies: &[Value]) -> Result<(StreamId, u64)> {
     match replies {
         [Value::Int(0), _] => Ok((StreamId::ZERO, 0)),
-        [_, Value::ServerError(e)] if e.code() == "WRONGTYPE" => Err(Error::invalid(
-            "stream",
-            format!("key {stream:?} holds a value that is not a stream"),
-        )),
+        [_, Value::ServerError(e)]
+            if classify(&redis::RedisError::from(e.clone())) == Failure::WrongType =>
+        {
+            Err(not_a_stream(stream))
+        }
         // Deleted between the two commands: a new stream starts from the beginning.
         [_, Value::ServerError(_)] => Ok((StreamId::ZERO, 0)),
         [_, info] => {
@@ -757,17 +914,6 @@ fn latest_of(stream: &str, replies: &[Value]) -> Result<(StreamId, u64)> {
         other => Err(Error::Protocol(format!(
             "EXISTS + XINFO STREAM replied {other:?}"
         ))),
-    }
-}
-
-fn not_a_stream(stream: &str, e: &redis::RedisError) -> Error {
-    if e.code() == Some("WRONGTYPE") {
-        Error::invalid(
-            "stream",
-            format!("key {stream:?} holds a value that is not a stream"),
-        )
-    } else {
-        Error::Protocol(e.to_string())
     }
 }
 
@@ -782,7 +928,7 @@ fn xread_cmd(plan: &Plan) -> redis::Cmd {
         cmd.arg(&**k);
     }
     for (_, id) in &plan.keys {
-        cmd.arg(id.to_string());
+        cmd.arg(id);
     }
     cmd
 }

@@ -20,6 +20,8 @@ export interface Proxy {
   resume(): void;
   /** Delays each forwarded chunk by `ms` (0: none); order per direction is kept. */
   setDelay(ms: number): void;
+  /** Sends connections opened from now on to `targetPort` (a DNS switch after a failover); open ones stay where they are. */
+  retarget(targetPort: number): void;
   /** Number of open client connections. */
   connections(): number;
   /** Stops listening and destroys every connection. */
@@ -36,8 +38,9 @@ interface Pair {
 }
 
 /** Starts a proxy on 127.0.0.1 (free port) forwarding to 127.0.0.1:`targetPort`. */
-export async function startProxy(targetPort: number): Promise<Proxy> {
+export async function startProxy(initialPort: number): Promise<Proxy> {
   const pairs = new Set<Pair>();
+  let targetPort = initialPort;
   let delayMs = 0;
 
   const setStalled = (pair: Pair, stalled: boolean): void => {
@@ -130,6 +133,9 @@ export async function startProxy(targetPort: number): Promise<Proxy> {
     },
     setDelay(ms: number) {
       delayMs = Math.max(0, ms);
+    },
+    retarget(port: number) {
+      targetPort = port;
     },
     connections: () => pairs.size,
     close() {

@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
@@ -22,11 +21,11 @@ use super::types::{
 };
 use crate::client::Client;
 use crate::codec::{check_stream_name, PublishId, StartId, StreamId};
-use crate::config::{whole_number, Config, MAX_BLOCK_MS, MAX_COUNT};
+use crate::config::Config;
 use crate::error::{Error as CoreError, Result as CoreResult};
-use crate::group::{ConsumeOptions as CoreConsumeOptions, DEFAULT_RETRY_DELAY};
+use crate::group::{self, ConsumeOptions as CoreConsumeOptions};
 use crate::subscribe::{SubscribeOptions, SubscriptionId};
-use crate::trim::{Trim, TrimTo};
+use crate::trim::Trim;
 
 /// What a JavaScript delivery loop belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,43 +168,6 @@ fn is_callback(v: &Unknown) -> CoreResult<()> {
     Ok(())
 }
 
-fn opt_ms(field: &str, v: Option<f64>, min: u64, max: u64) -> CoreResult<Option<Duration>> {
-    v.map(|n| whole_number(field, n, min, max).map(Duration::from_millis))
-        .transpose()
-}
-
-fn opt_count(field: &str, v: Option<f64>) -> CoreResult<Option<usize>> {
-    v.map(|n| whole_number(field, n, 1, MAX_COUNT as u64).map(|n| n as usize))
-        .transpose()
-}
-
-fn trim_of(
-    max_len: Option<f64>,
-    min_id: Option<String>,
-    approximate: Option<bool>,
-) -> CoreResult<Option<Trim>> {
-    let to = match (max_len, min_id) {
-        (Some(_), Some(_)) => {
-            return Err(CoreError::invalid(
-                "maxLen",
-                "give maxLen or minId, not both",
-            ))
-        }
-        (Some(n), None) => TrimTo::MaxLen(whole_number("maxLen", n, 0, i64::MAX as u64)?),
-        (None, Some(id)) => TrimTo::MinId(id.parse().map_err(|_| {
-            CoreError::invalid(
-                "minId",
-                format!("{id:?} is not a stream id like 1700000000000-0"),
-            )
-        })?),
-        (None, None) => return Ok(None),
-    };
-    Ok(Some(Trim {
-        to,
-        approximate: approximate.unwrap_or(true),
-    }))
-}
-
 #[napi]
 impl StreamsClient {
     /// Creates an independent client; it connects on its first call (or `connect()`).
@@ -286,7 +248,7 @@ impl StreamsClient {
                 None => PublishId::Auto,
             };
             let o: PublishOptions = opt_object_arg(options, "options")?;
-            let trim = trim_of(o.max_len, None, o.approximate)?;
+            let trim = Trim::from_input(o.into())?;
             Ok((stream, id, trim))
         })();
         let (stream, id, trim) = match prepared {
@@ -387,20 +349,7 @@ impl StreamsClient {
             check_stream_name(&stream)?;
             is_callback(&callback)?;
             let o: JsSubscribeOptions = opt_object_arg(options, "options")?;
-            let start = match o.start_id.as_deref() {
-                Some(s) => s.parse::<StartId>()?,
-                None => StartId::Latest,
-            };
-            let block = opt_ms("blockMs", o.block_ms, 1, MAX_BLOCK_MS)?;
-            let count = opt_count("count", o.count)?;
-            Ok((
-                stream,
-                SubscribeOptions {
-                    start,
-                    block,
-                    count,
-                },
-            ))
+            Ok((stream, SubscribeOptions::from_input(o.into())?))
         })();
         let (stream, opts) = match prepared {
             Ok(p) => p,
@@ -567,31 +516,8 @@ impl StreamsClient {
             let consumer = string_arg(consumer, "consumer")?;
             is_callback(&callback)?;
             let o: ConsumeOptions = opt_object_arg(options, "options")?;
-            let concurrency = o
-                .concurrency
-                .map(|n| whole_number("concurrency", n, 1, 10_000))
-                .transpose()?
-                .unwrap_or(1) as u32;
-            let dead_letter_stream = o.dead_letter_stream;
-            if let Some(d) = &dead_letter_stream {
-                check_stream_name(d).map_err(|_| {
-                    CoreError::invalid("deadLetterStream", "the stream name is empty or too long")
-                })?;
-            }
-            let opts = CoreConsumeOptions {
-                auto_ack: o.auto_ack.unwrap_or(true),
-                count: opt_count("count", o.count)?,
-                block: opt_ms("blockMs", o.block_ms, 1, MAX_BLOCK_MS)?,
-                claim_idle: opt_ms("claimIdleMs", o.claim_idle_ms, 1, u32::MAX as u64)?,
-                max_deliveries: o
-                    .max_deliveries
-                    .map(|n| whole_number("maxDeliveries", n, 1, u32::MAX as u64))
-                    .transpose()?,
-                dead_letter_stream,
-                retry_delay: opt_ms("retryDelayMs", o.retry_delay_ms, 1, u32::MAX as u64)?
-                    .unwrap_or(DEFAULT_RETRY_DELAY),
-                create_if_missing: o.create_if_missing.unwrap_or(false),
-            };
+            let concurrency = group::concurrency(o.concurrency)?;
+            let opts = CoreConsumeOptions::from_input(o.into())?;
             Ok((stream, group, consumer, concurrency, opts))
         })();
         let (stream, group, consumer, concurrency, opts) = match prepared {
@@ -720,7 +646,7 @@ impl StreamsClient {
         let prepared = (|| -> CoreResult<(String, Trim)> {
             let stream = string_arg(stream, "stream")?;
             let o: TrimOptions = opt_object_arg(options, "options")?;
-            let trim = trim_of(o.max_len, o.min_id, o.approximate)?
+            let trim = Trim::from_input(o.into())?
                 .ok_or_else(|| CoreError::invalid("options", "give maxLen or minId"))?;
             Ok((stream, trim))
         })();

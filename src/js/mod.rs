@@ -2,6 +2,8 @@
 //! calls the core, and converts the result; no Redis logic lives here.
 
 mod client;
+#[cfg(coverage)]
+mod coverage;
 mod deliveries;
 mod error;
 mod logging;

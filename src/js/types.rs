@@ -5,7 +5,10 @@ use napi_derive::napi;
 
 use crate::config::ConfigInput;
 use crate::error::{Error as CoreError, Result as CoreResult};
+use crate::group::ConsumeInput;
 use crate::status::{ConnState, Status as CoreStatus};
+use crate::subscribe::SubscribeInput;
+use crate::trim::TrimInput;
 
 /// Options of a `StreamsClient`; every field is optional and validated on creation.
 #[napi(object)]
@@ -21,8 +24,11 @@ pub struct StreamsClientConfig {
     pub auto_trim_interval: Option<f64>,
     /// Length automatic trimming keeps. Defaults to 10000.
     pub default_max_len: Option<f64>,
-    /// Trim every stream this client touched, approximately. Defaults to true.
+    /// Trim streams automatically every `autoTrimInterval` to about `defaultMaxLen` entries, never removing an entry a consumer group has not had delivered and acknowledged. Defaults to true.
     pub enable_auto_trim: Option<bool>,
+    /// Which streams automatic trimming covers: `"published"` (default) only those this client publishes to, `"touched"` also those it subscribes to or consumes from.
+    #[napi(ts_type = "'published' | 'touched'")]
+    pub auto_trim_streams: Option<String>,
     /// Time allowed for one connection attempt, in ms. Defaults to 2000.
     pub connect_timeout_ms: Option<f64>,
     /// Time allowed for one command before a publish resolves `null`, in ms. Defaults to 1000.
@@ -54,6 +60,7 @@ impl From<StreamsClientConfig> for ConfigInput {
             auto_trim_interval: c.auto_trim_interval,
             default_max_len: c.default_max_len,
             enable_auto_trim: c.enable_auto_trim,
+            auto_trim_streams: c.auto_trim_streams,
             connect_timeout_ms: c.connect_timeout_ms,
             command_timeout_ms: c.command_timeout_ms,
             reconnect_initial_delay_ms: c.reconnect_initial_delay_ms,
@@ -144,6 +151,56 @@ pub struct TrimOptions {
     pub min_id: Option<String>,
     /// `~` trimming (whole nodes only, far cheaper). Defaults to true.
     pub approximate: Option<bool>,
+    /// Never remove an entry a consumer group of the stream has not had delivered and acknowledged: the trim stops at the oldest such entry. Defaults to true (it changes nothing on a stream without groups).
+    pub keep_unacknowledged: Option<bool>,
+}
+
+impl From<TrimOptions> for TrimInput {
+    fn from(o: TrimOptions) -> Self {
+        TrimInput {
+            max_len: o.max_len,
+            min_id: o.min_id,
+            approximate: o.approximate,
+            keep_unacknowledged: o.keep_unacknowledged,
+        }
+    }
+}
+
+impl From<PublishOptions> for TrimInput {
+    fn from(o: PublishOptions) -> Self {
+        // XADD's inline trimming is plain MAXLEN: it cannot look at the groups.
+        TrimInput {
+            max_len: o.max_len,
+            min_id: None,
+            approximate: o.approximate,
+            keep_unacknowledged: Some(false),
+        }
+    }
+}
+
+impl From<SubscribeOptions> for SubscribeInput {
+    fn from(o: SubscribeOptions) -> Self {
+        SubscribeInput {
+            start_id: o.start_id,
+            block_ms: o.block_ms,
+            count: o.count,
+        }
+    }
+}
+
+impl From<ConsumeOptions> for ConsumeInput {
+    fn from(o: ConsumeOptions) -> Self {
+        ConsumeInput {
+            auto_ack: o.auto_ack,
+            count: o.count,
+            block_ms: o.block_ms,
+            claim_idle_ms: o.claim_idle_ms,
+            max_deliveries: o.max_deliveries,
+            dead_letter_stream: o.dead_letter_stream,
+            retry_delay_ms: o.retry_delay_ms,
+            create_if_missing: o.create_if_missing,
+        }
+    }
 }
 
 /// Options of `consumeFromGroup`.
@@ -183,8 +240,11 @@ pub struct StatusConfig {
     pub auto_trim_interval: f64,
     /// Length automatic trimming keeps.
     pub default_max_len: f64,
-    /// Whether touched streams are trimmed automatically.
+    /// Whether streams are trimmed automatically.
     pub enable_auto_trim: bool,
+    /// Which streams automatic trimming covers.
+    #[napi(ts_type = "'published' | 'touched'")]
+    pub auto_trim_streams: String,
     /// Time allowed for one connection attempt, in ms.
     pub connect_timeout_ms: f64,
     /// Time allowed for one command, in ms.
@@ -228,6 +288,8 @@ pub struct StatusCounters {
     pub gaps: f64,
     /// Times a subscribed stream was found deleted or recreated, so reading restarted from its beginning.
     pub stream_resets: f64,
+    /// Commands Redis refused because of its own state (`READONLY` or `MASTERDOWN` after a failover, `LOADING`, `OOM`, `BUSY`, `TRYAGAIN`, `CLUSTERDOWN`): they failed open (publish resolved `null`) and were logged.
+    pub server_state_errors: f64,
     /// Log records dropped because stderr or the JavaScript logger fell behind (process-wide).
     pub log_dropped: f64,
 }
@@ -347,6 +409,7 @@ impl Status {
                 auto_trim_interval: ms(c.auto_trim_interval),
                 default_max_len: c.default_max_len as f64,
                 enable_auto_trim: c.enable_auto_trim,
+                auto_trim_streams: c.auto_trim_streams.name().to_owned(),
                 connect_timeout_ms: ms(c.connect_timeout),
                 command_timeout_ms: ms(c.command_timeout),
                 reconnect_initial_delay_ms: ms(c.reconnect.initial),
@@ -368,6 +431,7 @@ impl Status {
                 dead_lettered: s.counters.dead_lettered as f64,
                 gaps: s.counters.gaps as f64,
                 stream_resets: s.counters.stream_resets as f64,
+                server_state_errors: s.counters.server_state_errors as f64,
                 log_dropped: super::logging::dropped() as f64,
             },
         }

@@ -1,6 +1,9 @@
 //! Shared by the integration tests: a private `redis-server` (RAII), a channel-backed
-//! `Handler`, an independent checker connection, and deadline-bound waits.
+//! `Handler`, an independent checker connection, and deadline-bound waits. `topology` holds
+//! the Redis Cluster and Sentinel fixtures.
 #![allow(dead_code)]
+
+pub mod topology;
 
 use std::collections::HashSet;
 use std::future::Future;

@@ -1,0 +1,494 @@
+//! The command connection every non-blocking command of a client shares.
+//!
+//! One multiplexed socket: concurrent commands are written back to back and their replies
+//! matched in order, which is Redis pipelining without any batching code of ours. One task
+//! ([`CommandConn::run`]) opens it, replaces it when it fails, and checks an idle one with a
+//! PING.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{FromRedisValue, RedisError, Value};
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::backoff::Backoff;
+use super::dial::{connect_error, open, redis_client, state_error};
+use super::ordered::Ordered;
+use crate::codec::now_ms;
+use crate::config::Config;
+use crate::error::{classify, Error, Failure, Result};
+use crate::status::{ConnState, Counters, Throttle};
+
+/// How often an otherwise idle command connection is checked with a PING.
+const HEALTH_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// Consecutive command timeouts after which the command connection is presumed dead.
+const TIMEOUTS_BEFORE_RECONNECT: u32 = 3;
+
+/// Which connection a result came from: a failure drops only the connection it happened on,
+/// never one that replaced it meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Generation(u64);
+
+/// The connection that commands use now.
+#[derive(Clone)]
+pub(super) struct Installed {
+    pub(super) generation: Generation,
+    pub(super) conn: MultiplexedConnection,
+}
+
+/// The command connection every non-blocking command of a client shares.
+pub struct CommandConn {
+    client: redis::Client,
+    pub(super) cfg: Arc<Config>,
+    counters: Arc<Counters>,
+    slot: RwLock<Option<Installed>>,
+    pub(super) ordered: Ordered,
+    generation: AtomicU64,
+    /// The server's version as `major * 1000 + minor` (0 until known).
+    server_version: AtomicU32,
+    /// The connection was dropped because the server refused it for its state (READONLY):
+    /// the next one waits out the back-off, so that a server stuck in that state is not
+    /// reconnected to once per command.
+    state_break: AtomicBool,
+    timeouts: AtomicU32,
+    timeout_log: Throttle,
+    server_state_log: Throttle,
+    state: watch::Sender<ConnState>,
+    kick: Notify,
+    probe: Notify,
+}
+
+impl CommandConn {
+    /// Creates the connection holder; nothing is opened until [`CommandConn::run`] starts.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArg`] when the URL cannot be used.
+    pub fn new(cfg: Arc<Config>, counters: Arc<Counters>) -> Result<Self> {
+        let client = redis_client(&cfg)?;
+        Ok(CommandConn {
+            client,
+            cfg,
+            counters,
+            slot: RwLock::new(None),
+            ordered: Ordered::new(),
+            generation: AtomicU64::new(0),
+            server_version: AtomicU32::new(0),
+            state_break: AtomicBool::new(false),
+            timeouts: AtomicU32::new(0),
+            timeout_log: Throttle::default(),
+            server_state_log: Throttle::default(),
+            // A session's connection is being opened from the moment it exists: calls made
+            // before the first attempt finishes wait for it (see `conn_or_first`).
+            state: watch::Sender::new(ConnState::Connecting),
+            kick: Notify::new(),
+            probe: Notify::new(),
+        })
+    }
+
+    /// The redis client, for opening the dedicated reader connections.
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Arc<Config> {
+        &self.cfg
+    }
+
+    /// The client's counters.
+    pub fn counters(&self) -> &Arc<Counters> {
+        &self.counters
+    }
+
+    /// Asks for a PING soon: another connection of this client just failed, so this one
+    /// may be dead too.
+    pub fn probe_soon(&self) {
+        self.probe.notify_one();
+    }
+
+    /// Watches the connection state.
+    pub fn state(&self) -> watch::Receiver<ConnState> {
+        self.state.subscribe()
+    }
+
+    /// The current state.
+    pub fn current_state(&self) -> ConnState {
+        self.state.borrow().clone()
+    }
+
+    /// Marks the connection closing/closed for status.
+    pub fn set_state(&self, s: ConnState) {
+        self.state.send_replace(s);
+    }
+
+    pub(super) fn get(&self) -> Option<Installed> {
+        self.slot.read().ok()?.clone()
+    }
+
+    /// Hands out `conn` (called with the offline buffer's lock held, once it is empty).
+    pub(super) fn install(&self, installed: Installed) {
+        if let Ok(mut slot) = self.slot.write() {
+            *slot = Some(installed);
+        }
+    }
+
+    /// Whether the session's first connection attempt is still running.
+    pub(super) fn is_first_attempt(&self) -> bool {
+        matches!(*self.state.borrow(), ConnState::Connecting)
+    }
+
+    /// The connection; while the first attempt of the session is still running (a client
+    /// that connects on its first call), waits for it, but not past `until`.
+    pub(super) async fn conn_or_first(&self, until: Instant) -> Option<Installed> {
+        if let Some(c) = self.get() {
+            return Some(c);
+        }
+        let mut rx = self.state.subscribe();
+        if !matches!(*rx.borrow_and_update(), ConnState::Connecting) {
+            return None;
+        }
+        let _ =
+            tokio::time::timeout_at(until, rx.wait_for(|s| !matches!(s, ConnState::Connecting)))
+                .await;
+        self.get()
+    }
+
+    /// Drops the connection of `generation` (if still current) and wakes the reconnect loop.
+    pub(super) fn broken(&self, generation: Generation, why: &str) {
+        let mut slot = match self.slot.write() {
+            Ok(s) => s,
+            Err(p) => p.into_inner(),
+        };
+        if slot.as_ref().is_some_and(|i| i.generation == generation) {
+            *slot = None;
+            drop(slot);
+            warn!(error = %why, "command connection lost; reconnecting");
+            self.kick.notify_one();
+        }
+    }
+
+    /// What a command's failure means for its caller: `Ok(None)` when Redis is unavailable
+    /// (the connection failed, or the server's state refuses it for now: fail open), `Err`
+    /// for a refusal the caller has to hear about.
+    pub(super) fn judge<T>(
+        &self,
+        generation: Generation,
+        e: RedisError,
+    ) -> std::result::Result<Option<T>, RedisError> {
+        match classify(&e) {
+            Failure::Connection => {
+                self.broken(generation, &e.to_string());
+                Ok(None)
+            }
+            Failure::ServerState { reconnect } => {
+                self.server_state(&e, reconnect);
+                if reconnect {
+                    self.state_break.store(true, Ordering::SeqCst);
+                    self.broken(generation, &e.to_string());
+                }
+                Ok(None)
+            }
+            _ => Err(e),
+        }
+    }
+
+    /// Counts and logs (throttled) a command refused because of the server's state.
+    fn server_state(&self, e: &RedisError, reconnect: bool) {
+        Counters::add(&self.counters.server_state_errors, 1);
+        if let Some(held_back) = self.server_state_log.allow() {
+            warn!(
+                error = %e,
+                reconnect,
+                similar_since_last = held_back,
+                "Redis refused a command because of its own state (failover, loading, memory, busy); failing open"
+            );
+        }
+    }
+
+    /// Keeps the connection up until `token` is cancelled: connects, waits for a failure,
+    /// reconnects with back-off. The only task that opens command connections.
+    pub async fn run(self: Arc<Self>, token: CancellationToken) {
+        let mut backoff = Backoff::new(self.cfg.reconnect);
+        let mut ever_connected = false;
+        // The last connection was dropped for the server's state: keep backing off.
+        let mut penalty = false;
+        self.state.send_replace(ConnState::Connecting);
+        loop {
+            let attempt = tokio::select! {
+                biased;
+                _ = token.cancelled() => break,
+                r = open(&self.client, &self.cfg) => r,
+            };
+            let failed = match attempt {
+                Ok(mut conn) => {
+                    self.learn_version(&mut conn).await;
+                    let generation =
+                        Generation(self.generation.fetch_add(1, Ordering::Relaxed) + 1);
+                    match self.flush_parked(&mut conn, generation).await {
+                        Ok(()) => None,
+                        Err(e) => {
+                            warn!(error = %e, "connection failed while writing parked publishes");
+                            Some(e)
+                        }
+                    }
+                }
+                Err(e) => Some(e),
+            };
+            if let Some(e) = failed {
+                let delay = backoff.next_delay();
+                let err = connect_error(&e, &self.cfg);
+                warn!(
+                    attempt = backoff.attempt(),
+                    retry_in_ms = delay.as_millis() as u64,
+                    url = %self.cfg.redis_url,
+                    error = %e,
+                    "cannot connect to Redis"
+                );
+                self.state.send_replace(ConnState::Reconnecting {
+                    attempt: backoff.attempt(),
+                    next_retry_at_ms: now_ms() + delay.as_millis() as u64,
+                    last_error: e.to_string(),
+                    last_error_code: err.code(),
+                });
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                continue;
+            }
+            self.timeouts.store(0, Ordering::Relaxed);
+            if ever_connected {
+                Counters::add(&self.counters.reconnects, 1);
+                info!(
+                    attempt = backoff.attempt(),
+                    url = %self.cfg.redis_url,
+                    "command connection re-established"
+                );
+            } else {
+                info!(url = %self.cfg.redis_url, "connected to Redis");
+            }
+            ever_connected = true;
+            if !penalty {
+                backoff.reset();
+            }
+            self.state.send_replace(ConnState::Connected);
+            // A connection whose server went away is only noticed when used: probe it now
+            // and then, and at once when another connection of this client just failed, so
+            // status and the next publish see the truth.
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    _ = self.kick.notified() => break,
+                    _ = self.probe.notified() => {}
+                    _ = tokio::time::sleep(HEALTH_CHECK_EVERY) => {}
+                }
+                let _ = self.query::<Value, _>(&redis::cmd("PING")).await;
+                if self.get().is_none() {
+                    break;
+                }
+            }
+            if token.is_cancelled() {
+                break;
+            }
+            penalty = self.state_break.swap(false, Ordering::SeqCst);
+            if penalty {
+                let delay = backoff.next_delay();
+                self.state.send_replace(ConnState::Reconnecting {
+                    attempt: backoff.attempt(),
+                    next_retry_at_ms: now_ms() + delay.as_millis() as u64,
+                    last_error: "Redis refused writes for its state (a failover?)".into(),
+                    last_error_code: "ERR_UNAVAILABLE",
+                });
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+        if let Ok(mut slot) = self.slot.write() {
+            *slot = None;
+        }
+        self.fail_parked();
+    }
+
+    /// Reads the server's version (for features of newer servers), best effort.
+    async fn learn_version(&self, conn: &mut MultiplexedConnection) {
+        let info = tokio::time::timeout(
+            self.cfg.command_timeout,
+            redis::cmd("INFO").arg("server").query_async::<String>(conn),
+        )
+        .await;
+        if let Ok(Ok(info)) = info {
+            if let Some(v) = parse_version(&info) {
+                self.server_version.store(v, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Whether the server has `XTRIM … ACKED` (Redis 8.2 and later).
+    pub fn server_has_xtrim_acked(&self) -> bool {
+        self.server_version.load(Ordering::Relaxed) >= 8_002
+    }
+
+    /// Counts a command timeout (logged, throttled); after a few in a row the connection
+    /// of `generation` is presumed dead and replaced.
+    pub(super) fn timed_out(&self, generation: Generation) {
+        let n = self.timeouts.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(held_back) = self.timeout_log.allow() {
+            warn!(
+                timeout_ms = self.cfg.command_timeout.as_millis() as u64,
+                consecutive = n,
+                similar_since_last = held_back,
+                "Redis did not answer in time"
+            );
+        }
+        if n >= TIMEOUTS_BEFORE_RECONNECT {
+            self.broken(generation, "too many consecutive timeouts");
+        }
+    }
+
+    /// Notes that a command got its answer in time.
+    pub(super) fn answered(&self) {
+        self.timeouts.store(0, Ordering::Relaxed);
+    }
+
+    /// Waits until the connection works, a new attempt fails, or `within` passes.
+    ///
+    /// # Errors
+    /// The failure of the attempt, or [`Error::Timeout`].
+    pub async fn wait_connected(&self, within: Duration) -> Result<()> {
+        let mut rx = self.state.subscribe();
+        let failed_before = match &*rx.borrow() {
+            ConnState::Reconnecting { attempt, .. } => *attempt,
+            _ => 0,
+        };
+        let outcome = tokio::time::timeout(
+            within,
+            rx.wait_for(|s| match s {
+                ConnState::Connected | ConnState::Closing | ConnState::Closed => true,
+                ConnState::Reconnecting { attempt, .. } => *attempt > failed_before,
+                _ => false,
+            }),
+        )
+        .await;
+        match outcome {
+            Err(_) => Err(Error::Timeout(within.as_millis() as u64)),
+            Ok(Err(_)) => Err(Error::Closed),
+            Ok(Ok(state)) => match &*state {
+                ConnState::Connected => Ok(()),
+                ConnState::Reconnecting {
+                    last_error,
+                    last_error_code,
+                    ..
+                } => Err(state_error(last_error_code, last_error, &self.cfg)),
+                _ => Err(Error::Closed),
+            },
+        }
+    }
+
+    /// Sends one command (or pipeline) within the command timeout.
+    ///
+    /// `Ok(None)` means Redis is unavailable (no connection, connection failed, timeout,
+    /// or the server's state refuses it for now): the caller fails open. `Err` is a refusal
+    /// by the server that retrying cannot fix.
+    ///
+    /// # Errors
+    /// The server's refusal, as the raw `RedisError`, for the caller to name.
+    pub async fn query<T, C>(&self, cmd: &C) -> std::result::Result<Option<T>, RedisError>
+    where
+        T: FromRedisValue + Send,
+        C: Queryable,
+    {
+        let deadline = Instant::now() + self.cfg.command_timeout;
+        let Some(Installed {
+            generation,
+            mut conn,
+        }) = self.conn_or_first(deadline).await
+        else {
+            return Ok(None);
+        };
+        match tokio::time::timeout_at(deadline, cmd.send(&mut conn)).await {
+            Err(_) => {
+                self.timed_out(generation);
+                Ok(None)
+            }
+            Ok(Err(e)) => {
+                self.answered();
+                self.judge(generation, e)
+            }
+            Ok(Ok(v)) => {
+                self.answered();
+                Ok(Some(v))
+            }
+        }
+    }
+}
+
+/// `redis_version:7.0.15` of an `INFO server` reply as `7 * 1000 + 0`.
+fn parse_version(info: &str) -> Option<u32> {
+    let v = info
+        .lines()
+        .find_map(|l| l.strip_prefix("redis_version:"))?
+        .trim();
+    let mut parts = v.split('.');
+    let major: u32 = parts.next()?.parse().ok()?;
+    let minor: u32 = parts.next()?.parse().ok()?;
+    Some(major * 1000 + minor.min(999))
+}
+
+/// Something that can be sent on a multiplexed connection: a command or a pipeline.
+pub trait Queryable: Sync {
+    /// Sends it and parses the reply.
+    fn send<T: FromRedisValue + Send>(
+        &self,
+        conn: &mut MultiplexedConnection,
+    ) -> impl std::future::Future<Output = std::result::Result<T, RedisError>> + Send;
+}
+
+impl Queryable for redis::Cmd {
+    fn send<T: FromRedisValue + Send>(
+        &self,
+        conn: &mut MultiplexedConnection,
+    ) -> impl std::future::Future<Output = std::result::Result<T, RedisError>> + Send {
+        self.query_async(conn)
+    }
+}
+
+impl Queryable for redis::Pipeline {
+    fn send<T: FromRedisValue + Send>(
+        &self,
+        conn: &mut MultiplexedConnection,
+    ) -> impl std::future::Future<Output = std::result::Result<T, RedisError>> + Send {
+        self.query_async(conn)
+    }
+}
+
+impl Queryable for redis::ScriptInvocation<'_> {
+    fn send<T: FromRedisValue + Send>(
+        &self,
+        conn: &mut MultiplexedConnection,
+    ) -> impl std::future::Future<Output = std::result::Result<T, RedisError>> + Send {
+        self.invoke_async(conn)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_read_from_info() {
+        assert_eq!(
+            parse_version("# Server\r\nredis_version:7.0.15\r\nredis_git_sha1:0\r\n"),
+            Some(7_000)
+        );
+        assert_eq!(parse_version("redis_version:8.2.1\n"), Some(8_002));
+        assert_eq!(parse_version("no version here"), None);
+    }
+}

@@ -1,0 +1,341 @@
+//! Commands whose order matters (an XADD stream's order is what its publishers called, not
+//! what a scheduler picked): queued without blocking, sent in exactly the order of the calls
+//! as automatic pipelines, and kept in an offline buffer while Redis is away.
+//!
+//! Every decision "send now or park" is taken under the offline buffer's lock, and the
+//! connection is handed out under the same lock once the buffer is empty: a publish either
+//! parks before the new connection is installed (and is flushed first) or is sent on it
+//! after everything parked before it.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use redis::aio::MultiplexedConnection;
+use redis::{RedisError, Value};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::command::{CommandConn, Generation, Installed};
+
+/// Most commands sent in one pipeline (automatic or from the offline buffer).
+const MAX_PIPELINE: usize = 1024;
+
+/// What a queued command resolves to.
+pub type Reply = std::result::Result<Option<Value>, RedisError>;
+
+/// Where the reply of a queued command goes: called exactly once, from whichever task
+/// finishes the command. Dropped unanswered (a task cancelled, the runtime shutting down),
+/// it is called with `Ok(None)`: Redis unavailable. No caller is ever left waiting.
+pub struct ReplyTo(Option<Box<dyn FnOnce(Reply) + Send>>);
+
+impl ReplyTo {
+    /// Sends the reply to `f`.
+    pub fn new(f: impl FnOnce(Reply) + Send + 'static) -> Self {
+        ReplyTo(Some(Box::new(f)))
+    }
+
+    /// Delivers `reply`.
+    pub fn send(mut self, reply: Reply) {
+        if let Some(f) = self.0.take() {
+            f(reply);
+        }
+    }
+}
+
+impl Drop for ReplyTo {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f(Ok(None));
+        }
+    }
+}
+
+/// A command waiting its turn in the queue.
+struct Queued {
+    cmd: redis::Cmd,
+    /// After this the caller has been told "unavailable", so it is not sent any more.
+    deadline: Instant,
+    reply: ReplyTo,
+}
+
+/// A command waiting for the connection to come back.
+struct Parked {
+    cmd: redis::Cmd,
+    reply: ReplyTo,
+}
+
+/// The queue of ordered commands and the offline buffer.
+pub(super) struct Ordered {
+    tx: mpsc::UnboundedSender<Queued>,
+    rx: Mutex<Option<mpsc::UnboundedReceiver<Queued>>>,
+    parked: Mutex<VecDeque<Parked>>,
+}
+
+impl Ordered {
+    pub(super) fn new() -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Ordered {
+            tx,
+            rx: Mutex::new(Some(rx)),
+            parked: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    fn parked(&self) -> MutexGuard<'_, VecDeque<Parked>> {
+        self.parked.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl CommandConn {
+    /// Queues a command to be sent in exactly the order of the calls. Never blocks.
+    ///
+    /// The reply goes to `reply`: `Ok(Some(reply))`, `Ok(None)` when Redis is unavailable
+    /// (within the command timeout, or later from the offline buffer), or the server's
+    /// refusal.
+    pub fn submit(&self, cmd: redis::Cmd, reply: ReplyTo) {
+        let q = Queued {
+            cmd,
+            deadline: Instant::now() + self.cfg.command_timeout,
+            reply,
+        };
+        if let Err(mpsc::error::SendError(q)) = self.ordered.tx.send(q) {
+            q.reply.send(Ok(None));
+        }
+    }
+
+    /// Sends the queued commands, in order, as pipelines: everything queued while the
+    /// previous pipeline was on the wire goes out in the next one (automatic pipelining).
+    /// Runs until `token` is cancelled; what is still queued then resolves `None`.
+    pub async fn run_ordered(self: Arc<Self>, token: CancellationToken) {
+        let Some(mut rx) = self
+            .ordered
+            .rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        else {
+            return;
+        };
+        loop {
+            let first = tokio::select! {
+                biased;
+                _ = token.cancelled() => break,
+                q = rx.recv() => match q { Some(q) => q, None => break },
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_PIPELINE {
+                match rx.try_recv() {
+                    Ok(q) => batch.push(q),
+                    Err(_) => break,
+                }
+            }
+            self.send_ordered(batch).await;
+        }
+        rx.close();
+        while let Ok(q) = rx.try_recv() {
+            q.reply.send(Ok(None));
+        }
+    }
+
+    async fn send_ordered(&self, mut batch: Vec<Queued>) {
+        // A client that connects on its first call: its first commands wait (each until its
+        // own deadline) for the first connection attempt instead of failing at once.
+        loop {
+            let now = Instant::now();
+            let (live, expired): (Vec<Queued>, Vec<Queued>) =
+                batch.into_iter().partition(|q| q.deadline > now);
+            for q in expired {
+                q.reply.send(Ok(None));
+            }
+            batch = live;
+            let Some(first) = batch.first().map(|q| q.deadline) else {
+                return;
+            };
+            if self.conn_or_first(first).await.is_some() || !self.is_first_attempt() {
+                break;
+            }
+        }
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        let mut replies = Vec::with_capacity(batch.len());
+        for q in batch {
+            pipe.add_command(q.cmd);
+            replies.push(q.reply);
+        }
+        // Send or park, decided under the buffer's lock (see the module doc).
+        let installed = {
+            let mut parked = self.ordered.parked();
+            match self.get() {
+                Some(i) if parked.is_empty() => Some(i),
+                _ => {
+                    self.park_or_fail(&mut parked, &pipe, replies);
+                    return;
+                }
+            }
+        };
+        let Some(Installed {
+            generation,
+            mut conn,
+        }) = installed
+        else {
+            return;
+        };
+        let sent = tokio::time::timeout(
+            self.cfg.command_timeout,
+            pipe.query_async::<Vec<Value>>(&mut conn),
+        )
+        .await;
+        match sent {
+            Ok(Ok(values)) if values.len() == replies.len() => {
+                self.answered();
+                self.settle(generation, replies, values);
+            }
+            Ok(Ok(_)) => {
+                warn!("pipeline reply count did not match; resolving the batch as unavailable");
+                for reply in replies {
+                    reply.send(Ok(None));
+                }
+            }
+            Ok(Err(e)) => {
+                self.broken(generation, &e.to_string());
+                // Whether Redis wrote them is unknown: with an offline buffer they are sent
+                // again after the reconnect (at least once), else they resolve null.
+                self.park_or_fail(&mut self.ordered.parked(), &pipe, replies);
+                // A newer connection may have been installed while this pipeline failed on
+                // the old one. The parked commands must not wait behind it for a reconnect
+                // that may never come, nor be overtaken on it: replace it, so that the one
+                // task that flushes the buffer (`run`) writes them first on the next one.
+                if let Some(newer) = self.get().map(|i| i.generation) {
+                    if newer != generation && !self.ordered.parked().is_empty() {
+                        self.broken(newer, "parked publishes must go out before newer ones");
+                    }
+                }
+            }
+            Err(_) => {
+                self.timed_out(generation);
+                for reply in replies {
+                    reply.send(Ok(None));
+                }
+            }
+        }
+    }
+
+    /// Hands each reply of a pipeline to its caller; a refusal goes through [`CommandConn::judge`].
+    fn settle(&self, generation: Generation, replies: Vec<ReplyTo>, values: Vec<Value>) {
+        for (reply, v) in replies.into_iter().zip(values) {
+            let r = match v {
+                Value::ServerError(e) => self.judge(generation, RedisError::from(e)),
+                v => Ok(Some(v)),
+            };
+            reply.send(r);
+        }
+    }
+
+    /// Keeps what fits in the offline buffer (in order); the rest resolves `None`.
+    /// `pipe` holds the commands of `replies`, one each, in the same order.
+    fn park_or_fail(
+        &self,
+        parked: &mut VecDeque<Parked>,
+        pipe: &redis::Pipeline,
+        replies: Vec<ReplyTo>,
+    ) {
+        let mut dropped = 0;
+        for (cmd, reply) in pipe.cmd_iter().zip(replies) {
+            if parked.len() < self.cfg.offline_buffer {
+                parked.push_back(Parked {
+                    cmd: cmd.clone(),
+                    reply,
+                });
+            } else {
+                dropped += 1;
+                reply.send(Ok(None));
+            }
+        }
+        if dropped > 0 && self.cfg.offline_buffer > 0 {
+            warn!(
+                capacity = self.cfg.offline_buffer,
+                dropped, "offline buffer full; publishes not kept"
+            );
+        }
+    }
+
+    /// Writes the parked commands in order, in pipelines of at most [`MAX_PIPELINE`], then
+    /// hands out `conn` (under the buffer's lock, once it is empty).
+    ///
+    /// # Errors
+    /// The failure of a pipeline; its commands go back to the front of the buffer (they may
+    /// have been stored: at least once), the ones already answered are settled.
+    pub(super) async fn flush_parked(
+        &self,
+        conn: &mut MultiplexedConnection,
+        generation: Generation,
+    ) -> std::result::Result<(), RedisError> {
+        let mut announced = false;
+        loop {
+            let chunk: Vec<Parked> = {
+                let mut parked = self.ordered.parked();
+                if parked.is_empty() {
+                    self.install(Installed {
+                        generation,
+                        conn: conn.clone(),
+                    });
+                    return Ok(());
+                }
+                let n = parked.len().min(MAX_PIPELINE);
+                parked.drain(..n).collect()
+            };
+            if !announced {
+                announced = true;
+                info!(
+                    count = chunk.len(),
+                    "writing publishes parked while disconnected"
+                );
+            }
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            for p in &chunk {
+                pipe.add_command(p.cmd.clone());
+            }
+            let sent = tokio::time::timeout(
+                self.cfg.command_timeout * 2,
+                pipe.query_async::<Vec<Value>>(conn),
+            )
+            .await;
+            match sent {
+                Ok(Ok(values)) if values.len() == chunk.len() => {
+                    let replies = chunk.into_iter().map(|p| p.reply).collect();
+                    self.settle(generation, replies, values);
+                }
+                other => {
+                    let mut parked = self.ordered.parked();
+                    for p in chunk.into_iter().rev() {
+                        parked.push_front(p);
+                    }
+                    return Err(match other {
+                        Ok(Err(e)) => e,
+                        Ok(Ok(_)) => RedisError::from(std::io::Error::other(
+                            "the reply count of parked publishes did not match",
+                        )),
+                        Err(_) => RedisError::from(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "writing parked publishes timed out",
+                        )),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Resolves every parked command `None` (the client is closing).
+    pub(super) fn fail_parked(&self) {
+        let left: Vec<Parked> = self.ordered.parked().drain(..).collect();
+        if !left.is_empty() {
+            warn!(count = left.len(), "closing: parked publishes resolve null");
+        }
+        for p in left {
+            p.reply.send(Ok(None));
+        }
+    }
+}

@@ -1,0 +1,508 @@
+//! One consumer's loop: a small state machine over [`Step`]s, on a [`BlockingReader`] of
+//! its own.
+//!
+//! After every (re)connect it reads its own pending entries first (what a crash or a lost
+//! connection left behind), then new ones; every `claimIdleMs / 2` it scans for entries
+//! other consumers left pending too long. Handled entries are acknowledged with one XACK per
+//! batch, written right before the next read of new entries on the same connection (one
+//! round trip less per batch); any other step sends it on its own first, and so does
+//! stopping: callbacks that finished are always acknowledged.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::streams::StreamAutoClaimReply;
+use redis::Value;
+use tokio::time::Instant;
+use tracing::{debug, error, info, warn};
+
+use super::dead_letter::{dead_letter, deliveries};
+use super::{xack, Consumer, Groups};
+use crate::codec::{parse_read_reply, Entry, StartId, StreamId};
+use crate::connection::{BlockingReader, ReadError};
+use crate::error::{classify, Failure};
+use crate::handler::{Batch, Handler, Outcome};
+use crate::status::Counters;
+
+/// Shortest pause between two XAUTOCLAIM scans.
+const MIN_CLAIM_PERIOD: Duration = Duration::from_millis(50);
+
+/// What the loop does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// No connection: dial one.
+    Connect,
+    /// Read this consumer's own pending entries after this id.
+    OwnPending(StreamId),
+    /// Take over entries other consumers left pending too long, scanning from this id.
+    Claim(StreamId),
+    /// Read new entries, blocking at most this long, with the outstanding XACK ahead.
+    New(Duration),
+}
+
+/// Where a batch came from; entries from a pending list may be redeliveries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Source {
+    OwnPending,
+    Claimed,
+    New,
+}
+
+/// Why a step failed, and so what to do next.
+#[derive(Debug)]
+pub(super) enum StepError {
+    /// The connection is gone: reconnect.
+    Connection(String),
+    /// The group (or stream) is missing.
+    NoGroup,
+    /// The server cannot serve it now (failover, loading, memory): wait, maybe reconnect.
+    ServerState { reconnect: bool, why: String },
+    /// The server refused something else.
+    Refused(String),
+}
+
+impl From<ReadError> for StepError {
+    fn from(e: ReadError) -> Self {
+        let ReadError::Redis(re) = &e else {
+            return StepError::Connection(e.to_string());
+        };
+        match classify(re) {
+            Failure::Connection => StepError::Connection(e.to_string()),
+            Failure::NoGroup => StepError::NoGroup,
+            Failure::ServerState { reconnect } => StepError::ServerState {
+                reconnect,
+                why: e.to_string(),
+            },
+            _ => StepError::Refused(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::error::Error> for StepError {
+    fn from(e: crate::error::Error) -> Self {
+        StepError::Refused(e.to_string())
+    }
+}
+
+/// Where the loop is.
+struct Progress {
+    /// `Some(id)`: reading this consumer's own pending entries after `id`.
+    pending_from: Option<StreamId>,
+    claim_from: StreamId,
+    claim_due: Instant,
+    /// When failed entries are delivered again (with `maxDeliveries` and auto-ack).
+    retry_due: Option<Instant>,
+    /// The group was found missing and has not been seen since.
+    missing_group: bool,
+}
+
+/// Handled entries whose XACK has not been answered yet.
+#[derive(Default)]
+struct Acks(Mutex<Vec<StreamId>>);
+
+impl Acks {
+    fn take(&self) -> Vec<StreamId> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Puts ids whose XACK failed back in front, to be sent again (XACK is idempotent).
+    fn keep(&self, ids: Vec<StreamId>) {
+        let mut u = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let newer = std::mem::replace(&mut *u, ids);
+        u.extend(newer);
+    }
+
+    fn extend(&self, ids: Vec<StreamId>) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).extend(ids);
+    }
+
+    /// Sends the XACK of `ids` on `conn` and counts it; on failure the ids are kept.
+    async fn send(
+        &self,
+        c: &Consumer,
+        counters: &Counters,
+        timeout: Duration,
+        conn: &mut MultiplexedConnection,
+        ids: Vec<StreamId>,
+    ) -> Result<(), StepError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let r = tokio::time::timeout(
+            timeout,
+            xack(&c.stream, &c.group, &ids).query_async::<u64>(conn),
+        )
+        .await;
+        let e = match r {
+            Ok(Ok(n)) => {
+                Counters::add(&counters.acked, n);
+                return Ok(());
+            }
+            Ok(Err(e)) => StepError::from(ReadError::Redis(e)),
+            Err(_) => StepError::Connection(format!(
+                "XACK did not answer within {} ms",
+                timeout.as_millis()
+            )),
+        };
+        warn!(stream = %c.stream, group = %c.group, count = ids.len(), error = ?e, "XACK failed; will try again (the entries stay pending until then)");
+        self.keep(ids);
+        Err(e)
+    }
+}
+
+/// One consumer's loop.
+pub(super) struct ConsumerLoop {
+    groups: Arc<Groups>,
+    c: Arc<Consumer>,
+    handler: Arc<dyn Handler>,
+    reader: BlockingReader,
+    acks: Acks,
+}
+
+impl ConsumerLoop {
+    pub(super) fn new(
+        groups: Arc<Groups>,
+        c: Arc<Consumer>,
+        handler: Arc<dyn Handler>,
+        reader: BlockingReader,
+    ) -> Self {
+        ConsumerLoop {
+            groups,
+            c,
+            handler,
+            reader,
+            acks: Acks::default(),
+        }
+    }
+
+    fn claim_due(&self, at: Instant) -> bool {
+        self.c.opts.claim_idle.is_some() && Instant::now() >= at
+    }
+
+    fn next_step(&self, p: &mut Progress) -> Step {
+        if !self.reader.is_connected() {
+            return Step::Connect;
+        }
+        let now = Instant::now();
+        if p.retry_due.is_some_and(|t| now >= t) {
+            p.retry_due = None;
+            p.pending_from = Some(StreamId::ZERO);
+        }
+        if let Some(from) = p.pending_from {
+            return Step::OwnPending(from);
+        }
+        if self.claim_due(p.claim_due) {
+            return Step::Claim(p.claim_from);
+        }
+        let mut block = self.c.block;
+        if self.c.opts.claim_idle.is_some() {
+            block = block.min(p.claim_due.saturating_duration_since(now));
+        }
+        if let Some(t) = p.retry_due {
+            block = block.min(t.saturating_duration_since(now));
+        }
+        Step::New(block.max(Duration::from_millis(1)))
+    }
+
+    pub(super) async fn run(mut self) {
+        let mut p = Progress {
+            pending_from: Some(StreamId::ZERO),
+            claim_from: StreamId::ZERO,
+            claim_due: Instant::now(),
+            retry_due: None,
+            missing_group: false,
+        };
+        while !self.c.token.is_cancelled() {
+            let step = self.next_step(&mut p);
+            let result = match step {
+                Step::Connect => {
+                    if self.reader.connect(&self.c.token).await == Some(true) {
+                        // After any reconnect: own pending entries first, then new ones.
+                        p.pending_from = Some(StreamId::ZERO);
+                    }
+                    continue;
+                }
+                Step::OwnPending(from) => self.own_pending(&mut p, from).await,
+                Step::Claim(from) => self.claim(&mut p, from).await,
+                Step::New(block) => self.new_entries(&mut p, block).await,
+            };
+            match result {
+                Ok(()) => {
+                    if p.missing_group {
+                        let c = &self.c;
+                        info!(stream = %c.stream, group = %c.group, consumer = %c.name, "consumer group is back; consuming again");
+                        p.missing_group = false;
+                    }
+                }
+                Err(e) => {
+                    if self.recover(&mut p, e).await {
+                        break;
+                    }
+                }
+            }
+        }
+        // Callbacks that finished are always acknowledged, also when stopping.
+        let _ = self.flush_acks().await;
+        let left = self.acks.take();
+        let c = &self.c;
+        if !left.is_empty() {
+            warn!(stream = %c.stream, group = %c.group, consumer = %c.name, count = left.len(), "stopped without a connection; handled entries stay pending and will be redelivered");
+        }
+        self.reader.close();
+        info!(stream = %c.stream, group = %c.group, consumer = %c.name, "consumer stopped");
+    }
+
+    /// Reacts to a failed step; returns whether the loop must stop (cancelled meanwhile).
+    async fn recover(&mut self, p: &mut Progress, e: StepError) -> bool {
+        let c = self.c.clone();
+        let wait = match e {
+            StepError::Connection(why) => {
+                self.groups.cmd.probe_soon();
+                warn!(stream = %c.stream, group = %c.group, consumer = %c.name, error = %why, "consumer connection lost; reconnecting");
+                self.reader.disconnect();
+                return false;
+            }
+            StepError::NoGroup if c.opts.create_if_missing => {
+                warn!(stream = %c.stream, group = %c.group, consumer = %c.name, "consumer group or stream vanished; recreating it from 0 (createIfMissing)");
+                p.pending_from = Some(StreamId::ZERO);
+                match self
+                    .groups
+                    .create_group(&c.stream, &c.group, StartId::After(StreamId::ZERO))
+                    .await
+                {
+                    Ok(true) => return false,
+                    Ok(false) | Err(_) => self.reader.next_delay(),
+                }
+            }
+            StepError::NoGroup => {
+                if !p.missing_group {
+                    warn!(stream = %c.stream, group = %c.group, consumer = %c.name, "consumer group or stream is missing; waiting for it to exist again (call createConsumerGroup)");
+                }
+                p.missing_group = true;
+                p.pending_from = Some(StreamId::ZERO);
+                self.reader.next_delay()
+            }
+            StepError::ServerState { reconnect, why } => {
+                Counters::add(&self.groups.counters.server_state_errors, 1);
+                warn!(stream = %c.stream, group = %c.group, consumer = %c.name, error = %why, reconnect, "Redis cannot serve the consumer now (failover, loading, memory); retrying");
+                if reconnect {
+                    self.reader.disconnect();
+                }
+                self.reader.next_delay()
+            }
+            StepError::Refused(why) => {
+                let delay = self.reader.next_delay();
+                error!(stream = %c.stream, group = %c.group, consumer = %c.name, error = %why, retry_in_ms = delay.as_millis() as u64, "Redis refused a consumer read; retrying");
+                delay
+            }
+        };
+        tokio::select! {
+            _ = c.token.cancelled() => true,
+            _ = tokio::time::sleep(wait) => false,
+        }
+    }
+
+    /// Sends the outstanding XACK on its own and waits for it.
+    async fn flush_acks(&mut self) -> Result<(), StepError> {
+        let ids = self.acks.take();
+        let Some(mut conn) = self.reader.conn_clone() else {
+            self.acks.keep(ids);
+            return Ok(());
+        };
+        let timeout = self.reader.config().command_timeout;
+        self.acks
+            .send(&self.c, &self.groups.counters, timeout, &mut conn, ids)
+            .await
+    }
+
+    fn xreadgroup(&self, block: Option<Duration>, id: &str) -> redis::Cmd {
+        let c = &self.c;
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(&c.group)
+            .arg(&c.name)
+            .arg("COUNT")
+            .arg(c.count);
+        if let Some(b) = block {
+            cmd.arg("BLOCK").arg(b.as_millis() as u64);
+        }
+        cmd.arg("STREAMS").arg(&*c.stream).arg(id);
+        cmd
+    }
+
+    fn entries_of(v: &Value) -> Result<Vec<Entry>, StepError> {
+        Ok(parse_read_reply(v)?
+            .into_iter()
+            .flat_map(|(_, entries)| entries)
+            .collect())
+    }
+
+    async fn own_pending(&mut self, p: &mut Progress, from: StreamId) -> Result<(), StepError> {
+        self.flush_acks().await?;
+        let v: Value = self
+            .reader
+            .command(&self.xreadgroup(None, &from.to_string()))
+            .await?;
+        let entries = Self::entries_of(&v)?;
+        let Some(last) = entries.last().map(|e| e.id) else {
+            p.pending_from = None;
+            return Ok(());
+        };
+        p.pending_from = Some(last);
+        self.process(p, entries, Source::OwnPending).await
+    }
+
+    async fn claim(&mut self, p: &mut Progress, from: StreamId) -> Result<(), StepError> {
+        self.flush_acks().await?;
+        let c = self.c.clone();
+        let idle = c.opts.claim_idle.unwrap_or_default();
+        let mut cmd = redis::cmd("XAUTOCLAIM");
+        cmd.arg(&*c.stream)
+            .arg(&c.group)
+            .arg(&c.name)
+            .arg(idle.as_millis() as u64)
+            .arg(from)
+            .arg("COUNT")
+            .arg(c.count);
+        let v: Value = self.reader.command(&cmd).await?;
+        // The crate's reply type gives the cursor; entries keep our own decoding, which never
+        // drops a foreign field or a deleted entry.
+        let next = redis::from_redis_value_ref::<StreamAutoClaimReply>(&v)
+            .ok()
+            .and_then(|r| r.next_stream_id.parse().ok())
+            .unwrap_or(StreamId::ZERO);
+        let entries = match &v {
+            Value::Array(parts) => match parts.get(1) {
+                Some(list) => crate::codec::parse_entries(list)?,
+                None => Vec::new(),
+            },
+            other => return Err(StepError::Refused(format!("XAUTOCLAIM replied {other:?}"))),
+        };
+        p.claim_from = next;
+        if next == StreamId::ZERO {
+            p.claim_due = Instant::now() + (idle / 2).max(MIN_CLAIM_PERIOD);
+        }
+        if !entries.is_empty() {
+            Counters::add(&self.groups.counters.claimed, entries.len() as u64);
+            info!(stream = %c.stream, group = %c.group, consumer = %c.name, count = entries.len(), idle_ms = idle.as_millis() as u64, "claimed idle pending entries");
+        }
+        self.process(p, entries, Source::Claimed).await
+    }
+
+    async fn new_entries(&mut self, p: &mut Progress, block: Duration) -> Result<(), StepError> {
+        let cmd = self.xreadgroup(Some(block), ">");
+        // The previous batch's XACK goes first on the same connection (a biased join polls
+        // it first, and the connection writes in that order); its reply comes back before
+        // the read blocks.
+        let ids = self.acks.take();
+        let mut ack_conn = self.reader.conn_clone();
+        let timeout = self.reader.config().command_timeout;
+        let (c, counters, acks, reader) =
+            (&self.c, &self.groups.counters, &self.acks, &mut self.reader);
+        let token = c.token.clone();
+        let ack = async {
+            match ack_conn.as_mut() {
+                Some(conn) => acks.send(c, counters, timeout, conn, ids).await,
+                None => {
+                    acks.keep(ids);
+                    Ok(())
+                }
+            }
+        };
+        // Not raced against cancellation: stopping unblocks this read instead of dropping it.
+        let read = reader.read::<Value>(&cmd, block, 0, || token.is_cancelled());
+        let (_, read) = tokio::join!(biased; ack, read);
+        match read? {
+            // Stopping before the read went out.
+            None => Ok(()),
+            Some(v) => {
+                let entries = Self::entries_of(&v)?;
+                self.process(p, entries, Source::New).await
+            }
+        }
+    }
+
+    async fn process(
+        &mut self,
+        p: &mut Progress,
+        entries: Vec<Entry>,
+        source: Source,
+    ) -> Result<(), StepError> {
+        let c = self.c.clone();
+        if entries.is_empty() {
+            return Ok(());
+        }
+        // Entries deleted from the stream while pending carry no fields: nothing to deliver.
+        let (deleted, mut entries): (Vec<Entry>, Vec<Entry>) =
+            entries.into_iter().partition(|e| e.fields.is_none());
+        if !deleted.is_empty() {
+            let ids: Vec<StreamId> = deleted.iter().map(|e| e.id).collect();
+            warn!(stream = %c.stream, group = %c.group, count = ids.len(), "pending entries were deleted from the stream; acknowledging them");
+            self.reader
+                .command::<u64>(&xack(&c.stream, &c.group, &ids))
+                .await?;
+        }
+        if let (Some(max), true) = (c.opts.max_deliveries, source != Source::New) {
+            let counts: HashMap<StreamId, u64> = deliveries(&mut self.reader, &c, &entries).await?;
+            let (poison, ok): (Vec<Entry>, Vec<Entry>) = entries
+                .into_iter()
+                .partition(|e| counts.get(&e.id).is_some_and(|n| *n > max));
+            entries = ok;
+            if !poison.is_empty() {
+                let with_counts: Vec<(Entry, u64)> = poison
+                    .into_iter()
+                    .map(|e| {
+                        let n = counts.get(&e.id).copied().unwrap_or_default();
+                        (e, n)
+                    })
+                    .collect();
+                dead_letter(&mut self.reader, &c, &with_counts).await?;
+                Counters::add(
+                    &self.groups.counters.dead_lettered,
+                    with_counts.len() as u64,
+                );
+            }
+        }
+        if entries.is_empty() {
+            return Ok(());
+        }
+        debug!(stream = %c.stream, group = %c.group, consumer = %c.name, count = entries.len(), source = ?source, "delivering");
+        let ids: Vec<StreamId> = entries.iter().map(|e| e.id).collect();
+        let outcome = match self
+            .handler
+            .handle(Batch::new(c.stream.clone(), entries))
+            .await
+        {
+            Ok(o) => o.clamped(ids.len()),
+            Err(gone) => {
+                warn!(stream = %c.stream, group = %c.group, consumer = %c.name, error = %gone, "consumer callback is gone; stopping the consumer");
+                c.token.cancel();
+                Outcome::default()
+            }
+        };
+        let counters = &self.groups.counters;
+        Counters::add(&counters.delivered, outcome.handled as u64);
+        Counters::add(&counters.callback_errors, outcome.failures.len() as u64);
+        for f in &outcome.failures {
+            warn!(stream = %c.stream, group = %c.group, consumer = %c.name, id = %f.id, error = %f.error, "consumer callback failed; the entry stays pending");
+        }
+        if !c.opts.auto_ack {
+            return Ok(());
+        }
+        let failed: HashSet<&str> = outcome.failures.iter().map(|f| f.id.as_str()).collect();
+        let done: Vec<StreamId> = ids[..outcome.handled]
+            .iter()
+            .filter(|id| !failed.contains(id.to_string().as_str()))
+            .copied()
+            .collect();
+        if !failed.is_empty() && c.opts.max_deliveries.is_some() {
+            p.retry_due = Some(Instant::now() + c.opts.retry_delay);
+        }
+        // Sent with the next read, or on its own before any other step and when stopping:
+        // callbacks that finished are always acknowledged.
+        self.acks.extend(done);
+        Ok(())
+    }
+}

@@ -1,0 +1,74 @@
+//! Poison messages: how often an entry was delivered, and moving it to a dead-letter stream.
+
+use std::collections::HashMap;
+
+use redis::streams::StreamPendingCountReply;
+use tracing::error;
+
+use super::consumer::StepError;
+use super::{xack, Consumer};
+use crate::codec::{Entry, StreamId};
+use crate::connection::BlockingReader;
+
+/// Suffix of the default dead-letter stream: `<stream>:dead`.
+pub const DEAD_LETTER_SUFFIX: &str = ":dead";
+
+/// Delivery counts of `entries` from this consumer's pending list (`XPENDING` with a range).
+pub(super) async fn deliveries(
+    reader: &mut BlockingReader,
+    c: &Consumer,
+    entries: &[Entry],
+) -> Result<HashMap<StreamId, u64>, StepError> {
+    let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+        return Ok(HashMap::new());
+    };
+    let mut cmd = redis::cmd("XPENDING");
+    cmd.arg(&*c.stream)
+        .arg(&c.group)
+        .arg(first.id)
+        .arg(last.id)
+        .arg(entries.len())
+        .arg(&c.name);
+    let reply: StreamPendingCountReply = reader.command(&cmd).await?;
+    Ok(reply
+        .ids
+        .into_iter()
+        .filter_map(|p| Some((p.id.parse().ok()?, p.times_delivered as u64)))
+        .collect())
+}
+
+/// Moves poison entries to the dead-letter stream and acknowledges them, atomically (one
+/// MULTI): an entry is never both dead-lettered and still pending, nor lost.
+pub(super) async fn dead_letter(
+    reader: &mut BlockingReader,
+    c: &Consumer,
+    poison: &[(Entry, u64)],
+) -> Result<(), StepError> {
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    for (e, n) in poison {
+        let mut add = redis::cmd("XADD");
+        add.arg(&c.dead_letter).arg("*");
+        for (k, v) in e.fields.iter().flatten() {
+            add.arg(k.as_slice()).arg(v.as_slice());
+        }
+        add.arg("originalStream")
+            .arg(&*c.stream)
+            .arg("originalId")
+            .arg(e.id)
+            .arg("group")
+            .arg(&c.group)
+            .arg("consumer")
+            .arg(&c.name)
+            .arg("deliveries")
+            .arg(*n);
+        pipe.add_command(add).ignore();
+    }
+    let ids: Vec<StreamId> = poison.iter().map(|(e, _)| e.id).collect();
+    pipe.add_command(xack(&c.stream, &c.group, &ids)).ignore();
+    reader.command::<()>(&pipe).await?;
+    for (e, n) in poison {
+        error!(stream = %c.stream, group = %c.group, consumer = %c.name, id = %e.id, deliveries = n, dead_letter = %c.dead_letter, "entry exceeded maxDeliveries; moved to the dead-letter stream");
+    }
+    Ok(())
+}
