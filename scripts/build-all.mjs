@@ -9,9 +9,11 @@
 //   x86_64-unknown-linux-musl    x86_64-unknown-linux-musl              streamcast.linux-x64-musl.node
 //   aarch64-unknown-linux-musl   aarch64-unknown-linux-musl             streamcast.linux-arm64-musl.node
 //
-// Each target compiles into target/<triple>/release, apart from `pnpm build`'s target/release;
-// the x64 gnu build replaces the `pnpm build` binary in the repository root with the one a
-// release ships (glibc 2.17 floor instead of this machine's 2.36 symbols).
+// Each target compiles into target/<triple>/release. x86_64-unknown-linux-gnu shares that
+// directory with `pnpm build` (napi passes the host triple too), but zig's compiler and linker
+// change the fingerprints, so cargo rebuilds it (and `pnpm build` after it) in full. That build
+// replaces `pnpm build`'s binary in the repository root with the one a release ships
+// (GLIBC_2.17 at most instead of this machine's 2.34).
 // Checks, per binary (readelf; failing any stops the script):
 //   - ELF machine matches the target (x86-64 / AArch64), it is a shared object, and the release
 //     profile's `strip` took (no .symtab);
