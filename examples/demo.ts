@@ -18,6 +18,9 @@ const INTERVAL_MS = Number(process.env.INTERVAL_MS || 100);
 // 30 s for the default 10 messages; more when COUNT or INTERVAL_MS ask for a longer run.
 const TIMEOUT_MS = 30_000 + Math.max(0, count * INTERVAL_MS - 1_000);
 const ID = /^\d+-\d+$/;
+// DEMO_NODE (a JSON array) replaces the command that runs each example, e.g. an arm64 Node.js
+// under qemu that strips the types itself (scripts/test-arm64.mjs); default: this Node with tsx.
+const NODE: string[] = process.env.DEMO_NODE ? JSON.parse(process.env.DEMO_NODE) : [process.execPath, "--import", "tsx"];
 
 interface Child {
   name: string;
@@ -30,7 +33,7 @@ interface Child {
 
 /** Runs one example under tsx, printing its stdout as `[name] …` and its logs as `[name:log] …`. */
 function start(name: string, file: string, env: Record<string, string>): Child {
-  const proc = spawn(process.execPath, ["--import", "tsx", join(here, file)], {
+  const proc = spawn(NODE[0]!, [...NODE.slice(1), join(here, file)], {
     cwd: join(here, ".."),
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"],

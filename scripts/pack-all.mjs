@@ -79,7 +79,8 @@ rmSync(dist, { recursive: true, force: true });
 mkdirSync(dist);
 
 function pack(dir) {
-  const res = spawnSync("pnpm", ["pack", "--pack-destination", dist], { cwd: dir, encoding: "utf8" });
+  // On Windows pnpm is a .cmd script, which only a shell starts.
+  const res = spawnSync("pnpm", ["pack", "--pack-destination", dist], { cwd: dir, encoding: "utf8", shell: process.platform === "win32" });
   if (res.status !== 0) fail(`pnpm pack in ${relative(root, dir) || "."} failed:\n${res.stdout}${res.stderr}`);
 }
 

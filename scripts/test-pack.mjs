@@ -9,6 +9,9 @@
 // It checks the tarballs' file lists first (nothing but the loader, the types, the binary).
 // Redis: REDIS_URL if set, else a private redis-server on a free port (stopped at the end).
 // KEEP_SCRATCH=1 keeps the scratch folder for inspection.
+// Another platform's package (scripts/test-arm64.mjs): TEST_PACK_PLATFORM=linux-arm64-gnu and
+// TEST_PACK_NODE='["qemu-aarch64-static","-L","/usr/aarch64-linux-gnu","…/bin/node"]' install it
+// with pnpm's supportedArchitectures and run the smoke with that Node (no TypeScript step).
 import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
@@ -53,7 +56,9 @@ function userEnv(extra = {}) {
 function run(cmd, args, { cwd, env = userEnv(), timeoutMs = RUN_TIMEOUT_MS } = {}) {
   console.log(`$ (cd ${cwd}) ${cmd} ${args.join(" ")}`);
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd, env, stdio: ["ignore", "inherit", "inherit"] });
+    // On Windows pnpm and npm are .cmd scripts, which only a shell starts.
+    const shell = process.platform === "win32" && (cmd === "pnpm" || cmd === "npm");
+    const child = spawn(cmd, args, { cwd, env, shell, stdio: ["ignore", "inherit", "inherit"] });
     const timer = setTimeout(() => {
       child.kill("SIGKILL");
       reject(new Error(`${cmd} ${args.join(" ")} did not finish within ${timeoutMs} ms (a process that does not exit after disconnect() fails here too)`));
@@ -86,6 +91,8 @@ function checkList(file, expected) {
 }
 
 const platform = process.env.TEST_PACK_PLATFORM || hostPlatform();
+const foreign = platform !== hostPlatform();
+const nodeCommand = process.env.TEST_PACK_NODE ? JSON.parse(process.env.TEST_PACK_NODE) : [process.execPath];
 const mainTgz = join(dist, `${pkg.name}-${pkg.version}.tgz`);
 const platformTgz = join(dist, `${pkg.name}-${platform}-${pkg.version}.tgz`);
 for (const f of [mainTgz, platformTgz]) if (!existsSync(f)) fail(`${relative(root, f)} is missing: run pnpm pack-all first`);
@@ -117,16 +124,32 @@ try {
   //         pnpm links it as streamcast's own dependency (works in workspaces too);
   //   pnpm and npm: both tarballs listed; pnpm then skips the optionalDependency (not on the
   //         registry) and Node finds the top-level copy by walking up from .pnpm/.
-  const variants = [
-    {
-      name: "pnpm-override",
-      manifest: { pnpm: { overrides: { [`${pkg.name}-${platform}`]: `file:./${platformFile}` } } },
-      install: ["pnpm", ["add", `./${mainFile}`]],
-      typecheck: true,
-    },
-    { name: "pnpm", manifest: {}, install: ["pnpm", ["add", `./${mainFile}`, `./${platformFile}`]] },
-    { name: "npm", manifest: {}, install: ["npm", ["install", "--no-audit", "--no-fund", `./${mainFile}`, `./${platformFile}`]] },
-  ];
+  const [os, cpu, abi] = platform.split("-");
+  const libc = abi === "musl" ? "musl" : "glibc";
+  const variants = foreign
+    ? [
+        {
+          name: `pnpm-override-${platform}`,
+          // pnpm skips a package for another cpu/libc unless told which ones to install.
+          manifest: {
+            pnpm: {
+              overrides: { [`${pkg.name}-${platform}`]: `file:./${platformFile}` },
+              supportedArchitectures: { os: [os], cpu: [cpu], libc: [libc] },
+            },
+          },
+          install: ["pnpm", ["add", `./${mainFile}`]],
+        },
+      ]
+    : [
+        {
+          name: "pnpm-override",
+          manifest: { pnpm: { overrides: { [`${pkg.name}-${platform}`]: `file:./${platformFile}` } } },
+          install: ["pnpm", ["add", `./${mainFile}`]],
+          typecheck: true,
+        },
+        { name: "pnpm", manifest: {}, install: ["pnpm", ["add", `./${mainFile}`, `./${platformFile}`]] },
+        { name: "npm", manifest: {}, install: ["npm", ["install", "--no-audit", "--no-fund", `./${mainFile}`, `./${platformFile}`]] },
+      ];
   for (const v of variants) {
     const dir = join(scratch, v.name);
     mkdirSync(dir);
@@ -139,10 +162,10 @@ try {
     await run(v.install[0], v.install[1], { cwd: dir });
 
     for (const [label, file] of [["esm", "esm.mjs"], ["cjs", "cjs.cjs"]]) {
-      step(`${v.name}: node ${file}`);
+      step(`${v.name}: ${foreign ? nodeCommand.join(" ") : "node"} ${file}`);
       const smokePrefix = `${prefix}:${v.name}`;
       keys.push(`${smokePrefix}:${label}:events`, `${smokePrefix}:${label}:jobs`);
-      await run(process.execPath, [file], {
+      await run(nodeCommand[0], [...nodeCommand.slice(1), file], {
         cwd: dir,
         env: userEnv({ STREAMCAST_LOG: "warn", REDIS_URL: redis.url, SMOKE_PREFIX: smokePrefix, SMOKE_EXPECT_BINARY: platform, SMOKE_ROOT: dir }),
       });
@@ -155,7 +178,7 @@ try {
     }
   }
   ok = true;
-  console.log(`\ntest-pack: ok: ${pkg.name}@${pkg.version} with ${platform} installs and works with pnpm (override, both tarballs) and npm (ESM, CJS, TypeScript)`);
+  console.log(`\ntest-pack: ok: ${pkg.name}@${pkg.version} with ${platform} installs and works: ${variants.map((v) => v.name).join(", ")} (ESM, CJS${foreign ? "" : ", TypeScript"})`);
 } finally {
   if (keys.length) await command(redis.url, ["DEL", ...keys]).catch((e) => console.error(`test-pack: cleanup of ${redact(redis.url)} failed: ${e.message}`));
   await redis.stop();

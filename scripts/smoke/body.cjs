@@ -44,6 +44,8 @@ function checkBinary(label) {
   assert.ok(file.endsWith(`${sep}streamcast.${platform}.node`), `the addon ${file} is the ${platform} binary`);
   const manifest = JSON.parse(readFileSync(join(dirname(file), "package.json"), "utf8"));
   assert.equal(manifest.name, `streamcast-${platform}`, "the addon comes from the platform package");
+  assert.ok(manifest.cpu.includes(process.arch), `${manifest.name} is for ${manifest.cpu}, this Node.js is ${process.arch}`);
+  assert.ok(manifest.os.includes(process.platform), `${manifest.name} is for ${manifest.os}, this is ${process.platform}`);
   const main = realpathSync(dirname(require.resolve("streamcast", { paths: [root] })));
   const strays = readdirSync(main).filter((f) => f.endsWith(".node"));
   assert.deepEqual(strays, [], "the main package carries no binary of its own");

@@ -19,7 +19,8 @@ pub use client::StreamsClient;
 
 /// The addon's Rust allocations (reply buffers, JSON texts, commands) go to mimalloc: glibc
 /// malloc showed up at 5–9% of the runtime thread's samples in `perf` during the publish and
-/// subscribe benchmarks. Node's own heap is not affected.
+/// subscribe benchmarks. Node's own heap is not affected. On musl it is built with local-dynamic
+/// TLS (Cargo.toml), without which musl's dlopen refuses the addon; bench/musl-alloc measures it.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
