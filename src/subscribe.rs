@@ -12,7 +12,7 @@
 //! leaves a busy subscription's stream out of its next XREAD. Redis is the buffer, not our
 //! heap.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -41,6 +41,11 @@ use crate::status::{ConnState, Counters};
 /// subscriptions, the checks go round over the streams instead of costing a command per
 /// stream per BLOCK period.
 const IDLE_CHECKS_PER_BLOCK: usize = 16;
+
+/// Of those, how many go to suspects first (see [`Suspects`]); the rest keep the
+/// round-robin over every stream going, so a stream deleted or recreated while nobody read
+/// it is still found.
+const SUSPECT_CHECKS_PER_BLOCK: usize = 12;
 
 /// In a cluster, the blocking part of a read in turn lasts this long per ten slots that one
 /// node reader reads (capped by BLOCK): a message on another slot of the node waits about
@@ -145,6 +150,9 @@ struct Sub {
     /// Set by the reader when it left this subscription out of a read because its queue was
     /// full; the delivery task then wakes the reader when there is room again.
     excluded: AtomicBool,
+    /// Set when a plan left this subscription out because it was busy: when it is planned
+    /// again, its stream is a suspect (entries may have been trimmed meanwhile).
+    skipped: AtomicBool,
     token: CancellationToken,
     gap_reported: Mutex<GapReported>,
 }
@@ -177,6 +185,50 @@ struct Plan {
     unresolved: Vec<Arc<Sub>>,
     block: Duration,
     count: usize,
+}
+
+/// Streams whose position should be checked before the others: those that delivered
+/// entries since their last check, and those read again after their subscription was too
+/// busy to be read (while it was left out, a trim may have removed entries it never saw).
+/// An idle stream that never changed needs a check only for deletion or recreation, which
+/// the round-robin finds; with thousands of idle streams, a gap on an active one is
+/// reported within a few BLOCK periods instead of after a round over all of them.
+#[derive(Default)]
+struct Suspects {
+    order: VecDeque<Arc<str>>,
+    queued: HashSet<Arc<str>>,
+}
+
+impl Suspects {
+    /// Queues `stream` unless it is queued already.
+    fn push(&mut self, stream: &Arc<str>) {
+        if self.queued.insert(stream.clone()) {
+            self.order.push_back(stream.clone());
+        }
+    }
+
+    /// Takes up to `n` suspects that `wanted` accepts, oldest first; the others keep their
+    /// place (in a cluster, each node reader takes its own streams).
+    fn take(&mut self, n: usize, wanted: impl Fn(&str) -> bool) -> Vec<Arc<str>> {
+        let mut taken = Vec::new();
+        let mut kept = VecDeque::with_capacity(self.order.len());
+        while let Some(s) = self.order.pop_front() {
+            if taken.len() < n && wanted(&s) {
+                self.queued.remove(&s);
+                taken.push(s);
+            } else {
+                kept.push_back(s);
+            }
+        }
+        self.order = kept;
+        taken
+    }
+
+    /// Forgets streams nobody subscribes to any more.
+    fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        self.order.retain(|s| keep(s));
+        self.queued.retain(|s| keep(s));
+    }
 }
 
 /// What the reader has to check before its next read.
@@ -230,6 +282,8 @@ pub struct Hub {
     readers: Mutex<BTreeMap<Option<NodeAddr>, ReaderHandle>>,
     /// Readers are started with the first subscription.
     started: AtomicBool,
+    /// Streams to check first when a BLOCK passes without news.
+    suspects: Mutex<Suspects>,
 }
 
 /// What the hub keeps of a running reader.
@@ -254,6 +308,7 @@ impl Hub {
             unblock: Notify::new(),
             readers: Mutex::new(BTreeMap::new()),
             started: AtomicBool::new(false),
+            suspects: Mutex::new(Suspects::default()),
         }
     }
 
@@ -267,6 +322,10 @@ impl Hub {
         v.sort();
         v.dedup();
         v
+    }
+
+    fn suspects(&self) -> MutexGuard<'_, Suspects> {
+        self.suspects.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn readers(&self) -> MutexGuard<'_, BTreeMap<Option<NodeAddr>, ReaderHandle>> {
@@ -416,6 +475,7 @@ impl Hub {
             position: Mutex::new(position),
             tx,
             excluded: AtomicBool::new(false),
+            skipped: AtomicBool::new(false),
             token: life.token.child_token(),
             gap_reported: Mutex::new(GapReported::default()),
         });
@@ -503,6 +563,7 @@ impl Hub {
         }
         if !removed.is_empty() {
             info!(stream, count = removed.len(), "unsubscribed");
+            self.forget_if_unsubscribed(stream);
             self.wake();
         }
         removed.len()
@@ -516,6 +577,7 @@ impl Hub {
             Some(s) => {
                 s.token.cancel();
                 info!(stream = %s.stream, subscription = id, "unsubscribed");
+                self.forget_if_unsubscribed(&s.stream);
                 self.wake();
                 true
             }
@@ -579,6 +641,7 @@ impl Hub {
         let generation = self.generation.load(Ordering::SeqCst);
         let subs = self.subs();
         let mut min: HashMap<Arc<str>, StreamId> = HashMap::new();
+        let mut readmitted = Vec::new();
         let mut plan = Plan {
             generation,
             keys: Vec::new(),
@@ -593,9 +656,13 @@ impl Hub {
             }
             sub.excluded.store(true, Ordering::SeqCst);
             if sub.tx.capacity() == 0 {
+                sub.skipped.store(true, Ordering::Relaxed);
                 continue;
             }
             sub.excluded.store(false, Ordering::SeqCst);
+            if sub.skipped.swap(false, Ordering::Relaxed) {
+                readmitted.push(sub.stream.clone());
+            }
             let Some(cursor) = sub.position().cursor else {
                 plan.unresolved.push(sub.clone());
                 continue;
@@ -606,6 +673,13 @@ impl Hub {
             min.entry(sub.stream.clone())
                 .and_modify(|c| *c = (*c).min(cursor))
                 .or_insert(cursor);
+        }
+        drop(subs);
+        if !readmitted.is_empty() {
+            let mut suspects = self.suspects();
+            for stream in &readmitted {
+                suspects.push(stream);
+            }
         }
         if min.is_empty() && plan.unresolved.is_empty() {
             return None;
@@ -620,12 +694,14 @@ impl Hub {
     /// not a copy.
     fn dispatch(&self, plan: &Plan, reply: Vec<(String, Vec<crate::codec::Entry>)>) {
         let subs = self.subs();
+        let mut active = Vec::with_capacity(reply.len());
         for (stream, entries) in reply {
             let Some(last) = entries.last().map(|e| e.id) else {
                 continue;
             };
             debug!(stream = %stream, count = entries.len(), last = %last, "read");
             let read = Read::new(Arc::from(stream.as_str()), entries);
+            active.push(read.stream.clone());
             for sub in subs.values() {
                 if &*sub.stream != stream.as_str() || !plan.members.contains(&sub.id) {
                     continue;
@@ -655,6 +731,11 @@ impl Hub {
                     Err(mpsc::error::TrySendError::Closed(_)) => {}
                 }
             }
+        }
+        drop(subs);
+        let mut suspects = self.suspects();
+        for stream in &active {
+            suspects.push(stream);
         }
     }
 
@@ -851,15 +932,7 @@ impl Hub {
         let result = if st.check != Check::None && !plan.keys.is_empty() {
             let streams: Vec<Arc<str>> = match st.check {
                 Check::All => plan.keys.iter().map(|(s, _)| s.clone()).collect(),
-                _ => {
-                    let n = plan.keys.len();
-                    let take = n.min(IDLE_CHECKS_PER_BLOCK);
-                    let from = st.idle_from % n;
-                    st.idle_from = (from + take) % n;
-                    (0..take)
-                        .map(|k| plan.keys[(from + k) % n].0.clone())
-                        .collect()
-                }
+                _ => self.some_checks(&plan, st),
             };
             st.check = Check::None;
             self.check_positions(reader, &streams).await
@@ -876,6 +949,35 @@ impl Hub {
         match result {
             Ok(()) => Flow::Next,
             Err(e) => Flow::Failed(plan, e),
+        }
+    }
+
+    /// The streams an idle BLOCK checks: suspects first (up to
+    /// [`SUSPECT_CHECKS_PER_BLOCK`]), then the round-robin over all planned streams, up to
+    /// [`IDLE_CHECKS_PER_BLOCK`] in all, each once.
+    fn some_checks(&self, plan: &Plan, st: &mut ReaderState) -> Vec<Arc<str>> {
+        let planned: HashSet<&str> = plan.keys.iter().map(|(s, _)| &**s).collect();
+        let mut streams = self
+            .suspects()
+            .take(SUSPECT_CHECKS_PER_BLOCK, |s| planned.contains(s));
+        let n = plan.keys.len();
+        let room = IDLE_CHECKS_PER_BLOCK.saturating_sub(streams.len()).min(n);
+        let from = st.idle_from % n;
+        st.idle_from = (from + room) % n;
+        for k in 0..room {
+            let s = &plan.keys[(from + k) % n].0;
+            if !streams.contains(s) {
+                streams.push(s.clone());
+            }
+        }
+        streams
+    }
+
+    /// Forgets `stream` as a suspect when nobody subscribes to it any more.
+    fn forget_if_unsubscribed(&self, stream: &str) {
+        let subscribed = self.subs().values().any(|s| &*s.stream == stream);
+        if !subscribed {
+            self.suspects().retain(|s| s != stream);
         }
     }
 
@@ -1087,6 +1189,7 @@ impl Drop for Gone {
             if !s.token.is_cancelled() {
                 error!(stream = %s.stream, subscription = self.id, "a subscription's delivery stopped unexpectedly; it has ended (subscribe again)");
             }
+            self.hub.forget_if_unsubscribed(&s.stream);
             self.hub.wake();
         }
     }
@@ -1153,4 +1256,29 @@ fn xread_cmd(keys: &[(Arc<str>, StreamId)], count: usize, block: Option<Duration
         cmd.arg(id);
     }
     cmd
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(name: &str) -> Arc<str> {
+        Arc::from(name)
+    }
+
+    #[test]
+    fn suspects_come_out_once_each_oldest_first_and_only_where_wanted() {
+        let mut q = Suspects::default();
+        for name in ["a", "b", "a", "c", "d"] {
+            q.push(&s(name));
+        }
+        // "b" belongs to another node reader: it keeps its place.
+        assert_eq!(q.take(2, |x| x != "b"), vec![s("a"), s("c")]);
+        assert_eq!(q.take(10, |_| true), vec![s("b"), s("d")]);
+        assert!(q.take(10, |_| true).is_empty());
+        q.push(&s("a"));
+        q.push(&s("e"));
+        q.retain(|x| x != "a");
+        assert_eq!(q.take(10, |_| true), vec![s("e")]);
+    }
 }
