@@ -118,6 +118,38 @@ pub struct SubscriptionInfo {
     /// The last id handed to it (or the id it starts after); `None` while `"$"` is not
     /// resolved yet.
     pub last_id: Option<StreamId>,
+    /// Entries read for it that its handler has not finished yet (queued or running).
+    pub queued: u64,
+    /// The newest id the client knows the stream has (from its reads, position checks and
+    /// status refreshes); `None` before the stream was read or checked.
+    pub stream_last_id: Option<StreamId>,
+    /// How many entries of the stream it has not handled yet: `queued` plus the entries
+    /// after `last_id`. `None` when that count is unknown (a subscription started after an
+    /// explicit id, whose entry number Redis cannot tell, while it trails its stream).
+    pub behind: Option<u64>,
+}
+
+/// What the client knows about a subscribed stream's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StreamEnd {
+    /// The newest id known.
+    last_id: StreamId,
+    /// Entries ever added up to it, when known.
+    entries_added: Option<u64>,
+}
+
+impl StreamEnd {
+    /// Moves the end forward (never back: a read may report less than a check saw).
+    fn advance(&mut self, last_id: StreamId, entries_added: Option<u64>) {
+        if last_id > self.last_id {
+            self.last_id = last_id;
+            self.entries_added = entries_added.or(self.entries_added);
+        } else if let (Some(a), Some(b)) = (entries_added, self.entries_added) {
+            self.entries_added = Some(a.max(b));
+        } else if self.entries_added.is_none() {
+            self.entries_added = entries_added;
+        }
+    }
 }
 
 /// Where a subscription is in its stream.
@@ -153,6 +185,8 @@ struct Sub {
     /// Set when a plan left this subscription out because it was busy: when it is planned
     /// again, its stream is a suspect (entries may have been trimmed meanwhile).
     skipped: AtomicBool,
+    /// Entries handed over and not finished by the handler yet.
+    queued: AtomicU64,
     token: CancellationToken,
     gap_reported: Mutex<GapReported>,
 }
@@ -284,6 +318,8 @@ pub struct Hub {
     started: AtomicBool,
     /// Streams to check first when a BLOCK passes without news.
     suspects: Mutex<Suspects>,
+    /// Where each subscribed stream ends, as far as the client knows.
+    ends: Mutex<HashMap<Arc<str>, StreamEnd>>,
 }
 
 /// What the hub keeps of a running reader.
@@ -309,6 +345,7 @@ impl Hub {
             readers: Mutex::new(BTreeMap::new()),
             started: AtomicBool::new(false),
             suspects: Mutex::new(Suspects::default()),
+            ends: Mutex::new(HashMap::new()),
         }
     }
 
@@ -319,6 +356,42 @@ impl Hub {
     /// Streams with at least one subscription, sorted, each once.
     pub fn streams(&self) -> Vec<String> {
         let mut v: Vec<String> = self.subs().values().map(|s| s.stream.to_string()).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Records where `stream` ends (from a read, a check or a refresh).
+    fn saw_end(&self, stream: &Arc<str>, last_id: StreamId, entries_added: Option<u64>) {
+        self.ends
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(stream.clone())
+            .and_modify(|e| e.advance(last_id, entries_added))
+            .or_insert(StreamEnd {
+                last_id,
+                entries_added,
+            });
+    }
+
+    /// Records what `XINFO STREAM` said about `stream` (used by status refreshes).
+    pub fn saw_stream_info(&self, stream: &str, info: &crate::codec::StreamInfo) {
+        self.saw_end(
+            &Arc::from(stream),
+            info.last_generated,
+            Some(info.entries_added),
+        );
+    }
+
+    /// Streams whose subscriptions are too busy to be read now, sorted, each once: how far
+    /// their streams ran ahead only Redis can tell.
+    pub fn busy_streams(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .subs()
+            .values()
+            .filter(|s| s.tx.capacity() == 0)
+            .map(|s| s.stream.to_string())
+            .collect();
         v.sort();
         v.dedup();
         v
@@ -476,6 +549,7 @@ impl Hub {
             tx,
             excluded: AtomicBool::new(false),
             skipped: AtomicBool::new(false),
+            queued: AtomicU64::new(0),
             token: life.token.child_token(),
             gap_reported: Mutex::new(GapReported::default()),
         });
@@ -514,6 +588,7 @@ impl Hub {
                     match found {
                         Some((at, seen)) => {
                             sub.resolve(at, seen);
+                            hub.saw_end(&sub.stream, at, Some(seen));
                         }
                         None => warn!(
                             stream = %sub.stream,
@@ -592,12 +667,39 @@ impl Hub {
 
     /// Every subscription with its stream and position, by id.
     pub fn details(&self) -> Vec<SubscriptionInfo> {
+        let ends = self.ends.lock().unwrap_or_else(|p| p.into_inner()).clone();
         self.subs()
             .values()
-            .map(|s| SubscriptionInfo {
-                id: s.id,
-                stream: s.stream.to_string(),
-                last_id: s.position().cursor,
+            .map(|s| {
+                let position = *s.position();
+                let queued = s.queued.load(Ordering::Relaxed);
+                let end = ends.get(&s.stream);
+                let unread = match (position, end) {
+                    (
+                        Position {
+                            cursor: Some(at), ..
+                        },
+                        Some(e),
+                    ) if at >= e.last_id => Some(0),
+                    (
+                        Position {
+                            seen: Some(seen), ..
+                        },
+                        Some(StreamEnd {
+                            entries_added: Some(added),
+                            ..
+                        }),
+                    ) => Some(added.saturating_sub(seen)),
+                    _ => None,
+                };
+                SubscriptionInfo {
+                    id: s.id,
+                    stream: s.stream.to_string(),
+                    last_id: position.cursor,
+                    queued,
+                    stream_last_id: end.map(|e| e.last_id),
+                    behind: unread.map(|u| u + queued),
+                }
             })
             .collect()
     }
@@ -702,6 +804,9 @@ impl Hub {
             debug!(stream = %stream, count = entries.len(), last = %last, "read");
             let read = Read::new(Arc::from(stream.as_str()), entries);
             active.push(read.stream.clone());
+            // A subscription whose entry number is known tells how many entries the stream
+            // had up to `last`, at least.
+            let mut end_count: Option<u64> = None;
             for sub in subs.values() {
                 if &*sub.stream != stream.as_str() || !plan.members.contains(&sub.id) {
                     continue;
@@ -718,9 +823,11 @@ impl Hub {
                 let n = batch.len();
                 match sub.tx.try_send(batch) {
                     Ok(()) => {
+                        sub.queued.fetch_add(n as u64, Ordering::Relaxed);
                         position.cursor = Some(last);
                         if let Some(seen) = position.seen.as_mut() {
                             *seen += n as u64;
+                            end_count = end_count.max(Some(*seen));
                         }
                     }
                     Err(mpsc::error::TrySendError::Full(_)) => {
@@ -731,6 +838,7 @@ impl Hub {
                     Err(mpsc::error::TrySendError::Closed(_)) => {}
                 }
             }
+            self.saw_end(&read.stream, last, end_count);
         }
         drop(subs);
         let mut suspects = self.suspects();
@@ -748,6 +856,7 @@ impl Hub {
             let v: Vec<Value> = reader.command(&latest_pipe(&sub.stream)).await?;
             match latest_of(&sub.stream, &v) {
                 Ok((at, seen)) => {
+                    self.saw_end(&sub.stream, at, Some(seen));
                     if sub.resolve(at, seen) {
                         info!(stream = %sub.stream, cursor = %at, "resolved \"$\"");
                     }
@@ -791,6 +900,9 @@ impl Hub {
                     }
                 },
             };
+            if let Some(i) = &info {
+                self.saw_end(stream, i.last_generated, Some(i.entries_added));
+            }
             for sub in subs.values().filter(|s| s.stream == *stream) {
                 let mut position = sub.position();
                 let Some(at) = position.cursor else { continue };
@@ -978,6 +1090,10 @@ impl Hub {
         let subscribed = self.subs().values().any(|s| &*s.stream == stream);
         if !subscribed {
             self.suspects().retain(|s| s != stream);
+            self.ends
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(stream);
         }
     }
 
@@ -1152,13 +1268,15 @@ async fn deliver(
                             hub.wake();
                         }
                         let n = b.len();
-                        running.push_back(handler.handle(b).map(move |r| r.map(|o| o.clamped(n))));
+                        running.push_back(handler.handle(b).map(move |r| (n, r.map(|o| o.clamped(n)))));
                     }
                     None => open = false,
                 }
                 continue;
             }
         };
+        let (n, result) = result;
+        sub.queued.fetch_sub(n as u64, Ordering::Relaxed);
         match result {
             Ok(outcome) => {
                 Counters::add(&hub.counters.delivered, outcome.handled as u64);
