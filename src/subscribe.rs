@@ -171,6 +171,11 @@ struct Position {
     seen: Option<u64>,
 }
 
+/// Whether a reply is `XINFO STREAM`'s "no such key" (the stream does not exist).
+fn is_no_such_key(e: &redis::ServerError) -> bool {
+    e.code() == "ERR" && e.details().is_some_and(|d| d.contains("no such key"))
+}
+
 /// What has been reported as a gap already, so that each gap is reported once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 struct GapReported {
@@ -899,7 +904,12 @@ impl Hub {
         let subs = self.subs();
         for (stream, reply) in streams.iter().zip(replies) {
             let info = match &reply {
-                Value::ServerError(_) => None,
+                // Only a missing key means the stream is gone. Any other refusal (a cluster
+                // failing over answers CLUSTERDOWN, a moved slot MOVED, a loading replica
+                // LOADING) says nothing about the stream: taking it for a deletion would read
+                // the stream again from its start and deliver every entry a second time.
+                Value::ServerError(e) if is_no_such_key(e) => None,
+                Value::ServerError(e) => return Err(ReadError::Redis(e.clone().into())),
                 v => match parse_stream_info(v) {
                     Ok(i) => Some(i),
                     Err(e) => {
@@ -1049,7 +1059,15 @@ impl Hub {
             };
         };
         match reader.connect(token).await {
-            None => return Flow::Next,
+            None => {
+                // In a cluster, a node that refuses connections may have failed over: the
+                // slot map names its successor once the cluster promoted one, and the
+                // supervisor then replaces this reader.
+                if !token.is_cancelled() {
+                    self.cmd.refresh_slots().await;
+                }
+                return Flow::Next;
+            }
             Some(true) => {
                 // Whatever happened while we were away (trims, a deleted stream) shows in
                 // the positions: check them all before reading.
@@ -1065,8 +1083,13 @@ impl Hub {
                 Check::All => plan.keys.iter().map(|(s, _)| s.clone()).collect(),
                 _ => self.some_checks(&plan, st),
             };
-            st.check = Check::None;
-            self.check_positions(reader, &streams).await
+            let check = std::mem::replace(&mut st.check, Check::None);
+            let checked = self.check_positions(reader, &streams).await;
+            if checked.is_err() {
+                // Not checked: check again once the reader can.
+                st.check = check;
+            }
+            checked
         } else if !plan.unresolved.is_empty() {
             self.resolve(reader, &plan.unresolved).await
         } else if plan.keys.is_empty() {

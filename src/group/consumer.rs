@@ -219,9 +219,16 @@ impl ConsumerLoop {
             let step = self.next_step(&mut p);
             let result = match step {
                 Step::Connect => {
-                    if self.reader.connect(&self.c.token).await == Some(true) {
+                    match self.reader.connect(&self.c.token).await {
                         // After any reconnect: own pending entries first, then new ones.
-                        p.pending_from = Some(StreamId::ZERO);
+                        Some(true) => p.pending_from = Some(StreamId::ZERO),
+                        Some(false) => {}
+                        // In a cluster, the stream's master may have failed over: the next
+                        // attempt goes to the owner the refreshed slot map names.
+                        None if !self.c.token.is_cancelled() => {
+                            self.groups.cmd.refresh_slots().await;
+                        }
+                        None => {}
                     }
                     continue;
                 }
