@@ -47,6 +47,14 @@ const IDLE_CHECKS_PER_BLOCK: usize = 16;
 /// it is still found.
 const SUSPECT_CHECKS_PER_BLOCK: usize = 12;
 
+/// A stream whose last id went back below a subscription's position by at most this much
+/// (in the ids' milliseconds) lost its newest entries in a failover: asynchronous replication
+/// let the old primary acknowledge entries the promoted replica never got. The subscription
+/// delivered them, so it resumes after the stream's new last id (reading from the start would
+/// deliver the whole stream again). Further back, the stream was deleted and recreated with
+/// smaller ids, and is read from the start.
+const LOST_TAIL_WINDOW_MS: u64 = 10_000;
+
 /// In a cluster, the blocking part of a read in turn lasts this long per ten slots that one
 /// node reader reads (capped by BLOCK): a message on another slot of the node waits about
 /// that long, and an idle node reader sends a bounded number of commands per second however
@@ -966,6 +974,18 @@ impl Hub {
                             "gap: the stream went back in a failover; entries after the cursor that the old server took are lost (those up to delivered_up_to were delivered); reading on from the cursor"
                         );
                         Counters::add(&self.counters.gaps, 1);
+                        Counters::add(&self.counters.stream_resets, 1);
+                        *position = Position {
+                            cursor: Some(i.last_generated),
+                            seen: Some(i.entries_added),
+                        };
+                    }
+                    Some(i)
+                        if i.last_generated < at
+                            && at.ms - i.last_generated.ms <= LOST_TAIL_WINDOW_MS =>
+                    {
+                        warn!(stream = %stream, cursor = %at, last_generated = %i.last_generated, "subscribed stream lost its newest entries (a failover to a replica that had not received them); they were delivered, resuming after its new last id");
+                        Counters::add(&self.counters.stream_resets, 1);
                         *position = Position {
                             cursor: Some(i.last_generated),
                             seen: Some(i.entries_added),
