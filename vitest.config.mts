@@ -1,10 +1,25 @@
 import { defineConfig } from "vitest/config";
 
+/**
+ * The behaviour suites that use only the public API and a checker connection (through
+ * helpers/fixture.ts): they run a second time against a real Redis Cluster, in the "cluster"
+ * project, unchanged. faults*, failover, lifecycle, security and the others drive one
+ * redis-server process (proxies, SIGSTOP, passwords, restarts) and run in "single" only;
+ * topology.spec starts its own cluster and sentinels.
+ */
+const BEHAVIOUR = [
+  "__test__/publish.spec.ts",
+  "__test__/subscribe.spec.ts",
+  "__test__/subscriptions.spec.ts",
+  "__test__/groups.spec.ts",
+  "__test__/trim.spec.ts",
+  "__test__/iterators.spec.ts",
+];
+
 // Each spec file runs in its own forked process (a fresh addon instance and singleton) and starts
-// its own redis-server, so files run in parallel safely.
+// its own redis-server (or cluster), so files run in parallel safely.
 export default defineConfig({
   test: {
-    include: ["__test__/**/*.spec.ts"],
     pool: "forks",
     isolate: true,
     testTimeout: 30_000,
@@ -16,5 +31,17 @@ export default defineConfig({
     env: process.env.STREAMCAST_TEST_ADDON ? { NAPI_RS_NATIVE_LIBRARY_PATH: process.env.STREAMCAST_TEST_ADDON } : {},
     // ...and each test process must then exit normally when vitest stops it, or its profile is lost.
     setupFiles: process.env.STREAMCAST_TEST_ADDON ? ["./__test__/helpers/coverage-exit.ts"] : [],
+    projects: [
+      {
+        extends: true,
+        test: { name: "single", include: ["__test__/**/*.spec.ts"], env: { STREAMCAST_TEST_TOPOLOGY: "single" } },
+      },
+      {
+        // The same files against a 3-master / 3-replica cluster (helpers/fixture.ts reads the
+        // variable). Starting the six nodes takes a few seconds per file: hence the hook timeout.
+        extends: true,
+        test: { name: "cluster", include: BEHAVIOUR, env: { STREAMCAST_TEST_TOPOLOGY: "cluster" }, hookTimeout: 90_000 },
+      },
+    ],
   },
 });
