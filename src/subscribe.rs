@@ -837,7 +837,15 @@ impl Hub {
             };
         };
         match reader.connect(token).await {
-            None => return Flow::Next,
+            None => {
+                // In a cluster this reader's master may be dead for good (its replica takes
+                // over): ask for the slot map again, which moves the reading to the new
+                // master, instead of dialling the dead one forever.
+                if !token.is_cancelled() {
+                    self.cmd.refresh_slots().await;
+                }
+                return Flow::Next;
+            }
             Some(true) => {
                 // Whatever happened while we were away (trims, a deleted stream) shows in
                 // the positions: check them all before reading.

@@ -219,9 +219,18 @@ impl ConsumerLoop {
             let step = self.next_step(&mut p);
             let result = match step {
                 Step::Connect => {
-                    if self.reader.connect(&self.c.token).await == Some(true) {
+                    match self.reader.connect(&self.c.token).await {
                         // After any reconnect: own pending entries first, then new ones.
-                        p.pending_from = Some(StreamId::ZERO);
+                        Some(true) => p.pending_from = Some(StreamId::ZERO),
+                        Some(false) => {}
+                        // In a cluster the node may be dead for good (its replica takes
+                        // over): ask for the slot map again before the next attempt, or the
+                        // reader would dial the dead master forever.
+                        None => {
+                            if !self.c.token.is_cancelled() {
+                                self.groups.cmd.refresh_slots().await;
+                            }
+                        }
                     }
                     continue;
                 }
@@ -461,7 +470,7 @@ impl ConsumerLoop {
                         (e, n)
                     })
                     .collect();
-                dead_letter(&mut self.reader, &c, &with_counts).await?;
+                dead_letter(&self.groups.cmd, &mut self.reader, &c, &with_counts).await?;
                 Counters::add(
                     &self.groups.counters.dead_lettered,
                     with_counts.len() as u64,
