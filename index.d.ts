@@ -159,10 +159,18 @@ export declare class StreamsClient {
    */
   trimStream(stream: string, options: TrimOptions): Promise<number>
   /**
-   * The connection state, subscriptions, consumers, effective config (password
-   * redacted) and counters.
+   * The connection state, subscriptions (with how far each trails its stream),
+   * consumers, consumer groups (lag and pending), effective config (password redacted)
+   * and counters. Never waits for Redis: the group numbers are those of the last
+   * background refresh (started here when older than a second).
    */
   getStatus(): Status
+  /**
+   * `getStatus()` with the numbers only Redis knows asked for now: one `XINFO GROUPS`
+   * per consumed stream and one `XINFO STREAM` per busy subscribed stream, within
+   * `commandTimeoutMs`. For a health endpoint.
+   */
+  refreshStatus(): Promise<Status>
 }
 
 /** One subscription made by `subscribe()`; `unsubscribe()` ends it. */
@@ -253,6 +261,30 @@ export interface ConsumerStatus {
  */
 export declare function getStreamsClient(config?: StreamsClientConfig | null): StreamsClient
 
+/**
+ * A consumer group this client consumes, in `getStatus().groups`, as `XINFO GROUPS` last
+ * reported it.
+ */
+export interface GroupStatus {
+  /** The stream. */
+  stream: string
+  /** The group. */
+  group: string
+  /**
+   * Entries not delivered to the group yet; `null` when Redis cannot tell (after
+   * deletions or trims past the group's position).
+   */
+  lag?: number
+  /** Entries delivered to its consumers and not acknowledged yet. */
+  pending: number
+  /** The last id delivered to the group. */
+  lastDeliveredId: string
+  /** Consumers the group has (in every process). */
+  consumers: number
+  /** When Redis was asked, ms since the epoch. */
+  checkedAt: number
+}
+
 /** Options of `publishMessage`. */
 export interface PublishOptions {
   /** Trim the stream to about this many entries in the same XADD (`MAXLEN ~ n`). */
@@ -286,6 +318,12 @@ export interface Status {
   consumerGroups: Array<string>
   /** The connection of each running consumer (its reconnect schedule, last error). */
   consumers: Array<ConsumerStatus>
+  /**
+   * Each consumer group this client consumes: lag and pending count from `XINFO GROUPS`,
+   * refreshed in the background when older than a second (`refreshStatus()` waits for
+   * fresh ones); empty until the first refresh.
+   */
+  groups: Array<GroupStatus>
   /** The effective configuration, password redacted. */
   config: StatusConfig
   /** Counters. */
@@ -426,6 +464,15 @@ export interface SubscriptionStatus {
   stream: string
   /** The last id handed to it (or the id it starts after); `null` while `"$"` is not resolved yet. */
   lastId?: string
+  /** Entries read for it that its callback has not finished yet (queued or running). */
+  queued: number
+  /** The newest id the client knows its stream has; `null` before the stream was read or checked. */
+  streamLastId?: string
+  /**
+   * Entries of its stream it has not handled yet (`queued` plus those after `lastId`);
+   * `null` when unknown (started after an explicit id and trailing its stream).
+   */
+  behind?: number
 }
 
 /** Options of `trimStream`: give `maxLen` or `minId`. */

@@ -28,8 +28,9 @@ import { s5 } from "./scenarios/s5-fanout.js";
 import { s6 } from "./scenarios/s6-memory.js";
 import { s7 } from "./scenarios/s7-idle.js";
 import { s8 } from "./scenarios/s8-many.js";
+import { s9 } from "./scenarios/s9-idle-many.js";
 
-const SCENARIOS: Scenario[] = [s1, s2, s3, s4, s5, s6, s7, s8];
+const SCENARIOS: Scenario[] = [s1, s2, s3, s4, s5, s6, s7, s8, s9];
 
 const FULL: Sizes = {
   repeats: 5,
@@ -41,6 +42,7 @@ const FULL: Sizes = {
   s6: { n: 500_000, slowEvery: 100, sampleMs: 250, skipGlide: true },
   s7: { subs: 50, settleMs: 2_000, measureMs: 30_000 },
   s8: { n: { "1": 50_000, default: 2_000 }, subs: [1, 1_000], inflight: 256 },
+  s9: { subs: 10_000, settleMs: 6_000, measureMs: 30_000 },
 };
 
 const SMOKE: Sizes = {
@@ -53,6 +55,7 @@ const SMOKE: Sizes = {
   s6: { n: 10_000, slowEvery: 100, sampleMs: 100, skipGlide: false },
   s7: { subs: 50, settleMs: 500, measureMs: 1_500 },
   s8: { n: { default: 200 }, subs: [1, 50], inflight: 256 },
+  s9: { subs: 200, settleMs: 500, measureMs: 1_500 },
 };
 
 /** Where the full sizes differ from the issue's, and why (also written into the JSON). */

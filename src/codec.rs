@@ -488,6 +488,74 @@ pub fn parse_stream_info(v: &Value) -> Result<StreamInfo> {
     })
 }
 
+/// One group of an `XINFO GROUPS` reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupFacts {
+    /// The group's name.
+    pub name: String,
+    /// Consumers it has.
+    pub consumers: u64,
+    /// Entries delivered and not acknowledged.
+    pub pending: u64,
+    /// The last id delivered to it.
+    pub last_delivered: StreamId,
+    /// Entries not delivered to it yet; `None` when Redis cannot tell (`nil`).
+    pub lag: Option<u64>,
+}
+
+/// Parses an `XINFO GROUPS` reply (Redis 7: `lag` and `entries-read`; older servers have
+/// no `lag`, reported as unknown).
+///
+/// # Errors
+/// [`Error::Protocol`] when the reply is not a list of groups.
+pub fn parse_groups_info(v: &Value) -> Result<Vec<GroupFacts>> {
+    let Value::Array(groups) = v else {
+        return Err(Error::Protocol(format!("XINFO GROUPS replied {v:?}")));
+    };
+    groups
+        .iter()
+        .map(|g| {
+            let pairs: Vec<(&Value, &Value)> = match g {
+                Value::Array(flat) => flat
+                    .chunks(2)
+                    .filter_map(|kv| match kv {
+                        [k, v] => Some((k, v)),
+                        _ => None,
+                    })
+                    .collect(),
+                Value::Map(map) => map.iter().map(|(k, v)| (k, v)).collect(),
+                other => {
+                    return Err(Error::Protocol(format!(
+                        "XINFO GROUPS replied a group as {other:?}"
+                    )))
+                }
+            };
+            let get = |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| text(k).as_deref() == Some(name))
+                    .map(|(_, v)| *v)
+            };
+            let num = |name: &str| match get(name) {
+                Some(Value::Int(n)) => u64::try_from(*n).ok(),
+                Some(v) => text(v).and_then(|t| t.parse().ok()),
+                None => None,
+            };
+            Ok(GroupFacts {
+                name: get("name")
+                    .and_then(text)
+                    .ok_or_else(|| Error::Protocol("XINFO GROUPS: a group has no name".into()))?,
+                consumers: num("consumers").unwrap_or(0),
+                pending: num("pending").unwrap_or(0),
+                last_delivered: get("last-delivered-id")
+                    .and_then(|v| StreamId::from_redis_value_ref(v).ok())
+                    .unwrap_or(StreamId::ZERO),
+                lag: num("lag"),
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -655,5 +723,39 @@ mod tests {
         assert!(check_stream_name("").is_err());
         assert!(check_stream_name(&"x".repeat(MAX_STREAM_NAME_BYTES + 1)).is_err());
         assert!(check_stream_name("ok").is_ok());
+    }
+
+    #[test]
+    fn xinfo_groups_parses_lag_and_leaves_nil_lag_unknown() {
+        let group = |name: &[u8], lag: Value| {
+            Value::Array(vec![
+                bulk(b"name"),
+                bulk(name),
+                bulk(b"consumers"),
+                Value::Int(2),
+                bulk(b"pending"),
+                Value::Int(3),
+                bulk(b"last-delivered-id"),
+                bulk(b"7-1"),
+                bulk(b"entries-read"),
+                Value::Int(9),
+                bulk(b"lag"),
+                lag,
+            ])
+        };
+        let reply = Value::Array(vec![group(b"a", Value::Int(4)), group(b"b", Value::Nil)]);
+        let groups = parse_groups_info(&reply).unwrap();
+        assert_eq!(
+            groups[0],
+            GroupFacts {
+                name: "a".into(),
+                consumers: 2,
+                pending: 3,
+                last_delivered: StreamId::new(7, 1),
+                lag: Some(4),
+            }
+        );
+        assert_eq!(groups[1].lag, None);
+        assert!(parse_groups_info(&Value::Int(1)).is_err());
     }
 }

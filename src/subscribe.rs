@@ -12,7 +12,7 @@
 //! leaves a busy subscription's stream out of its next XREAD. Redis is the buffer, not our
 //! heap.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -41,6 +41,19 @@ use crate::status::{ConnState, Counters};
 /// subscriptions, the checks go round over the streams instead of costing a command per
 /// stream per BLOCK period.
 const IDLE_CHECKS_PER_BLOCK: usize = 16;
+
+/// Of those, how many go to suspects first (see [`Suspects`]); the rest keep the
+/// round-robin over every stream going, so a stream deleted or recreated while nobody read
+/// it is still found.
+const SUSPECT_CHECKS_PER_BLOCK: usize = 12;
+
+/// A stream whose last id went back below a subscription's position by at most this much
+/// (in the ids' milliseconds) lost its newest entries in a failover: asynchronous replication
+/// let the old primary acknowledge entries the promoted replica never got. The subscription
+/// delivered them, so it resumes after the stream's new last id (reading from the start would
+/// deliver the whole stream again). Further back, the stream was deleted and recreated with
+/// smaller ids, and is read from the start.
+const LOST_TAIL_WINDOW_MS: u64 = 10_000;
 
 /// In a cluster, the blocking part of a read in turn lasts this long per ten slots that one
 /// node reader reads (capped by BLOCK): a message on another slot of the node waits about
@@ -113,6 +126,38 @@ pub struct SubscriptionInfo {
     /// The last id handed to it (or the id it starts after); `None` while `"$"` is not
     /// resolved yet.
     pub last_id: Option<StreamId>,
+    /// Entries read for it that its handler has not finished yet (queued or running).
+    pub queued: u64,
+    /// The newest id the client knows the stream has (from its reads, position checks and
+    /// status refreshes); `None` before the stream was read or checked.
+    pub stream_last_id: Option<StreamId>,
+    /// How many entries of the stream it has not handled yet: `queued` plus the entries
+    /// after `last_id`. `None` when that count is unknown (a subscription started after an
+    /// explicit id, whose entry number Redis cannot tell, while it trails its stream).
+    pub behind: Option<u64>,
+}
+
+/// What the client knows about a subscribed stream's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StreamEnd {
+    /// The newest id known.
+    last_id: StreamId,
+    /// Entries ever added up to it, when known.
+    entries_added: Option<u64>,
+}
+
+impl StreamEnd {
+    /// Moves the end forward (never back: a read may report less than a check saw).
+    fn advance(&mut self, last_id: StreamId, entries_added: Option<u64>) {
+        if last_id > self.last_id {
+            self.last_id = last_id;
+            self.entries_added = entries_added.or(self.entries_added);
+        } else if let (Some(a), Some(b)) = (entries_added, self.entries_added) {
+            self.entries_added = Some(a.max(b));
+        } else if self.entries_added.is_none() {
+            self.entries_added = entries_added;
+        }
+    }
 }
 
 /// Where a subscription is in its stream.
@@ -145,6 +190,11 @@ struct Sub {
     /// Set by the reader when it left this subscription out of a read because its queue was
     /// full; the delivery task then wakes the reader when there is room again.
     excluded: AtomicBool,
+    /// Set when a plan left this subscription out because it was busy: when it is planned
+    /// again, its stream is a suspect (entries may have been trimmed meanwhile).
+    skipped: AtomicBool,
+    /// Entries handed over and not finished by the handler yet.
+    queued: AtomicU64,
     token: CancellationToken,
     gap_reported: Mutex<GapReported>,
 }
@@ -177,6 +227,50 @@ struct Plan {
     unresolved: Vec<Arc<Sub>>,
     block: Duration,
     count: usize,
+}
+
+/// Streams whose position should be checked before the others: those that delivered
+/// entries since their last check, and those read again after their subscription was too
+/// busy to be read (while it was left out, a trim may have removed entries it never saw).
+/// An idle stream that never changed needs a check only for deletion or recreation, which
+/// the round-robin finds; with thousands of idle streams, a gap on an active one is
+/// reported within a few BLOCK periods instead of after a round over all of them.
+#[derive(Default)]
+struct Suspects {
+    order: VecDeque<Arc<str>>,
+    queued: HashSet<Arc<str>>,
+}
+
+impl Suspects {
+    /// Queues `stream` unless it is queued already.
+    fn push(&mut self, stream: &Arc<str>) {
+        if self.queued.insert(stream.clone()) {
+            self.order.push_back(stream.clone());
+        }
+    }
+
+    /// Takes up to `n` suspects that `wanted` accepts, oldest first; the others keep their
+    /// place (in a cluster, each node reader takes its own streams).
+    fn take(&mut self, n: usize, wanted: impl Fn(&str) -> bool) -> Vec<Arc<str>> {
+        let mut taken = Vec::new();
+        let mut kept = VecDeque::with_capacity(self.order.len());
+        while let Some(s) = self.order.pop_front() {
+            if taken.len() < n && wanted(&s) {
+                self.queued.remove(&s);
+                taken.push(s);
+            } else {
+                kept.push_back(s);
+            }
+        }
+        self.order = kept;
+        taken
+    }
+
+    /// Forgets streams nobody subscribes to any more.
+    fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        self.order.retain(|s| keep(s));
+        self.queued.retain(|s| keep(s));
+    }
 }
 
 /// What the reader has to check before its next read.
@@ -230,6 +324,10 @@ pub struct Hub {
     readers: Mutex<BTreeMap<Option<NodeAddr>, ReaderHandle>>,
     /// Readers are started with the first subscription.
     started: AtomicBool,
+    /// Streams to check first when a BLOCK passes without news.
+    suspects: Mutex<Suspects>,
+    /// Where each subscribed stream ends, as far as the client knows.
+    ends: Mutex<HashMap<Arc<str>, StreamEnd>>,
 }
 
 /// What the hub keeps of a running reader.
@@ -254,6 +352,8 @@ impl Hub {
             unblock: Notify::new(),
             readers: Mutex::new(BTreeMap::new()),
             started: AtomicBool::new(false),
+            suspects: Mutex::new(Suspects::default()),
+            ends: Mutex::new(HashMap::new()),
         }
     }
 
@@ -267,6 +367,46 @@ impl Hub {
         v.sort();
         v.dedup();
         v
+    }
+
+    /// Records where `stream` ends (from a read, a check or a refresh).
+    fn saw_end(&self, stream: &Arc<str>, last_id: StreamId, entries_added: Option<u64>) {
+        self.ends
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(stream.clone())
+            .and_modify(|e| e.advance(last_id, entries_added))
+            .or_insert(StreamEnd {
+                last_id,
+                entries_added,
+            });
+    }
+
+    /// Records what `XINFO STREAM` said about `stream` (used by status refreshes).
+    pub fn saw_stream_info(&self, stream: &str, info: &crate::codec::StreamInfo) {
+        self.saw_end(
+            &Arc::from(stream),
+            info.last_generated,
+            Some(info.entries_added),
+        );
+    }
+
+    /// Streams whose subscriptions are too busy to be read now, sorted, each once: how far
+    /// their streams ran ahead only Redis can tell.
+    pub fn busy_streams(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .subs()
+            .values()
+            .filter(|s| s.tx.capacity() == 0)
+            .map(|s| s.stream.to_string())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    fn suspects(&self) -> MutexGuard<'_, Suspects> {
+        self.suspects.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn readers(&self) -> MutexGuard<'_, BTreeMap<Option<NodeAddr>, ReaderHandle>> {
@@ -416,6 +556,8 @@ impl Hub {
             position: Mutex::new(position),
             tx,
             excluded: AtomicBool::new(false),
+            skipped: AtomicBool::new(false),
+            queued: AtomicU64::new(0),
             token: life.token.child_token(),
             gap_reported: Mutex::new(GapReported::default()),
         });
@@ -454,6 +596,7 @@ impl Hub {
                     match found {
                         Some((at, seen)) => {
                             sub.resolve(at, seen);
+                            hub.saw_end(&sub.stream, at, Some(seen));
                         }
                         None => warn!(
                             stream = %sub.stream,
@@ -503,6 +646,7 @@ impl Hub {
         }
         if !removed.is_empty() {
             info!(stream, count = removed.len(), "unsubscribed");
+            self.forget_if_unsubscribed(stream);
             self.wake();
         }
         removed.len()
@@ -516,6 +660,7 @@ impl Hub {
             Some(s) => {
                 s.token.cancel();
                 info!(stream = %s.stream, subscription = id, "unsubscribed");
+                self.forget_if_unsubscribed(&s.stream);
                 self.wake();
                 true
             }
@@ -530,12 +675,39 @@ impl Hub {
 
     /// Every subscription with its stream and position, by id.
     pub fn details(&self) -> Vec<SubscriptionInfo> {
+        let ends = self.ends.lock().unwrap_or_else(|p| p.into_inner()).clone();
         self.subs()
             .values()
-            .map(|s| SubscriptionInfo {
-                id: s.id,
-                stream: s.stream.to_string(),
-                last_id: s.position().cursor,
+            .map(|s| {
+                let position = *s.position();
+                let queued = s.queued.load(Ordering::Relaxed);
+                let end = ends.get(&s.stream);
+                let unread = match (position, end) {
+                    (
+                        Position {
+                            cursor: Some(at), ..
+                        },
+                        Some(e),
+                    ) if at >= e.last_id => Some(0),
+                    (
+                        Position {
+                            seen: Some(seen), ..
+                        },
+                        Some(StreamEnd {
+                            entries_added: Some(added),
+                            ..
+                        }),
+                    ) => Some(added.saturating_sub(seen)),
+                    _ => None,
+                };
+                SubscriptionInfo {
+                    id: s.id,
+                    stream: s.stream.to_string(),
+                    last_id: position.cursor,
+                    queued,
+                    stream_last_id: end.map(|e| e.last_id),
+                    behind: unread.map(|u| u + queued),
+                }
             })
             .collect()
     }
@@ -583,6 +755,7 @@ impl Hub {
         let generation = self.generation.load(Ordering::SeqCst);
         let subs = self.subs();
         let mut min: HashMap<Arc<str>, StreamId> = HashMap::new();
+        let mut readmitted = Vec::new();
         let mut plan = Plan {
             generation,
             keys: Vec::new(),
@@ -597,9 +770,13 @@ impl Hub {
             }
             sub.excluded.store(true, Ordering::SeqCst);
             if sub.tx.capacity() == 0 {
+                sub.skipped.store(true, Ordering::Relaxed);
                 continue;
             }
             sub.excluded.store(false, Ordering::SeqCst);
+            if sub.skipped.swap(false, Ordering::Relaxed) {
+                readmitted.push(sub.stream.clone());
+            }
             let Some(cursor) = sub.position().cursor else {
                 plan.unresolved.push(sub.clone());
                 continue;
@@ -610,6 +787,13 @@ impl Hub {
             min.entry(sub.stream.clone())
                 .and_modify(|c| *c = (*c).min(cursor))
                 .or_insert(cursor);
+        }
+        drop(subs);
+        if !readmitted.is_empty() {
+            let mut suspects = self.suspects();
+            for stream in &readmitted {
+                suspects.push(stream);
+            }
         }
         if min.is_empty() && plan.unresolved.is_empty() {
             return None;
@@ -624,12 +808,17 @@ impl Hub {
     /// not a copy.
     fn dispatch(&self, plan: &Plan, reply: Vec<(String, Vec<crate::codec::Entry>)>) {
         let subs = self.subs();
+        let mut active = Vec::with_capacity(reply.len());
         for (stream, entries) in reply {
             let Some(last) = entries.last().map(|e| e.id) else {
                 continue;
             };
             debug!(stream = %stream, count = entries.len(), last = %last, "read");
             let read = Read::new(Arc::from(stream.as_str()), entries);
+            active.push(read.stream.clone());
+            // A subscription whose entry number is known tells how many entries the stream
+            // had up to `last`, at least.
+            let mut end_count: Option<u64> = None;
             for sub in subs.values() {
                 if &*sub.stream != stream.as_str() || !plan.members.contains(&sub.id) {
                     continue;
@@ -646,9 +835,11 @@ impl Hub {
                 let n = batch.len();
                 match sub.tx.try_send(batch) {
                     Ok(()) => {
+                        sub.queued.fetch_add(n as u64, Ordering::Relaxed);
                         position.cursor = Some(last);
                         if let Some(seen) = position.seen.as_mut() {
                             *seen += n as u64;
+                            end_count = end_count.max(Some(*seen));
                         }
                     }
                     Err(mpsc::error::TrySendError::Full(_)) => {
@@ -659,6 +850,12 @@ impl Hub {
                     Err(mpsc::error::TrySendError::Closed(_)) => {}
                 }
             }
+            self.saw_end(&read.stream, last, end_count);
+        }
+        drop(subs);
+        let mut suspects = self.suspects();
+        for stream in &active {
+            suspects.push(stream);
         }
     }
 
@@ -671,6 +868,7 @@ impl Hub {
             let v: Vec<Value> = reader.command(&latest_pipe(&sub.stream)).await?;
             match latest_of(&sub.stream, &v) {
                 Ok((at, seen)) => {
+                    self.saw_end(&sub.stream, at, Some(seen));
                     if sub.resolve(at, seen) {
                         info!(stream = %sub.stream, cursor = %at, "resolved \"$\"");
                     }
@@ -728,6 +926,9 @@ impl Hub {
                     }
                 },
             };
+            if let Some(i) = &info {
+                self.saw_end(stream, i.last_generated, Some(i.entries_added));
+            }
             for sub in subs.values().filter(|s| s.stream == *stream) {
                 let mut position = sub.position();
                 let Some(at) = position.cursor else { continue };
@@ -741,6 +942,17 @@ impl Hub {
                         };
                     }
                     None => {}
+                    Some(i)
+                        if i.last_generated < at
+                            && at.ms - i.last_generated.ms <= LOST_TAIL_WINDOW_MS =>
+                    {
+                        warn!(stream = %stream, cursor = %at, last_generated = %i.last_generated, "subscribed stream lost its newest entries (a failover to a replica that had not received them); they were delivered, resuming after its new last id");
+                        Counters::add(&self.counters.stream_resets, 1);
+                        *position = Position {
+                            cursor: Some(i.last_generated),
+                            seen: Some(i.entries_added),
+                        };
+                    }
                     Some(i) if i.last_generated < at => {
                         warn!(stream = %stream, cursor = %at, last_generated = %i.last_generated, "subscribed stream was recreated (its ids went back); reading it from the start");
                         Counters::add(&self.counters.stream_resets, 1);
@@ -856,9 +1068,9 @@ impl Hub {
         };
         match reader.connect(token).await {
             None => {
-                // In a cluster this reader's master may be dead for good (its replica takes
-                // over): ask for the slot map again, which moves the reading to the new
-                // master, instead of dialling the dead one forever.
+                // In a cluster, a node that refuses connections may have failed over: the
+                // slot map names its successor once the cluster promoted one, and the
+                // supervisor then replaces this reader.
                 if !token.is_cancelled() {
                     self.cmd.refresh_slots().await;
                 }
@@ -877,18 +1089,15 @@ impl Hub {
         let result = if st.check != Check::None && !plan.keys.is_empty() {
             let streams: Vec<Arc<str>> = match st.check {
                 Check::All => plan.keys.iter().map(|(s, _)| s.clone()).collect(),
-                _ => {
-                    let n = plan.keys.len();
-                    let take = n.min(IDLE_CHECKS_PER_BLOCK);
-                    let from = st.idle_from % n;
-                    st.idle_from = (from + take) % n;
-                    (0..take)
-                        .map(|k| plan.keys[(from + k) % n].0.clone())
-                        .collect()
-                }
+                _ => self.some_checks(&plan, st),
             };
-            st.check = Check::None;
-            self.check_positions(reader, &streams).await
+            let check = std::mem::replace(&mut st.check, Check::None);
+            let checked = self.check_positions(reader, &streams).await;
+            if checked.is_err() {
+                // Not checked: check again once the reader can.
+                st.check = check;
+            }
+            checked
         } else if !plan.unresolved.is_empty() {
             self.resolve(reader, &plan.unresolved).await
         } else if plan.keys.is_empty() {
@@ -902,6 +1111,39 @@ impl Hub {
         match result {
             Ok(()) => Flow::Next,
             Err(e) => Flow::Failed(plan, e),
+        }
+    }
+
+    /// The streams an idle BLOCK checks: suspects first (up to
+    /// [`SUSPECT_CHECKS_PER_BLOCK`]), then the round-robin over all planned streams, up to
+    /// [`IDLE_CHECKS_PER_BLOCK`] in all, each once.
+    fn some_checks(&self, plan: &Plan, st: &mut ReaderState) -> Vec<Arc<str>> {
+        let planned: HashSet<&str> = plan.keys.iter().map(|(s, _)| &**s).collect();
+        let mut streams = self
+            .suspects()
+            .take(SUSPECT_CHECKS_PER_BLOCK, |s| planned.contains(s));
+        let n = plan.keys.len();
+        let room = IDLE_CHECKS_PER_BLOCK.saturating_sub(streams.len()).min(n);
+        let from = st.idle_from % n;
+        st.idle_from = (from + room) % n;
+        for k in 0..room {
+            let s = &plan.keys[(from + k) % n].0;
+            if !streams.contains(s) {
+                streams.push(s.clone());
+            }
+        }
+        streams
+    }
+
+    /// Forgets `stream` as a suspect when nobody subscribes to it any more.
+    fn forget_if_unsubscribed(&self, stream: &str) {
+        let subscribed = self.subs().values().any(|s| &*s.stream == stream);
+        if !subscribed {
+            self.suspects().retain(|s| s != stream);
+            self.ends
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(stream);
         }
     }
 
@@ -1080,13 +1322,15 @@ async fn deliver(
                             hub.wake();
                         }
                         let n = b.len();
-                        running.push_back(handler.handle(b).map(move |r| r.map(|o| o.clamped(n))));
+                        running.push_back(handler.handle(b).map(move |r| (n, r.map(|o| o.clamped(n)))));
                     }
                     None => open = false,
                 }
                 continue;
             }
         };
+        let (n, result) = result;
+        sub.queued.fetch_sub(n as u64, Ordering::Relaxed);
         match result {
             Ok(outcome) => {
                 Counters::add(&hub.counters.delivered, outcome.handled as u64);
@@ -1117,6 +1361,7 @@ impl Drop for Gone {
             if !s.token.is_cancelled() {
                 error!(stream = %s.stream, subscription = self.id, "a subscription's delivery stopped unexpectedly; it has ended (subscribe again)");
             }
+            self.hub.forget_if_unsubscribed(&s.stream);
             self.hub.wake();
         }
     }
@@ -1191,4 +1436,29 @@ fn xread_cmd(keys: &[(Arc<str>, StreamId)], count: usize, block: Option<Duration
         cmd.arg(id);
     }
     cmd
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(name: &str) -> Arc<str> {
+        Arc::from(name)
+    }
+
+    #[test]
+    fn suspects_come_out_once_each_oldest_first_and_only_where_wanted() {
+        let mut q = Suspects::default();
+        for name in ["a", "b", "a", "c", "d"] {
+            q.push(&s(name));
+        }
+        // "b" belongs to another node reader: it keeps its place.
+        assert_eq!(q.take(2, |x| x != "b"), vec![s("a"), s("c")]);
+        assert_eq!(q.take(10, |_| true), vec![s("b"), s("d")]);
+        assert!(q.take(10, |_| true).is_empty());
+        q.push(&s("a"));
+        q.push(&s("e"));
+        q.retain(|x| x != "a");
+        assert_eq!(q.take(10, |_| true), vec![s("e")]);
+    }
 }

@@ -15,6 +15,8 @@ export interface Sizes {
   s7: { subs: number; settleMs: number; measureMs: number };
   /** n: messages per run by subscription count ("default" for the rest). */
   s8: { n: Record<string, number>; subs: number[]; inflight: number };
+  /** Idle subscribed streams (one subscription each). */
+  s9: { subs: number; settleMs: number; measureMs: number };
 }
 
 export interface Scenario {

@@ -35,7 +35,7 @@ export async function startRedis(): Promise<BenchRedis> {
   const port = await freePort();
   if (port === 6379) throw new Error("refusing to use port 6379");
   const dir = mkdtempSync(join(tmpdir(), "streamcast-bench-redis-"));
-  const args = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir, "--loglevel", "warning"];
+  const args = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir, "--loglevel", "warning", "--maxclients", "15000"];
   // setpriv: the kernel kills the server when the harness dies in any way.
   const SETPRIV = "/usr/bin/setpriv";
   const [cmd, ...argv] = existsSync(SETPRIV) ? [SETPRIV, "--pdeathsig", "KILL", "redis-server", ...args] : ["redis-server", ...args];

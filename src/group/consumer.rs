@@ -223,14 +223,12 @@ impl ConsumerLoop {
                         // After any reconnect: own pending entries first, then new ones.
                         Some(true) => p.pending_from = Some(StreamId::ZERO),
                         Some(false) => {}
-                        // In a cluster the node may be dead for good (its replica takes
-                        // over): ask for the slot map again before the next attempt, or the
-                        // reader would dial the dead master forever.
-                        None => {
-                            if !self.c.token.is_cancelled() {
-                                self.groups.cmd.refresh_slots().await;
-                            }
+                        // In a cluster, the stream's master may have failed over: the next
+                        // attempt goes to the owner the refreshed slot map names.
+                        None if !self.c.token.is_cancelled() => {
+                            self.groups.cmd.refresh_slots().await;
                         }
+                        None => {}
                     }
                     continue;
                 }

@@ -24,13 +24,13 @@ use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::codec::{check_stream_name, StartId, StreamId};
+use crate::codec::{check_stream_name, parse_groups_info, StartId, StreamId};
 use crate::config::{opt_count, opt_ms, whole_number, Config, MAX_BLOCK_MS};
 use crate::connection::{BlockingReader, CommandConn, Placement, ReaderSlot, Unblocker};
 use crate::error::{classify, not_a_stream, Error, Failure, Result};
 use crate::handler::Handler;
 use crate::lifecycle::Lifecycle;
-use crate::status::{ConnState, Counters};
+use crate::status::{ConnState, Counters, GroupInfo};
 
 pub use dead_letter::DEAD_LETTER_SUFFIX;
 
@@ -232,6 +232,50 @@ impl Groups {
         self.consumers()
             .iter()
             .map(|(k, c)| (k.clone(), c.state.borrow().clone()))
+            .collect()
+    }
+
+    /// Each consumer group this client consumes, as `XINFO GROUPS` says now (one command per
+    /// consumed stream, sent together); groups Redis cannot tell about now are left out.
+    pub async fn infos(&self) -> Vec<GroupInfo> {
+        let mut wanted: BTreeMap<Arc<str>, Vec<String>> = BTreeMap::new();
+        for c in self.consumers().values() {
+            let groups = wanted.entry(c.stream.clone()).or_default();
+            if !groups.contains(&c.group) {
+                groups.push(c.group.clone());
+            }
+        }
+        let asks = wanted.into_iter().map(|(stream, groups)| async move {
+            let mut cmd = redis::cmd("XINFO");
+            cmd.arg("GROUPS").arg(&*stream);
+            let reply = self.cmd.query::<Value, _>(&cmd).await;
+            let checked_at_ms = crate::codec::now_ms();
+            match reply.map(|v| v.map(|v| parse_groups_info(&v))) {
+                Ok(Some(Ok(facts))) => facts
+                    .into_iter()
+                    .filter(|f| groups.contains(&f.name))
+                    .map(|f| GroupInfo {
+                        stream: stream.to_string(),
+                        group: f.name,
+                        lag: f.lag,
+                        pending: f.pending,
+                        last_delivered_id: f.last_delivered,
+                        consumers: f.consumers,
+                        checked_at_ms,
+                    })
+                    .collect(),
+                Ok(Some(Err(e))) => {
+                    warn!(stream = %stream, error = %e, "cannot read XINFO GROUPS for the status");
+                    Vec::new()
+                }
+                // Unavailable, or the stream is gone: nothing to report now.
+                Ok(None) | Err(_) => Vec::new(),
+            }
+        });
+        futures_util::future::join_all(asks)
+            .await
+            .into_iter()
+            .flatten()
             .collect()
     }
 

@@ -325,6 +325,34 @@ pub struct SubscriptionStatus {
     pub stream: String,
     /// The last id handed to it (or the id it starts after); `null` while `"$"` is not resolved yet.
     pub last_id: Option<String>,
+    /// Entries read for it that its callback has not finished yet (queued or running).
+    pub queued: f64,
+    /// The newest id the client knows its stream has; `null` before the stream was read or checked.
+    pub stream_last_id: Option<String>,
+    /// Entries of its stream it has not handled yet (`queued` plus those after `lastId`);
+    /// `null` when unknown (started after an explicit id and trailing its stream).
+    pub behind: Option<f64>,
+}
+
+/// A consumer group this client consumes, in `getStatus().groups`, as `XINFO GROUPS` last
+/// reported it.
+#[napi(object)]
+pub struct GroupStatus {
+    /// The stream.
+    pub stream: String,
+    /// The group.
+    pub group: String,
+    /// Entries not delivered to the group yet; `null` when Redis cannot tell (after
+    /// deletions or trims past the group's position).
+    pub lag: Option<f64>,
+    /// Entries delivered to its consumers and not acknowledged yet.
+    pub pending: f64,
+    /// The last id delivered to the group.
+    pub last_delivered_id: String,
+    /// Consumers the group has (in every process).
+    pub consumers: f64,
+    /// When Redis was asked, ms since the epoch.
+    pub checked_at: f64,
 }
 
 /// What `getStatus()` returns.
@@ -346,6 +374,10 @@ pub struct Status {
     pub consumer_groups: Vec<String>,
     /// The connection of each running consumer (its reconnect schedule, last error).
     pub consumers: Vec<ConsumerStatus>,
+    /// Each consumer group this client consumes: lag and pending count from `XINFO GROUPS`,
+    /// refreshed in the background when older than a second (`refreshStatus()` waits for
+    /// fresh ones); empty until the first refresh.
+    pub groups: Vec<GroupStatus>,
     /// The effective configuration, password redacted.
     pub config: StatusConfig,
     /// Counters.
@@ -391,6 +423,22 @@ impl Status {
                     id: d.id as i64,
                     stream: d.stream,
                     last_id: d.last_id.map(|i| i.to_string()),
+                    queued: d.queued as f64,
+                    stream_last_id: d.stream_last_id.map(|i| i.to_string()),
+                    behind: d.behind.map(|b| b as f64),
+                })
+                .collect(),
+            groups: s
+                .groups
+                .into_iter()
+                .map(|g| GroupStatus {
+                    stream: g.stream,
+                    group: g.group,
+                    lag: g.lag.map(|l| l as f64),
+                    pending: g.pending as f64,
+                    last_delivered_id: g.last_delivered_id.to_string(),
+                    consumers: g.consumers as f64,
+                    checked_at: g.checked_at_ms as f64,
                 })
                 .collect(),
             consumer_groups: s.consumer_groups,

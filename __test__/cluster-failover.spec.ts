@@ -1,0 +1,92 @@
+// A master of a 3-master / 3-replica cluster is SIGKILLed during steady publishing, subscribing
+// and group consumption. Its replica takes over; publishing and consuming resume by themselves;
+// every publish that resolved with an id reaches every subscription or falls into a gap the
+// client reported (replication is asynchronous, so the kill may lose acknowledged writes); no
+// subscription gets an entry twice; the group handles every entry the streams still hold; and
+// each master has one reader connection of the subscribing client. The counts are printed.
+import { afterAll, beforeAll, expect, test } from "vitest";
+import { StreamsClient } from "../index.js";
+import { startCluster, type RedisCluster } from "./helpers/cluster.js";
+import { FailoverLoad } from "./helpers/failover-load.js";
+import { FIXTURE_CLIENT_NAME, notYet, waitFor } from "./helpers/topology.js";
+
+const LONG = 120_000;
+let cluster: RedisCluster;
+const clients: StreamsClient[] = [];
+
+beforeAll(async () => {
+  cluster = await startCluster();
+}, LONG);
+
+afterAll(async () => {
+  for (const c of clients) await c.disconnect();
+  await cluster?.stop();
+}, LONG);
+
+/** A client of the cluster, disconnected after the file. */
+function clusterClient(c: RedisCluster): StreamsClient {
+  const client = new StreamsClient({
+    redisUrl: `redis+cluster://${c.seedNodes.map((n) => `${n.host}:${n.port}`).join(",")}`,
+    enableAutoTrim: false,
+    logLevel: process.env.FAILOVER_LOAD_LOG ? "info" : "warn",
+    reconnectMaxDelayMs: 500,
+  });
+  clients.push(client);
+  return client;
+}
+
+/** The entry ids `stream` holds, from the master that owns it now. */
+async function readStream(stream: string): Promise<string[]> {
+  const entries = (await cluster.call(await cluster.masterForKey(stream), "XRANGE", stream, "-", "+")) as [string, unknown][];
+  return entries.map((e) => e[0]);
+}
+
+/** Connections other than the fixture's whose last command was XREAD: the subscription readers. */
+async function readers(port: number): Promise<number> {
+  return (await cluster.clientList(port)).filter((c) => c.name !== FIXTURE_CLIENT_NAME && c.cmd === "xread").length;
+}
+
+test(
+  "a SIGKILLed master: the load resumes on its replica, resolved publishes are delivered or reported as a gap, none twice",
+  async () => {
+    const masters = await cluster.masters();
+    expect(masters).toHaveLength(3);
+    const streams: string[] = [];
+    for (const m of masters) for (const p of ["cf-a", "cf-b"]) streams.push(await cluster.keyOn(m, p));
+
+    const load = await FailoverLoad.start({
+      publisher: clusterClient(cluster),
+      subscriber: clusterClient(cluster),
+      consumer: clusterClient(cluster),
+      streams,
+      readStream,
+    });
+    await load.waitResumed("before the kill");
+
+    const victim = masters[0]!;
+    const promoted = await cluster.killMaster(victim);
+    await load.waitResumed("after the failover");
+
+    const counts = await load.finish("cluster, SIGKILL of a master");
+    expect(counts.resolved).toBeGreaterThan(0);
+    expect(counts.failOpen + counts.resolved).toBe(counts.published);
+    expect(counts.lostUnreported, load.warnings.join("\n")).toBe(0);
+    expect(counts.duplicates, load.warnings.join("\n")).toBe(0);
+    expect(counts.outOfOrder).toBe(0);
+    expect(counts.groupUnhandled).toBe(0);
+    expect(load.payloadMismatches).toEqual([]);
+
+    const now = await cluster.masters();
+    expect(now).toContain(promoted);
+    expect(now).not.toContain(victim);
+    // One reader per master: every master owns subscribed streams, so exactly one.
+    await waitFor("one reader connection of the subscriber on each master", 30_000, async () => {
+      for (const m of now) {
+        const n = await readers(m);
+        if (n !== 1) notYet(`:${m} has ${n} reader connections`);
+      }
+      return true;
+    });
+  },
+  LONG,
+);

@@ -1,0 +1,121 @@
+// Slots of subscribed streams move between the masters of a 3-master / 3-replica cluster during
+// steady publishing, subscribing and group consumption: once with `redis-cli --cluster reshard`,
+// once slot by slot by hand (IMPORTING/MIGRATING, MIGRATE, SETSLOT NODE), with the load running
+// while the slot is half moved. A migration loses nothing: every publish that resolved with an
+// id reaches every subscription exactly once, in order per stream, and the group handles all of
+// them. Each master ends with one reader connection of the subscribing client. The counts are
+// printed.
+import { afterAll, beforeAll, expect, test } from "vitest";
+import { StreamsClient } from "../index.js";
+import { startCluster, type RedisCluster } from "./helpers/cluster.js";
+import { FailoverLoad } from "./helpers/failover-load.js";
+import { FIXTURE_CLIENT_NAME, notYet, waitFor } from "./helpers/topology.js";
+
+const LONG = 120_000;
+/** Slots `redis-cli --cluster reshard` moves: it takes them from the start of the source's slots. */
+const RESHARD_SLOTS = 100;
+let cluster: RedisCluster;
+const clients: StreamsClient[] = [];
+
+beforeAll(async () => {
+  cluster = await startCluster();
+}, LONG);
+
+afterAll(async () => {
+  for (const c of clients) await c.disconnect();
+  await cluster?.stop();
+}, LONG);
+
+function clusterClient(): StreamsClient {
+  const client = new StreamsClient({
+    redisUrl: `redis+cluster://${cluster.seedNodes.map((n) => `${n.host}:${n.port}`).join(",")}`,
+    enableAutoTrim: false,
+    logLevel: process.env.FAILOVER_LOAD_LOG ? "info" : "warn",
+    reconnectMaxDelayMs: 500,
+  });
+  clients.push(client);
+  return client;
+}
+
+async function readStream(stream: string): Promise<string[]> {
+  const entries = (await cluster.call(await cluster.masterForKey(stream), "XRANGE", stream, "-", "+")) as [string, unknown][];
+  return entries.map((e) => e[0]);
+}
+
+async function readers(port: number): Promise<number> {
+  return (await cluster.clientList(port)).filter((c) => c.name !== FIXTURE_CLIENT_NAME && c.cmd === "xread").length;
+}
+
+/** `count` keys `<prefix>-<n>` whose slots are among the first `within` slots `master` owns. */
+async function keysInFirstSlots(master: number, prefix: string, within: number, count: number): Promise<string[]> {
+  const owned = (await cluster.slots()).filter((r) => r.master === master);
+  const first = new Set<number>();
+  for (const r of owned) for (let s = r.start; s <= r.end && first.size < within; s++) first.add(s);
+  const keys: string[] = [];
+  for (let n = 0; keys.length < count; n++) {
+    if (n > 100_000) throw new Error(`no ${count} keys in the first ${within} slots of :${master}`);
+    const key = `${prefix}-${n}`;
+    if (first.has(await cluster.slotOf(key))) keys.push(key);
+  }
+  return keys;
+}
+
+test(
+  "a reshard and a slot moved by hand during the load: every resolved publish delivered exactly once, in order",
+  async () => {
+    const [a, b, c] = await cluster.masters();
+    // Two streams in the slots the reshard moves from a to b, two on c that move to a by hand,
+    // two on b that stay.
+    const resharded = await keysInFirstSlots(a!, "rs", RESHARD_SLOTS, 2);
+    const handMoved = [await cluster.keyOn(c!, "hm-a"), await cluster.keyOn(c!, "hm-b")];
+    const staying = [await cluster.keyOn(b!, "st-a"), await cluster.keyOn(b!, "st-b")];
+    const streams = [...resharded, ...handMoved, ...staying];
+    const load = await FailoverLoad.start({
+      publisher: clusterClient(),
+      subscriber: clusterClient(),
+      consumer: clusterClient(),
+      streams,
+      readStream,
+    });
+    await load.waitResumed("before the reshard");
+
+    const moved = await cluster.reshard(a!, b!, RESHARD_SLOTS);
+    for (const s of resharded) expect(moved).toContain(await cluster.slotOf(s));
+    for (const s of resharded) expect(await cluster.masterForKey(s)).toBe(b);
+    await load.waitResumed("after the reshard");
+
+    for (const s of handMoved) {
+      const slot = await cluster.slotOf(s);
+      await cluster.beginSlotMove(slot, a!);
+      // Half moved: the owner still holds the stream's key, so it serves it; a key it does not
+      // hold would get -ASK.
+      await load.waitResumed(`while slot ${slot} is migrating`);
+      await cluster.finishSlotMove(slot, a!);
+      expect(await cluster.masterForKey(s)).toBe(a);
+      await load.waitResumed(`after slot ${slot} moved`);
+    }
+
+    const counts = await load.finish("cluster, reshard and a slot moved by hand");
+    expect(counts.resolved).toBeGreaterThan(0);
+    expect(counts.delivered, load.warnings.join("\n")).toBe(counts.resolved);
+    expect(counts.gapReported).toBe(0);
+    expect(counts.lostUnreported).toBe(0);
+    expect(counts.duplicates, load.warnings.join("\n")).toBe(0);
+    expect(counts.outOfOrder).toBe(0);
+    expect(counts.inStream).toBe(counts.resolved);
+    expect(counts.groupUnhandled).toBe(0);
+    expect(load.payloadMismatches).toEqual([]);
+
+    // One reader on each master that owns subscribed streams (c owns none any more), none
+    // more anywhere.
+    const owners = new Set(await Promise.all(streams.map((s) => cluster.masterForKey(s))));
+    await waitFor("one reader connection of the subscriber on each master with subscribed streams", 30_000, async () => {
+      for (const m of await cluster.masters()) {
+        const n = await readers(m);
+        if (n !== (owners.has(m) ? 1 : 0)) notYet(`:${m} has ${n} reader connections`);
+      }
+      return true;
+    });
+  },
+  LONG,
+);

@@ -1,0 +1,200 @@
+//! Thousands of subscribed streams in one process: what an idle reader costs Redis, and that
+//! a gap on one busy stream among them is still reported promptly.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use redis::aio::MultiplexedConnection;
+use streamcast::{Batch, HandleResult, Handler, Outcome, PublishId, SubscribeOptions};
+use support::{client, until, until_async, ChannelHandler, RedisServer};
+use tokio::sync::Semaphore;
+
+/// Idle subscribed streams, one subscription each.
+const IDLE_STREAMS: usize = 2_000;
+/// The most `XINFO STREAM` commands one idle BLOCK may cost (the reader's bound).
+const CHECKS_PER_BLOCK: u64 = 16;
+
+/// `calls` of one command in `INFO commandstats` (`cmdstat_xinfo|stream`, ...).
+async fn calls(conn: &mut MultiplexedConnection, cmd: &str) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .expect("INFO commandstats");
+    let prefix = format!("cmdstat_{cmd}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Creates `n` streams of one entry each, named `idle:00000`... (sorted before `zz-hot`).
+async fn create_idle_streams(conn: &mut MultiplexedConnection, n: usize) -> Vec<String> {
+    let names: Vec<String> = (0..n).map(|i| format!("idle:{i:05}")).collect();
+    let mut pipe = redis::pipe();
+    for name in &names {
+        pipe.cmd("XADD")
+            .arg(name)
+            .arg("*")
+            .arg("data")
+            .arg("{}")
+            .ignore();
+    }
+    let () = pipe
+        .query_async(conn)
+        .await
+        .expect("create the idle streams");
+    names
+}
+
+fn blocking(ms: u64) -> SubscribeOptions {
+    SubscribeOptions {
+        block: Some(Duration::from_millis(ms)),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_subscriptions_cost_a_bounded_number_of_checks_per_block() {
+    let server = RedisServer::start().await;
+    let mut checker = server.checker().await;
+    let names = create_idle_streams(&mut checker, IDLE_STREAMS).await;
+    let c = client(&server).await;
+    let (handler, _inbox) = ChannelHandler::new();
+    for name in &names {
+        c.subscribe(name, handler.clone(), blocking(100))
+            .await
+            .expect("subscribe");
+    }
+    // Counted from the first idle read on: subscribing itself resolves "$" per stream.
+    let reads_from = calls(&mut checker, "xread").await;
+    until_async("the reader has read", Duration::from_secs(20), || {
+        let mut conn = checker.clone();
+        async move { calls(&mut conn, "xread").await > reads_from }
+    })
+    .await;
+    let xinfo_before = calls(&mut checker, "xinfo|stream").await;
+    let xread_before = calls(&mut checker, "xread").await;
+    until_async("20 idle BLOCK periods", Duration::from_secs(60), || {
+        let mut conn = checker.clone();
+        async move { calls(&mut conn, "xread").await >= xread_before + 20 }
+    })
+    .await;
+    let xread = calls(&mut checker, "xread").await - xread_before;
+    let xinfo = calls(&mut checker, "xinfo|stream").await - xinfo_before;
+    println!("{IDLE_STREAMS} idle subscriptions: {xread} XREAD, {xinfo} XINFO STREAM");
+    // One idle BLOCK may be followed by a check of at most CHECKS_PER_BLOCK streams (the
+    // read in flight when we looked may add one more round).
+    assert!(
+        xinfo <= (xread + 1) * CHECKS_PER_BLOCK,
+        "{xinfo} XINFO STREAM for {xread} idle reads: more than {CHECKS_PER_BLOCK} per BLOCK"
+    );
+    // ...and the checks do happen (a reader that never checked would find no gap).
+    assert!(xinfo > 0, "no position was checked in {xread} idle reads");
+    c.disconnect().await;
+}
+
+/// Holds every batch until the test opens the gate.
+struct Gated {
+    gate: Arc<Semaphore>,
+}
+
+impl Handler for Gated {
+    fn handle(&self, batch: Batch) -> BoxFuture<'static, HandleResult> {
+        let gate = self.gate.clone();
+        let handled = batch.entries().len();
+        Box::pin(async move {
+            let _pass = gate.acquire().await.expect("gate open");
+            Ok(Outcome {
+                handled,
+                failures: Vec::new(),
+            })
+        })
+    }
+
+    fn max_in_flight(&self) -> usize {
+        1
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gap_on_one_busy_stream_among_thousands_is_reported_promptly() {
+    let server = RedisServer::start().await;
+    let mut checker = server.checker().await;
+    let names = create_idle_streams(&mut checker, IDLE_STREAMS).await;
+    let c = client(&server).await;
+    let (idle, _inbox) = ChannelHandler::new();
+    // A long BLOCK: a round of checks over every stream would take
+    // IDLE_STREAMS / CHECKS_PER_BLOCK = 125 BLOCK periods (over two minutes).
+    for name in &names {
+        c.subscribe(name, idle.clone(), blocking(1_000))
+            .await
+            .expect("subscribe");
+    }
+    let gate = Arc::new(Semaphore::new(0));
+    c.subscribe(
+        "zz-hot",
+        Arc::new(Gated { gate: gate.clone() }),
+        blocking(1_000),
+    )
+    .await
+    .expect("subscribe zz-hot");
+    // One batch in the handler, one queued (its cursor moves when it is queued): the reader
+    // then leaves zz-hot out of its reads until the handler makes room.
+    for round in 0..2 {
+        let id = c
+            .publish(
+                "zz-hot",
+                &format!(r#"{{"round":{round}}}"#),
+                PublishId::Auto,
+                None,
+            )
+            .await
+            .expect("publish")
+            .expect("written");
+        until(
+            "the reader handed the entry over",
+            Duration::from_secs(20),
+            || {
+                c.status()
+                    .subscription_details
+                    .iter()
+                    .any(|s| s.stream == "zz-hot" && s.last_id == Some(id))
+            },
+        )
+        .await;
+    }
+    // Entries the subscription never saw, trimmed before it could read them.
+    for i in 0..50 {
+        c.publish(
+            "zz-hot",
+            &format!(r#"{{"lost":{i}}}"#),
+            PublishId::Auto,
+            None,
+        )
+        .await
+        .expect("publish")
+        .expect("written");
+    }
+    let () = redis::cmd("XTRIM")
+        .arg("zz-hot")
+        .arg("MAXLEN")
+        .arg(0)
+        .query_async::<i64>(&mut checker)
+        .await
+        .map(|_| ())
+        .expect("XTRIM");
+    assert_eq!(c.status().counters.gaps, 0);
+    gate.add_permits(1_000);
+    until(
+        "the gap on zz-hot is reported",
+        Duration::from_secs(20),
+        || c.status().counters.gaps >= 1,
+    )
+    .await;
+    c.disconnect().await;
+}
