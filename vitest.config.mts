@@ -1,11 +1,13 @@
 import { defineConfig } from "vitest/config";
 
 /**
- * The behaviour suites that use only the public API and a checker connection (through
- * helpers/fixture.ts): they run a second time against a real Redis Cluster, in the "cluster"
- * project, unchanged. faults*, failover, lifecycle, security and the others drive one
- * redis-server process (proxies, SIGSTOP, passwords, restarts) and run in "single" only;
- * topology.spec starts its own cluster and sentinels.
+ * The behaviour suites: they reach Redis only through helpers/fixture.ts (the public API plus a
+ * checker connection, and per-node helpers for CLIENT LIST and INFO), so the "cluster" project
+ * runs them a second time, unchanged, against a real Redis Cluster. The other files stay in
+ * "single" only: faults*, failover, lifecycle and security drive one redis-server process
+ * itself (a TCP proxy in front of it, SIGSTOP, restarts, passwords and ACLs, a REPLICAOF);
+ * config, loader, logging and runtime test the addon rather than a topology; topology,
+ * cluster, cluster-failover and reshard start their own cluster or sentinels anyway.
  */
 const BEHAVIOUR = [
   "__test__/publish.spec.ts",
@@ -14,6 +16,9 @@ const BEHAVIOUR = [
   "__test__/groups.spec.ts",
   "__test__/trim.spec.ts",
   "__test__/iterators.spec.ts",
+  "__test__/status.spec.ts",
+  "__test__/interop.spec.ts",
+  "__test__/options.spec.ts",
 ];
 
 // Each spec file runs in its own forked process (a fresh addon instance and singleton) and starts
