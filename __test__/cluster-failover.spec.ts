@@ -61,7 +61,7 @@ test(
       streams,
       readStream,
     });
-    await load.waitResumed("before the kill");
+    await load.waitResumed("before the kill", 25);
 
     const victim = masters[0]!;
     const promoted = await cluster.killMaster(victim);
