@@ -178,11 +178,6 @@ fn run_id(info: &str) -> Option<String> {
         .map(|v| v.trim().to_owned())
 }
 
-/// Whether a reply is `XINFO STREAM`'s "no such key" (the stream does not exist).
-fn is_no_such_key(e: &redis::ServerError) -> bool {
-    e.code() == "ERR" && e.details().is_some_and(|d| d.contains("no such key"))
-}
-
 /// What has been reported as a gap already, so that each gap is reported once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 struct GapReported {
@@ -753,7 +748,11 @@ impl Hub {
                     Failure::WrongType => not_a_stream(stream),
                     _ => Error::Protocol(e.to_string()),
                 })?;
-        reply.map(|v| latest_of(stream, &v)).transpose()
+        match reply.map(|v| latest_of(stream, &v)) {
+            // No node could answer for the stream now: as unavailable.
+            None | Some(Err(Error::Unavailable(_))) => Ok(None),
+            Some(r) => r.map(Some),
+        }
     }
 
     /// Whether `node`'s reader reads `stream` (outside a cluster, the one reader reads all).
@@ -899,6 +898,9 @@ impl Hub {
                         info!(stream = %sub.stream, cursor = %at, "resolved \"$\"");
                     }
                 }
+                // The node cannot answer for the stream now (MOVED, ASK, a failover): the
+                // reader reacts as to a failed read, and "$" is resolved again after.
+                Err(Error::Unavailable(e)) => return Err(ReadError::Redis(e)),
                 Err(e) => {
                     warn!(stream = %sub.stream, error = %e, "cannot resolve \"$\"; ending the subscription");
                     self.unsubscribe_one(sub.id);
@@ -936,12 +938,18 @@ impl Hub {
         let subs = self.subs();
         for (stream, reply) in streams.iter().zip(replies) {
             let info = match &reply {
-                // Only a missing key means the stream is gone. Any other refusal (a cluster
-                // failing over answers CLUSTERDOWN, a moved slot MOVED, a loading replica
-                // LOADING) says nothing about the stream: taking it for a deletion would read
-                // the stream again from its start and deliver every entry a second time.
-                Value::ServerError(e) if is_no_such_key(e) => None,
-                Value::ServerError(e) => return Err(ReadError::Redis(e.clone().into())),
+                Value::ServerError(e) => match classify(&redis::RedisError::from(e.clone())) {
+                    // The one answer that means the stream is gone.
+                    Failure::NoSuchKey => None,
+                    // MOVED/ASK (its slot moved or is moving), TRYAGAIN/CLUSTERDOWN
+                    // (resharding, a failover), anything else: nothing is known about the
+                    // stream now. Its position stays; the read meets the same answer and
+                    // finds the node, and the next check looks again.
+                    _ => {
+                        warn!(stream = %stream, error = %e, "cannot check the subscription's position now (its slot moves, or the cluster fails over); checking again later");
+                        continue;
+                    }
+                },
                 v => match parse_stream_info(v) {
                     Ok(i) => Some(i),
                     Err(e) => {
@@ -1291,8 +1299,12 @@ impl Hub {
                 self.cmd.probe_soon();
                 reader.disconnect();
                 // In a cluster, a dead node or a moved slot changes who reads what.
-                self.cmd.refresh_slots().await;
-                return false;
+                if self.cmd.refresh_slots().await || failure == Failure::Connection {
+                    return false;
+                }
+                // A redirection without a new slot map: ASK while the slot migrates (the
+                // node keeps it until the move ends). Back off instead of asking in a loop.
+                reader.next_delay()
             }
             Failure::ServerState { reconnect } => {
                 warn!(error = %e, reconnect, "Redis cannot serve the subscription read now (failover, loading); retrying");
@@ -1434,16 +1446,24 @@ fn latest_pipe(stream: &str) -> redis::Pipeline {
 
 /// The position `"$"` stands for: the last generated id (reading after it sees every
 /// later entry) and the number of entries ever added up to it; `0-0`/0 for a missing key.
+///
+/// # Errors
+/// [`Error::Unavailable`] when a node could not answer for the stream (its slot moved or is
+/// moving, the cluster fails over): try again later; nothing is known about the stream.
 fn latest_of(stream: &str, replies: &[Value]) -> Result<(StreamId, u64)> {
+    let failure = |e: &redis::ServerError| {
+        let err = redis::RedisError::from(e.clone());
+        (classify(&err), err)
+    };
     match replies {
         [Value::Int(0), _] => Ok((StreamId::ZERO, 0)),
-        [_, Value::ServerError(e)]
-            if classify(&redis::RedisError::from(e.clone())) == Failure::WrongType =>
-        {
-            Err(not_a_stream(stream))
-        }
-        // Deleted between the two commands: a new stream starts from the beginning.
-        [_, Value::ServerError(_)] => Ok((StreamId::ZERO, 0)),
+        [Value::ServerError(e), _] => Err(Error::Unavailable(failure(e).1)),
+        [_, Value::ServerError(e)] => match failure(e) {
+            (Failure::WrongType, _) => Err(not_a_stream(stream)),
+            // Deleted between the two commands: a new stream starts from the beginning.
+            (Failure::NoSuchKey, _) => Ok((StreamId::ZERO, 0)),
+            (_, err) => Err(Error::Unavailable(err)),
+        },
         [_, info] => {
             let i = parse_stream_info(info)?;
             Ok((i.last_generated, i.entries_added))
