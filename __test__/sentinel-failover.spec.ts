@@ -75,9 +75,13 @@ async function failoverUnderLoad(label: string, prefix: string, failover: () => 
   expect(counts.groupUnhandled).toBe(0);
   expect(load.payloadMismatches).toEqual([]);
 
-  await waitFor("one reader connection of the subscriber on the master", 30_000, async () => {
+  // One reader on the new master; none left on the old one when it still runs (SENTINEL FAILOVER).
+  const oldAlive = await setup.call(old, "PING").then(() => true, () => false);
+  await waitFor("one reader connection of the subscriber on the master, none on the old one", 30_000, async () => {
     const n = await readers(promoted);
-    return n === 1 ? true : notYet(`:${promoted} has ${n} reader connections`);
+    if (n !== 1) notYet(`:${promoted} has ${n} reader connections`);
+    const left = oldAlive ? await readers(old) : 0;
+    return left === 0 ? true : notYet(`the old master :${old} still has ${left} reader connections`);
   });
 }
 
