@@ -2,20 +2,17 @@ import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import { setLogger, StreamsClient, type StreamMessage } from "../index.js";
-import { blockedIn } from "./helpers/client-list.js";
-import { startRedis, type RedisServer } from "./helpers/redis-server.js";
-import { clientPool, closeRedis, openRedis } from "./helpers/fixture.js";
+import { blockedIn, clientPool, closeRedis, openRedis, takeDown, unreachableUrl, type Checker, type TestServer } from "./helpers/fixture.js";
 import { sleep, until } from "./helpers/until.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const fresh = (): string => `t:groups:${randomUUID()}`;
 const freshGroup = (): string => `g-${randomUUID().slice(0, 8)}`;
 
-let server: RedisServer;
-let redis: Redis;
+let server: TestServer;
+let redis: Checker;
 /** Every client a test created; afterEach disconnects them. */
 const clients = clientPool(() => server.url, { logLevel: "warn" });
 const connected = clients.connected;
@@ -151,7 +148,7 @@ describe("createConsumerGroup", () => {
     // Nothing listens on port 1. With a ten-minute command timeout, resolving within the test's
     // timeout means the call failed open at once instead of waiting.
     const client = new StreamsClient({
-      redisUrl: "redis://127.0.0.1:1",
+      redisUrl: unreachableUrl(),
       connectTimeoutMs: 500,
       commandTimeoutMs: 600_000,
       enableAutoTrim: false,
@@ -476,8 +473,7 @@ describe("consumeFromGroup", () => {
   });
 
   test("disconnect() wakes three consumers blocked in XREADGROUP for an hour: they end normally, no deadline is hit", async () => {
-    const own = await startRedis({ private: true });
-    const check = new Redis(own.url);
+    const { server: own, redis: check } = await openRedis({ private: true });
     const records: Record<string, unknown>[] = [];
     try {
       const client = await connected({ redisUrl: own.url });
@@ -485,19 +481,18 @@ describe("consumeFromGroup", () => {
       const group = freshGroup();
       await client.createConsumerGroup(stream, group);
       for (const name of ["c1", "c2", "c3"]) await client.consumeFromGroup(stream, group, name, () => {}, { blockMs: 3_600_000 });
-      await until(async () => (await blockedIn(check, "xreadgroup")) === 3, 10_000, "all three consumers blocked in XREADGROUP");
+      await until(async () => (await blockedIn(own, "xreadgroup")) === 3, 10_000, "all three consumers blocked in XREADGROUP");
 
       setLogger((record) => void records.push(record));
       await client.disconnect();
       // Not woken, the consumers would have kept disconnect() waiting until its deadline, which
       // it logs (with deadline_ms) before giving up on them.
       expect(records.filter((r) => "deadline_ms" in r)).toEqual([]);
-      expect(await blockedIn(check, "xreadgroup")).toBe(0);
+      expect(await blockedIn(own, "xreadgroup")).toBe(0);
       expect(client.getStatus().consumerGroups).toEqual([]);
     } finally {
       setLogger(null);
-      check.disconnect();
-      await own.stop();
+      await closeRedis(own, check);
     }
   });
 
@@ -536,7 +531,7 @@ describe("consumeFromGroup", () => {
 
 describe("consumer connection status", () => {
   test("getStatus().consumers shows each consumer's connection: reconnecting while Redis is down, connected again after", async () => {
-    const own = await startRedis({ private: true });
+    const { server: own, redis: check } = await openRedis({ private: true });
     const client = new StreamsClient({
       redisUrl: own.url,
       enableAutoTrim: false,
@@ -557,12 +552,14 @@ describe("consumer connection status", () => {
       const state = () => client.getStatus().consumers.find((c) => c.name === name)?.connection;
       await until(() => state()?.state === "connected", 5_000, "consumer connected");
 
-      await own.kill("SIGKILL");
+      // One server is killed and restarted; in a cluster the stream's master is killed and
+      // its replica takes over.
+      const outage = await takeDown(own, stream);
       await until(() => state()?.state === "reconnecting" && (state()?.attempt ?? 0) >= 1, 5_000, "consumer reconnecting");
       expect(state()?.lastError).toBeTruthy();
       expect(state()?.nextRetryAt).toBeGreaterThan(0);
 
-      await own.restart();
+      await outage.end();
       await until(() => state()?.state === "connected", 10_000, "consumer connected again");
       // The command connection noticed the restart on its own (probe), and is back too.
       await until(() => client.getStatus().connected, 5_000, "command connection back");
@@ -572,7 +569,7 @@ describe("consumer connection status", () => {
       await until(() => got.includes(id!), 5_000, "the message published after the restart is consumed");
     } finally {
       await client.disconnect();
-      await own.stop();
+      await closeRedis(own, check);
     }
   });
 });

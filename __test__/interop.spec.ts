@@ -1,15 +1,13 @@
 import { randomUUID } from "node:crypto";
-import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { StreamsClient, type StreamMessage } from "../index.js";
-import { type RedisServer } from "./helpers/redis-server.js";
-import { closeRedis, connectedClient, openRedis } from "./helpers/fixture.js";
+import { closeRedis, connectedClient, openRedis, type Checker, type TestServer } from "./helpers/fixture.js";
 import { sleep, until } from "./helpers/until.js";
 
 const fresh = (): string => `t:interop:${randomUUID()}`;
 
-let server: RedisServer;
-let redis: Redis;
+let server: TestServer;
+let redis: Checker;
 let client: StreamsClient;
 
 beforeAll(async () => {

@@ -1,17 +1,15 @@
 // client.stream() and client.consume(): async iterators with backpressure, AbortSignal and
 // ending, against a real Redis.
 import { randomUUID } from "node:crypto";
-import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import { type ConsumedMessage, type StreamMessage } from "../index.js";
-import { clientPool, closeRedis, openRedis } from "./helpers/fixture.js";
-import { type RedisServer } from "./helpers/redis-server.js";
+import { clientPool, closeRedis, commandCalls, openRedis, type Checker, type TestServer } from "./helpers/fixture.js";
 import { sleep, until } from "./helpers/until.js";
 
 const fresh = (): string => `t:iterators:${randomUUID()}`;
 
-let server: RedisServer;
-let redis: Redis;
+let server: TestServer;
+let redis: Checker;
 const pool = clientPool(() => server.url);
 
 beforeAll(async () => {
@@ -171,9 +169,9 @@ describe("client.consume()", () => {
     const batch: ConsumedMessage[] = [];
     const it = client.consume(stream, "g", "c", { count: 3 });
     for (let i = 0; i < 3; i++) batch.push((await it.next()).value!);
-    const before = Number(((await redis.info("commandstats")).match(/cmdstat_xack:calls=(\d+)/) ?? [])[1] ?? 0);
+    const before = await commandCalls(server, "xack");
     await Promise.all(batch.map((m) => m.ack()));
-    const after = Number(((await redis.info("commandstats")).match(/cmdstat_xack:calls=(\d+)/) ?? [])[1] ?? 0);
+    const after = await commandCalls(server, "xack");
     expect(after - before).toBe(1);
     expect(client.getStatus().counters.acked).toBe(3);
     await it.return!();

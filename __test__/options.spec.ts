@@ -5,17 +5,15 @@ import { readFileSync } from "node:fs";
 import { randomUUID } from "node:crypto";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import { getStreamsClient, StreamsClient } from "../index.js";
-import type { RedisServer } from "./helpers/redis-server.js";
-import { clientPool, closeRedis, openRedis, TEST_CLIENT } from "./helpers/fixture.js";
+import { clientPool, closeRedis, openRedis, TEST_CLIENT, type Checker, type TestServer } from "./helpers/fixture.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const fresh = (): string => `t:options:${randomUUID()}`;
 
-let server: RedisServer;
-let redis: Redis;
+let server: TestServer;
+let redis: Checker;
 const clients = clientPool(() => server.url);
 
 beforeAll(async () => {

@@ -1,12 +1,10 @@
 import { randomUUID } from "node:crypto";
-import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { StreamsClient } from "../index.js";
-import { type RedisServer } from "./helpers/redis-server.js";
-import { closeRedis, connectedClient, openRedis } from "./helpers/fixture.js";
+import { closeRedis, connectedClient, openRedis, type Checker, type TestServer } from "./helpers/fixture.js";
 
-let server: RedisServer;
-let redis: Redis;
+let server: TestServer;
+let redis: Checker;
 let client: StreamsClient;
 
 const fresh = (): string => `t:publish:${randomUUID()}`;

@@ -77,7 +77,7 @@ test(
       streams,
       readStream,
     });
-    await load.waitResumed("before the reshard");
+    await load.waitResumed("before the reshard", 25);
 
     const moved = await cluster.reshard(a!, b!, RESHARD_SLOTS);
     for (const s of resharded) expect(moved).toContain(await cluster.slotOf(s));

@@ -2,16 +2,14 @@
 // and how far each subscription trails its stream, checked against what Redis itself says.
 import { randomUUID } from "node:crypto";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
-import type { Redis } from "ioredis";
 import type { Status, StreamMessage } from "../index.js";
-import { clientPool, closeRedis, openRedis } from "./helpers/fixture.js";
-import type { RedisServer } from "./helpers/redis-server.js";
+import { clientPool, closeRedis, openRedis, type Checker, type TestServer } from "./helpers/fixture.js";
 import { until } from "./helpers/until.js";
 
 const fresh = (): string => `t:status:${randomUUID()}`;
 
-let server: RedisServer;
-let redis: Redis;
+let server: TestServer;
+let redis: Checker;
 const pool = clientPool(() => server.url);
 
 beforeAll(async () => {

@@ -1,9 +1,7 @@
 import { randomUUID } from "node:crypto";
-import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "vitest";
 import { StreamsClient, type StreamMessage } from "../index.js";
-import { startRedis, type RedisServer } from "./helpers/redis-server.js";
-import { closeRedis, connectedClient, openRedis } from "./helpers/fixture.js";
+import { blockedIn, closeRedis, connectedClient, connectionsPerNode, openRedis, type Checker, type TestServer } from "./helpers/fixture.js";
 import { sleep, until } from "./helpers/until.js";
 
 const fresh = (): string => `t:subscribe:${randomUUID()}`;
@@ -27,24 +25,14 @@ function isStrictlyIncreasing(ids: string[]): boolean {
   return true;
 }
 
-/** Number of connections the server sees (the caller's own checker connection included). */
-async function clientCount(redis: Redis): Promise<number> {
-  const list = (await redis.call("CLIENT", "LIST")) as string;
-  return list.trim().split("\n").filter(Boolean).length;
-}
 
 /** The longest blockMs accepted: an hour. */
 const AN_HOUR = 3_600_000;
 
-/** Number of connections blocked in XREAD (only meaningful on a private server). */
-async function blockedInXread(redis: Redis): Promise<number> {
-  const list = (await redis.call("CLIENT", "LIST")) as string;
-  return list.split("\n").filter((line) => /\bflags=\S*b/.test(line) && /\bcmd=xread\b/.test(line)).length;
-}
 
 describe("subscribe (shared or private server)", () => {
-  let server: RedisServer;
-  let redis: Redis;
+  let server: TestServer;
+  let redis: Checker;
   let client: StreamsClient;
 
   beforeAll(async () => {
@@ -270,28 +258,26 @@ describe("subscribe (shared or private server)", () => {
   });
 });
 
-describe("subscribe (private server: connection accounting and blocked reads)", () => {
-  let server: RedisServer;
-  let redis: Redis;
+describe("subscribe (private server or cluster: connection accounting and blocked reads)", () => {
+  let server: TestServer;
+  let redis: Checker;
+  /** Connections blocked in XREAD (on all nodes of a cluster together). */
+  const blockedInXread = (): Promise<number> => blockedIn(server, "xread");
 
   beforeAll(async () => {
-    server = await startRedis({ private: true });
-    redis = new Redis(server.url);
+    ({ server, redis } = await openRedis({ private: true }));
   });
 
-  afterAll(async () => {
-    redis?.disconnect();
-    await server?.stop();
-  });
+  afterAll(() => closeRedis(server, redis));
 
   // Connections of a client disconnected by the previous test close asynchronously on the server;
-  // wait until only the checker is left so that counts and "blocked" baselines belong to this test.
+  // wait until only the checker's (and the fixture's) are left so that counts and "blocked"
+  // baselines belong to this test.
   beforeEach(async () => {
-    await until(async () => (await clientCount(redis)) === 1, 5_000, "only the checker connection left on the server");
+    await until(async () => (await connectionsPerNode(server)).every((n) => n === 0), 5_000, "only the checker's connections left on the nodes");
   });
 
-  test("50 subscriptions on one client all receive their message over at most 3 connections", async () => {
-    const baseline = await clientCount(redis); // the checker's own connection
+  test("50 subscriptions on one client all receive their message over at most 3 connections (per node)", async () => {
     const client = new StreamsClient({ redisUrl: server.url, enableAutoTrim: false, logLevel: "error" });
     try {
       await client.connect();
@@ -311,9 +297,12 @@ describe("subscribe (private server: connection accounting and blocked reads)", 
         expect(got.get(s)![0]!.data).toEqual({ s });
       });
 
-      const used = (await clientCount(redis)) - baseline;
-      expect(used).toBeGreaterThanOrEqual(1);
-      expect(used).toBeLessThanOrEqual(3);
+      // One server: the reader and the command connection(s). A cluster: the same on each
+      // master (its reader and the command connection to it); 50 random streams have keys on
+      // all three.
+      const used = await connectionsPerNode(server);
+      expect(used.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(1);
+      for (const n of used) expect(n).toBeLessThanOrEqual(3);
     } finally {
       await client.disconnect();
     }
@@ -322,13 +311,13 @@ describe("subscribe (private server: connection accounting and blocked reads)", 
   // The reads below block for an hour (the longest blockMs): a change that did not wake the
   // reader could only take effect when that BLOCK ended, long after until()'s deadline.
   test("subscribe takes effect while the reader is blocked for an hour", async () => {
-    const blockedBefore = await blockedInXread(redis);
+    const blockedBefore = await blockedInXread();
     const client = new StreamsClient({ redisUrl: server.url, enableAutoTrim: false, logLevel: "error" });
     try {
       await client.connect();
       const a = collector();
       await client.subscribe(fresh(), a.callback, { blockMs: AN_HOUR });
-      await until(async () => (await blockedInXread(redis)) > blockedBefore, 5_000, "reader blocked in XREAD on stream A");
+      await until(async () => (await blockedInXread()) > blockedBefore, 5_000, "reader blocked in XREAD on stream A");
 
       const streamB = fresh();
       const b = collector();
@@ -343,7 +332,7 @@ describe("subscribe (private server: connection accounting and blocked reads)", 
   });
 
   test("unsubscribe while the reader is blocked for an hour: the other stream still delivers, the unsubscribed one never", async () => {
-    const blockedBefore = await blockedInXread(redis);
+    const blockedBefore = await blockedInXread();
     const client = new StreamsClient({ redisUrl: server.url, enableAutoTrim: false, logLevel: "error" });
     try {
       await client.connect();
@@ -353,7 +342,7 @@ describe("subscribe (private server: connection accounting and blocked reads)", 
       const b = collector();
       await client.subscribe(streamA, a.callback, { blockMs: AN_HOUR });
       await client.subscribe(streamB, b.callback, { blockMs: AN_HOUR });
-      await until(async () => (await blockedInXread(redis)) > blockedBefore, 5_000, "reader blocked in XREAD");
+      await until(async () => (await blockedInXread()) > blockedBefore, 5_000, "reader blocked in XREAD");
 
       client.unsubscribe(streamA);
       // B still works (the reader was woken and re-planned), A no longer delivers.
@@ -369,14 +358,14 @@ describe("subscribe (private server: connection accounting and blocked reads)", 
   });
 
   test("publish is not delayed by a blocked read", async () => {
-    const blockedBefore = await blockedInXread(redis);
+    const blockedBefore = await blockedInXread();
     const client = new StreamsClient({ redisUrl: server.url, enableAutoTrim: false, logLevel: "error" });
     try {
       await client.connect();
       const idle = fresh();
       const { messages, callback } = collector();
       await client.subscribe(idle, callback, { blockMs: AN_HOUR });
-      await until(async () => (await blockedInXread(redis)) > blockedBefore, 5_000, "reader blocked in XREAD");
+      await until(async () => (await blockedInXread()) > blockedBefore, 5_000, "reader blocked in XREAD");
 
       // Queued behind the hour-long read, these would not settle within the test's timeout.
       const id = await client.publishMessage(fresh(), { quick: true });

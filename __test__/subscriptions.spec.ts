@@ -1,32 +1,26 @@
 // Subscriptions as values: handles, independent subscriptions of one stream, one reader and one
 // decode for many subscriptions.
 import { randomUUID } from "node:crypto";
-import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import { StreamsClient, Subscription, type StreamMessage } from "../index.js";
-import { startRedis, type RedisServer } from "./helpers/redis-server.js";
-import { clientPool, closeRedis } from "./helpers/fixture.js";
+import { blockedIn, clientPool, closeRedis, openRedis, type Checker, type TestServer } from "./helpers/fixture.js";
 import { sleep, until } from "./helpers/until.js";
 
 const fresh = (): string => `t:subscriptions:${randomUUID()}`;
 
-let server: RedisServer;
-let redis: Redis;
+let server: TestServer;
+let redis: Checker;
 const pool = clientPool(() => server.url);
 
 beforeAll(async () => {
   // Private: the test counts the connections blocked in XREAD.
-  server = await startRedis({ private: true });
-  redis = new Redis(server.url);
+  ({ server, redis } = await openRedis({ private: true }));
 });
 afterEach(() => pool.disconnectAll());
 afterAll(() => closeRedis(server, redis));
 
-/** Connections blocked in XREAD. */
-async function blockedReaders(): Promise<number> {
-  const list = (await redis.call("CLIENT", "LIST")) as string;
-  return list.split("\n").filter((line) => /\bflags=\S*b/.test(line) && /\bcmd=xread\b/.test(line)).length;
-}
+/** Connections blocked in XREAD (on all nodes of a cluster together). */
+const blockedReaders = (): Promise<number> => blockedIn(server, "xread");
 
 function ids(messages: StreamMessage[]): string[] {
   return messages.map((m) => m.id);

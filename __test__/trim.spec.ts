@@ -1,15 +1,13 @@
 import { randomUUID } from "node:crypto";
-import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import { setLogger, StreamsClient } from "../index.js";
-import { type RedisServer } from "./helpers/redis-server.js";
-import { clientPool, closeRedis, openRedis } from "./helpers/fixture.js";
+import { clientPool, closeRedis, openRedis, unreachableUrl, type Checker, type TestServer } from "./helpers/fixture.js";
 import { sleep, until } from "./helpers/until.js";
 
 const fresh = (): string => `t:trim:${randomUUID()}`;
 
-let server: RedisServer;
-let redis: Redis;
+let server: TestServer;
+let redis: Checker;
 /** Every client a test created; afterEach disconnects them. */
 const clients = clientPool(() => server.url, { logLevel: "warn" });
 const connected = clients.connected;
@@ -104,7 +102,7 @@ describe("trimStream", () => {
     // Nothing listens on port 1. With a ten-minute command timeout, resolving within the test's
     // timeout means the call failed open at once instead of waiting.
     const client = new StreamsClient({
-      redisUrl: "redis://127.0.0.1:1",
+      redisUrl: unreachableUrl(),
       connectTimeoutMs: 500,
       commandTimeoutMs: 600_000,
       enableAutoTrim: false,

@@ -111,6 +111,8 @@ pub enum Failure {
     Redirect,
     /// A missing consumer group (`NOGROUP`).
     NoGroup,
+    /// The key does not exist (`ERR no such key`: `XINFO STREAM` of a missing stream).
+    NoSuchKey,
     /// The key holds something other than a stream (`WRONGTYPE`).
     WrongType,
     /// What was to be created exists already (`BUSYGROUP`): for an idempotent create, done.
@@ -136,6 +138,9 @@ pub fn classify(err: &RedisError) -> Failure {
         // new connection can tell, and its attempt reports ERR_AUTH.
         Some("NOAUTH" | "WRONGPASS") => return Failure::Connection,
         Some("OOM" | "BUSY") => return Failure::ServerState { reconnect: false },
+        Some("ERR") if err.detail().is_some_and(|d| d.starts_with("no such key")) => {
+            return Failure::NoSuchKey
+        }
         _ => {}
     }
     match err.retry_method() {
@@ -234,6 +239,7 @@ mod tests {
                 "CLUSTERDOWN The cluster is down",
                 Failure::ServerState { reconnect: false },
             ),
+            ("ERR no such key", Failure::NoSuchKey),
             ("MOVED 3999 127.0.0.1:6381", Failure::Redirect),
             (
                 "UNBLOCKED force unblock from blocking operation, instance state changed (master -> replica?)",

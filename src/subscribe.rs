@@ -171,9 +171,11 @@ struct Position {
     seen: Option<u64>,
 }
 
-/// Whether a reply is `XINFO STREAM`'s "no such key" (the stream does not exist).
-fn is_no_such_key(e: &redis::ServerError) -> bool {
-    e.code() == "ERR" && e.details().is_some_and(|d| d.contains("no such key"))
+/// The `run_id` in an `INFO server` reply: it differs on another server, and after a restart.
+fn run_id(info: &str) -> Option<String> {
+    info.lines()
+        .find_map(|l| l.strip_prefix("run_id:"))
+        .map(|v| v.trim().to_owned())
 }
 
 /// What has been reported as a gap already, so that each gap is reported once.
@@ -301,6 +303,11 @@ struct ReaderState {
     changed: watch::Receiver<u64>,
     /// The cluster master this reader reads (`None`: the one reader).
     node: Option<NodeAddr>,
+    /// `run_id` of the server this reader last read from.
+    server: Option<String>,
+    /// The streams' server changed (a failover, a restart) since their positions were last
+    /// checked: a stream whose ids went back was rolled back by it, not recreated.
+    switched: bool,
 }
 
 /// What the reader does after a step.
@@ -741,7 +748,11 @@ impl Hub {
                     Failure::WrongType => not_a_stream(stream),
                     _ => Error::Protocol(e.to_string()),
                 })?;
-        reply.map(|v| latest_of(stream, &v)).transpose()
+        match reply.map(|v| latest_of(stream, &v)) {
+            // No node could answer for the stream now: as unavailable.
+            None | Some(Err(Error::Unavailable(_))) => Ok(None),
+            Some(r) => r.map(Some),
+        }
     }
 
     /// Whether `node`'s reader reads `stream` (outside a cluster, the one reader reads all).
@@ -750,6 +761,19 @@ impl Hub {
             (Some(addr), Target::Cluster(c)) => c.owner(stream).as_ref() == Some(addr),
             _ => true,
         }
+    }
+
+    /// Every stream with a resolved subscription that the reader of `node` reads, each once.
+    fn owned_streams(&self, node: Option<&NodeAddr>) -> Vec<Arc<str>> {
+        let subs = self.subs();
+        let mut streams: Vec<Arc<str>> = subs
+            .values()
+            .filter(|s| self.owns(node, &s.stream) && s.position().cursor.is_some())
+            .map(|s| s.stream.clone())
+            .collect();
+        streams.sort();
+        streams.dedup();
+        streams
     }
 
     fn plan(&self, node: Option<&NodeAddr>) -> Option<Plan> {
@@ -874,6 +898,9 @@ impl Hub {
                         info!(stream = %sub.stream, cursor = %at, "resolved \"$\"");
                     }
                 }
+                // The node cannot answer for the stream now (MOVED, ASK, a failover): the
+                // reader reacts as to a failed read, and "$" is resolved again after.
+                Err(Error::Unavailable(e)) => return Err(ReadError::Redis(e)),
                 Err(e) => {
                     warn!(stream = %sub.stream, error = %e, "cannot resolve \"$\"; ending the subscription");
                     self.unsubscribe_one(sub.id);
@@ -887,10 +914,17 @@ impl Hub {
     /// reports gaps (entries after the position were trimmed or deleted before they were
     /// read) and restarts from `0-0` a subscription whose stream was deleted or recreated
     /// (its ids went back below the position, so it would otherwise never see a new entry).
+    ///
+    /// After the server changed (`switched`: a failover), ids that went back mean the new
+    /// server lost the stream's last entries (replication is asynchronous): those up to the
+    /// position were delivered, and any the old server took after them are lost. That is
+    /// reported as a gap, and the subscription goes on from the new server's last id:
+    /// reading from `0-0` would deliver everything again.
     async fn check_positions(
         &self,
         reader: &mut BlockingReader,
         streams: &[Arc<str>],
+        switched: bool,
     ) -> std::result::Result<(), ReadError> {
         if streams.is_empty() {
             return Ok(());
@@ -904,12 +938,18 @@ impl Hub {
         let subs = self.subs();
         for (stream, reply) in streams.iter().zip(replies) {
             let info = match &reply {
-                // Only a missing key means the stream is gone. Any other refusal (a cluster
-                // failing over answers CLUSTERDOWN, a moved slot MOVED, a loading replica
-                // LOADING) says nothing about the stream: taking it for a deletion would read
-                // the stream again from its start and deliver every entry a second time.
-                Value::ServerError(e) if is_no_such_key(e) => None,
-                Value::ServerError(e) => return Err(ReadError::Redis(e.clone().into())),
+                Value::ServerError(e) => match classify(&redis::RedisError::from(e.clone())) {
+                    // The one answer that means the stream is gone.
+                    Failure::NoSuchKey => None,
+                    // MOVED/ASK (its slot moved or is moving), TRYAGAIN/CLUSTERDOWN
+                    // (resharding, a failover), anything else: nothing is known about the
+                    // stream now. Its position stays; the read meets the same answer and
+                    // finds the node, and the next check looks again.
+                    _ => {
+                        warn!(stream = %stream, error = %e, "cannot check the subscription's position now (its slot moves, or the cluster fails over); checking again later");
+                        continue;
+                    }
+                },
                 v => match parse_stream_info(v) {
                     Ok(i) => Some(i),
                     Err(e) => {
@@ -934,6 +974,20 @@ impl Hub {
                         };
                     }
                     None => {}
+                    Some(i) if i.last_generated < at && switched => {
+                        warn!(
+                            stream = %stream,
+                            cursor = %i.last_generated,
+                            delivered_up_to = %at,
+                            "gap: the stream went back in a failover; entries after the cursor that the old server took are lost (those up to delivered_up_to were delivered); reading on from the cursor"
+                        );
+                        Counters::add(&self.counters.gaps, 1);
+                        Counters::add(&self.counters.stream_resets, 1);
+                        *position = Position {
+                            cursor: Some(i.last_generated),
+                            seen: Some(i.entries_added),
+                        };
+                    }
                     Some(i)
                         if i.last_generated < at
                             && at.ms - i.last_generated.ms <= LOST_TAIL_WINDOW_MS =>
@@ -1005,6 +1059,8 @@ impl Hub {
             turn: 0,
             changed: self.changed.subscribe(),
             node,
+            server: None,
+            switched: false,
         };
         while !token.is_cancelled() {
             let flow = AssertUnwindSafe(self.step(&mut reader, &mut state, &token))
@@ -1069,25 +1125,45 @@ impl Hub {
                 return Flow::Next;
             }
             Some(true) => {
-                // Whatever happened while we were away (trims, a deleted stream) shows in
-                // the positions: check them all before reading.
-                if st.connected_before {
+                let mut info = redis::cmd("INFO");
+                info.arg("server");
+                let server = match reader.command::<String>(&info).await {
+                    Ok(info) => run_id(&info),
+                    Err(e) => return Flow::Failed(plan, e),
+                };
+                // Whatever happened while we were away (trims, a deleted stream, a
+                // failover) shows in the positions: check them all before reading. A new
+                // cluster node reader takes over streams another node served (its master
+                // failed, or their slots moved): check those too.
+                if st.connected_before || st.node.is_some() {
                     st.check = Check::All;
                 }
+                if (st.server.is_some() && st.server != server)
+                    || (!st.connected_before && st.node.is_some())
+                {
+                    st.switched = true;
+                }
+                st.server = server;
                 st.connected_before = true;
             }
             Some(false) => {}
         }
         let result = if st.check != Check::None && !plan.keys.is_empty() {
             let streams: Vec<Arc<str>> = match st.check {
-                Check::All => plan.keys.iter().map(|(s, _)| s.clone()).collect(),
+                // Also the streams left out of the plan because their subscriptions' queues
+                // are full: after a failover they must not be read on unchecked.
+                Check::All => self.owned_streams(st.node.as_ref()),
                 _ => self.some_checks(&plan, st),
             };
             let check = std::mem::replace(&mut st.check, Check::None);
-            let checked = self.check_positions(reader, &streams).await;
-            if checked.is_err() {
+            let checked = self
+                .check_positions(reader, &streams, st.switched && check == Check::All)
+                .await;
+            match checked {
+                Ok(()) if check == Check::All => st.switched = false,
+                Ok(()) => {}
                 // Not checked: check again once the reader can.
-                st.check = check;
+                Err(_) => st.check = check,
             }
             checked
         } else if !plan.unresolved.is_empty() {
@@ -1223,8 +1299,12 @@ impl Hub {
                 self.cmd.probe_soon();
                 reader.disconnect();
                 // In a cluster, a dead node or a moved slot changes who reads what.
-                self.cmd.refresh_slots().await;
-                return false;
+                if self.cmd.refresh_slots().await || failure == Failure::Connection {
+                    return false;
+                }
+                // A redirection without a new slot map: ASK while the slot migrates (the
+                // node keeps it until the move ends). Back off instead of asking in a loop.
+                reader.next_delay()
             }
             Failure::ServerState { reconnect } => {
                 warn!(error = %e, reconnect, "Redis cannot serve the subscription read now (failover, loading); retrying");
@@ -1366,16 +1446,24 @@ fn latest_pipe(stream: &str) -> redis::Pipeline {
 
 /// The position `"$"` stands for: the last generated id (reading after it sees every
 /// later entry) and the number of entries ever added up to it; `0-0`/0 for a missing key.
+///
+/// # Errors
+/// [`Error::Unavailable`] when a node could not answer for the stream (its slot moved or is
+/// moving, the cluster fails over): try again later; nothing is known about the stream.
 fn latest_of(stream: &str, replies: &[Value]) -> Result<(StreamId, u64)> {
+    let failure = |e: &redis::ServerError| {
+        let err = redis::RedisError::from(e.clone());
+        (classify(&err), err)
+    };
     match replies {
         [Value::Int(0), _] => Ok((StreamId::ZERO, 0)),
-        [_, Value::ServerError(e)]
-            if classify(&redis::RedisError::from(e.clone())) == Failure::WrongType =>
-        {
-            Err(not_a_stream(stream))
-        }
-        // Deleted between the two commands: a new stream starts from the beginning.
-        [_, Value::ServerError(_)] => Ok((StreamId::ZERO, 0)),
+        [Value::ServerError(e), _] => Err(Error::Unavailable(failure(e).1)),
+        [_, Value::ServerError(e)] => match failure(e) {
+            (Failure::WrongType, _) => Err(not_a_stream(stream)),
+            // Deleted between the two commands: a new stream starts from the beginning.
+            (Failure::NoSuchKey, _) => Ok((StreamId::ZERO, 0)),
+            (_, err) => Err(Error::Unavailable(err)),
+        },
         [_, info] => {
             let i = parse_stream_info(info)?;
             Ok((i.last_generated, i.entries_added))
@@ -1421,6 +1509,13 @@ fn xread_cmd(keys: &[(Arc<str>, StreamId)], count: usize, block: Option<Duration
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_id_is_read_from_info_server() {
+        let info = "# Server\r\nredis_version:7.0.15\r\nrun_id:4f1c0a\r\ntcp_port:6379\r\n";
+        assert_eq!(run_id(info).as_deref(), Some("4f1c0a"));
+        assert_eq!(run_id("# Server\r\nredis_version:7.0.15\r\n"), None);
+    }
 
     fn s(name: &str) -> Arc<str> {
         Arc::from(name)

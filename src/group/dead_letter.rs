@@ -8,7 +8,7 @@ use tracing::error;
 use super::consumer::StepError;
 use super::{xack, Consumer};
 use crate::codec::{Entry, StreamId};
-use crate::connection::BlockingReader;
+use crate::connection::{BlockingReader, CommandConn, ReadError};
 
 /// Suffix of the default dead-letter stream: `<stream>:dead`.
 pub const DEAD_LETTER_SUFFIX: &str = ":dead";
@@ -37,9 +37,16 @@ pub(super) async fn deliveries(
         .collect())
 }
 
-/// Moves poison entries to the dead-letter stream and acknowledges them, atomically (one
-/// MULTI): an entry is never both dead-lettered and still pending, nor lost.
+/// Moves poison entries to the dead-letter stream, then acknowledges them.
+///
+/// The dead letters go out first, in one MULTI on the command connection (routed by the
+/// dead-letter stream's own key: in a cluster it usually lives in another slot than the
+/// source stream, and one MULTI or one node's connection cannot hold both), then the XACK on
+/// the consumer's connection. So an entry is never acknowledged without its dead letter; if
+/// the XACK fails, the entry stays pending and is dead-lettered again later (a duplicate dead
+/// letter, never a lost entry).
 pub(super) async fn dead_letter(
+    cmd: &CommandConn,
     reader: &mut BlockingReader,
     c: &Consumer,
     poison: &[(Entry, u64)],
@@ -64,9 +71,20 @@ pub(super) async fn dead_letter(
             .arg(*n);
         pipe.add_command(add).ignore();
     }
+    match cmd.query::<(), _>(&pipe).await {
+        Ok(Some(())) => {}
+        Ok(None) => {
+            return Err(StepError::Connection(
+                "the command connection is unavailable; the dead letters were not written"
+                    .to_owned(),
+            ))
+        }
+        Err(e) => return Err(ReadError::Redis(e).into()),
+    }
     let ids: Vec<StreamId> = poison.iter().map(|(e, _)| e.id).collect();
-    pipe.add_command(xack(&c.stream, &c.group, &ids)).ignore();
-    reader.command::<()>(&pipe).await?;
+    reader
+        .command::<u64>(&xack(&c.stream, &c.group, &ids))
+        .await?;
     for (e, n) in poison {
         error!(stream = %c.stream, group = %c.group, consumer = %c.name, id = %e.id, deliveries = n, dead_letter = %c.dead_letter, "entry exceeded maxDeliveries; moved to the dead-letter stream");
     }
