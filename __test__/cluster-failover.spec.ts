@@ -7,8 +7,8 @@
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { StreamsClient } from "../index.js";
 import { startCluster, type RedisCluster } from "./helpers/cluster.js";
-import { FailoverLoad } from "./helpers/failover-load.js";
-import { FIXTURE_CLIENT_NAME, notYet, waitFor } from "./helpers/topology.js";
+import { entryIds, FailoverLoad, loadClient, readerConnections, type NodeCall } from "./helpers/failover-load.js";
+import { notYet, waitFor } from "./helpers/topology.js";
 
 const LONG = 120_000;
 let cluster: RedisCluster;
@@ -23,28 +23,12 @@ afterAll(async () => {
   await cluster?.stop();
 }, LONG);
 
-/** A client of the cluster, disconnected after the file. */
-function clusterClient(c: RedisCluster): StreamsClient {
-  const client = new StreamsClient({
-    redisUrl: `redis+cluster://${c.seedNodes.map((n) => `${n.host}:${n.port}`).join(",")}`,
-    enableAutoTrim: false,
-    logLevel: process.env.FAILOVER_LOAD_LOG ? "info" : "warn",
-    reconnectMaxDelayMs: 500,
-  });
-  clients.push(client);
-  return client;
-}
-
+const call: NodeCall = (port, ...args) => cluster.call(port, ...args);
+const clusterClient = (c: RedisCluster): StreamsClient =>
+  loadClient(`redis+cluster://${c.seedNodes.map((n) => `${n.host}:${n.port}`).join(",")}`, clients);
 /** The entry ids `stream` holds, from the master that owns it now. */
-async function readStream(stream: string): Promise<string[]> {
-  const entries = (await cluster.call(await cluster.masterForKey(stream), "XRANGE", stream, "-", "+")) as [string, unknown][];
-  return entries.map((e) => e[0]);
-}
-
-/** Connections other than the fixture's whose last command was XREAD: the subscription readers. */
-async function readers(port: number): Promise<number> {
-  return (await cluster.clientList(port)).filter((c) => c.name !== FIXTURE_CLIENT_NAME && c.cmd === "xread").length;
-}
+const readStream = async (stream: string): Promise<string[]> => entryIds(call, await cluster.masterForKey(stream), stream);
+const readers = (port: number): Promise<number> => readerConnections(call, port);
 
 test(
   "a SIGKILLed master: the load resumes on its replica, resolved publishes are delivered or reported as a gap, none twice",

@@ -8,8 +8,8 @@
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { StreamsClient } from "../index.js";
 import { startCluster, type RedisCluster } from "./helpers/cluster.js";
-import { FailoverLoad } from "./helpers/failover-load.js";
-import { FIXTURE_CLIENT_NAME, notYet, waitFor } from "./helpers/topology.js";
+import { entryIds, FailoverLoad, loadClient, readerConnections, type NodeCall } from "./helpers/failover-load.js";
+import { notYet, waitFor } from "./helpers/topology.js";
 
 const LONG = 120_000;
 /** Slots `redis-cli --cluster reshard` moves: it takes them from the start of the source's slots. */
@@ -26,25 +26,11 @@ afterAll(async () => {
   await cluster?.stop();
 }, LONG);
 
-function clusterClient(): StreamsClient {
-  const client = new StreamsClient({
-    redisUrl: `redis+cluster://${cluster.seedNodes.map((n) => `${n.host}:${n.port}`).join(",")}`,
-    enableAutoTrim: false,
-    logLevel: process.env.FAILOVER_LOAD_LOG ? "info" : "warn",
-    reconnectMaxDelayMs: 500,
-  });
-  clients.push(client);
-  return client;
-}
-
-async function readStream(stream: string): Promise<string[]> {
-  const entries = (await cluster.call(await cluster.masterForKey(stream), "XRANGE", stream, "-", "+")) as [string, unknown][];
-  return entries.map((e) => e[0]);
-}
-
-async function readers(port: number): Promise<number> {
-  return (await cluster.clientList(port)).filter((c) => c.name !== FIXTURE_CLIENT_NAME && c.cmd === "xread").length;
-}
+const call: NodeCall = (port, ...args) => cluster.call(port, ...args);
+const clusterClient = (): StreamsClient =>
+  loadClient(`redis+cluster://${cluster.seedNodes.map((n) => `${n.host}:${n.port}`).join(",")}`, clients);
+const readStream = async (stream: string): Promise<string[]> => entryIds(call, await cluster.masterForKey(stream), stream);
+const readers = (port: number): Promise<number> => readerConnections(call, port);
 
 /** `count` keys `<prefix>-<n>` whose slots are among the first `within` slots `master` owns. */
 async function keysInFirstSlots(master: number, prefix: string, within: number, count: number): Promise<string[]> {

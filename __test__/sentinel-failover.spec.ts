@@ -6,9 +6,9 @@
 // the master has one reader connection of the subscribing client. The counts are printed.
 import { afterAll, afterEach, beforeAll, expect, test } from "vitest";
 import { StreamsClient } from "../index.js";
-import { FailoverLoad } from "./helpers/failover-load.js";
+import { entryIds, FailoverLoad, loadClient, readerConnections, type NodeCall } from "./helpers/failover-load.js";
 import { startSentinel, SENTINEL_MASTER_NAME, type RedisSentinel } from "./helpers/sentinel.js";
-import { FIXTURE_CLIENT_NAME, notYet, waitFor } from "./helpers/topology.js";
+import { notYet, waitFor } from "./helpers/topology.js";
 
 const LONG = 120_000;
 let setup: RedisSentinel;
@@ -26,28 +26,12 @@ afterAll(async () => {
   await setup?.stop();
 }, LONG);
 
-function sentinelClient(): StreamsClient {
-  const client = new StreamsClient({
-    redisUrl: `redis+sentinel://${setup.sentinels.map((s) => `${s.host}:${s.port}`).join(",")}/${SENTINEL_MASTER_NAME}`,
-    enableAutoTrim: false,
-    logLevel: process.env.FAILOVER_LOAD_LOG ? "info" : "warn",
-    reconnectMaxDelayMs: 500,
-  });
-  clients.push(client);
-  return client;
-}
-
+const call: NodeCall = (port, ...args) => setup.call(port, ...args);
+const sentinelClient = (): StreamsClient =>
+  loadClient(`redis+sentinel://${setup.sentinels.map((s) => `${s.host}:${s.port}`).join(",")}/${SENTINEL_MASTER_NAME}`, clients);
 /** The entry ids `stream` holds on the master the sentinels name now. */
-async function readStream(stream: string): Promise<string[]> {
-  const entries = (await setup.call(await setup.masterPort(), "XRANGE", stream, "-", "+")) as [string, unknown][];
-  return entries.map((e) => e[0]);
-}
-
-/** Connections other than the fixture's whose last command was XREAD: the subscription readers. */
-async function readers(port: number): Promise<number> {
-  const list = String(await setup.call(port, "CLIENT", "LIST"));
-  return list.split("\n").filter((l) => !l.includes(` name=${FIXTURE_CLIENT_NAME} `) && / cmd=xread /.test(l)).length;
-}
+const readStream = async (stream: string): Promise<string[]> => entryIds(call, await setup.masterPort(), stream);
+const readers = (port: number): Promise<number> => readerConnections(call, port);
 
 async function failoverUnderLoad(label: string, prefix: string, failover: () => Promise<number>): Promise<void> {
   await setup.waitReady();

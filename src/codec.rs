@@ -445,46 +445,69 @@ impl StreamInfo {
     }
 }
 
+/// The field/value pairs of an `XINFO` reply (a flat array in RESP2, a map in RESP3).
+struct Fields<'a>(Vec<(&'a Value, &'a Value)>);
+
+impl<'a> Fields<'a> {
+    /// Reads `v` as field/value pairs; `what` names the reply in the error.
+    fn of(v: &'a Value, what: &str) -> Result<Fields<'a>> {
+        match v {
+            Value::Array(flat) => Ok(Fields(
+                flat.chunks(2)
+                    .filter_map(|kv| match kv {
+                        [k, v] => Some((k, v)),
+                        _ => None,
+                    })
+                    .collect(),
+            )),
+            Value::Map(map) => Ok(Fields(map.iter().map(|(k, v)| (k, v)).collect())),
+            other => Err(Error::Protocol(format!("{what} replied {other:?}"))),
+        }
+    }
+
+    /// The value of field `name`.
+    fn get(&self, name: &str) -> Option<&'a Value> {
+        self.0
+            .iter()
+            .find(|(k, _)| text(k).as_deref() == Some(name))
+            .map(|(_, v)| *v)
+    }
+
+    /// Field `name` as a number (an integer or a numeric string).
+    fn num(&self, name: &str) -> Option<u64> {
+        match self.get(name) {
+            Some(Value::Int(n)) => u64::try_from(*n).ok(),
+            Some(v) => text(v).and_then(|t| t.parse().ok()),
+            None => None,
+        }
+    }
+
+    /// Field `name` as a stream id.
+    fn id(&self, name: &str) -> Option<StreamId> {
+        self.get(name)
+            .and_then(|v| StreamId::from_redis_value_ref(v).ok())
+    }
+}
+
 /// Parses an `XINFO STREAM` reply (Redis 7).
 ///
 /// # Errors
 /// [`Error::Protocol`] when it lacks `last-generated-id`.
 pub fn parse_stream_info(v: &Value) -> Result<StreamInfo> {
-    let pairs: Vec<(&Value, &Value)> = match v {
-        Value::Array(flat) => flat
-            .chunks(2)
-            .filter_map(|kv| match kv {
-                [k, v] => Some((k, v)),
-                _ => None,
-            })
-            .collect(),
-        Value::Map(map) => map.iter().map(|(k, v)| (k, v)).collect(),
-        other => return Err(Error::Protocol(format!("XINFO STREAM replied {other:?}"))),
-    };
-    let get = |name: &str| {
-        pairs
-            .iter()
-            .find(|(k, _)| text(k).as_deref() == Some(name))
-            .map(|(_, v)| *v)
-    };
-    let id_of = |name: &str| get(name).and_then(|v| StreamId::from_redis_value_ref(v).ok());
-    let last_generated = id_of("last-generated-id")
+    let f = Fields::of(v, "XINFO STREAM")?;
+    let last_generated = f
+        .id("last-generated-id")
         .ok_or_else(|| Error::Protocol("XINFO STREAM has no last-generated-id".into()))?;
-    let first_entry = match get("first-entry") {
+    let first_entry = match f.get("first-entry") {
         Some(e @ Value::Array(_)) => parse_entry(e).ok().map(|e| e.id),
         _ => None,
     };
-    let num = |name: &str| match get(name) {
-        Some(Value::Int(n)) => u64::try_from(*n).ok(),
-        Some(v) => text(v).and_then(|t| t.parse().ok()),
-        None => None,
-    };
     Ok(StreamInfo {
         last_generated,
-        max_deleted: id_of("max-deleted-entry-id").unwrap_or(StreamId::ZERO),
+        max_deleted: f.id("max-deleted-entry-id").unwrap_or(StreamId::ZERO),
         first_entry,
-        entries_added: num("entries-added").unwrap_or(0),
-        length: num("length").unwrap_or(0),
+        entries_added: f.num("entries-added").unwrap_or(0),
+        length: f.num("length").unwrap_or(0),
     })
 }
 
@@ -515,42 +538,16 @@ pub fn parse_groups_info(v: &Value) -> Result<Vec<GroupFacts>> {
     groups
         .iter()
         .map(|g| {
-            let pairs: Vec<(&Value, &Value)> = match g {
-                Value::Array(flat) => flat
-                    .chunks(2)
-                    .filter_map(|kv| match kv {
-                        [k, v] => Some((k, v)),
-                        _ => None,
-                    })
-                    .collect(),
-                Value::Map(map) => map.iter().map(|(k, v)| (k, v)).collect(),
-                other => {
-                    return Err(Error::Protocol(format!(
-                        "XINFO GROUPS replied a group as {other:?}"
-                    )))
-                }
-            };
-            let get = |name: &str| {
-                pairs
-                    .iter()
-                    .find(|(k, _)| text(k).as_deref() == Some(name))
-                    .map(|(_, v)| *v)
-            };
-            let num = |name: &str| match get(name) {
-                Some(Value::Int(n)) => u64::try_from(*n).ok(),
-                Some(v) => text(v).and_then(|t| t.parse().ok()),
-                None => None,
-            };
+            let f = Fields::of(g, "XINFO GROUPS (a group)")?;
             Ok(GroupFacts {
-                name: get("name")
+                name: f
+                    .get("name")
                     .and_then(text)
                     .ok_or_else(|| Error::Protocol("XINFO GROUPS: a group has no name".into()))?,
-                consumers: num("consumers").unwrap_or(0),
-                pending: num("pending").unwrap_or(0),
-                last_delivered: get("last-delivered-id")
-                    .and_then(|v| StreamId::from_redis_value_ref(v).ok())
-                    .unwrap_or(StreamId::ZERO),
-                lag: num("lag"),
+                consumers: f.num("consumers").unwrap_or(0),
+                pending: f.num("pending").unwrap_or(0),
+                last_delivered: f.id("last-delivered-id").unwrap_or(StreamId::ZERO),
+                lag: f.num("lag"),
             })
         })
         .collect()

@@ -3,8 +3,39 @@
 // accounting: which resolved publishes were delivered, which fell into a gap the client reported,
 // which were lost without a report, and which were delivered twice.
 import { appendFileSync } from "node:fs";
-import { setLogger, type StreamMessage, type StreamsClient } from "../../index.js";
-import { waitFor, notYet } from "./topology.js";
+import { setLogger, StreamsClient, type StreamMessage } from "../../index.js";
+import { FIXTURE_CLIENT_NAME, parseClientList, waitFor, notYet } from "./topology.js";
+
+/** Runs one command on one node of a test topology (`RedisCluster.call`, `RedisSentinel.call`). */
+export type NodeCall = (port: number, ...args: (string | number)[]) => Promise<unknown>;
+
+/**
+ * A client of `redisUrl` as the failover tests use it (no auto-trim, `warn` logs or `info` with
+ * FAILOVER_LOAD_LOG set, reconnects at most 500 ms apart), added to `clients` so that the spec
+ * disconnects it.
+ */
+export function loadClient(redisUrl: string, clients: StreamsClient[]): StreamsClient {
+  const client = new StreamsClient({
+    redisUrl,
+    enableAutoTrim: false,
+    logLevel: process.env.FAILOVER_LOAD_LOG ? "info" : "warn",
+    reconnectMaxDelayMs: 500,
+  });
+  clients.push(client);
+  return client;
+}
+
+/** The entry ids `stream` holds on node `port`. */
+export async function entryIds(call: NodeCall, port: number, stream: string): Promise<string[]> {
+  const entries = (await call(port, "XRANGE", stream, "-", "+")) as [string, unknown][];
+  return entries.map((e) => e[0]);
+}
+
+/** Subscription reader connections on node `port`: those other than the fixture's whose last command was XREAD. */
+export async function readerConnections(call: NodeCall, port: number): Promise<number> {
+  const list = parseClientList(String(await call(port, "CLIENT", "LIST")));
+  return list.filter((c) => c.name !== FIXTURE_CLIENT_NAME && c.cmd === "xread").length;
+}
 
 /** What each published entry carries: its stream and its number within that stream. */
 interface Payload {
