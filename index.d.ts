@@ -372,6 +372,11 @@ export interface StatusCounters {
   published: number
   /** Publishes that resolved `null` because Redis was unavailable. */
   publishFailed: number
+  /**
+   * Publishes that resolved with an id and that a failover then lost: the new primary did
+   * not have them (asynchronous replication). Logged at `warn` with the stream and ids.
+   */
+  publishLost: number
   /** Messages handed to callbacks (subscriptions and consumers). */
   delivered: number
   /** Callbacks that threw or rejected. */

@@ -56,6 +56,8 @@ test(
     expect(counts.failOpen + counts.resolved).toBe(counts.published);
     expect(counts.lostUnreported, load.warnings.join("\n")).toBe(0);
     expect(counts.duplicates, load.warnings.join("\n")).toBe(0);
+    // The publisher was told about every acknowledged publish the failover lost, and no other.
+    expect(counts.reportedToPublisher, load.warnings.join("\n")).toBe(counts.lostInFailover);
     expect(counts.outOfOrder).toBe(0);
     expect(counts.groupUnhandled).toBe(0);
     expect(load.payloadMismatches).toEqual([]);

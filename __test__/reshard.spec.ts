@@ -87,6 +87,8 @@ test(
     expect(counts.gapReported).toBe(0);
     expect(counts.lostUnreported).toBe(0);
     expect(counts.duplicates, load.warnings.join("\n")).toBe(0);
+    // The publisher was told about every acknowledged publish the failover lost, and no other.
+    expect(counts.reportedToPublisher, load.warnings.join("\n")).toBe(counts.lostInFailover);
     expect(counts.outOfOrder).toBe(0);
     expect(counts.inStream).toBe(counts.resolved);
     expect(counts.groupUnhandled).toBe(0);

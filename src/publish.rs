@@ -7,6 +7,7 @@ use redis::{FromRedisValue, RedisError, Value};
 use tracing::{debug, warn};
 
 use crate::codec::{now_ms, PublishId, StreamId, DATA_FIELD, TIMESTAMP_FIELD};
+use crate::connection::ledger::Ledger;
 use crate::connection::{CommandConn, Reply, ReplyTo};
 use crate::error::{classify, not_a_stream, Error, Failure, Result};
 use crate::status::Counters;
@@ -73,11 +74,13 @@ fn finish_one(
     stream: &str,
     id: PublishId,
     counters: &Counters,
+    ledger: &Ledger,
     reply: Reply,
 ) -> Result<Option<StreamId>> {
     match reply.map_err(|e| refusal(stream, id, &e))? {
         Some(v) => {
             let id = parse_id(&v)?;
+            ledger.record(stream, id);
             Counters::add(&counters.published, 1);
             debug!(stream, id = %id, "published");
             Ok(Some(id))
@@ -114,9 +117,10 @@ pub fn enqueue(
 ) {
     let cmd = xadd(stream, id, json, now_ms(), trim);
     let stream = stream.to_owned();
+    let ledger = conn.ledger().clone();
     conn.submit(
         cmd,
-        ReplyTo::new(move |reply| done(finish_one(&stream, id, &counters, reply))),
+        ReplyTo::new(move |reply| done(finish_one(&stream, id, &counters, &ledger, reply))),
     );
 }
 
@@ -153,9 +157,11 @@ pub fn enqueue_batch<F>(
         done: Some(done),
     }));
     let stream_name: Arc<str> = Arc::from(stream);
+    let ledger = conn.ledger().clone();
     for (i, json) in items.iter().enumerate() {
         let state = state.clone();
         let counters = counters.clone();
+        let ledger = ledger.clone();
         let stream_name = stream_name.clone();
         let reply_to = ReplyTo::new(move |reply| {
             let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
@@ -166,7 +172,7 @@ pub fn enqueue_batch<F>(
                 let done = s.done.take();
                 drop(s);
                 if let Some(done) = done {
-                    done(finish_batch(&stream_name, &counters, replies));
+                    done(finish_batch(&stream_name, &counters, &ledger, replies));
                 }
             }
         });
@@ -178,13 +184,18 @@ pub fn enqueue_batch<F>(
 fn finish_batch(
     stream: &str,
     counters: &Counters,
+    ledger: &Ledger,
     replies: Vec<Option<Reply>>,
 ) -> Result<Vec<Option<StreamId>>> {
     let mut out = Vec::with_capacity(replies.len());
     let (mut refused, mut unavailable) = (0u64, 0u64);
     for reply in replies {
         match reply.unwrap_or(Ok(None)) {
-            Ok(Some(v)) => out.push(Some(parse_id(&v)?)),
+            Ok(Some(v)) => {
+                let id = parse_id(&v)?;
+                ledger.record(stream, id);
+                out.push(Some(id));
+            }
             Ok(None) => {
                 unavailable += 1;
                 out.push(None);

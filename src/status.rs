@@ -51,6 +51,9 @@ pub struct Counters {
     pub published: AtomicU64,
     /// Publish calls that resolved `null` because Redis was unavailable.
     pub publish_failed: AtomicU64,
+    /// Publishes that resolved with an id and that a failover then lost (the new primary
+    /// did not have them); see `connection::ledger`.
+    pub publish_lost: AtomicU64,
     /// Messages handed to callbacks (subscriptions and consumers).
     pub delivered: AtomicU64,
     /// Callbacks that threw or rejected.
@@ -81,6 +84,8 @@ pub struct CountersSnapshot {
     pub published: u64,
     /// See [`Counters::publish_failed`].
     pub publish_failed: u64,
+    /// See [`Counters::publish_lost`].
+    pub publish_lost: u64,
     /// See [`Counters::delivered`].
     pub delivered: u64,
     /// See [`Counters::callback_errors`].
@@ -113,6 +118,7 @@ impl Counters {
         CountersSnapshot {
             published: get(&self.published),
             publish_failed: get(&self.publish_failed),
+            publish_lost: get(&self.publish_lost),
             delivered: get(&self.delivered),
             callback_errors: get(&self.callback_errors),
             reconnects: get(&self.reconnects),

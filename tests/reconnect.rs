@@ -78,3 +78,43 @@ async fn a_subscriber_resumes_after_the_server_restarts() {
     inbox.assert_quiet(Duration::from_millis(200)).await;
     c.disconnect().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_a_restarted_server_lost_are_reported_to_the_publisher() {
+    let mut server = RedisServer::start().await;
+    let cfg = Config::from_input(ConfigInput {
+        redis_url: Some(server.url()),
+        connect_timeout_ms: Some(500.0),
+        command_timeout_ms: Some(500.0),
+        reconnect_initial_delay_ms: Some(20.0),
+        reconnect_max_delay_ms: Some(200.0),
+        ..Default::default()
+    })
+    .unwrap();
+    let c = Arc::new(Client::new(cfg));
+    c.connect().await.unwrap();
+    // Acknowledged, then gone with the server (it keeps nothing on disk): what a failover
+    // to a replica that never got them looks like to the publisher.
+    for i in 0..5 {
+        c.publish("a", &format!("{i}"), PublishId::Auto, None)
+            .await
+            .unwrap()
+            .expect("written");
+    }
+    c.publish_batch("b", &["1".to_owned(), "2".to_owned()])
+        .await
+        .unwrap();
+    server.restart().await;
+    until("the lost publishes are reported", DELIVERY, || {
+        c.status().counters.publish_lost >= 7
+    })
+    .await;
+    assert_eq!(c.status().counters.publish_lost, 7);
+    // A publish to the new server is not lost, and nothing is reported twice.
+    c.publish("a", "\"after\"", PublishId::Auto, None)
+        .await
+        .unwrap()
+        .expect("written after the restart");
+    assert_eq!(c.status().counters.publish_lost, 7);
+    c.disconnect().await;
+}

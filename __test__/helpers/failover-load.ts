@@ -83,6 +83,10 @@ export interface LoadCounts {
   deliveredFailOpen: number;
   /** Resolved publishes that still exist in the stream at the end. */
   inStream: number;
+  /** Resolved publishes the streams no longer hold: the failover lost them (`resolved - inStream`). */
+  lostInFailover: number;
+  /** What the publishing client reported as lost (`counters.publishLost`): must equal `lostInFailover`. */
+  reportedToPublisher: number;
   /** Of those, ones the group never handled: must be 0. */
   groupUnhandled: number;
   /** Group deliveries beyond the first of an id (at least once allows them). */
@@ -245,7 +249,8 @@ export class FailoverLoad {
   private count(stored: Map<string, Set<string>>): LoadCounts {
     const c: LoadCounts = {
       published: 0, resolved: 0, failOpen: 0, delivered: 0, gapReported: 0, lostUnreported: 0, duplicates: 0, outOfOrder: 0,
-      deliveredFailOpen: 0, inStream: 0, groupUnhandled: 0, groupRedelivered: 0, gapReports: this.gaps.length,
+      deliveredFailOpen: 0, inStream: 0, lostInFailover: 0, groupUnhandled: 0, groupRedelivered: 0, gapReports: this.gaps.length,
+      reportedToPublisher: this.opts.publisher.getStatus().counters.publishLost,
     };
     for (const [stream, list] of this.publishes) {
       const inboxes = this.deliveries.get(stream)!;
@@ -272,6 +277,7 @@ export class FailoverLoad {
         }
       }
       for (const id of new Set(inboxes.flat())) if (!resolvedIds.has(id)) c.deliveredFailOpen++;
+      c.lostInFailover = c.resolved - c.inStream;
       for (const times of this.handled.get(stream)!.values()) c.groupRedelivered += times - 1;
     }
     return c;
@@ -292,6 +298,9 @@ export class FailoverLoad {
         counts = this.count(await readAll());
         if (counts.lostUnreported > 0) notYet(`${counts.lostUnreported} resolved publishes neither delivered nor in a reported gap`);
         if (counts.groupUnhandled > 0) notYet(`${counts.groupUnhandled} entries in the streams not handled by the group`);
+        if (counts.reportedToPublisher !== counts.lostInFailover) {
+          notYet(`the publisher reported ${counts.reportedToPublisher} lost publishes, the streams lack ${counts.lostInFailover}`);
+        }
         return true;
       });
     } catch {
@@ -303,6 +312,7 @@ export class FailoverLoad {
       `[failover-counts] ${label}: published=${counts.published} resolved=${counts.resolved} fail-open=${counts.failOpen} ` +
         `delivered=${counts.delivered} gap-reported=${counts.gapReported} lost-unreported=${counts.lostUnreported} ` +
         `duplicates=${counts.duplicates} out-of-order=${counts.outOfOrder} delivered-fail-open=${counts.deliveredFailOpen} ` +
+        `lost-in-failover=${counts.lostInFailover} reported-to-publisher=${counts.reportedToPublisher} ` +
         `group: in-stream=${counts.inStream} unhandled=${counts.groupUnhandled} redelivered=${counts.groupRedelivered} gap-reports=${counts.gapReports}`,
     );
     return counts;

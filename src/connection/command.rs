@@ -17,15 +17,19 @@ use tracing::{info, warn};
 
 use super::backoff::Backoff;
 use super::dial::{connect_error, state_error};
+use super::ledger::{self, Ledger};
 use super::ordered::Ordered;
 use super::topology::{AnyConn, NodeAddr, Target};
-use crate::codec::now_ms;
+use crate::codec::{now_ms, parse_stream_info, StreamId};
 use crate::config::Config;
 use crate::error::{classify, Error, Failure, Result};
 use crate::status::{ConnState, Counters, Throttle};
 
 /// How often an otherwise idle command connection is checked with a PING.
 const HEALTH_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// Tries at looking up the newest publishes after a failover while Redis is unavailable.
+const LOST_CHECK_ATTEMPTS: u32 = 5;
 
 /// Consecutive command timeouts after which the command connection is presumed dead.
 const TIMEOUTS_BEFORE_RECONNECT: u32 = 3;
@@ -64,6 +68,10 @@ pub struct CommandConn {
     probe: Notify,
     /// Bumped when the cluster's slot map changed: readers re-plan.
     topology: watch::Sender<u64>,
+    /// The newest ids of this client's publishes, to find those a failover lost.
+    ledger: Arc<Ledger>,
+    /// `run_id` of the server the connection last reached (not in a cluster).
+    run_id: std::sync::Mutex<Option<String>>,
 }
 
 impl CommandConn {
@@ -91,12 +99,22 @@ impl CommandConn {
             kick: Notify::new(),
             probe: Notify::new(),
             topology: watch::Sender::new(0),
+            ledger: Arc::new(Ledger::default()),
+            run_id: std::sync::Mutex::new(None),
         })
     }
 
     /// Where the data lives, for opening the dedicated reader connections.
     pub fn target(&self) -> &Arc<Target> {
         &self.target
+    }
+
+    /// The cluster's masters as the slot map names them (empty outside a cluster).
+    fn masters(&self) -> Vec<NodeAddr> {
+        match &*self.target {
+            crate::connection::Target::Cluster(t) => t.masters(),
+            _ => Vec::new(),
+        }
     }
 
     /// Watches the cluster's slot map: bumped whenever it changed.
@@ -289,6 +307,8 @@ impl CommandConn {
         let mut ever_connected = false;
         // The last connection was dropped for the server's state: keep backing off.
         let mut penalty = false;
+        // The connection reached another server than before (a failover, a restart).
+        let mut moved = false;
         self.state.send_replace(ConnState::Connecting);
         loop {
             let attempt = tokio::select! {
@@ -298,7 +318,8 @@ impl CommandConn {
             };
             let failed = match attempt {
                 Ok(mut conn) => {
-                    self.learn_version(&mut conn).await;
+                    // Sticky until checked: a failed attempt must not hide the move.
+                    moved |= self.learn_server(&mut conn).await;
                     let generation =
                         Generation(self.generation.fetch_add(1, Ordering::Relaxed) + 1);
                     match self.flush_parked(&mut conn, generation).await {
@@ -352,6 +373,13 @@ impl CommandConn {
             if self.target.is_cluster() {
                 self.refresh_slots().await;
             }
+            if moved {
+                info!(url = %self.cfg.redis_url, "the command connection reached another server (a failover or a restart); checking the newest publishes");
+                self.report_lost_publishes(&token).await;
+                moved = false;
+            }
+            let mut topology = self.topology();
+            let mut masters = self.masters();
             // A connection whose server went away is only noticed when used: probe it now
             // and then, and at once when another connection of this client just failed, so
             // status and the next publish see the truth.
@@ -361,6 +389,19 @@ impl CommandConn {
                     _ = self.kick.notified() => break,
                     _ = self.probe.notified() => {}
                     _ = tokio::time::sleep(HEALTH_CHECK_EVERY) => {}
+                    r = topology.changed(), if self.target.is_cluster() => {
+                        if r.is_ok() {
+                            // A master that left the slot map failed (or was removed): the
+                            // replica promoted in its place may lack its newest entries.
+                            let now = self.masters();
+                            if masters.iter().any(|m| !now.contains(m)) {
+                                info!("a cluster master left the slot map; checking the newest publishes");
+                                self.report_lost_publishes(&token).await;
+                            }
+                            masters = now;
+                        }
+                        continue;
+                    }
                 }
                 let _ = self.query::<Value, _>(&redis::cmd("PING")).await;
                 if self.get().is_none() {
@@ -392,17 +433,129 @@ impl CommandConn {
     }
 
     /// Reads the server's version (for features of newer servers), best effort.
-    async fn learn_version(&self, conn: &mut AnyConn) {
+    /// Learns the server's version and, outside a cluster, whether this is another server
+    /// than the connection reached before (its `run_id` changed: a failover, or a restart
+    /// that may have lost data). Returns the latter.
+    async fn learn_server(&self, conn: &mut AnyConn) -> bool {
         let info = tokio::time::timeout(
             self.cfg.command_timeout,
             redis::cmd("INFO").arg("server").query_async::<String>(conn),
         )
         .await;
-        if let Ok(Ok(info)) = info {
-            if let Some(v) = parse_version(&info) {
-                self.server_version.store(v, Ordering::Relaxed);
+        let Ok(Ok(info)) = info else { return false };
+        if let Some(v) = parse_version(&info) {
+            self.server_version.store(v, Ordering::Relaxed);
+        }
+        if self.target.is_cluster() {
+            return false;
+        }
+        let Some(run_id) = info
+            .lines()
+            .find_map(|l| l.strip_prefix("run_id:"))
+            .map(|r| r.trim().to_owned())
+        else {
+            return false;
+        };
+        let mut known = self.run_id.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = known.as_ref().is_some_and(|k| *k != run_id);
+        *known = Some(run_id);
+        changed
+    }
+
+    /// The record of this client's newest publish ids.
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
+    }
+
+    /// After the connection moved to another server: looks the newest publish ids up there
+    /// and reports those it does not have (a failover lost them: `warn` per stream and
+    /// `counters.publishLost`). Waits `commandTimeoutMs` first, so that every publish still
+    /// on the old connection has resolved (or failed open) and is in the record. Retries a
+    /// few times while Redis is unavailable.
+    async fn report_lost_publishes(&self, token: &CancellationToken) {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tokio::time::sleep(self.cfg.command_timeout) => {}
+        }
+        let mut pending = self.ledger.snapshot();
+        for attempt in 1..=LOST_CHECK_ATTEMPTS {
+            let checks = pending.iter().map(|(stream, ids)| async move {
+                (self.lost_in(stream, ids).await, stream.clone(), ids.clone())
+            });
+            let mut retry = Vec::new();
+            for (result, stream, ids) in futures_util::future::join_all(checks).await {
+                match result {
+                    Some(lost) if lost.is_empty() => {}
+                    Some(lost) => {
+                        warn!(
+                            stream = %stream,
+                            lost = lost.len(),
+                            first = %lost[0],
+                            last = %lost[lost.len() - 1],
+                            "a failover lost publishes that Redis had acknowledged (replication is asynchronous): the new primary does not have them"
+                        );
+                        Counters::add(&self.counters.publish_lost, lost.len() as u64);
+                        self.ledger.forget(&stream, &lost);
+                    }
+                    None => retry.push((stream, ids)),
+                }
+            }
+            if retry.is_empty() {
+                return;
+            }
+            pending = retry;
+            if attempt < LOST_CHECK_ATTEMPTS {
+                tokio::select! {
+                    _ = token.cancelled() => return,
+                    _ = tokio::time::sleep(self.cfg.reconnect.max) => {}
+                }
             }
         }
+        warn!(
+            streams = pending.len(),
+            "cannot check whether the failover lost publishes: Redis stayed unavailable"
+        );
+    }
+
+    /// Which of `ids` the server's `stream` lacks (see [`ledger::lost`]); `None` when it
+    /// cannot tell now.
+    async fn lost_in(&self, stream: &str, ids: &[StreamId]) -> Option<Vec<StreamId>> {
+        if ids.is_empty() {
+            return Some(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        pipe.cmd("XINFO").arg("STREAM").arg(stream);
+        for id in ids {
+            pipe.cmd("XRANGE")
+                .arg(stream)
+                .arg(id)
+                .arg(id)
+                .arg("COUNT")
+                .arg(1);
+        }
+        let replies: Vec<Value> = self.query(&pipe).await.ok()??;
+        let (info, ranges) = replies.split_first()?;
+        let (exists, max_deleted, first) = match info {
+            Value::ServerError(e)
+                if classify(&RedisError::from(e.clone())) == Failure::NoSuchKey =>
+            {
+                (false, StreamId::ZERO, None)
+            }
+            Value::ServerError(_) => return None,
+            v => {
+                let i = parse_stream_info(v).ok()?;
+                (true, i.max_deleted, i.first_entry)
+            }
+        };
+        let mut present = Vec::with_capacity(ranges.len());
+        for r in ranges {
+            match r {
+                Value::Array(a) => present.push(!a.is_empty()),
+                _ => return None,
+            }
+        }
+        Some(ledger::lost(ids, &present, exists, max_deleted, first))
     }
 
     /// Whether the server has `XTRIM … ACKED` (Redis 8.2 and later).

@@ -17,6 +17,7 @@ mod backoff;
 mod blocking;
 mod command;
 mod dial;
+pub mod ledger;
 mod ordered;
 mod topology;
 

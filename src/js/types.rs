@@ -272,6 +272,9 @@ pub struct StatusCounters {
     pub published: f64,
     /// Publishes that resolved `null` because Redis was unavailable.
     pub publish_failed: f64,
+    /// Publishes that resolved with an id and that a failover then lost: the new primary did
+    /// not have them (asynchronous replication). Logged at `warn` with the stream and ids.
+    pub publish_lost: f64,
     /// Messages handed to callbacks (subscriptions and consumers).
     pub delivered: f64,
     /// Callbacks that threw or rejected.
@@ -471,6 +474,7 @@ impl Status {
             counters: StatusCounters {
                 published: s.counters.published as f64,
                 publish_failed: s.counters.publish_failed as f64,
+                publish_lost: s.counters.publish_lost as f64,
                 delivered: s.counters.delivered as f64,
                 callback_errors: s.counters.callback_errors as f64,
                 reconnects: s.counters.reconnects as f64,

@@ -1,0 +1,160 @@
+//! What this client published lately, kept to tell the writer which publishes a failover lost.
+//!
+//! Redis replicates asynchronously: a primary acknowledges an `XADD` before its replica has
+//! it, so when the replica is promoted, the newest acknowledged entries may be gone. No
+//! subscriber can see a loss of entries it had not read yet; the publisher can. After the
+//! command connection finds itself on another server (another `run_id`, a new cluster
+//! master), the recent ids are looked up there, and the missing ones are reported: a `warn`
+//! record per stream and `counters.publishLost`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::codec::StreamId;
+
+/// Ids kept per stream: the newest ones (a failover loses the newest).
+pub const IDS_PER_STREAM: usize = 1_000;
+/// Streams kept; publishing to another one forgets the one written to least recently.
+pub const STREAMS: usize = 256;
+
+struct Recent {
+    ids: VecDeque<StreamId>,
+    /// When it was last written to, in calls to [`Ledger::record`].
+    touched: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    streams: HashMap<Arc<str>, Recent>,
+    clock: u64,
+}
+
+/// The newest ids this client's publishes got, per stream.
+#[derive(Default)]
+pub struct Ledger {
+    inner: Mutex<Inner>,
+}
+
+impl Ledger {
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records that a publish to `stream` got `id`.
+    pub fn record(&self, stream: &str, id: StreamId) {
+        let mut inner = self.inner();
+        inner.clock += 1;
+        let now = inner.clock;
+        if let Some(r) = inner.streams.get_mut(stream) {
+            if r.ids.len() == IDS_PER_STREAM {
+                r.ids.pop_front();
+            }
+            r.ids.push_back(id);
+            r.touched = now;
+            return;
+        }
+        if inner.streams.len() == STREAMS {
+            let oldest = inner
+                .streams
+                .iter()
+                .min_by_key(|(_, r)| r.touched)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                inner.streams.remove(&k);
+            }
+        }
+        inner.streams.insert(
+            Arc::from(stream),
+            Recent {
+                ids: VecDeque::from([id]),
+                touched: now,
+            },
+        );
+    }
+
+    /// Every stream with its recorded ids, oldest first.
+    pub fn snapshot(&self) -> Vec<(Arc<str>, Vec<StreamId>)> {
+        self.inner()
+            .streams
+            .iter()
+            .map(|(k, r)| (k.clone(), r.ids.iter().copied().collect()))
+            .collect()
+    }
+
+    /// Forgets `ids` of `stream` (reported lost: not to be reported again).
+    pub fn forget(&self, stream: &str, ids: &[StreamId]) {
+        let mut inner = self.inner();
+        if let Some(r) = inner.streams.get_mut(stream) {
+            r.ids.retain(|id| ids.binary_search(id).is_err());
+        }
+    }
+}
+
+/// Of the `recorded` ids of a stream, those a server does not have although nothing says they
+/// were trimmed or deleted there: `present[i]` tells whether `recorded[i]` is in the stream,
+/// `max_deleted` is the stream's largest deleted or trimmed id and `first` its oldest entry
+/// (`None` with `exists` false: the stream is not there at all).
+pub fn lost(
+    recorded: &[StreamId],
+    present: &[bool],
+    exists: bool,
+    max_deleted: StreamId,
+    first: Option<StreamId>,
+) -> Vec<StreamId> {
+    recorded
+        .iter()
+        .zip(present)
+        .filter(|(id, here)| {
+            !**here && (!exists || (**id > max_deleted && first.is_none_or(|f| **id >= f)))
+        })
+        .map(|(id, _)| *id)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(ms: u64) -> StreamId {
+        StreamId::new(ms, 0)
+    }
+
+    #[test]
+    fn keeps_the_newest_ids_of_the_most_recently_written_streams() {
+        let l = Ledger::default();
+        for ms in 0..(IDS_PER_STREAM as u64 + 5) {
+            l.record("a", id(ms));
+        }
+        let snap = l.snapshot();
+        assert_eq!(snap[0].1.len(), IDS_PER_STREAM);
+        assert_eq!(snap[0].1[0], id(5));
+        for s in 0..STREAMS {
+            l.record(&format!("s{s}"), id(1));
+        }
+        // "a" was written to least recently: it made room.
+        assert_eq!(l.snapshot().len(), STREAMS);
+        assert!(l.snapshot().iter().all(|(k, _)| &**k != "a"));
+        l.forget("s0", &[id(1)]);
+        assert!(l
+            .snapshot()
+            .iter()
+            .any(|(k, v)| &**k == "s0" && v.is_empty()));
+    }
+
+    #[test]
+    fn missing_ids_are_lost_unless_trimmed_or_deleted() {
+        let rec = [id(1), id(2), id(3), id(4)];
+        // 1 trimmed (below the first entry), 2 present, 3 and 4 missing.
+        assert_eq!(
+            lost(&rec, &[false, true, false, false], true, id(1), Some(id(2))),
+            vec![id(3), id(4)]
+        );
+        // 3 deleted (max_deleted covers it): only 4 lost.
+        assert_eq!(
+            lost(&rec, &[false, true, false, false], true, id(3), Some(id(2))),
+            vec![id(4)]
+        );
+        // No stream at all on the new server: everything recorded is lost.
+        assert_eq!(lost(&rec, &[false; 4], false, StreamId::ZERO, None), rec);
+    }
+}
