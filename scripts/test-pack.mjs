@@ -98,7 +98,7 @@ const platformTgz = join(dist, `${pkg.name}-${platform}-${pkg.version}.tgz`);
 for (const f of [mainTgz, platformTgz]) if (!existsSync(f)) fail(`${relative(root, f)} is missing: run pnpm pack-all first`);
 
 step("the tarballs hold only what a user needs");
-checkList(mainTgz, ["package.json", "README.md", "index.js", "index.d.ts"]);
+checkList(mainTgz, ["package.json", "README.md", "LICENSE", "index.js", "index.d.ts"]);
 checkList(platformTgz, ["package.json", "README.md", `${binaryName}.${platform}.node`]);
 const packedManifest = JSON.parse(spawnSync("tar", ["-xzOf", mainTgz, "package/package.json"], { encoding: "utf8" }).stdout);
 const wantOptional = `${pkg.name}-${platform}`;
