@@ -9,9 +9,8 @@ use serde_json::json;
 use streamcast::{Client, Config, ConfigInput, PublishId, StreamId, SubscribeOptions};
 use support::{until, ChannelHandler, RedisServer, DELIVERY};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_subscriber_resumes_after_the_server_restarts() {
-    let mut server = RedisServer::start().await;
+/// A connected client of `server` with short timeouts and reconnect delays.
+async fn quick_client(server: &RedisServer) -> Arc<Client> {
     let cfg = Config::from_input(ConfigInput {
         redis_url: Some(server.url()),
         connect_timeout_ms: Some(500.0),
@@ -23,6 +22,13 @@ async fn a_subscriber_resumes_after_the_server_restarts() {
     .unwrap();
     let c = Arc::new(Client::new(cfg));
     c.connect().await.unwrap();
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_resumes_after_the_server_restarts() {
+    let mut server = RedisServer::start().await;
+    let c = quick_client(&server).await;
     let (handler, mut inbox) = ChannelHandler::new();
     c.subscribe("events", handler, SubscribeOptions::default())
         .await
@@ -82,17 +88,7 @@ async fn a_subscriber_resumes_after_the_server_restarts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishes_a_restarted_server_lost_are_reported_to_the_publisher() {
     let mut server = RedisServer::start().await;
-    let cfg = Config::from_input(ConfigInput {
-        redis_url: Some(server.url()),
-        connect_timeout_ms: Some(500.0),
-        command_timeout_ms: Some(500.0),
-        reconnect_initial_delay_ms: Some(20.0),
-        reconnect_max_delay_ms: Some(200.0),
-        ..Default::default()
-    })
-    .unwrap();
-    let c = Arc::new(Client::new(cfg));
-    c.connect().await.unwrap();
+    let c = quick_client(&server).await;
     // Acknowledged, then gone with the server (it keeps nothing on disk): what a failover
     // to a replica that never got them looks like to the publisher.
     for i in 0..5 {

@@ -169,7 +169,24 @@ impl CommandConn {
         else {
             return Ok(None);
         };
-        match tokio::time::timeout_at(deadline, conn.to_node(cmd, addr)).await {
+        let reply = self.outcome(
+            generation,
+            tokio::time::timeout_at(deadline, conn.to_node(cmd, addr)).await,
+        )?;
+        reply
+            .map(|v| T::from_redis_value(v).map_err(RedisError::from))
+            .transpose()
+    }
+
+    /// What a command that ran against `deadline` means for its caller: a reply, `None`
+    /// when Redis is unavailable (timeout, connection failed, the server's state; see
+    /// [`CommandConn::judge`]), or the server's refusal.
+    fn outcome<T>(
+        &self,
+        generation: Generation,
+        sent: std::result::Result<std::result::Result<T, RedisError>, tokio::time::error::Elapsed>,
+    ) -> std::result::Result<Option<T>, RedisError> {
+        match sent {
             Err(_) => {
                 self.timed_out(generation);
                 Ok(None)
@@ -180,7 +197,7 @@ impl CommandConn {
             }
             Ok(Ok(v)) => {
                 self.answered();
-                T::from_redis_value(v).map(Some).map_err(RedisError::from)
+                Ok(Some(v))
             }
         }
     }
@@ -640,20 +657,10 @@ impl CommandConn {
         else {
             return Ok(None);
         };
-        match tokio::time::timeout_at(deadline, cmd.send(&mut conn)).await {
-            Err(_) => {
-                self.timed_out(generation);
-                Ok(None)
-            }
-            Ok(Err(e)) => {
-                self.answered();
-                self.judge(generation, e)
-            }
-            Ok(Ok(v)) => {
-                self.answered();
-                Ok(Some(v))
-            }
-        }
+        self.outcome(
+            generation,
+            tokio::time::timeout_at(deadline, cmd.send(&mut conn)).await,
+        )
     }
 }
 
