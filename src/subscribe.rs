@@ -687,9 +687,11 @@ impl Hub {
 
     /// Every subscription with its stream and position, by id.
     pub fn details(&self) -> Vec<SubscriptionInfo> {
-        let ends = self.ends.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        self.subs()
-            .values()
+        // Locked in the order the reader takes them (subscriptions, then ends): no copy of
+        // every stream's end per call.
+        let subs = self.subs();
+        let ends = self.ends.lock().unwrap_or_else(|p| p.into_inner());
+        subs.values()
             .map(|s| {
                 let position = *s.position();
                 let queued = s.queued.load(Ordering::Relaxed);
