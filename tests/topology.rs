@@ -275,7 +275,7 @@ async fn a_killed_sentinel_master_is_replaced_and_comes_back_as_a_replica() {
     let info: String = setup
         .query(old, redis::cmd("INFO").arg("replication"))
         .await;
-    assert_eq!(info_field(&info, "role"), Some("slave"));
+    assert_eq!(info_field(&info, "role"), Some("slave"), "{}", setup.logs());
     assert_eq!(info_field(&info, "master_port"), Some(&*new.to_string()));
     let copied: String = setup.query(old, redis::cmd("GET").arg("before")).await;
     assert_eq!(copied, "v");

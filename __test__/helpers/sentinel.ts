@@ -9,11 +9,13 @@ import { freePorts, infoField, NodeConnections, ServerProcess, SETTLE_MS, waitFo
 /** The name the sentinels monitor the master under. */
 export const SENTINEL_MASTER_NAME = "mymaster";
 /**
- * `down-after-milliseconds`: a master silent this long is subjectively down. Sentinels PING every
- * second, so 1 s is the shortest value that still needs a missed round; the default (30 s) would
- * dominate every test.
+ * `down-after-milliseconds`: a master silent this long is subjectively down; the default (30 s)
+ * would dominate every test. 1 s (one PING period) was too short: a sentinel's fresh link to the
+ * just-promoted master may get its first PONG only after ~1.1 s, and the leader then failed
+ * straight back to the old master with the other sentinels' leftover "down" votes (see
+ * SENTINEL_DOWN_AFTER_MS in tests/support/topology.rs). 3 s leaves two PING periods of margin.
  */
-export const SENTINEL_DOWN_AFTER_MS = 1_000;
+export const SENTINEL_DOWN_AFTER_MS = 3_000;
 /**
  * `failover-timeout`: bounds the election and the promotion (well under a second here); a
  * sentinel whose attempt failed waits twice this long before the next one, so 5 s keeps a retry

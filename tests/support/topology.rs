@@ -37,10 +37,14 @@ pub const CLUSTER_NODE_TIMEOUT_MS: u64 = 1_000;
 pub const CLUSTER_REPL_PING_REPLICA_PERIOD_S: u64 = 1;
 
 /// `down-after-milliseconds` of the sentinels: a master silent this long is subjectively
-/// down. The same reasoning as [`CLUSTER_NODE_TIMEOUT_MS`]: Redis's 30 s default would
-/// dominate every test, and sentinels PING each instance every second, so 1 s is the
-/// shortest value that still needs a missed PING round to declare a master down.
-pub const SENTINEL_DOWN_AFTER_MS: u64 = 1_000;
+/// down. Redis's 30 s default would dominate every test. 1 s (one PING period) was too short:
+/// right after `+switch-master` a sentinel's fresh link to the promoted node got its first PONG
+/// only ~1.1 s later, so the leader marked the new master down at once and, counting the
+/// other sentinels' "down" votes left over from the failover just finished, failed straight
+/// back to the old master (1 run in 9 of `cargo test --test topology` on a loaded machine;
+/// the sentinel logs show `+sdown`/`+odown` of the new master 1.03 s after the switch).
+/// 3 s leaves two PING periods of margin and adds 2 s to a SIGKILL failover.
+pub const SENTINEL_DOWN_AFTER_MS: u64 = 3_000;
 
 /// `failover-timeout` of the sentinels. It bounds the election and the promotion (each well
 /// under a second here), and a sentinel that saw a failover attempt fail waits twice this long
@@ -200,7 +204,7 @@ impl Process {
         format!(
             "log of :{}:\n{}",
             self.port,
-            lines[lines.len().saturating_sub(20)..].join("\n")
+            lines[lines.len().saturating_sub(40)..].join("\n")
         )
     }
 }
@@ -1200,6 +1204,16 @@ impl RedisSentinel {
             }
         }
         Ok(())
+    }
+
+    /// The last lines of every data node's and sentinel's log, for an assertion's message.
+    pub fn logs(&self) -> String {
+        self.data
+            .iter()
+            .chain(self.sentinels.iter())
+            .map(Process::log_tail)
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     fn process_mut(&mut self, port: u16) -> &mut Process {
