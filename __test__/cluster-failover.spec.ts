@@ -8,7 +8,7 @@ import { afterAll, beforeAll, expect, test } from "vitest";
 import { StreamsClient } from "../index.js";
 import { startCluster, type RedisCluster } from "./helpers/cluster.js";
 import { entryIds, FailoverLoad, loadClient, readerConnections, type NodeCall } from "./helpers/failover-load.js";
-import { notYet, waitFor } from "./helpers/topology.js";
+import { notYet, waitFor } from "./helpers/until.js";
 
 const LONG = 120_000;
 let cluster: RedisCluster;

@@ -8,7 +8,7 @@ import { afterAll, afterEach, beforeAll, expect, test } from "vitest";
 import { StreamsClient } from "../index.js";
 import { entryIds, FailoverLoad, loadClient, readerConnections, type NodeCall } from "./helpers/failover-load.js";
 import { startSentinel, SENTINEL_MASTER_NAME, type RedisSentinel } from "./helpers/sentinel.js";
-import { notYet, waitFor } from "./helpers/topology.js";
+import { notYet, waitFor } from "./helpers/until.js";
 
 const LONG = 120_000;
 let setup: RedisSentinel;

@@ -5,7 +5,8 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePorts, infoField, NodeConnections, parseClientList, redisCli, ServerProcess, SETTLE_MS, waitFor, notYet, type ClientInfo } from "./topology.js";
+import { freePorts, infoField, NodeConnections, parseClientList, redisCli, ServerProcess, SETTLE_MS, type ClientInfo } from "./topology.js";
+import { notYet, waitFor } from "./until.js";
 
 /**
  * `cluster-node-timeout` of the nodes, in ms. A master silent on the cluster bus this long is

@@ -4,7 +4,8 @@
 // which were lost without a report, and which were delivered twice.
 import { appendFileSync } from "node:fs";
 import { setLogger, StreamsClient, type StreamMessage } from "../../index.js";
-import { FIXTURE_CLIENT_NAME, parseClientList, waitFor, notYet } from "./topology.js";
+import { FIXTURE_CLIENT_NAME, parseClientList } from "./topology.js";
+import { notYet, waitFor } from "./until.js";
 
 /** Runs one command on one node of a test topology (`RedisCluster.call`, `RedisSentinel.call`). */
 export type NodeCall = (port: number, ...args: (string | number)[]) => Promise<unknown>;

@@ -4,7 +4,8 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePorts, infoField, NodeConnections, ServerProcess, SETTLE_MS, waitFor, notYet } from "./topology.js";
+import { freePorts, infoField, NodeConnections, ServerProcess, SETTLE_MS } from "./topology.js";
+import { notYet, waitFor } from "./until.js";
 
 /** The name the sentinels monitor the master under. */
 export const SENTINEL_MASTER_NAME = "mymaster";

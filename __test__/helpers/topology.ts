@@ -12,7 +12,6 @@ export const FIXTURE_CLIENT_NAME = "topology-fixture";
 /** Time allowed for a topology to become ready after a start, a failover, a restart or a reshard. */
 export const SETTLE_MS = 60_000;
 const PROCESS_START_MS = 10_000;
-const POLL_MS = 20;
 
 // Where available, setpriv makes the kernel kill each server when this process dies in any way
 // (even a SIGKILL from the test runner), so no orphaned server outlives a test file.
@@ -23,31 +22,6 @@ const live = new Set<ChildProcess>();
 process.on("exit", () => {
   for (const proc of live) proc.kill("SIGKILL");
 });
-
-/**
- * Runs `probe` every 20 ms until it returns a value other than `undefined`. `undefined` or a
- * thrown error means "not yet" (the error's message is kept as the reason). Throws naming
- * `what` and the last reason after `timeoutMs`.
- */
-export async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last = "nothing yet";
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err instanceof Error ? err.message : String(err);
-    }
-    if (Date.now() >= deadline) throw new Error(`not within ${timeoutMs} ms: ${what}; last seen: ${last}`);
-    await new Promise((r) => setTimeout(r, POLL_MS));
-  }
-}
-
-/** Fails a `waitFor` probe with a reason that the final error shows. */
-export function notYet(reason: string): never {
-  throw new Error(reason);
-}
 
 /** `n` distinct free loopback ports, probed at once so none repeats. */
 export async function freePorts(n: number): Promise<number[]> {
