@@ -161,21 +161,29 @@ impl CommandConn {
         cmd: redis::Cmd,
         addr: Option<&NodeAddr>,
     ) -> std::result::Result<Option<T>, RedisError> {
-        let deadline = Instant::now() + self.cfg.command_timeout;
-        let Some(Installed {
-            generation,
-            mut conn,
-        }) = self.conn_or_first(deadline).await
-        else {
-            return Ok(None);
-        };
-        let reply = self.outcome(
-            generation,
-            tokio::time::timeout_at(deadline, conn.to_node(cmd, addr)).await,
-        )?;
+        let reply = self
+            .timed(|mut conn| async move { conn.to_node(cmd, addr).await })
+            .await?;
         reply
             .map(|v| T::from_redis_value(v).map_err(RedisError::from))
             .transpose()
+    }
+
+    /// Runs `send` on the installed connection (waiting for the first one) within the
+    /// command timeout, and judges the result with [`CommandConn::outcome`].
+    async fn timed<T, F, Fut>(&self, send: F) -> std::result::Result<Option<T>, RedisError>
+    where
+        F: FnOnce(AnyConn) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, RedisError>>,
+    {
+        let deadline = Instant::now() + self.cfg.command_timeout;
+        let Some(Installed { generation, conn }) = self.conn_or_first(deadline).await else {
+            return Ok(None);
+        };
+        self.outcome(
+            generation,
+            tokio::time::timeout_at(deadline, send(conn)).await,
+        )
     }
 
     /// What a command that ran against `deadline` means for its caller: a reply, `None`
@@ -649,18 +657,8 @@ impl CommandConn {
         T: FromRedisValue + Send,
         C: Queryable,
     {
-        let deadline = Instant::now() + self.cfg.command_timeout;
-        let Some(Installed {
-            generation,
-            mut conn,
-        }) = self.conn_or_first(deadline).await
-        else {
-            return Ok(None);
-        };
-        self.outcome(
-            generation,
-            tokio::time::timeout_at(deadline, cmd.send(&mut conn)).await,
-        )
+        self.timed(|mut conn| async move { cmd.send(&mut conn).await })
+            .await
     }
 }
 
