@@ -305,9 +305,11 @@ struct ReaderState {
     node: Option<NodeAddr>,
     /// `run_id` of the server this reader last read from.
     server: Option<String>,
-    /// The streams' server changed (a failover, a restart) since their positions were last
-    /// checked: a stream whose ids went back was rolled back by it, not recreated.
-    switched: bool,
+    /// Streams whose server changed (a failover, a restart) since their positions were last
+    /// checked: one whose ids went back was rolled back by it, not recreated. A stream stays
+    /// here until a check could read it (the first one after a failover may meet
+    /// CLUSTERDOWN or TRYAGAIN), so a rollback found later is still reported as a gap.
+    switched: HashSet<Arc<str>>,
 }
 
 /// What the reader does after a step.
@@ -917,16 +919,18 @@ impl Hub {
     /// read) and restarts from `0-0` a subscription whose stream was deleted or recreated
     /// (its ids went back below the position, so it would otherwise never see a new entry).
     ///
-    /// After the server changed (`switched`: a failover), ids that went back mean the new
-    /// server lost the stream's last entries (replication is asynchronous): those up to the
-    /// position were delivered, and any the old server took after them are lost. That is
-    /// reported as a gap, and the subscription goes on from the new server's last id:
-    /// reading from `0-0` would deliver everything again.
+    /// After the stream's server changed (it is in `switched`: a failover), ids that went
+    /// back mean the new server lost the stream's last entries (replication is
+    /// asynchronous): those up to the position were delivered, and any the old server took
+    /// after them are lost. That is reported as a gap, and the subscription goes on from the
+    /// new server's last id: reading from `0-0` would deliver everything again. A stream
+    /// leaves `switched` once checked; one that could not be checked stays there and is
+    /// queued as a suspect, so an idle check looks at it again soon.
     async fn check_positions(
         &self,
         reader: &mut BlockingReader,
         streams: &[Arc<str>],
-        switched: bool,
+        switched: &mut HashSet<Arc<str>>,
     ) -> std::result::Result<(), ReadError> {
         if streams.is_empty() {
             return Ok(());
@@ -949,6 +953,7 @@ impl Hub {
                     // finds the node, and the next check looks again.
                     _ => {
                         warn!(stream = %stream, error = %e, "cannot check the subscription's position now (its slot moves, or the cluster fails over); checking again later");
+                        self.suspects().push(stream);
                         continue;
                     }
                 },
@@ -956,10 +961,12 @@ impl Hub {
                     Ok(i) => Some(i),
                     Err(e) => {
                         warn!(stream = %stream, error = %e, "cannot read XINFO STREAM; position not checked");
+                        self.suspects().push(stream);
                         continue;
                     }
                 },
             };
+            let rolled_back_by_switch = switched.remove(stream);
             if let Some(i) = &info {
                 self.saw_end(stream, i.last_generated, Some(i.entries_added));
             }
@@ -976,7 +983,7 @@ impl Hub {
                         };
                     }
                     None => {}
-                    Some(i) if i.last_generated < at && switched => {
+                    Some(i) if i.last_generated < at && rolled_back_by_switch => {
                         warn!(
                             stream = %stream,
                             cursor = %i.last_generated,
@@ -1062,7 +1069,7 @@ impl Hub {
             changed: self.changed.subscribe(),
             node,
             server: None,
-            switched: false,
+            switched: HashSet::new(),
         };
         while !token.is_cancelled() {
             let flow = AssertUnwindSafe(self.step(&mut reader, &mut state, &token))
@@ -1143,7 +1150,7 @@ impl Hub {
                 if (st.server.is_some() && st.server != server)
                     || (!st.connected_before && st.node.is_some())
                 {
-                    st.switched = true;
+                    st.switched = self.owned_streams(st.node.as_ref()).into_iter().collect();
                 }
                 st.server = server;
                 st.connected_before = true;
@@ -1158,14 +1165,16 @@ impl Hub {
                 _ => self.some_checks(&plan, st),
             };
             let check = std::mem::replace(&mut st.check, Check::None);
+            if check == Check::All {
+                // Streams no longer subscribed here need no check (`streams` is sorted).
+                st.switched.retain(|s| streams.binary_search(s).is_ok());
+            }
             let checked = self
-                .check_positions(reader, &streams, st.switched && check == Check::All)
+                .check_positions(reader, &streams, &mut st.switched)
                 .await;
-            match checked {
-                Ok(()) if check == Check::All => st.switched = false,
-                Ok(()) => {}
+            if checked.is_err() {
                 // Not checked: check again once the reader can.
-                Err(_) => st.check = check,
+                st.check = check;
             }
             checked
         } else if !plan.unresolved.is_empty() {

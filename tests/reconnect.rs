@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use streamcast::{Client, Config, ConfigInput, PublishId, StreamId, SubscribeOptions};
-use support::{until, ChannelHandler, RedisServer, DELIVERY};
+use support::{until, wait_reader_blocked, ChannelHandler, RedisServer, DELIVERY};
 
 /// A connected client of `server` with short timeouts and reconnect delays.
 async fn quick_client(server: &RedisServer) -> Arc<Client> {
@@ -112,5 +112,79 @@ async fn publishes_a_restarted_server_lost_are_reported_to_the_publisher() {
         .unwrap()
         .expect("written after the restart");
     assert_eq!(c.status().counters.publish_lost, 7);
+    c.disconnect().await;
+}
+
+/// A failover that rolled a stream back, where the first position check after the reader's
+/// reconnect could not read that stream (a cluster answers CLUSTERDOWN or TRYAGAIN while it
+/// fails over; here the restarted server refuses XINFO by ACL): a later check still knows
+/// the server changed under the stream, and reports the lost tail as a gap instead of taking
+/// it for entries that were delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_the_first_check_could_not_read_is_still_reported_as_a_gap() {
+    let mut server = RedisServer::start().await;
+    let c = quick_client(&server).await;
+    let (handler, mut inbox) = ChannelHandler::new();
+    let opts = SubscribeOptions {
+        block: Some(Duration::from_millis(200)),
+        ..Default::default()
+    };
+    c.subscribe("events", handler, opts).await.unwrap();
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let id = c
+            .publish("events", &n.to_string(), PublishId::Auto, None)
+            .await
+            .unwrap()
+            .expect("written");
+        ids.push(id);
+    }
+    let got: Vec<StreamId> = inbox.take(3, DELIVERY).await.iter().map(|m| m.id).collect();
+    assert_eq!(got, ids);
+
+    // The new server kept the first two entries, not the third, and refuses XINFO for now.
+    server
+        .restart_with(&[
+            "--user", "default", "on", "nopass", "~*", "&*", "+@all", "-xinfo",
+        ])
+        .await;
+    let mut check = server.checker().await;
+    for (n, id) in ids[..2].iter().enumerate() {
+        let _: String = redis::cmd("XADD")
+            .arg("events")
+            .arg(id.to_string())
+            .arg("data")
+            .arg(n.to_string())
+            .query_async(&mut check)
+            .await
+            .unwrap();
+    }
+    // The reader reconnected, met the refusal in its check, and reads on.
+    wait_reader_blocked(&mut check).await;
+    assert_eq!(c.status().counters.gaps, 0);
+
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("default")
+        .arg("+xinfo")
+        .query_async(&mut check)
+        .await
+        .unwrap();
+    until(
+        "the lost third entry is reported as a gap",
+        DELIVERY,
+        || c.status().counters.gaps >= 1,
+    )
+    .await;
+    assert_eq!(c.status().counters.gaps, 1);
+
+    // Reading goes on after the new server's last id: nothing is delivered twice.
+    let next = c
+        .publish("events", "3", PublishId::Auto, None)
+        .await
+        .unwrap()
+        .expect("written to the new server");
+    assert_eq!(inbox.one(DELIVERY).await.id, next);
+    inbox.assert_quiet(Duration::from_millis(300)).await;
     c.disconnect().await;
 }

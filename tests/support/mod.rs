@@ -76,8 +76,14 @@ impl RedisServer {
 
     /// Starts the server again on the same port (empty: nothing is persisted).
     pub async fn restart(&mut self) {
+        self.restart_with(&[]).await;
+    }
+
+    /// Starts the server again on the same port (empty), with `extra` configuration
+    /// arguments after the usual ones (`["--user", "default", ...]`).
+    pub async fn restart_with(&mut self, extra: &[&str]) {
         self.kill();
-        let child = launch(self.port, self.dir.path())
+        let child = launch_with(self.port, self.dir.path(), extra)
             .await
             .unwrap_or_else(|e| panic!("cannot restart redis-server on {}: {e}", self.port));
         self.child = Some(child);
@@ -105,6 +111,10 @@ fn free_port() -> u16 {
 }
 
 async fn launch(port: u16, dir: &Path) -> Result<Child, String> {
+    launch_with(port, dir, &[]).await
+}
+
+async fn launch_with(port: u16, dir: &Path, extra: &[&str]) -> Result<Child, String> {
     let log = dir.join(format!("redis-{port}.log"));
     let mut child = Command::new("redis-server")
         .arg("--port")
@@ -119,6 +129,7 @@ async fn launch(port: u16, dir: &Path) -> Result<Child, String> {
         .arg(dir)
         .arg("--logfile")
         .arg(&log)
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
