@@ -10,7 +10,7 @@ use std::time::Duration;
 use streamcast::{
     Client, Config, ConfigInput, ConsumeOptions, PublishId, StartId, StreamId, SubscribeOptions,
 };
-use support::topology::RedisCluster;
+use support::topology::{RedisCluster, Servers};
 use support::{until_async, ChannelHandler, DELIVERY};
 
 fn cluster_config(cluster: &RedisCluster) -> Config {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use streamcast::{Client, Config, ConfigInput, PublishId, SubscribeOptions};
-use support::topology::RedisSentinel;
+use support::topology::{RedisSentinel, Servers};
 use support::{ChannelHandler, DELIVERY};
 
 fn sentinel_config(s: &RedisSentinel) -> Config {

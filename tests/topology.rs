@@ -13,7 +13,7 @@ use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::sentinel::Sentinel;
 use redis::AsyncCommands;
-use support::topology::{info_field, RedisCluster, RedisSentinel, SENTINEL_MASTER_NAME};
+use support::topology::{info_field, RedisCluster, RedisSentinel, Servers, SENTINEL_MASTER_NAME};
 
 fn report(what: &str, took: Duration) {
     let _ = writeln!(std::io::stderr(), "[topology] {what}: {took:.2?}");

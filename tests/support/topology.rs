@@ -217,7 +217,34 @@ impl Drop for Process {
 
 /// One cached connection per port, reopened after a failure (a killed or restarted server).
 #[derive(Default)]
-struct Conns(Mutex<HashMap<u16, MultiplexedConnection>>);
+pub struct Conns(Mutex<HashMap<u16, MultiplexedConnection>>);
+
+/// What both fixtures offer for reaching one of their servers directly.
+#[allow(async_fn_in_trait)] // test support: never used where `Send` bounds would matter
+pub trait Servers {
+    /// The fixture's cached connections.
+    fn conns(&self) -> &Conns;
+
+    /// A plain connection to the server on `port` (a cluster node, a data node or a
+    /// sentinel; no redirections followed), named [`FIXTURE_CLIENT_NAME`].
+    async fn node_conn(&self, port: u16) -> MultiplexedConnection {
+        self.conns()
+            .get(port)
+            .await
+            .unwrap_or_else(|e| panic!("connect to :{port}: {e}"))
+    }
+
+    /// Runs `cmd` on the server on `port`.
+    ///
+    /// # Panics
+    /// When it cannot be reached or replies with an error.
+    async fn query<T: FromRedisValue>(&self, port: u16, cmd: &redis::Cmd) -> T {
+        self.conns()
+            .query(port, cmd)
+            .await
+            .unwrap_or_else(|e| panic!(":{port}: {e}"))
+    }
+}
 
 impl Conns {
     async fn get(&self, port: u16) -> RedisResult<MultiplexedConnection> {
@@ -368,6 +395,12 @@ pub struct RedisCluster {
     _dir: tempfile::TempDir,
 }
 
+impl Servers for RedisCluster {
+    fn conns(&self) -> &Conns {
+        &self.conns
+    }
+}
+
 impl RedisCluster {
     /// Starts 6 nodes, creates the cluster with `redis-cli --cluster create --cluster-replicas 1`
     /// and returns once every node reports `cluster_state:ok`, all 16384 slots are served,
@@ -477,25 +510,6 @@ impl RedisCluster {
             .into_iter()
             .map(|p| format!("redis://127.0.0.1:{p}"))
             .collect()
-    }
-
-    /// A plain connection to one node (no redirections followed), named [`FIXTURE_CLIENT_NAME`].
-    pub async fn node_conn(&self, port: u16) -> MultiplexedConnection {
-        self.conns
-            .get(port)
-            .await
-            .unwrap_or_else(|e| panic!("connect to node :{port}: {e}"))
-    }
-
-    /// Runs `cmd` on one node.
-    ///
-    /// # Panics
-    /// When the node cannot be reached or replies with an error.
-    pub async fn query<T: FromRedisValue>(&self, port: u16, cmd: &redis::Cmd) -> T {
-        self.conns
-            .query(port, cmd)
-            .await
-            .unwrap_or_else(|e| panic!("node :{port}: {e}"))
     }
 
     /// The node's id (`CLUSTER MYID`).
@@ -895,6 +909,12 @@ pub struct RedisSentinel {
     _dir: tempfile::TempDir,
 }
 
+impl Servers for RedisSentinel {
+    fn conns(&self) -> &Conns {
+        &self.conns
+    }
+}
+
 impl RedisSentinel {
     /// Starts the master and the replica, waits until the replica's link is up, then starts
     /// the sentinels (so their first INFO of the master already lists the replica; otherwise
@@ -986,25 +1006,6 @@ impl RedisSentinel {
     /// The two data nodes' ports (the first one started as the master).
     pub fn data_ports(&self) -> Vec<u16> {
         self.data.iter().map(|n| n.port).collect()
-    }
-
-    /// A plain connection to a data node or a sentinel, named [`FIXTURE_CLIENT_NAME`].
-    pub async fn node_conn(&self, port: u16) -> MultiplexedConnection {
-        self.conns
-            .get(port)
-            .await
-            .unwrap_or_else(|e| panic!("connect to :{port}: {e}"))
-    }
-
-    /// Runs `cmd` on a data node or a sentinel.
-    ///
-    /// # Panics
-    /// When it cannot be reached or replies with an error.
-    pub async fn query<T: FromRedisValue>(&self, port: u16, cmd: &redis::Cmd) -> T {
-        self.conns
-            .query(port, cmd)
-            .await
-            .unwrap_or_else(|e| panic!(":{port}: {e}"))
     }
 
     /// The master's port as all three sentinels report it (`SENTINEL GET-MASTER-ADDR-BY-NAME`).
