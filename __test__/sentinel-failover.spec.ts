@@ -3,10 +3,12 @@
 // Publishing and consuming resume on the promoted replica by themselves; every publish that
 // resolved with an id reaches every subscription or falls into a gap the client reported; no
 // subscription gets an entry twice; the group handles every entry the streams still hold; and
-// the master has one reader connection of the subscribing client. The counts are printed.
+// the master has one reader connection of the subscribing client; after SENTINEL FAILOVER the
+// old master, which takes writes until the sentinels demote it, got (almost) none of ours, as
+// the client moved when the promotion began. The counts are printed.
 import { afterAll, afterEach, beforeAll, expect, test } from "vitest";
 import { StreamsClient } from "../index.js";
-import { entryIds, FailoverLoad, loadClient, readerConnections, type NodeCall } from "./helpers/failover-load.js";
+import { entryIds, FailoverLoad, loadClient, readerConnections, type LoadCounts, type NodeCall } from "./helpers/failover-load.js";
 import { startSentinel, SENTINEL_MASTER_NAME, type RedisSentinel } from "./helpers/sentinel.js";
 import { notYet, waitFor } from "./helpers/until.js";
 
@@ -33,7 +35,7 @@ const sentinelClient = (): StreamsClient =>
 const readStream = async (stream: string): Promise<string[]> => entryIds(call, await setup.masterPort(), stream);
 const readers = (port: number): Promise<number> => readerConnections(call, port);
 
-async function failoverUnderLoad(label: string, prefix: string, failover: () => Promise<number>): Promise<void> {
+async function failoverUnderLoad(label: string, prefix: string, failover: () => Promise<number>): Promise<LoadCounts> {
   await setup.waitReady();
   const old = await setup.masterPort();
   const streams = [0, 1, 2, 3].map((i) => `${prefix}:${i}`);
@@ -69,6 +71,7 @@ async function failoverUnderLoad(label: string, prefix: string, failover: () => 
     const left = oldAlive ? await readers(old) : 0;
     return left === 0 ? true : notYet(`the old master :${old} still has ${left} reader connections`);
   });
+  return counts;
 }
 
 // The SIGKILL first: its dead master comes back as a replica at once (restart with replicaof),
@@ -87,7 +90,13 @@ test(
     const down = setup.dataPorts.find((p) => p !== master)!;
     // A replica to promote: the node the previous test killed, if it did.
     if (!(await setup.call(down, "PING").then(() => true, () => false))) await setup.restart(down);
-    await failoverUnderLoad("sentinel, SENTINEL FAILOVER", "sf", () => setup.failover());
+    const counts = await failoverUnderLoad("sentinel, SENTINEL FAILOVER", "sf", () => setup.failover());
+    // The old master takes writes until the sentinels demote it (about 10 s), and loses them.
+    // Following +switch-master alone, about a second of acknowledged writes went there: 520 to
+    // 616 of about 830 in three runs. Moving when the leading sentinel starts the promotion
+    // leaves only a write in flight at that instant (0 in every run so far); a tenth is far
+    // from both.
+    expect(counts.lostInFailover).toBeLessThan(counts.resolved / 10);
   },
   LONG,
 );

@@ -210,15 +210,16 @@ impl Client {
             session.cmd.clone().run_ordered(life.conn_token.clone()),
         );
         if let crate::connection::Target::Sentinel(t) = &**session.cmd.target() {
-            // Follow +switch-master: writes move to a promoted replica within a second,
-            // instead of going on to the old primary until the sentinels demote it.
+            // Follow the failover as the leading sentinel announces it: writes move to the
+            // replica being promoted at once, instead of going on to the old primary (which
+            // loses them) until the sentinels demote it.
             let cmd = Arc::downgrade(&session.cmd);
             life.spawn_connection(
                 "sentinel-switches",
                 t.clone().follow_switches(
                     self.config.clone(),
                     life.conn_token.clone(),
-                    Arc::new(move |_| {
+                    Arc::new(move || {
                         if let Some(cmd) = cmd.upgrade() {
                             cmd.primary_switched();
                         }

@@ -9,12 +9,16 @@
 //!   node).
 //! - Sentinel: the crate resolves a primary only when it connects, so the resolution is
 //!   done here: ask the sentinels (`SENTINEL get-master-addr-by-name`), check the answer with
-//!   `ROLE`, and follow `+switch-master` so that writes move to a promoted replica within a
-//!   second instead of going on to the old primary until the sentinels demote it.
+//!   `ROLE`, and follow the failover as the leading sentinel announces it: the moment it sends
+//!   `REPLICAOF NO ONE` to the chosen replica (`+failover-state-send-slaveof-noone`), every
+//!   connection moves there, instead of writing on to the old primary (which takes writes
+//!   until the sentinels demote it, and loses them) until `+switch-master`, about a second
+//!   later.
 
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
@@ -225,6 +229,7 @@ impl Target {
                     db: *db,
                     next: AtomicUsize::new(0),
                     current: watch::Sender::new(None),
+                    promoting: Mutex::new(None),
                 })))
             }
         }
@@ -254,10 +259,32 @@ impl Target {
                 }
             }
             Target::Sentinel(t) => {
-                let addr = t.resolve(cfg).await?;
+                // While a promotion is announced, the replica being promoted, not what the
+                // sentinels still name (the old primary, which would take the writes and
+                // lose them). It turns primary within milliseconds, so it is asked again
+                // until it has (within connectTimeoutMs) instead of waiting out a back-off,
+                // each time on a new connection: the sentinel's promotion ends with
+                // `CLIENT KILL TYPE normal`, which closes every connection opened before it.
+                let (addr, promoting) = match t.promoting() {
+                    Some(a) => (a, true),
+                    None => (t.resolve(cfg).await?, false),
+                };
                 let client = t.node(&addr, cfg)?;
-                let mut conn = open(&client, cfg).await?;
-                check_primary(&mut conn, &addr, cfg).await?;
+                let deadline = Instant::now() + cfg.connect_timeout;
+                let conn = loop {
+                    let attempt = async {
+                        let mut conn = open(&client, cfg).await?;
+                        check_primary(&mut conn, &addr, cfg).await?;
+                        Ok::<_, RedisError>(conn)
+                    };
+                    match attempt.await {
+                        Ok(conn) => break conn,
+                        Err(_) if promoting && Instant::now() < deadline => {
+                            tokio::time::sleep(PROMOTION_POLL).await;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                };
                 t.current.send_replace(Some(addr));
                 Ok(AnyConn::Node(conn))
             }
@@ -453,8 +480,72 @@ pub struct SentinelTarget {
     db: i64,
     /// Which sentinel to ask first (the one that answered last).
     next: AtomicUsize,
-    /// The primary, as last resolved or announced by `+switch-master`.
+    /// The primary, as last resolved or announced (a promotion, `+switch-master`).
     current: watch::Sender<Option<NodeAddr>>,
+    /// The replica the leading sentinel is promoting and since when: connections go there
+    /// until `+switch-master`, an abort, or [`PROMOTION_HINT_TTL`].
+    promoting: Mutex<Option<(NodeAddr, Instant)>>,
+}
+
+/// How long an announced promotion is preferred to what the sentinels answer. A promotion
+/// takes about a second (the leader waits for the replica's `INFO` to say master); if
+/// neither `+switch-master` nor an abort arrived by then (the subscription was lost), the
+/// sentinels are asked again.
+const PROMOTION_HINT_TTL: Duration = Duration::from_secs(10);
+
+/// How often a replica being promoted is asked whether it is the primary yet.
+const PROMOTION_POLL: Duration = Duration::from_millis(5);
+
+/// What one sentinel event says about the primary of a given master name.
+#[derive(Debug, PartialEq, Eq)]
+enum SentinelNews {
+    /// `+switch-master`: the failover ended, this is the primary.
+    Switched(NodeAddr),
+    /// `+failover-state-send-slaveof-noone` or `+promoted-slave`: this replica is being
+    /// (or was just) made the primary.
+    Promoting(NodeAddr),
+    /// `-failover-abort-*`: the failover stopped; the old primary stays.
+    Aborted,
+}
+
+/// The channels a failover is followed on (`-failover-abort-*` is a pattern).
+const SENTINEL_CHANNELS: [&str; 3] = [
+    "+switch-master",
+    "+failover-state-send-slaveof-noone",
+    "+promoted-slave",
+];
+
+/// Reads one sentinel event about `master`; `None` for other masters and other events.
+fn sentinel_news(channel: &str, payload: &str, master: &str) -> Option<SentinelNews> {
+    let parts: Vec<&str> = payload.split_whitespace().collect();
+    let addr = |host: &str, port: &str| {
+        Some(NodeAddr {
+            host: host.to_owned(),
+            port: port.parse().ok()?,
+        })
+    };
+    match channel {
+        // "<name> <old ip> <old port> <new ip> <new port>"
+        "+switch-master" => match parts[..] {
+            [name, _, _, host, port] if name == master => {
+                addr(host, port).map(SentinelNews::Switched)
+            }
+            _ => None,
+        },
+        // "slave <ip>:<port> <ip> <port> @ <name> <master ip> <master port>"
+        "+failover-state-send-slaveof-noone" | "+promoted-slave" => match parts[..] {
+            ["slave", _, host, port, "@", name, _, _] if name == master => {
+                addr(host, port).map(SentinelNews::Promoting)
+            }
+            _ => None,
+        },
+        // "master <name> <ip> <port>"
+        c if c.starts_with("-failover-abort-") => match parts[..] {
+            ["master", name, _, _] if name == master => Some(SentinelNews::Aborted),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 impl SentinelTarget {
@@ -505,19 +596,63 @@ impl SentinelTarget {
         Err(last)
     }
 
-    /// Watches the primary's address (changes on every `+switch-master`).
+    /// Watches the primary's address (changes on every announced promotion and switch;
+    /// `None` after an aborted failover, until the sentinels are asked again).
     pub fn current(&self) -> watch::Receiver<Option<NodeAddr>> {
         self.current.subscribe()
     }
 
-    /// Listens for `+switch-master` of our primary on every sentinel until `token` is
-    /// cancelled, and calls `switched` with the new address (once per switch, however many
-    /// sentinels announce it).
+    /// The replica being promoted, while that announcement is fresh.
+    fn promoting(&self) -> Option<NodeAddr> {
+        let mut p = self.promoting.lock().unwrap_or_else(|e| e.into_inner());
+        match &*p {
+            Some((addr, since)) if since.elapsed() < PROMOTION_HINT_TTL => Some(addr.clone()),
+            _ => {
+                *p = None;
+                None
+            }
+        }
+    }
+
+    /// Applies one piece of sentinel news; `true` when every connection must move.
+    fn apply(&self, news: SentinelNews) -> bool {
+        let mut promoting = self.promoting.lock().unwrap_or_else(|e| e.into_inner());
+        let to = match news {
+            SentinelNews::Switched(new) => {
+                *promoting = None;
+                Some(new)
+            }
+            SentinelNews::Promoting(new) => {
+                *promoting = Some((new.clone(), Instant::now()));
+                Some(new)
+            }
+            SentinelNews::Aborted => {
+                // Only a failover we moved for matters: go back to asking the sentinels.
+                if promoting.take().is_none() {
+                    return false;
+                }
+                None
+            }
+        };
+        self.current.send_if_modified(|cur| {
+            if *cur == to {
+                false
+            } else {
+                cur.clone_from(&to);
+                true
+            }
+        })
+    }
+
+    /// Follows failovers of our primary on every sentinel until `token` is cancelled, and
+    /// calls `switched` whenever the connections must move (once per change, however many
+    /// sentinels announce it): when the leading sentinel starts promoting a replica, when a
+    /// switch names another primary, and when a failover we moved for is aborted.
     pub async fn follow_switches(
         self: Arc<Self>,
         cfg: Arc<Config>,
         token: CancellationToken,
-        switched: Arc<dyn Fn(NodeAddr) + Send + Sync>,
+        switched: Arc<dyn Fn() + Send + Sync>,
     ) {
         let mut tasks = Vec::new();
         for (i, sentinel) in self.sentinels.iter().enumerate() {
@@ -535,7 +670,7 @@ impl SentinelTarget {
                     };
                     if let Err(e) = listened {
                         let delay = backoff.next_delay();
-                        warn!(sentinel = i, error = %e, retry_in_ms = delay.as_millis() as u64, "cannot follow +switch-master on a sentinel; retrying");
+                        warn!(sentinel = i, error = %e, retry_in_ms = delay.as_millis() as u64, "cannot follow failovers on a sentinel; retrying");
                         tokio::select! {
                             _ = token.cancelled() => return,
                             _ = tokio::time::sleep(delay) => {}
@@ -553,38 +688,32 @@ impl SentinelTarget {
     async fn listen(
         &self,
         sentinel: &redis::Client,
-        switched: &Arc<dyn Fn(NodeAddr) + Send + Sync>,
+        switched: &Arc<dyn Fn() + Send + Sync>,
         backoff: &mut super::backoff::Backoff,
     ) -> std::result::Result<(), RedisError> {
         let mut pubsub = sentinel.get_async_pubsub().await?;
-        pubsub.subscribe("+switch-master").await?;
+        pubsub.subscribe(&SENTINEL_CHANNELS[..]).await?;
+        pubsub.psubscribe("-failover-abort-*").await?;
         backoff.reset();
         let mut messages = pubsub.into_on_message();
         while let Some(msg) = messages.next().await {
             let payload: String = msg.get_payload()?;
-            // "<name> <old ip> <old port> <new ip> <new port>"
-            let parts: Vec<&str> = payload.split_whitespace().collect();
-            if parts.len() != 5 || parts[0] != self.master {
-                continue;
-            }
-            let Ok(port) = parts[4].parse::<u16>() else {
+            let channel = msg.get_channel_name();
+            let Some(news) = sentinel_news(channel, &payload, &self.master) else {
                 continue;
             };
-            let new = NodeAddr {
-                host: parts[3].to_owned(),
-                port,
+            let what = match &news {
+                SentinelNews::Switched(_) => "Sentinel switched the primary; moving every connection to it",
+                SentinelNews::Promoting(_) => "Sentinel is promoting a replica; moving every connection to it now (the old primary would lose what it takes from here on)",
+                SentinelNews::Aborted => "Sentinel aborted the failover; asking the sentinels for the primary again",
             };
-            let changed = self.current.send_if_modified(|cur| {
-                if cur.as_ref() == Some(&new) {
-                    false
-                } else {
-                    *cur = Some(new.clone());
-                    true
-                }
-            });
-            if changed {
-                info!(master = %self.master, new = %new, "Sentinel switched the primary; moving every connection to it");
-                switched(new);
+            let to = match &news {
+                SentinelNews::Switched(a) | SentinelNews::Promoting(a) => a.to_string(),
+                SentinelNews::Aborted => "(the sentinels' answer)".to_owned(),
+            };
+            if self.apply(news) {
+                info!(master = %self.master, event = channel, new = %to, "{what}");
+                switched();
             }
         }
         Err(RedisError::from(std::io::Error::new(
@@ -597,6 +726,110 @@ impl SentinelTarget {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at(port: u16) -> NodeAddr {
+        NodeAddr {
+            host: "10.0.0.2".to_owned(),
+            port,
+        }
+    }
+
+    #[test]
+    fn sentinel_events_are_read_for_our_master_only() {
+        // Payloads as Redis 7.0 sentinels publish them.
+        let promoting = "slave 10.0.0.2:6380 10.0.0.2 6380 @ mymaster 10.0.0.1 6379";
+        assert_eq!(
+            sentinel_news("+failover-state-send-slaveof-noone", promoting, "mymaster"),
+            Some(SentinelNews::Promoting(at(6380)))
+        );
+        assert_eq!(
+            sentinel_news("+promoted-slave", promoting, "mymaster"),
+            Some(SentinelNews::Promoting(at(6380)))
+        );
+        assert_eq!(sentinel_news("+promoted-slave", promoting, "other"), None);
+        assert_eq!(
+            sentinel_news(
+                "+switch-master",
+                "mymaster 10.0.0.1 6379 10.0.0.2 6380",
+                "mymaster"
+            ),
+            Some(SentinelNews::Switched(at(6380)))
+        );
+        assert_eq!(
+            sentinel_news(
+                "+switch-master",
+                "mymaster 10.0.0.1 6379 10.0.0.2 notaport",
+                "mymaster"
+            ),
+            None
+        );
+        assert_eq!(
+            sentinel_news(
+                "-failover-abort-slave-timeout",
+                "master mymaster 10.0.0.1 6379",
+                "mymaster"
+            ),
+            Some(SentinelNews::Aborted)
+        );
+        assert_eq!(
+            sentinel_news(
+                "-failover-abort-not-elected",
+                "master other 10.0.0.1 6379",
+                "mymaster"
+            ),
+            None
+        );
+        assert_eq!(
+            sentinel_news("+sdown", "master mymaster 10.0.0.1 6379", "mymaster"),
+            None
+        );
+    }
+
+    fn sentinel_target() -> SentinelTarget {
+        SentinelTarget {
+            sentinels: Vec::new(),
+            master: "mymaster".to_owned(),
+            scheme: "redis".to_owned(),
+            userinfo: String::new(),
+            db: 0,
+            next: AtomicUsize::new(0),
+            current: watch::Sender::new(Some(at(6379))),
+            promoting: Mutex::new(None),
+        }
+    }
+
+    #[test]
+    fn a_promotion_moves_the_connections_once_and_the_switch_confirms_it() {
+        let t = sentinel_target();
+        // The leader's two promotion events, from one or several sentinels: one move.
+        assert!(t.apply(SentinelNews::Promoting(at(6380))));
+        assert!(!t.apply(SentinelNews::Promoting(at(6380))));
+        assert_eq!(t.promoting(), Some(at(6380)));
+        assert_eq!(*t.current().borrow(), Some(at(6380)));
+        // +switch-master names the same node: nothing moves again, the hint is done.
+        assert!(!t.apply(SentinelNews::Switched(at(6380))));
+        assert_eq!(t.promoting(), None);
+        // An abort after the switch concerns nothing we moved for.
+        assert!(!t.apply(SentinelNews::Aborted));
+        assert_eq!(*t.current().borrow(), Some(at(6380)));
+    }
+
+    #[test]
+    fn an_aborted_promotion_sends_the_connections_back_to_the_sentinels_answer() {
+        let t = sentinel_target();
+        assert!(t.apply(SentinelNews::Promoting(at(6380))));
+        assert!(t.apply(SentinelNews::Aborted));
+        assert_eq!(t.promoting(), None);
+        assert_eq!(*t.current().borrow(), None);
+    }
+
+    #[test]
+    fn a_stale_promotion_is_forgotten() {
+        let t = sentinel_target();
+        *t.promoting.lock().unwrap() = Some((at(6380), Instant::now() - PROMOTION_HINT_TTL));
+        assert_eq!(t.promoting(), None);
+        assert!(t.promoting.lock().unwrap().is_none());
+    }
 
     #[test]
     fn slots_follow_the_cluster_spec() {
