@@ -504,15 +504,18 @@ enum SentinelNews {
     /// `+failover-state-send-slaveof-noone` or `+promoted-slave`: this replica is being
     /// (or was just) made the primary.
     Promoting(NodeAddr),
-    /// `-failover-abort-*`: the failover stopped; the old primary stays.
+    /// `-failover-abort-slave-timeout`: the promotion did not finish in time; the old
+    /// primary stays. (The other aborts end a sentinel's own attempt before it promotes
+    /// anything, possibly while another sentinel's promotion goes on: they change nothing.)
     Aborted,
 }
 
-/// The channels a failover is followed on (`-failover-abort-*` is a pattern).
-const SENTINEL_CHANNELS: [&str; 3] = [
+/// The channels a failover is followed on.
+const SENTINEL_CHANNELS: [&str; 4] = [
     "+switch-master",
     "+failover-state-send-slaveof-noone",
     "+promoted-slave",
+    "-failover-abort-slave-timeout",
 ];
 
 /// Reads one sentinel event about `master`; `None` for other masters and other events.
@@ -540,7 +543,7 @@ fn sentinel_news(channel: &str, payload: &str, master: &str) -> Option<SentinelN
             _ => None,
         },
         // "master <name> <ip> <port>"
-        c if c.starts_with("-failover-abort-") => match parts[..] {
+        "-failover-abort-slave-timeout" => match parts[..] {
             ["master", name, _, _] if name == master => Some(SentinelNews::Aborted),
             _ => None,
         },
@@ -693,7 +696,6 @@ impl SentinelTarget {
     ) -> std::result::Result<(), RedisError> {
         let mut pubsub = sentinel.get_async_pubsub().await?;
         pubsub.subscribe(&SENTINEL_CHANNELS[..]).await?;
-        pubsub.psubscribe("-failover-abort-*").await?;
         backoff.reset();
         let mut messages = pubsub.into_on_message();
         while let Some(msg) = messages.next().await {
@@ -773,8 +775,17 @@ mod tests {
         );
         assert_eq!(
             sentinel_news(
-                "-failover-abort-not-elected",
+                "-failover-abort-slave-timeout",
                 "master other 10.0.0.1 6379",
+                "mymaster"
+            ),
+            None
+        );
+        // Another sentinel's lost election says nothing about the promotion under way.
+        assert_eq!(
+            sentinel_news(
+                "-failover-abort-not-elected",
+                "master mymaster 10.0.0.1 6379",
                 "mymaster"
             ),
             None
