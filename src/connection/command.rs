@@ -258,18 +258,27 @@ impl CommandConn {
     }
 
     /// The connection; while the first attempt of the session is still running (a client
-    /// that connects on its first call), waits for it, but not past `until`.
+    /// that connects on its first call), waits for it, but not past `until`. While Sentinel
+    /// promotes a replica, waits (not past `until`) for the connection to it: the new primary
+    /// is milliseconds away, and failing open at once would drop what it will take.
     pub(super) async fn conn_or_first(&self, until: Instant) -> Option<Installed> {
         if let Some(c) = self.get() {
             return Some(c);
         }
         let mut rx = self.state.subscribe();
-        if !matches!(*rx.borrow_and_update(), ConnState::Connecting) {
-            return None;
+        if matches!(*rx.borrow_and_update(), ConnState::Connecting) {
+            let _ = tokio::time::timeout_at(
+                until,
+                rx.wait_for(|s| !matches!(s, ConnState::Connecting)),
+            )
+            .await;
+        } else if self.target.promotion_under_way() {
+            // Every install is followed by a state update: look again after each one.
+            let _ = tokio::time::timeout_at(until, async {
+                while self.get().is_none() && rx.changed().await.is_ok() {}
+            })
+            .await;
         }
-        let _ =
-            tokio::time::timeout_at(until, rx.wait_for(|s| !matches!(s, ConnState::Connecting)))
-                .await;
         self.get()
     }
 

@@ -240,6 +240,11 @@ impl Target {
         matches!(self, Target::Cluster(_))
     }
 
+    /// Whether Sentinel is promoting a replica right now (the connections are moving to it).
+    pub fn promotion_under_way(&self) -> bool {
+        matches!(self, Target::Sentinel(t) if t.promoting().is_some())
+    }
+
     /// Opens the command connection.
     ///
     /// # Errors
