@@ -4,51 +4,33 @@
 // client reported (replication is asynchronous, so the kill may lose acknowledged writes); no
 // subscription gets an entry twice; the group handles every entry the streams still hold; and
 // each master has one reader connection of the subscribing client. The counts are printed.
-import { afterAll, beforeAll, expect, test } from "vitest";
-import { StreamsClient } from "../index.js";
-import { startCluster, type RedisCluster } from "./helpers/cluster.js";
-import { entryIds, FailoverLoad, loadClient, readerConnections, type NodeCall } from "./helpers/failover-load.js";
+import { expect, test } from "vitest";
+import { clusterForLoad, FailoverLoad } from "./helpers/failover-load.js";
 import { notYet, waitFor } from "./helpers/until.js";
 
 const LONG = 120_000;
-let cluster: RedisCluster;
-const clients: StreamsClient[] = [];
-
-beforeAll(async () => {
-  cluster = await startCluster();
-}, LONG);
-
-afterAll(async () => {
-  for (const c of clients) await c.disconnect();
-  await cluster?.stop();
-}, LONG);
-
-const call: NodeCall = (port, ...args) => cluster.call(port, ...args);
-const clusterClient = (c: RedisCluster): StreamsClient =>
-  loadClient(`redis+cluster://${c.seedNodes.map((n) => `${n.host}:${n.port}`).join(",")}`, clients);
-/** The entry ids `stream` holds, from the master that owns it now. */
-const readStream = async (stream: string): Promise<string[]> => entryIds(call, await cluster.masterForKey(stream), stream);
-const readers = (port: number): Promise<number> => readerConnections(call, port);
+const env = clusterForLoad();
+const { readStream, readers } = env;
 
 test(
   "a SIGKILLed master: the load resumes on its replica, resolved publishes are delivered or reported as a gap, none twice",
   async () => {
-    const masters = await cluster.masters();
+    const masters = await env.cluster.masters();
     expect(masters).toHaveLength(3);
     const streams: string[] = [];
-    for (const m of masters) for (const p of ["cf-a", "cf-b"]) streams.push(await cluster.keyOn(m, p));
+    for (const m of masters) for (const p of ["cf-a", "cf-b"]) streams.push(await env.cluster.keyOn(m, p));
 
     const load = await FailoverLoad.start({
-      publisher: clusterClient(cluster),
-      subscriber: clusterClient(cluster),
-      consumer: clusterClient(cluster),
+      publisher: env.client(),
+      subscriber: env.client(),
+      consumer: env.client(),
       streams,
       readStream,
     });
     await load.waitResumed("before the kill", 25);
 
     const victim = masters[0]!;
-    const promoted = await cluster.killMaster(victim);
+    const promoted = await env.cluster.killMaster(victim);
     await load.waitResumed("after the failover");
 
     const counts = await load.finish("cluster, SIGKILL of a master");
@@ -62,12 +44,12 @@ test(
     expect(counts.groupUnhandled).toBe(0);
     expect(load.payloadMismatches).toEqual([]);
 
-    const now = await cluster.masters();
+    const now = await env.cluster.masters();
     expect(now).toContain(promoted);
     expect(now).not.toContain(victim);
     // One reader per master (every master owns subscribed streams, so exactly one), none elsewhere.
     await waitFor("one reader connection of the subscriber on each master, none on the replicas", 30_000, async () => {
-      for (const port of cluster.livePorts()) {
+      for (const port of env.cluster.livePorts()) {
         const n = await readers(port);
         const want = now.includes(port) ? 1 : 0;
         if (n !== want) notYet(`:${port} has ${n} reader connections, not ${want}`);

@@ -3,7 +3,9 @@
 // accounting: which resolved publishes were delivered, which fell into a gap the client reported,
 // which were lost without a report, and which were delivered twice.
 import { appendFileSync } from "node:fs";
+import { afterAll, beforeAll } from "vitest";
 import { setLogger, StreamsClient, type StreamMessage } from "../../index.js";
+import { startCluster, type RedisCluster } from "./cluster.js";
 import { FIXTURE_CLIENT_NAME, parseClientList } from "./topology.js";
 import { notYet, waitFor } from "./until.js";
 
@@ -24,6 +26,52 @@ export function loadClient(redisUrl: string, clients: StreamsClient[]): StreamsC
   });
   clients.push(client);
   return client;
+}
+
+/** What a cluster load spec reaches its cluster with (see {@link clusterForLoad}). */
+export interface ClusterForLoad {
+  /** The running cluster (throws before the file's `beforeAll` started it). */
+  readonly cluster: RedisCluster;
+  /** Runs one command on one node. */
+  call: NodeCall;
+  /** A new {@link loadClient} of the cluster, disconnected after the file's tests. */
+  client(): StreamsClient;
+  /** The entry ids `stream` holds, from the master that owns it now. */
+  readStream(stream: string): Promise<string[]>;
+  /** Subscription reader connections on node `port`. */
+  readers(port: number): Promise<number>;
+}
+
+/**
+ * A 3-master / 3-replica cluster for a load spec: started before the file's tests, stopped after
+ * them together with every client `client()` made. Call it at the top of the spec file (it
+ * registers the file's `beforeAll`/`afterAll`).
+ */
+export function clusterForLoad(): ClusterForLoad {
+  const hookTimeoutMs = 120_000;
+  let started: RedisCluster | undefined;
+  const clients: StreamsClient[] = [];
+  beforeAll(async () => {
+    started = await startCluster();
+  }, hookTimeoutMs);
+  afterAll(async () => {
+    for (const c of clients) await c.disconnect();
+    await started?.stop();
+  }, hookTimeoutMs);
+  const cluster = (): RedisCluster => {
+    if (!started) throw new Error("the cluster is not started yet (use it inside a test)");
+    return started;
+  };
+  const call: NodeCall = (port, ...args) => cluster().call(port, ...args);
+  return {
+    get cluster() {
+      return cluster();
+    },
+    call,
+    client: () => loadClient(`redis+cluster://${cluster().seedNodes.map((n) => `${n.host}:${n.port}`).join(",")}`, clients),
+    readStream: async (stream) => entryIds(call, await cluster().masterForKey(stream), stream),
+    readers: (port) => readerConnections(call, port),
+  };
 }
 
 /** The entry ids `stream` holds on node `port`. */
