@@ -59,6 +59,16 @@ pub enum Error {
     /// A user callback threw or rejected.
     #[error("callback failed: {0}")]
     Handler(String),
+    /// The server refused the command for what it asked, not for its own state: a missing
+    /// permission (`NOPERM`), a key of another type (`WRONGTYPE`), an id it does not accept.
+    /// Retrying cannot help; `redis_code` is the server's own code for the caller to match.
+    #[error("Redis refused the command ({redis_code}): {message}")]
+    Refused {
+        /// The server's error code (`NOPERM`, `WRONGTYPE`, `ERR`, ...).
+        redis_code: String,
+        /// What the server said, after its code.
+        message: String,
+    },
 }
 
 /// `Result` with the core's [`Error`].
@@ -76,6 +86,24 @@ impl Error {
             Error::Auth { .. } => "ERR_AUTH",
             Error::Protocol(_) => "ERR_PROTOCOL",
             Error::Handler(_) => "ERR_CALLBACK",
+            Error::Refused { .. } => "ERR_REFUSED",
+        }
+    }
+
+    /// The server's own error code (`NOPERM`, `WRONGTYPE`, ...) when the server refused the
+    /// command; JavaScript sees it as `err.redisCode`.
+    pub fn redis_code(&self) -> Option<&str> {
+        match self {
+            Error::Refused { redis_code, .. } => Some(redis_code),
+            _ => None,
+        }
+    }
+
+    /// [`Error::Refused`] for a server's refusal, keeping its code and text.
+    pub fn refused(err: &RedisError) -> Self {
+        Error::Refused {
+            redis_code: err.code().unwrap_or("ERR").to_owned(),
+            message: err.detail().unwrap_or_else(|| err.category()).to_owned(),
         }
     }
 
@@ -181,6 +209,12 @@ mod tests {
         assert_eq!(Error::invalid("id", "x").code(), "ERR_INVALID_ARG");
         assert_eq!(Error::Closed.code(), "ERR_CLOSED");
         assert_eq!(Error::Timeout(5).code(), "ERR_TIMEOUT");
+        let refused = Error::Refused {
+            redis_code: "NOPERM".into(),
+            message: "no permissions".into(),
+        };
+        assert_eq!(refused.code(), "ERR_REFUSED");
+        assert_eq!(refused.redis_code(), Some("NOPERM"));
         assert_eq!(
             Error::NoGroup {
                 stream: "s".into(),

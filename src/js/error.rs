@@ -21,10 +21,18 @@ impl From<Status> for Code {
     }
 }
 
-/// The JavaScript `Error` object (with `code`) for a core error.
+/// The JavaScript `Error` object (with `code`) for a core error; a server's refusal also
+/// carries the server's own code as `redisCode`.
 pub fn error_value(env: &Env, e: &CoreError) -> napi::sys::napi_value {
     let err = napi::Error::new(Code(e.code().to_owned()), e.to_string());
-    unsafe { JsError::from(err).into_value(env.raw()) }
+    let value = unsafe { JsError::from(err).into_value(env.raw()) };
+    if let Some(redis_code) = e.redis_code() {
+        let mut object = Object::from_raw(env.raw(), value);
+        // The error still says what happened without the property, so a failure to add it
+        // is not worth replacing the error.
+        let _ = object.set_named_property("redisCode", redis_code);
+    }
+    value
 }
 
 /// Builds the JavaScript `Error` (with `code`) for a core error, ready to throw or reject.
