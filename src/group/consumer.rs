@@ -468,7 +468,7 @@ impl ConsumerLoop {
                         (e, n)
                     })
                     .collect();
-                dead_letter(&self.groups.cmd, &mut self.reader, &c, &with_counts).await?;
+                dead_letter(&self.groups, &mut self.reader, &c, &with_counts).await?;
                 Counters::add(
                     &self.groups.counters.dead_lettered,
                     with_counts.len() as u64,

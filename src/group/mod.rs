@@ -31,6 +31,7 @@ use crate::error::{classify, not_a_stream, Error, Failure, Result};
 use crate::handler::Handler;
 use crate::lifecycle::Lifecycle;
 use crate::status::{ConnState, Counters, GroupInfo};
+use crate::trim::Touched;
 
 pub use dead_letter::DEAD_LETTER_SUFFIX;
 
@@ -204,16 +205,25 @@ pub struct Groups {
     cfg: Arc<Config>,
     counters: Arc<Counters>,
     cmd: Arc<CommandConn>,
+    /// The client's streams for auto-trim: dead-letter streams are written here, so they
+    /// are trimmed like any stream the client publishes to (else they grow without bound).
+    touched: Arc<Touched>,
     consumers: Mutex<BTreeMap<String, Arc<Consumer>>>,
 }
 
 impl Groups {
     /// No consumers yet.
-    pub fn new(cfg: Arc<Config>, counters: Arc<Counters>, cmd: Arc<CommandConn>) -> Self {
+    pub fn new(
+        cfg: Arc<Config>,
+        counters: Arc<Counters>,
+        cmd: Arc<CommandConn>,
+        touched: Arc<Touched>,
+    ) -> Self {
         Groups {
             cfg,
             counters,
             cmd,
+            touched,
             consumers: Mutex::new(BTreeMap::new()),
         }
     }
