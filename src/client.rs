@@ -606,6 +606,7 @@ impl Client {
             consumers: s.map(|s| s.groups.states()).unwrap_or_default(),
             groups: s.map(|s| s.insight.groups()).unwrap_or_default(),
             counters: self.counters.snapshot(),
+            server: s.and_then(|s| s.cmd.server()),
         }
     }
 }

@@ -6,7 +6,7 @@ use redis::streams::StreamPendingCountReply;
 use tracing::error;
 
 use super::consumer::StepError;
-use super::{xack, Consumer, Groups};
+use super::{AckQuery, Consumer, Groups};
 use crate::codec::{Entry, StreamId};
 use crate::connection::{BlockingReader, ReadError};
 
@@ -37,7 +37,8 @@ pub(super) async fn deliveries(
         .collect())
 }
 
-/// Moves poison entries to the dead-letter stream, then acknowledges them. The dead-letter
+/// Moves poison entries to the dead-letter stream, then acknowledges them (and with
+/// deleteOnAck deletes them from the source stream). The dead-letter
 /// stream is then trimmed by auto-trim like the streams the client publishes to.
 ///
 /// The dead letters go out first, in one MULTI on the command connection (routed by the
@@ -83,9 +84,8 @@ pub(super) async fn dead_letter(
         Err(e) => return Err(ReadError::Redis(e).into()),
     }
     let ids: Vec<StreamId> = poison.iter().map(|(e, _)| e.id).collect();
-    reader
-        .command::<u64>(&xack(&c.stream, &c.group, &ids))
-        .await?;
+    let q = AckQuery::new(&c.stream, &c.group, &ids, c.opts.delete_on_ack, &groups.cmd);
+    reader.command::<Vec<redis::Value>>(&q.pipe).await?;
     for (e, n) in poison {
         error!(stream = %c.stream, group = %c.group, consumer = %c.name, id = %e.id, deliveries = n, dead_letter = %c.dead_letter, "entry exceeded maxDeliveries; moved to the dead-letter stream");
     }
