@@ -471,11 +471,11 @@ impl CommandConn {
     async fn learn_server(&self, conn: &mut AnyConn) -> bool {
         let info = tokio::time::timeout(
             self.cfg.command_timeout,
-            redis::cmd("INFO").arg("server").query_async::<String>(conn),
+            redis::cmd("INFO").arg("server").query_async::<Value>(conn),
         )
         .await;
         let Ok(Ok(info)) = info else { return false };
-        self.server.learn(&info) && !self.target.is_cluster()
+        self.server.learn_reply(&info) && !self.target.is_cluster()
     }
 
     /// The server the connection last reached, if any.

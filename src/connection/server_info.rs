@@ -8,6 +8,7 @@
 
 use std::sync::Mutex;
 
+use redis::{FromRedisValue, Value};
 use tracing::info;
 
 /// Which server software answers.
@@ -105,6 +106,21 @@ impl ServerFacts {
         matches!((before.and_then(|b| b.run_id), &now.run_id), (Some(b), Some(n)) if b != *n)
     }
 
+    /// As [`ServerFacts::learn`], from the reply to `INFO server` as the connection gives it:
+    /// a cluster connection asks every node and answers a map of node to text, of which the
+    /// first is taken (a cluster runs one server version).
+    pub fn learn_reply(&self, reply: &Value) -> bool {
+        let text = match reply {
+            Value::Map(nodes) => nodes.first().map(|(_, v)| v),
+            Value::Array(nodes) => nodes.first(),
+            other => Some(other),
+        };
+        match text.and_then(|v| String::from_redis_value_ref(v).ok()) {
+            Some(info) => self.learn(&info),
+            None => false,
+        }
+    }
+
     /// The server last reached, if any.
     pub fn get(&self) -> Option<ServerInfo> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
@@ -186,5 +202,12 @@ mod tests {
         assert!(!facts.learn("redis_version:8.2.3\r\nrun_id:r1\r\n"));
         assert!(facts.learn("redis_version:8.2.3\r\nrun_id:r2\r\n"));
         assert_eq!(facts.get().unwrap().run_id.as_deref(), Some("r2"));
+        // A cluster connection's reply: node -> text.
+        let cluster = ServerFacts::default();
+        cluster.learn_reply(&Value::Map(vec![(
+            Value::SimpleString("127.0.0.1:7000".into()),
+            Value::BulkString(b"server_name:valkey\r\nvalkey_version:8.1.8\r\n".to_vec()),
+        )]));
+        assert_eq!(cluster.get().unwrap().version, "8.1.8");
     }
 }
