@@ -28,7 +28,7 @@ for arg in "$@"; do
   fi
   for suite in "${suites[@]}"; do
     case "$suite" in
-      cargo) cmd=(cargo test) ;;
+      cargo) cmd=(cargo test --no-fail-fast) ;;
       single) cmd=(pnpm exec vitest run --project single) ;;
       cluster) cmd=(pnpm exec vitest run --project cluster) ;;
       *) echo "unknown suite $suite (cargo, single, cluster)" >&2; exit 2 ;;
