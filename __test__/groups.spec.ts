@@ -390,6 +390,57 @@ describe("consumeFromGroup", () => {
     expect(client.getStatus().counters.deadLettered).toBe(1);
   });
 
+  test("deleteOnAck: handled entries are acknowledged and deleted, a dead-lettered one too; other streams keep theirs (on every server)", async () => {
+    const client = await connected({ logLevel: "error" });
+    const stream = fresh();
+    const group = freshGroup();
+    const ids = await seed(stream, 0, 10);
+    await client.createConsumerGroup(stream, group, "0");
+    await client.consumeFromGroup(
+      stream,
+      group,
+      "c",
+      (m) => {
+        if (m.id === ids[4]) throw new Error("poison");
+      },
+      { deleteOnAck: true, maxDeliveries: 1, retryDelayMs: 10 },
+    );
+    await until(async () => (await redis.xlen(stream)) === 0, 10_000, "the stream emptied");
+    await until(() => client.getStatus().counters.deadLettered === 1, 10_000, "the poison entry dead-lettered");
+    expect(await pendingCount(stream, group)).toBe(0);
+    expect(await redis.xlen(`${stream}:dead`)).toBe(1);
+    // Without deleteOnAck, acknowledged entries stay.
+    const plain = fresh();
+    await seed(plain, 0, 5);
+    await client.createConsumerGroup(plain, group, "0");
+    await client.consumeFromGroup(plain, group, "c", () => {});
+    await until(async () => (await pendingCount(plain, group)) === 0 && client.getStatus().counters.acked >= 14, 10_000, "the plain stream acknowledged");
+    expect(await redis.xlen(plain)).toBe(5);
+  });
+
+  test("auto-trim trims the dead-letter stream the consumer writes to (it does not grow without bound)", async () => {
+    const client = await connected({ enableAutoTrim: true, autoTrimInterval: 200, defaultMaxLen: 10, logLevel: "off" }); // 400 dead-letter errors
+    const stream = fresh();
+    const group = freshGroup();
+    await seed(stream, 0, 400);
+    await client.createConsumerGroup(stream, group, "0");
+    await client.consumeFromGroup(
+      stream,
+      group,
+      "c",
+      () => {
+        throw new Error("always");
+      },
+      { maxDeliveries: 1, retryDelayMs: 1, count: 100 },
+    );
+    const dead = `${stream}:dead`;
+    await until(async () => client.getStatus().counters.deadLettered === 400, 20_000, () => `all 400 dead-lettered (${client.getStatus().counters.deadLettered})`);
+    // Approximate: whole nodes of up to 100 entries go.
+    await until(async () => (await redis.xlen(dead)) <= 110, 10_000, "the dead-letter stream is trimmed to about defaultMaxLen");
+    // The source stream is only read by this client: auto-trim leaves it alone.
+    expect(await redis.xlen(stream)).toBe(400);
+  });
+
   test("concurrency 4 runs up to 4 callbacks at once (count 16), all acked; the default runs one at a time", async () => {
     const client = await connected();
     const run = async (concurrency: number | undefined): Promise<number> => {

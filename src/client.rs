@@ -187,17 +187,19 @@ impl Client {
             self.counters.clone(),
             cmd.clone(),
         ));
+        let touched = Arc::new(Touched::default());
         let groups = Arc::new(Groups::new(
             self.config.clone(),
             self.counters.clone(),
             cmd.clone(),
+            touched.clone(),
         ));
         let session = Arc::new(Session {
             life: Lifecycle::default(),
             cmd,
             hub,
             groups,
-            touched: Arc::new(Touched::default()),
+            touched,
             insight: Arc::new(Insight::default()),
         });
         let life = &session.life;
@@ -604,6 +606,7 @@ impl Client {
             consumers: s.map(|s| s.groups.states()).unwrap_or_default(),
             groups: s.map(|s| s.insight.groups()).unwrap_or_default(),
             counters: self.counters.snapshot(),
+            server: s.and_then(|s| s.cmd.server()),
         }
     }
 }

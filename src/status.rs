@@ -154,6 +154,8 @@ pub struct Status {
     pub groups: Vec<GroupInfo>,
     /// Counter values.
     pub counters: CountersSnapshot,
+    /// The server the command connection last reached (`None` before the first connection).
+    pub server: Option<crate::connection::ServerInfo>,
 }
 
 /// A consumer group as `XINFO GROUPS` reported it.

@@ -19,6 +19,7 @@ use super::backoff::Backoff;
 use super::dial::{connect_error, state_error};
 use super::ledger::{self, Ledger};
 use super::ordered::Ordered;
+use super::server_info::{ServerFacts, ServerInfo};
 use super::topology::{AnyConn, NodeAddr, Target};
 use crate::codec::{now_ms, parse_stream_info, StreamId};
 use crate::config::Config;
@@ -54,8 +55,6 @@ pub struct CommandConn {
     slot: RwLock<Option<Installed>>,
     pub(super) ordered: Ordered,
     generation: AtomicU64,
-    /// The server's version as `major * 1000 + minor` (0 until known).
-    server_version: AtomicU32,
     /// The connection was dropped because the server refused it for its state (READONLY):
     /// the next one waits out the back-off, so that a server stuck in that state is not
     /// reconnected to once per command.
@@ -70,8 +69,8 @@ pub struct CommandConn {
     topology: watch::Sender<u64>,
     /// The newest ids of this client's publishes, to find those a failover lost.
     ledger: Arc<Ledger>,
-    /// `run_id` of the server the connection last reached (not in a cluster).
-    run_id: std::sync::Mutex<Option<String>>,
+    /// The server the connection last reached: family, version, features, `run_id`.
+    server: ServerFacts,
 }
 
 impl CommandConn {
@@ -88,7 +87,6 @@ impl CommandConn {
             slot: RwLock::new(None),
             ordered: Ordered::new(),
             generation: AtomicU64::new(0),
-            server_version: AtomicU32::new(0),
             state_break: AtomicBool::new(false),
             timeouts: AtomicU32::new(0),
             timeout_log: Throttle::default(),
@@ -100,7 +98,7 @@ impl CommandConn {
             probe: Notify::new(),
             topology: watch::Sender::new(0),
             ledger: Arc::new(Ledger::default()),
-            run_id: std::sync::Mutex::new(None),
+            server: ServerFacts::default(),
         })
     }
 
@@ -473,27 +471,16 @@ impl CommandConn {
     async fn learn_server(&self, conn: &mut AnyConn) -> bool {
         let info = tokio::time::timeout(
             self.cfg.command_timeout,
-            redis::cmd("INFO").arg("server").query_async::<String>(conn),
+            redis::cmd("INFO").arg("server").query_async::<Value>(conn),
         )
         .await;
         let Ok(Ok(info)) = info else { return false };
-        if let Some(v) = parse_version(&info) {
-            self.server_version.store(v, Ordering::Relaxed);
-        }
-        if self.target.is_cluster() {
-            return false;
-        }
-        let Some(run_id) = info
-            .lines()
-            .find_map(|l| l.strip_prefix("run_id:"))
-            .map(|r| r.trim().to_owned())
-        else {
-            return false;
-        };
-        let mut known = self.run_id.lock().unwrap_or_else(|p| p.into_inner());
-        let changed = known.as_ref().is_some_and(|k| *k != run_id);
-        *known = Some(run_id);
-        changed
+        self.server.learn_reply(&info) && !self.target.is_cluster()
+    }
+
+    /// The server the connection last reached, if any.
+    pub fn server(&self) -> Option<ServerInfo> {
+        self.server.get()
     }
 
     /// The record of this client's newest publish ids.
@@ -592,9 +579,9 @@ impl CommandConn {
         Some(ledger::lost(ids, &present, exists, max_deleted, first))
     }
 
-    /// Whether the server has `XTRIM … ACKED` (Redis 8.2 and later).
+    /// Whether the server has `XTRIM … ACKED` and `XACKDEL` (Redis 8.2 and later).
     pub fn server_has_xtrim_acked(&self) -> bool {
-        self.server_version.load(Ordering::Relaxed) >= 8_002
+        self.server.has_redis_82_streams()
     }
 
     /// Counts a command timeout (logged, throttled); after a few in a row the connection
@@ -671,18 +658,6 @@ impl CommandConn {
     }
 }
 
-/// `redis_version:7.0.15` of an `INFO server` reply as `7 * 1000 + 0`.
-fn parse_version(info: &str) -> Option<u32> {
-    let v = info
-        .lines()
-        .find_map(|l| l.strip_prefix("redis_version:"))?
-        .trim();
-    let mut parts = v.split('.');
-    let major: u32 = parts.next()?.parse().ok()?;
-    let minor: u32 = parts.next()?.parse().ok()?;
-    Some(major * 1000 + minor.min(999))
-}
-
 /// Something that can be sent on a multiplexed connection: a command or a pipeline.
 pub trait Queryable: Sync {
     /// Sends it and parses the reply.
@@ -716,20 +691,5 @@ impl Queryable for redis::ScriptInvocation<'_> {
         conn: &mut AnyConn,
     ) -> impl std::future::Future<Output = std::result::Result<T, RedisError>> + Send {
         self.invoke_async(conn)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn versions_are_read_from_info() {
-        assert_eq!(
-            parse_version("# Server\r\nredis_version:7.0.15\r\nredis_git_sha1:0\r\n"),
-            Some(7_000)
-        );
-        assert_eq!(parse_version("redis_version:8.2.1\n"), Some(8_002));
-        assert_eq!(parse_version("no version here"), None);
     }
 }

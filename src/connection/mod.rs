@@ -19,6 +19,7 @@ mod command;
 mod dial;
 pub mod ledger;
 mod ordered;
+mod server_info;
 mod topology;
 
 pub use backoff::Backoff;
@@ -26,4 +27,5 @@ pub use blocking::{BlockingReader, ReadError, ReaderSlot, Unblocker};
 pub use command::{CommandConn, Queryable};
 pub use dial::{connect_error, open};
 pub use ordered::{Reply, ReplyTo};
+pub use server_info::{ServerFamily, ServerInfo};
 pub use topology::{key_slot, AnyConn, NodeAddr, Placement, Target};

@@ -31,6 +31,7 @@ use crate::error::{classify, not_a_stream, Error, Failure, Result};
 use crate::handler::Handler;
 use crate::lifecycle::Lifecycle;
 use crate::status::{ConnState, Counters, GroupInfo};
+use crate::trim::Touched;
 
 pub use dead_letter::DEAD_LETTER_SUFFIX;
 
@@ -58,6 +59,9 @@ pub struct ConsumeOptions {
     /// Create the group (from `0`, with MKSTREAM) when it is missing at start or vanishes
     /// while consuming, instead of failing or waiting for someone else to create it.
     pub create_if_missing: bool,
+    /// Delete each entry from the stream when it is acknowledged (handled, dead-lettered,
+    /// or acknowledged by the caller for this group): a work queue that needs no trimming.
+    pub delete_on_ack: bool,
 }
 
 impl Default for ConsumeOptions {
@@ -71,6 +75,7 @@ impl Default for ConsumeOptions {
             dead_letter_stream: None,
             retry_delay: DEFAULT_RETRY_DELAY,
             create_if_missing: false,
+            delete_on_ack: false,
         }
     }
 }
@@ -94,6 +99,8 @@ pub struct ConsumeInput {
     pub retry_delay_ms: Option<f64>,
     /// See [`ConsumeOptions::create_if_missing`].
     pub create_if_missing: Option<bool>,
+    /// See [`ConsumeOptions::delete_on_ack`].
+    pub delete_on_ack: Option<bool>,
 }
 
 impl ConsumeOptions {
@@ -120,6 +127,7 @@ impl ConsumeOptions {
             retry_delay: opt_ms("retryDelayMs", input.retry_delay_ms, 1, u32::MAX as u64)?
                 .unwrap_or(DEFAULT_RETRY_DELAY),
             create_if_missing: input.create_if_missing.unwrap_or(false),
+            delete_on_ack: input.delete_on_ack.unwrap_or(false),
         })
     }
 }
@@ -204,16 +212,25 @@ pub struct Groups {
     cfg: Arc<Config>,
     counters: Arc<Counters>,
     cmd: Arc<CommandConn>,
+    /// The client's streams for auto-trim: dead-letter streams are written here, so they
+    /// are trimmed like any stream the client publishes to (else they grow without bound).
+    touched: Arc<Touched>,
     consumers: Mutex<BTreeMap<String, Arc<Consumer>>>,
 }
 
 impl Groups {
     /// No consumers yet.
-    pub fn new(cfg: Arc<Config>, counters: Arc<Counters>, cmd: Arc<CommandConn>) -> Self {
+    pub fn new(
+        cfg: Arc<Config>,
+        counters: Arc<Counters>,
+        cmd: Arc<CommandConn>,
+        touched: Arc<Touched>,
+    ) -> Self {
         Groups {
             cfg,
             counters,
             cmd,
+            touched,
             consumers: Mutex::new(BTreeMap::new()),
         }
     }
@@ -506,8 +523,15 @@ impl Groups {
         if ids.is_empty() {
             return Ok(0);
         }
-        match self.cmd.query::<u64, _>(&xack(stream, group, ids)).await {
-            Ok(Some(n)) => Ok(n),
+        // A consumer of this client with deleteOnAck owns the group's entries: they go when
+        // acknowledged, by it or by the caller (autoAck: false, or `consume()`'s ack()).
+        let delete = self
+            .consumers()
+            .values()
+            .any(|c| &*c.stream == stream && c.group == group && c.opts.delete_on_ack);
+        let q = AckQuery::new(stream, group, ids, delete, &self.cmd);
+        match self.cmd.query::<Vec<Value>, _>(&q.pipe).await {
+            Ok(Some(reply)) => Ok(q.acked(&reply)),
             Ok(None) => {
                 warn!(
                     stream,
@@ -538,4 +562,57 @@ fn xack(stream: &str, group: &str, ids: &[StreamId]) -> redis::Cmd {
     let mut cmd = redis::cmd("XACK");
     cmd.arg(stream).arg(group).arg(ids);
     cmd
+}
+
+/// The acknowledgement of some entries: `XACK`, or with deleteOnAck `XACKDEL … KEEPREF` on
+/// Redis 8.2+ and `XACK` + `XDEL` in one MULTI elsewhere (the same effect: the entries leave
+/// the stream whatever other groups have read; their pending lists keep the ids).
+struct AckQuery {
+    pipe: redis::Pipeline,
+    xackdel: bool,
+}
+
+impl AckQuery {
+    fn new(
+        stream: &str,
+        group: &str,
+        ids: &[StreamId],
+        delete: bool,
+        cmd: &CommandConn,
+    ) -> AckQuery {
+        let mut pipe = redis::pipe();
+        let xackdel = delete && cmd.server_has_xtrim_acked();
+        if xackdel {
+            pipe.cmd("XACKDEL")
+                .arg(stream)
+                .arg(group)
+                .arg("KEEPREF")
+                .arg("IDS")
+                .arg(ids.len())
+                .arg(ids);
+        } else if delete {
+            pipe.atomic()
+                .add_command(xack(stream, group, ids))
+                .cmd("XDEL")
+                .arg(stream)
+                .arg(ids)
+                .ignore();
+        } else {
+            pipe.add_command(xack(stream, group, ids));
+        }
+        AckQuery { pipe, xackdel }
+    }
+
+    /// How many entries the reply says were acknowledged.
+    fn acked(&self, reply: &[Value]) -> u64 {
+        match reply.first() {
+            // XACKDEL: one code per id; -1 for an id the group did not have pending.
+            Some(Value::Array(codes)) if self.xackdel => codes
+                .iter()
+                .filter(|c| !matches!(c, Value::Int(-1)))
+                .count() as u64,
+            Some(Value::Int(n)) => (*n).max(0) as u64,
+            _ => 0,
+        }
+    }
 }

@@ -21,6 +21,33 @@ use streamcast::{
 };
 use tokio::sync::mpsc;
 
+/// The server binary the tests run: `STREAMCAST_TEST_SERVER` names one of the matrix
+/// (docs/servers.md), installed by `scripts/servers.sh install` into `.servers/<name>/bin/`;
+/// unset or `redis-7.0`, `redis-server` from PATH. Panics with the command that installs it
+/// when the selected server is missing, so a run never silently tests another server.
+pub fn server_binary() -> std::path::PathBuf {
+    let name = std::env::var("STREAMCAST_TEST_SERVER").unwrap_or_default();
+    let program = match name.as_str() {
+        "" | "redis-7.0" => return "redis-server".into(),
+        n if n.starts_with("redis-") => "redis-server",
+        n if n.starts_with("valkey-") => "valkey-server",
+        other => panic!(
+            "STREAMCAST_TEST_SERVER={other:?} is not a test server (redis-7.0, redis-8.2, valkey-8.1, valkey-9.1)"
+        ),
+    };
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(".servers")
+        .join(&name)
+        .join("bin")
+        .join(program);
+    assert!(
+        path.is_file(),
+        "STREAMCAST_TEST_SERVER={name}: {} is missing; run `scripts/servers.sh install {name}`",
+        path.display()
+    );
+    path
+}
+
 /// How long a fresh `redis-server` may take to answer PING.
 const START_DEADLINE: Duration = Duration::from_secs(10);
 /// Default time allowed for an expected delivery.
@@ -116,7 +143,7 @@ async fn launch(port: u16, dir: &Path) -> Result<Child, String> {
 
 async fn launch_with(port: u16, dir: &Path, extra: &[&str]) -> Result<Child, String> {
     let log = dir.join(format!("redis-{port}.log"));
-    let mut child = Command::new("redis-server")
+    let mut child = Command::new(server_binary())
         .arg("--port")
         .arg(port.to_string())
         .arg("--bind")
