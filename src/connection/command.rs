@@ -322,7 +322,7 @@ impl CommandConn {
     }
 
     /// Counts and logs (throttled) a command refused because of the server's state.
-    fn server_state(&self, e: &RedisError, reconnect: bool) {
+    pub(super) fn server_state(&self, e: &RedisError, reconnect: bool) {
         Counters::add(&self.counters.server_state_errors, 1);
         if let Some(held_back) = self.server_state_log.allow() {
             warn!(

@@ -18,6 +18,7 @@ use tracing::{info, warn};
 
 use super::command::{CommandConn, Generation, Installed};
 use super::topology::{key_slot, AnyConn};
+use crate::error::{classify, Failure};
 
 /// Most commands sent in one pipeline (automatic or from the offline buffer).
 const MAX_PIPELINE: usize = 1024;
@@ -263,6 +264,52 @@ impl CommandConn {
         }
     }
 
+    /// Settles the replies to a chunk of parked commands, up to the first one the server
+    /// refused for its state (`READONLY` from a replica, `OOM`) or the connection failed:
+    /// that one and every later one go back to the front of the buffer (a later one may
+    /// have been stored: at least once), because the buffer exists to wait out exactly
+    /// such a server; a `null` would drop what the caller was promised to get written.
+    ///
+    /// # Errors
+    /// The reply that stopped the flush.
+    fn settle_flushed(
+        &self,
+        generation: Generation,
+        chunk: Vec<Parked>,
+        values: Vec<Value>,
+    ) -> std::result::Result<(), RedisError> {
+        let stop = values.iter().enumerate().find_map(|(i, v)| match v {
+            Value::ServerError(e) => {
+                let e = RedisError::from(e.clone());
+                match classify(&e) {
+                    Failure::Connection => Some((i, e)),
+                    Failure::ServerState { reconnect } => {
+                        self.server_state(&e, reconnect);
+                        Some((i, e))
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        });
+        let Some((at, e)) = stop else {
+            let replies = chunk.into_iter().map(|p| p.reply).collect();
+            self.settle(generation, replies, values);
+            return Ok(());
+        };
+        let mut chunk = chunk;
+        let back = chunk.split_off(at);
+        let mut values = values;
+        values.truncate(at);
+        let replies = chunk.into_iter().map(|p| p.reply).collect();
+        self.settle(generation, replies, values);
+        let mut parked = self.ordered.parked();
+        for p in back.into_iter().rev() {
+            parked.push_front(p);
+        }
+        Err(e)
+    }
+
     /// Keeps what fits in the offline buffer (in order); the rest resolves `None`.
     /// `pipe` holds the commands of `replies`, one each, in the same order.
     fn park_or_fail(
@@ -335,8 +382,7 @@ impl CommandConn {
             .await;
             match sent {
                 Ok(Ok(values)) if values.len() == chunk.len() => {
-                    let replies = chunk.into_iter().map(|p| p.reply).collect();
-                    self.settle(generation, replies, values);
+                    self.settle_flushed(generation, chunk, values)?;
                 }
                 other => {
                     let mut parked = self.ordered.parked();
