@@ -63,6 +63,15 @@ struct Queued {
     reply: ReplyTo,
 }
 
+/// Queued commands of one hash slot, sent as one pipeline.
+struct Group {
+    slot: Option<u16>,
+    pipe: redis::Pipeline,
+    replies: Vec<ReplyTo>,
+    /// The earliest deadline among them.
+    deadline: Instant,
+}
+
 /// A command waiting for the connection to come back.
 struct Parked {
     cmd: redis::Cmd,
@@ -171,19 +180,26 @@ impl CommandConn {
         }
         // In a cluster a pipeline can only hold keys of one slot: one pipeline per slot, each
         // in call order (the order of entries of one stream is all that call order means).
-        let mut groups: Vec<(Option<u16>, redis::Pipeline, Vec<ReplyTo>)> = Vec::new();
+        let mut groups: Vec<Group> = Vec::new();
         for q in batch {
-            let i = match groups.iter().position(|(slot, _, _)| *slot == q.slot) {
+            let i = match groups.iter().position(|g| g.slot == q.slot) {
                 Some(i) => i,
                 None => {
                     let mut pipe = redis::pipe();
                     pipe.ignore_errors();
-                    groups.push((q.slot, pipe, Vec::new()));
+                    groups.push(Group {
+                        slot: q.slot,
+                        pipe,
+                        replies: Vec::new(),
+                        deadline: q.deadline,
+                    });
                     groups.len() - 1
                 }
             };
-            groups[i].1.add_command(q.cmd);
-            groups[i].2.push(q.reply);
+            let g = &mut groups[i];
+            g.pipe.add_command(q.cmd);
+            g.replies.push(q.reply);
+            g.deadline = g.deadline.min(q.deadline);
         }
         // Send or park, decided under the buffer's lock (see the module doc).
         let installed = {
@@ -191,33 +207,32 @@ impl CommandConn {
             match self.get() {
                 Some(i) if parked.is_empty() => i,
                 _ => {
-                    for (_, pipe, replies) in groups {
-                        self.park_or_fail(&mut parked, &pipe, replies);
+                    for g in groups {
+                        self.park_or_fail(&mut parked, &g.pipe, g.replies);
                     }
                     return;
                 }
             }
         };
-        let sends = groups.into_iter().map(|(_, pipe, replies)| {
+        let sends = groups.into_iter().map(|g| {
             let conn = installed.conn.clone();
-            self.send_pipeline(installed.generation, conn, pipe, replies)
+            self.send_pipeline(installed.generation, conn, g)
         });
         futures_util::future::join_all(sends).await;
     }
 
-    /// Sends one pipeline of ordered commands and settles its replies.
-    async fn send_pipeline(
-        &self,
-        generation: Generation,
-        mut conn: AnyConn,
-        pipe: redis::Pipeline,
-        replies: Vec<ReplyTo>,
-    ) {
-        let sent = tokio::time::timeout(
-            self.cfg.command_timeout,
-            pipe.query_async::<Vec<Value>>(&mut conn),
-        )
-        .await;
+    /// Sends one pipeline of ordered commands and settles its replies, by the earliest
+    /// deadline among them: a command that waited its turn behind a slow pipeline has used
+    /// part of its `commandTimeoutMs` already.
+    async fn send_pipeline(&self, generation: Generation, mut conn: AnyConn, group: Group) {
+        let Group {
+            pipe,
+            replies,
+            deadline,
+            ..
+        } = group;
+        let sent =
+            tokio::time::timeout_at(deadline, pipe.query_async::<Vec<Value>>(&mut conn)).await;
         match sent {
             Ok(Ok(values)) if values.len() == replies.len() => {
                 self.answered();
@@ -375,8 +390,10 @@ impl CommandConn {
             for p in &chunk {
                 pipe.add_command(p.cmd.clone());
             }
+            // Parked commands have no deadline of their own (they wait for Redis); this
+            // only tells a dead connection from a slow one.
             let sent = tokio::time::timeout(
-                self.cfg.command_timeout * 2,
+                self.cfg.command_timeout,
                 pipe.query_async::<Vec<Value>>(conn),
             )
             .await;
