@@ -24,7 +24,6 @@ use super::backoff::Backoff;
 use super::command::{CommandConn, Queryable};
 use super::dial::{connect_error, open};
 use super::topology::{AnyConn, NodeAddr, Placement, Target};
-use crate::codec::now_ms;
 use crate::config::Config;
 use crate::status::{ConnState, Counters};
 
@@ -216,12 +215,11 @@ impl BlockingReader {
                     error = %e,
                     "cannot connect to Redis"
                 );
-                self.state.send_replace(ConnState::Reconnecting {
-                    attempt: self.backoff.attempt(),
-                    next_retry_at_ms: now_ms() + delay.as_millis() as u64,
-                    last_error: e.to_string(),
-                    last_error_code: err.code(),
-                });
+                self.state.send_replace(self.backoff.reconnecting(
+                    delay,
+                    e.to_string(),
+                    err.code(),
+                ));
                 tokio::select! {
                     _ = token.cancelled() => {}
                     _ = tokio::time::sleep(delay) => {}

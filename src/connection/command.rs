@@ -15,12 +15,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::backoff::Backoff;
+use super::backoff::{reconnecting, Backoff};
 use super::dial::{connect_error, state_error};
 use super::ledger::{self, Ledger};
 use super::ordered::Ordered;
 use super::topology::{AnyConn, NodeAddr, Target};
-use crate::codec::{now_ms, parse_stream_info, StreamId};
+use crate::codec::{parse_stream_info, StreamId};
 use crate::config::Config;
 use crate::error::{classify, Error, Failure, Result};
 use crate::status::{ConnState, Counters, Throttle};
@@ -292,6 +292,14 @@ impl CommandConn {
             *slot = None;
             drop(slot);
             warn!(error = %why, "command connection lost; reconnecting");
+            // Status tells the truth at once, not when the next attempt has finished.
+            self.state.send_if_modified(|s| {
+                let up = matches!(s, ConnState::Connected);
+                if up {
+                    *s = reconnecting(0, Duration::ZERO, why.to_owned(), "ERR_UNAVAILABLE");
+                }
+                up
+            });
             self.kick.notify_one();
         }
     }
@@ -376,12 +384,8 @@ impl CommandConn {
                     error = %e,
                     "cannot connect to Redis"
                 );
-                self.state.send_replace(ConnState::Reconnecting {
-                    attempt: backoff.attempt(),
-                    next_retry_at_ms: now_ms() + delay.as_millis() as u64,
-                    last_error: e.to_string(),
-                    last_error_code: err.code(),
-                });
+                self.state
+                    .send_replace(backoff.reconnecting(delay, e.to_string(), err.code()));
                 tokio::select! {
                     _ = token.cancelled() => break,
                     _ = tokio::time::sleep(delay) => {}
@@ -448,12 +452,11 @@ impl CommandConn {
             penalty = self.state_break.swap(false, Ordering::SeqCst);
             if penalty {
                 let delay = backoff.next_delay();
-                self.state.send_replace(ConnState::Reconnecting {
-                    attempt: backoff.attempt(),
-                    next_retry_at_ms: now_ms() + delay.as_millis() as u64,
-                    last_error: "Redis refused writes for its state (a failover?)".into(),
-                    last_error_code: "ERR_UNAVAILABLE",
-                });
+                self.state.send_replace(backoff.reconnecting(
+                    delay,
+                    "Redis refused writes for its state (a failover?)".into(),
+                    "ERR_UNAVAILABLE",
+                ));
                 tokio::select! {
                     _ = token.cancelled() => break,
                     _ = tokio::time::sleep(delay) => {}
