@@ -13,6 +13,7 @@
 //! - [`topology`]: where the data lives (one server, a cluster, a Sentinel-named primary) and
 //!   how each kind of connection reaches it.
 
+mod audit;
 mod backoff;
 mod blocking;
 mod command;
