@@ -302,3 +302,69 @@ async fn parked_publishes_wait_out_a_server_that_refuses_writes() {
         c.disconnect().await;
     }
 }
+
+/// The failover audit does not hold up the command connection: when the connection that just
+/// reached a new server (a restart, a failover) drops again while the audit runs, it is
+/// redialled at once, not when the audit has given up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_connection_is_redialled_while_the_audit_runs() {
+    const TIMEOUT: Duration = Duration::from_millis(2000);
+    let mut server = RedisServer::start().await;
+    let cfg = Config::from_input(ConfigInput {
+        redis_url: Some(server.url()),
+        connect_timeout_ms: Some(500.0),
+        command_timeout_ms: Some(TIMEOUT.as_millis() as f64),
+        reconnect_initial_delay_ms: Some(20.0),
+        reconnect_max_delay_ms: Some(2000.0),
+        ..Default::default()
+    })
+    .unwrap();
+    let c = Arc::new(Client::new(cfg));
+    c.connect().await.unwrap();
+    // Something for the audit to look up.
+    c.publish("audited", "1", PublishId::Auto, None)
+        .await
+        .unwrap()
+        .expect("written");
+    server.restart().await;
+    until("the client reached the restarted server", DELIVERY, || {
+        c.status().counters.reconnects >= 1 && c.status().connected
+    })
+    .await;
+    // The audit waits a command timeout before it looks: this lands inside it.
+    let mut check = server.checker().await;
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .query_async(&mut check)
+        .await
+        .unwrap();
+    assert!(killed >= 1);
+    let killed_at = std::time::Instant::now();
+    loop {
+        // Another stream: an entry older than a stream's first is taken for trimmed.
+        if c.publish("probe", "2", PublishId::Auto, None)
+            .await
+            .unwrap()
+            .is_some()
+        {
+            break;
+        }
+        // The reconnect is immediate (its back-off was reset by the last success); with
+        // the audit in the way it took commandTimeoutMs plus retries.
+        assert!(
+            killed_at.elapsed() < TIMEOUT,
+            "no publish succeeded {:?} after the connection was killed",
+            killed_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The audit still reports the publish the restart lost, once.
+    until("the lost publish is reported", DELIVERY * 2, || {
+        c.status().counters.publish_lost >= 1
+    })
+    .await;
+    assert_eq!(c.status().counters.publish_lost, 1);
+    c.disconnect().await;
+}

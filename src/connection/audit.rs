@@ -1,38 +1,91 @@
 //! The failover audit: after the command connection reached another server, the newest ids
 //! of this client's publishes (the [`super::ledger`]) are looked up there, and those it lacks
 //! are reported lost.
+//!
+//! It runs as a task of its own ([`CommandConn::run_audits`]): the reconnect loop only asks
+//! for an audit, so a connection that drops again while one runs is redialled at once.
 
-use redis::{RedisError, Value};
+use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::command::CommandConn;
 use super::ledger;
-use crate::codec::{parse_stream_info, StreamId};
-use crate::error::{classify, Failure};
+use crate::codec::StreamId;
 use crate::status::Counters;
 
 /// Tries at looking up the newest publishes after a failover while Redis is unavailable.
 const LOST_CHECK_ATTEMPTS: u32 = 5;
 
+/// Streams looked up at once: the audit shares the command connection with the caller's
+/// publishes, right after a failover.
+const STREAMS_AT_ONCE: usize = 8;
+
+/// One stream's facts for the audit, computed on the server so that no payload crosses the
+/// network: whether it exists, its first id, its largest deleted id, and a `1`/`0` per id
+/// in `ARGV` for present/absent.
+const LOOKUP: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, '', '', ''} end
+local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+local first_id = ''
+if #first > 0 then first_id = first[1][1] end
+local info = redis.call('XINFO', 'STREAM', KEYS[1])
+local max_deleted = '0-0'
+for i = 1, #info, 2 do
+  if info[i] == 'max-deleted-entry-id' then max_deleted = info[i + 1] end
+end
+local present = {}
+for i, id in ipairs(ARGV) do
+  if #redis.call('XRANGE', KEYS[1], id, id, 'COUNT', 1) > 0 then present[i] = '1' else present[i] = '0' end
+end
+return {1, first_id, max_deleted, table.concat(present)}
+";
+
 impl CommandConn {
-    /// After the connection moved to another server: looks the newest publish ids up there
-    /// and reports those it does not have (a failover lost them: `warn` per stream and
+    /// Asks for an audit (the connection reached another server); requests made while one
+    /// runs are served by one more run after it.
+    pub(super) fn audit_soon(&self) {
+        self.audits.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Runs the audits asked for with [`CommandConn::audit_soon`], one at a time, until
+    /// `token` is cancelled.
+    pub async fn run_audits(self: std::sync::Arc<Self>, token: CancellationToken) {
+        let mut asked = self.audits.subscribe();
+        loop {
+            tokio::select! {
+                biased;
+                _ = token.cancelled() => return,
+                r = asked.changed() => if r.is_err() { return },
+            }
+            self.report_lost_publishes(&token).await;
+        }
+    }
+
+    /// Looks the newest publish ids up on the server the connection reaches now and
+    /// reports those it does not have (a failover lost them: `warn` per stream and
     /// `counters.publishLost`). Waits `commandTimeoutMs` first, so that every publish still
     /// on the old connection has resolved (or failed open) and is in the record. Retries a
     /// few times while Redis is unavailable.
-    pub(super) async fn report_lost_publishes(&self, token: &CancellationToken) {
+    async fn report_lost_publishes(&self, token: &CancellationToken) {
         tokio::select! {
             _ = token.cancelled() => return,
             _ = tokio::time::sleep(self.cfg.command_timeout) => {}
         }
         let mut pending = self.ledger().snapshot();
         for attempt in 1..=LOST_CHECK_ATTEMPTS {
-            let checks = pending.iter().map(|(stream, ids)| async move {
-                (self.lost_in(stream, ids).await, stream.clone(), ids.clone())
-            });
+            let checks = futures_util::stream::iter(pending)
+                .map(
+                    |(stream, ids)| async move { (self.lost_in(&stream, &ids).await, stream, ids) },
+                )
+                .buffer_unordered(STREAMS_AT_ONCE)
+                .collect::<Vec<_>>();
+            let checked = tokio::select! {
+                _ = token.cancelled() => return,
+                c = checks => c,
+            };
             let mut retry = Vec::new();
-            for (result, stream, ids) in futures_util::future::join_all(checks).await {
+            for (result, stream, ids) in checked {
                 match result {
                     Some(lost) if lost.is_empty() => {}
                     Some(lost) => {
@@ -72,38 +125,27 @@ impl CommandConn {
         if ids.is_empty() {
             return Some(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        pipe.cmd("XINFO").arg("STREAM").arg(stream);
+        let script = redis::Script::new(LOOKUP);
+        let mut call = script.key(stream);
         for id in ids {
-            pipe.cmd("XRANGE")
-                .arg(stream)
-                .arg(id)
-                .arg(id)
-                .arg("COUNT")
-                .arg(1);
+            call.arg(id.to_string());
         }
-        let replies: Vec<Value> = self.query(&pipe).await.ok()??;
-        let (info, ranges) = replies.split_first()?;
-        let (exists, max_deleted, first) = match info {
-            Value::ServerError(e)
-                if classify(&RedisError::from(e.clone())) == Failure::NoSuchKey =>
-            {
-                (false, StreamId::ZERO, None)
-            }
-            Value::ServerError(_) => return None,
-            v => {
-                let i = parse_stream_info(v).ok()?;
-                (true, i.max_deleted, i.first_entry)
-            }
+        let (exists, first, max_deleted, present): (i64, String, String, String) =
+            self.query(&call).await.ok()??;
+        if exists == 0 {
+            let absent = vec![false; ids.len()];
+            return Some(ledger::lost(ids, &absent, false, StreamId::ZERO, None));
+        }
+        let present: Vec<bool> = present.bytes().map(|b| b == b'1').collect();
+        if present.len() != ids.len() {
+            return None;
+        }
+        let first = if first.is_empty() {
+            None
+        } else {
+            Some(first.parse().ok()?)
         };
-        let mut present = Vec::with_capacity(ranges.len());
-        for r in ranges {
-            match r {
-                Value::Array(a) => present.push(!a.is_empty()),
-                _ => return None,
-            }
-        }
-        Some(ledger::lost(ids, &present, exists, max_deleted, first))
+        let max_deleted = max_deleted.parse().ok()?;
+        Some(ledger::lost(ids, &present, true, max_deleted, first))
     }
 }

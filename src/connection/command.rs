@@ -66,6 +66,8 @@ pub struct CommandConn {
     topology: watch::Sender<u64>,
     /// The newest ids of this client's publishes, to find those a failover lost.
     ledger: Arc<Ledger>,
+    /// Bumped to ask for a failover audit (see `audit.rs`).
+    pub(super) audits: watch::Sender<u64>,
     /// `run_id` of the server the connection last reached (not in a cluster).
     run_id: std::sync::Mutex<Option<String>>,
 }
@@ -96,6 +98,7 @@ impl CommandConn {
             probe: Notify::new(),
             topology: watch::Sender::new(0),
             ledger: Arc::new(Ledger::default()),
+            audits: watch::Sender::new(0),
             run_id: std::sync::Mutex::new(None),
         })
     }
@@ -409,7 +412,7 @@ impl CommandConn {
             }
             if moved {
                 info!(url = %self.cfg.redis_url, "the command connection reached another server (a failover or a restart); checking the newest publishes");
-                self.report_lost_publishes(&token).await;
+                self.audit_soon();
                 moved = false;
             }
             let mut topology = self.topology();
@@ -430,7 +433,7 @@ impl CommandConn {
                             let now = self.masters();
                             if masters.iter().any(|m| !now.contains(m)) {
                                 info!("a cluster master left the slot map; checking the newest publishes");
-                                self.report_lost_publishes(&token).await;
+                                self.audit_soon();
                             }
                             masters = now;
                         }
