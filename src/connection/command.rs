@@ -6,7 +6,7 @@
 //! PING.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use redis::{FromRedisValue, RedisError, Value};
@@ -241,14 +241,15 @@ impl CommandConn {
     }
 
     pub(super) fn get(&self) -> Option<Installed> {
-        self.slot.read().ok()?.clone()
+        self.slot
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Hands out `conn` (called with the offline buffer's lock held, once it is empty).
     pub(super) fn install(&self, installed: Installed) {
-        if let Ok(mut slot) = self.slot.write() {
-            *slot = Some(installed);
-        }
+        *self.slot.write().unwrap_or_else(PoisonError::into_inner) = Some(installed);
     }
 
     /// Whether the session's first connection attempt is still running.
@@ -283,10 +284,7 @@ impl CommandConn {
 
     /// Drops the connection of `generation` (if still current) and wakes the reconnect loop.
     pub(super) fn broken(&self, generation: Generation, why: &str) {
-        let mut slot = match self.slot.write() {
-            Ok(s) => s,
-            Err(p) => p.into_inner(),
-        };
+        let mut slot = self.slot.write().unwrap_or_else(PoisonError::into_inner);
         if slot.as_ref().is_some_and(|i| i.generation == generation) {
             *slot = None;
             drop(slot);
@@ -363,8 +361,9 @@ impl CommandConn {
                     moved |= self.learn_server(&mut conn).await;
                     let generation =
                         Generation(self.generation.fetch_add(1, Ordering::Relaxed) + 1);
-                    match self.flush_parked(&mut conn, generation).await {
+                    match self.flush_parked(&mut conn, generation, &token).await {
                         Ok(()) => None,
+                        Err(_) if token.is_cancelled() => break,
                         Err(e) => {
                             warn!(error = %e, "connection failed while writing parked publishes");
                             Some(e)
@@ -462,9 +461,7 @@ impl CommandConn {
                 }
             }
         }
-        if let Ok(mut slot) = self.slot.write() {
-            *slot = None;
-        }
+        *self.slot.write().unwrap_or_else(PoisonError::into_inner) = None;
         self.fail_parked();
     }
 

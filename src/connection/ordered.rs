@@ -63,6 +63,11 @@ struct Queued {
     reply: ReplyTo,
 }
 
+/// Why a flush stopped when the client is closing.
+fn closing() -> RedisError {
+    RedisError::from(std::io::Error::other("the client is closing"))
+}
+
 /// Queued commands of one hash slot, sent as one pipeline.
 struct Group {
     slot: Option<u16>,
@@ -363,9 +368,15 @@ impl CommandConn {
         &self,
         conn: &mut AnyConn,
         generation: Generation,
+        token: &CancellationToken,
     ) -> std::result::Result<(), RedisError> {
         let mut announced = false;
         loop {
+            // `disconnect()` resolves what is still parked `null` (see `fail_parked`): nothing
+            // is written after it returned.
+            if token.is_cancelled() {
+                return Err(closing());
+            }
             let chunk: Vec<Parked> = {
                 let mut parked = self.ordered.parked();
                 if parked.is_empty() {
@@ -392,11 +403,14 @@ impl CommandConn {
             }
             // Parked commands have no deadline of their own (they wait for Redis); this
             // only tells a dead connection from a slow one.
-            let sent = tokio::time::timeout(
-                self.cfg.command_timeout,
-                pipe.query_async::<Vec<Value>>(conn),
-            )
-            .await;
+            let sent = tokio::select! {
+                biased;
+                _ = token.cancelled() => Ok(Err(closing())),
+                sent = tokio::time::timeout(
+                    self.cfg.command_timeout,
+                    pipe.query_async::<Vec<Value>>(conn),
+                ) => sent,
+            };
             match sent {
                 Ok(Ok(values)) if values.len() == chunk.len() => {
                     self.settle_flushed(generation, chunk, values)?;
