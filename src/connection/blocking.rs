@@ -39,14 +39,14 @@ const UNBLOCK_RETRY: Duration = Duration::from_millis(2);
 /// What `CLIENT UNBLOCK` needs to know about a reader: its connection's `CLIENT ID`, and
 /// which read (if any) is on the way. Shared between the reader and whoever wakes it.
 #[derive(Debug, Default)]
-pub struct ReaderSlot {
+pub struct UnblockHandle {
     /// `CLIENT ID` of the connection, and its node (in a cluster).
     client_id: Mutex<Option<(i64, Option<NodeAddr>)>>,
     /// The tag of the read in progress plus one; 0 while not reading.
     reading: AtomicU64,
 }
 
-impl ReaderSlot {
+impl UnblockHandle {
     fn set_client_id(&self, id: Option<(i64, Option<NodeAddr>)>) {
         *self.client_id.lock().unwrap_or_else(|p| p.into_inner()) = id;
     }
@@ -112,7 +112,7 @@ pub struct BlockingReader {
     ever_connected: bool,
     what: &'static str,
     conn: Option<AnyConn>,
-    slot: Arc<ReaderSlot>,
+    slot: Arc<UnblockHandle>,
     /// Sentinel's primary (for a reader of the primary): a switch ends the read at once.
     primary: Option<watch::Receiver<Option<NodeAddr>>>,
 }
@@ -137,7 +137,7 @@ impl BlockingReader {
             ever_connected: false,
             what,
             conn: None,
-            slot: Arc::new(ReaderSlot::default()),
+            slot: Arc::new(UnblockHandle::default()),
         }
     }
 
@@ -147,7 +147,7 @@ impl BlockingReader {
     }
 
     /// What an [`Unblocker`] needs to wake this reader.
-    pub fn slot(&self) -> Arc<ReaderSlot> {
+    pub fn slot(&self) -> Arc<UnblockHandle> {
         self.slot.clone()
     }
 
@@ -342,7 +342,7 @@ pub struct Unblocker<'a> {
     /// The command connection to send it on.
     pub cmd: &'a CommandConn,
     /// The reader to wake.
-    pub slot: &'a ReaderSlot,
+    pub slot: &'a UnblockHandle,
 }
 
 impl Unblocker<'_> {

@@ -33,12 +33,12 @@ const TIMEOUTS_BEFORE_RECONNECT: u32 = 3;
 /// Which connection a result came from: a failure drops only the connection it happened on,
 /// never one that replaced it meanwhile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Generation(u64);
+pub(super) struct ConnEpoch(u64);
 
 /// The connection that commands use now.
 #[derive(Clone)]
 pub(super) struct Installed {
-    pub(super) generation: Generation,
+    pub(super) epoch: ConnEpoch,
     pub(super) conn: AnyConn,
 }
 
@@ -47,21 +47,21 @@ pub struct CommandConn {
     target: Arc<Target>,
     pub(super) cfg: Arc<Config>,
     counters: Arc<Counters>,
-    slot: RwLock<Option<Installed>>,
+    installed: RwLock<Option<Installed>>,
     pub(super) ordered: Ordered,
-    generation: AtomicU64,
+    epoch: AtomicU64,
     /// The server's version as `major * 1000 + minor` (0 until known).
     server_version: AtomicU32,
     /// The connection was dropped because the server refused it for its state (READONLY):
     /// the next one waits out the back-off, so that a server stuck in that state is not
     /// reconnected to once per command.
-    state_break: AtomicBool,
+    refused_for_state: AtomicBool,
     timeouts: AtomicU32,
     timeout_log: Throttle,
     server_state_log: Throttle,
     state: watch::Sender<ConnState>,
-    kick: Notify,
-    probe: Notify,
+    reconnect_now: Notify,
+    ping_soon: Notify,
     /// Bumped when the cluster's slot map changed: readers re-plan.
     topology: watch::Sender<u64>,
     /// The newest ids of this client's publishes, to find those a failover lost.
@@ -83,19 +83,19 @@ impl CommandConn {
             target,
             cfg,
             counters,
-            slot: RwLock::new(None),
+            installed: RwLock::new(None),
             ordered: Ordered::new(),
-            generation: AtomicU64::new(0),
+            epoch: AtomicU64::new(0),
             server_version: AtomicU32::new(0),
-            state_break: AtomicBool::new(false),
+            refused_for_state: AtomicBool::new(false),
             timeouts: AtomicU32::new(0),
             timeout_log: Throttle::default(),
             server_state_log: Throttle::default(),
             // A session's connection is being opened from the moment it exists: calls made
             // before the first attempt finishes wait for it (see `conn_or_first`).
             state: watch::Sender::new(ConnState::Connecting),
-            kick: Notify::new(),
-            probe: Notify::new(),
+            reconnect_now: Notify::new(),
+            ping_soon: Notify::new(),
             topology: watch::Sender::new(0),
             ledger: Arc::new(Ledger::default()),
             audits: watch::Sender::new(0),
@@ -146,7 +146,7 @@ impl CommandConn {
     /// Replaces the connection now (Sentinel named a new primary): the next one goes there.
     pub fn primary_switched(&self) {
         if let Some(i) = self.get() {
-            self.broken(i.generation, "Sentinel switched the primary");
+            self.broken(i.epoch, "Sentinel switched the primary");
         }
     }
 
@@ -176,13 +176,10 @@ impl CommandConn {
         Fut: std::future::Future<Output = std::result::Result<T, RedisError>>,
     {
         let deadline = Instant::now() + self.cfg.command_timeout;
-        let Some(Installed { generation, conn }) = self.conn_or_first(deadline).await else {
+        let Some(Installed { epoch, conn }) = self.conn_or_first(deadline).await else {
             return Ok(None);
         };
-        self.outcome(
-            generation,
-            tokio::time::timeout_at(deadline, send(conn)).await,
-        )
+        self.outcome(epoch, tokio::time::timeout_at(deadline, send(conn)).await)
     }
 
     /// What a command that ran against `deadline` means for its caller: a reply, `None`
@@ -190,17 +187,17 @@ impl CommandConn {
     /// [`CommandConn::judge`]), or the server's refusal.
     fn outcome<T>(
         &self,
-        generation: Generation,
+        epoch: ConnEpoch,
         sent: std::result::Result<std::result::Result<T, RedisError>, tokio::time::error::Elapsed>,
     ) -> std::result::Result<Option<T>, RedisError> {
         match sent {
             Err(_) => {
-                self.timed_out(generation);
+                self.timed_out(epoch);
                 Ok(None)
             }
             Ok(Err(e)) => {
                 self.answered();
-                self.judge(generation, e)
+                self.judge(epoch, e)
             }
             Ok(Ok(v)) => {
                 self.answered();
@@ -222,7 +219,7 @@ impl CommandConn {
     /// Asks for a PING soon: another connection of this client just failed, so this one
     /// may be dead too.
     pub fn probe_soon(&self) {
-        self.probe.notify_one();
+        self.ping_soon.notify_one();
     }
 
     /// Watches the connection state.
@@ -241,7 +238,7 @@ impl CommandConn {
     }
 
     pub(super) fn get(&self) -> Option<Installed> {
-        self.slot
+        self.installed
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
@@ -249,7 +246,10 @@ impl CommandConn {
 
     /// Hands out `conn` (called with the offline buffer's lock held, once it is empty).
     pub(super) fn install(&self, installed: Installed) {
-        *self.slot.write().unwrap_or_else(PoisonError::into_inner) = Some(installed);
+        *self
+            .installed
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(installed);
     }
 
     /// Whether the session's first connection attempt is still running.
@@ -282,12 +282,15 @@ impl CommandConn {
         self.get()
     }
 
-    /// Drops the connection of `generation` (if still current) and wakes the reconnect loop.
-    pub(super) fn broken(&self, generation: Generation, why: &str) {
-        let mut slot = self.slot.write().unwrap_or_else(PoisonError::into_inner);
-        if slot.as_ref().is_some_and(|i| i.generation == generation) {
-            *slot = None;
-            drop(slot);
+    /// Drops the connection of `epoch` (if still current) and wakes the reconnect loop.
+    pub(super) fn broken(&self, epoch: ConnEpoch, why: &str) {
+        let mut installed = self
+            .installed
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if installed.as_ref().is_some_and(|i| i.epoch == epoch) {
+            *installed = None;
+            drop(installed);
             warn!(error = %why, "command connection lost; reconnecting");
             // Status tells the truth at once, not when the next attempt has finished.
             self.state.send_if_modified(|s| {
@@ -297,7 +300,7 @@ impl CommandConn {
                 }
                 up
             });
-            self.kick.notify_one();
+            self.reconnect_now.notify_one();
         }
     }
 
@@ -306,19 +309,19 @@ impl CommandConn {
     /// for a refusal the caller has to hear about.
     pub(super) fn judge<T>(
         &self,
-        generation: Generation,
+        epoch: ConnEpoch,
         e: RedisError,
     ) -> std::result::Result<Option<T>, RedisError> {
         match classify(&e) {
             Failure::Connection => {
-                self.broken(generation, &e.to_string());
+                self.broken(epoch, &e.to_string());
                 Ok(None)
             }
             Failure::ServerState { reconnect } => {
                 self.server_state(&e, reconnect);
                 if reconnect {
-                    self.state_break.store(true, Ordering::SeqCst);
-                    self.broken(generation, &e.to_string());
+                    self.refused_for_state.store(true, Ordering::SeqCst);
+                    self.broken(epoch, &e.to_string());
                 }
                 Ok(None)
             }
@@ -345,9 +348,9 @@ impl CommandConn {
         let mut backoff = Backoff::new(self.cfg.reconnect);
         let mut ever_connected = false;
         // The last connection was dropped for the server's state: keep backing off.
-        let mut penalty = false;
+        let mut back_off_first = false;
         // The connection reached another server than before (a failover, a restart).
-        let mut moved = false;
+        let mut server_changed = false;
         self.state.send_replace(ConnState::Connecting);
         loop {
             let attempt = tokio::select! {
@@ -358,10 +361,9 @@ impl CommandConn {
             let failed = match attempt {
                 Ok(mut conn) => {
                     // Sticky until checked: a failed attempt must not hide the move.
-                    moved |= self.learn_server(&mut conn).await;
-                    let generation =
-                        Generation(self.generation.fetch_add(1, Ordering::Relaxed) + 1);
-                    match self.flush_parked(&mut conn, generation, &token).await {
+                    server_changed |= self.learn_server(&mut conn).await;
+                    let epoch = ConnEpoch(self.epoch.fetch_add(1, Ordering::Relaxed) + 1);
+                    match self.flush_parked(&mut conn, epoch, &token).await {
                         Ok(()) => None,
                         Err(_) if token.is_cancelled() => break,
                         Err(e) => {
@@ -402,28 +404,28 @@ impl CommandConn {
                 info!(url = %self.cfg.redis_url, "connected to Redis");
             }
             ever_connected = true;
-            if !penalty {
+            if !back_off_first {
                 backoff.reset();
             }
             self.state.send_replace(ConnState::Connected);
             if self.target.is_cluster() {
                 self.refresh_slots().await;
             }
-            if moved {
+            if server_changed {
                 info!(url = %self.cfg.redis_url, "the command connection reached another server (a failover or a restart); checking the newest publishes");
                 self.audit_soon();
-                moved = false;
+                server_changed = false;
             }
             let mut topology = self.topology();
             let mut masters = self.masters();
-            // A connection whose server went away is only noticed when used: probe it now
+            // A connection whose server went away is only noticed when used: ping it now
             // and then, and at once when another connection of this client just failed, so
             // status and the next publish see the truth.
             loop {
                 tokio::select! {
                     _ = token.cancelled() => break,
-                    _ = self.kick.notified() => break,
-                    _ = self.probe.notified() => {}
+                    _ = self.reconnect_now.notified() => break,
+                    _ = self.ping_soon.notified() => {}
                     _ = tokio::time::sleep(HEALTH_CHECK_EVERY) => {}
                     r = topology.changed(), if self.target.is_cluster() => {
                         if r.is_ok() {
@@ -447,8 +449,8 @@ impl CommandConn {
             if token.is_cancelled() {
                 break;
             }
-            penalty = self.state_break.swap(false, Ordering::SeqCst);
-            if penalty {
+            back_off_first = self.refused_for_state.swap(false, Ordering::SeqCst);
+            if back_off_first {
                 let delay = backoff.next_delay();
                 self.state.send_replace(backoff.reconnecting(
                     delay,
@@ -461,7 +463,10 @@ impl CommandConn {
                 }
             }
         }
-        *self.slot.write().unwrap_or_else(PoisonError::into_inner) = None;
+        *self
+            .installed
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = None;
         self.fail_parked();
     }
 
@@ -506,8 +511,8 @@ impl CommandConn {
     }
 
     /// Counts a command timeout (logged, throttled); after a few in a row the connection
-    /// of `generation` is presumed dead and replaced.
-    pub(super) fn timed_out(&self, generation: Generation) {
+    /// of `epoch` is presumed dead and replaced.
+    pub(super) fn timed_out(&self, epoch: ConnEpoch) {
         let n = self.timeouts.fetch_add(1, Ordering::Relaxed) + 1;
         if let Some(held_back) = self.timeout_log.allow() {
             warn!(
@@ -518,7 +523,7 @@ impl CommandConn {
             );
         }
         if n >= TIMEOUTS_BEFORE_RECONNECT {
-            self.broken(generation, "too many consecutive timeouts");
+            self.broken(epoch, "too many consecutive timeouts");
         }
     }
 

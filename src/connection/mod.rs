@@ -23,7 +23,7 @@ mod ordered;
 mod topology;
 
 pub use backoff::Backoff;
-pub use blocking::{BlockingReader, ReadError, ReaderSlot, Unblocker};
+pub use blocking::{BlockingReader, ReadError, UnblockHandle, Unblocker};
 pub use command::{CommandConn, Queryable};
 pub use dial::{connect_error, open};
 pub use ordered::{Reply, ReplyTo};

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::command::{CommandConn, Generation, Installed};
+use super::command::{CommandConn, ConnEpoch, Installed};
 use super::topology::{key_slot, AnyConn};
 use crate::error::{classify, Failure};
 
@@ -221,7 +221,7 @@ impl CommandConn {
         };
         let sends = groups.into_iter().map(|g| {
             let conn = installed.conn.clone();
-            self.send_pipeline(installed.generation, conn, g)
+            self.send_pipeline(installed.epoch, conn, g)
         });
         futures_util::future::join_all(sends).await;
     }
@@ -229,7 +229,7 @@ impl CommandConn {
     /// Sends one pipeline of ordered commands and settles its replies, by the earliest
     /// deadline among them: a command that waited its turn behind a slow pipeline has used
     /// part of its `commandTimeoutMs` already.
-    async fn send_pipeline(&self, generation: Generation, mut conn: AnyConn, group: Group) {
+    async fn send_pipeline(&self, epoch: ConnEpoch, mut conn: AnyConn, group: Group) {
         let Group {
             pipe,
             replies,
@@ -241,7 +241,7 @@ impl CommandConn {
         match sent {
             Ok(Ok(values)) if values.len() == replies.len() => {
                 self.answered();
-                self.settle(generation, replies, values);
+                self.settle(epoch, replies, values);
             }
             Ok(Ok(_)) => {
                 warn!("pipeline reply count did not match; resolving the batch as unavailable");
@@ -250,7 +250,7 @@ impl CommandConn {
                 }
             }
             Ok(Err(e)) => {
-                self.broken(generation, &e.to_string());
+                self.broken(epoch, &e.to_string());
                 // Whether Redis wrote them is unknown: with an offline buffer they are sent
                 // again after the reconnect (at least once), else they resolve null.
                 self.park_or_fail(&mut self.ordered.parked(), &pipe, replies);
@@ -258,14 +258,14 @@ impl CommandConn {
                 // the old one. The parked commands must not wait behind it for a reconnect
                 // that may never come, nor be overtaken on it: replace it, so that the one
                 // task that flushes the buffer (`run`) writes them first on the next one.
-                if let Some(newer) = self.get().map(|i| i.generation) {
-                    if newer != generation && !self.ordered.parked().is_empty() {
+                if let Some(newer) = self.get().map(|i| i.epoch) {
+                    if newer != epoch && !self.ordered.parked().is_empty() {
                         self.broken(newer, "parked publishes must go out before newer ones");
                     }
                 }
             }
             Err(_) => {
-                self.timed_out(generation);
+                self.timed_out(epoch);
                 for reply in replies {
                     reply.send(Ok(None));
                 }
@@ -274,10 +274,10 @@ impl CommandConn {
     }
 
     /// Hands each reply of a pipeline to its caller; a refusal goes through [`CommandConn::judge`].
-    fn settle(&self, generation: Generation, replies: Vec<ReplyTo>, values: Vec<Value>) {
+    fn settle(&self, epoch: ConnEpoch, replies: Vec<ReplyTo>, values: Vec<Value>) {
         for (reply, v) in replies.into_iter().zip(values) {
             let r = match v {
-                Value::ServerError(e) => self.judge(generation, RedisError::from(e)),
+                Value::ServerError(e) => self.judge(epoch, RedisError::from(e)),
                 v => Ok(Some(v)),
             };
             reply.send(r);
@@ -294,7 +294,7 @@ impl CommandConn {
     /// The reply that stopped the flush.
     fn settle_flushed(
         &self,
-        generation: Generation,
+        epoch: ConnEpoch,
         chunk: Vec<Parked>,
         values: Vec<Value>,
     ) -> std::result::Result<(), RedisError> {
@@ -314,7 +314,7 @@ impl CommandConn {
         });
         let Some((at, e)) = stop else {
             let replies = chunk.into_iter().map(|p| p.reply).collect();
-            self.settle(generation, replies, values);
+            self.settle(epoch, replies, values);
             return Ok(());
         };
         let mut chunk = chunk;
@@ -322,7 +322,7 @@ impl CommandConn {
         let mut values = values;
         values.truncate(at);
         let replies = chunk.into_iter().map(|p| p.reply).collect();
-        self.settle(generation, replies, values);
+        self.settle(epoch, replies, values);
         let mut parked = self.ordered.parked();
         for p in back.into_iter().rev() {
             parked.push_front(p);
@@ -367,7 +367,7 @@ impl CommandConn {
     pub(super) async fn flush_parked(
         &self,
         conn: &mut AnyConn,
-        generation: Generation,
+        epoch: ConnEpoch,
         token: &CancellationToken,
     ) -> std::result::Result<(), RedisError> {
         let mut announced = false;
@@ -381,7 +381,7 @@ impl CommandConn {
                 let mut parked = self.ordered.parked();
                 if parked.is_empty() {
                     self.install(Installed {
-                        generation,
+                        epoch,
                         conn: conn.clone(),
                     });
                     return Ok(());
@@ -413,7 +413,7 @@ impl CommandConn {
             };
             match sent {
                 Ok(Ok(values)) if values.len() == chunk.len() => {
-                    self.settle_flushed(generation, chunk, values)?;
+                    self.settle_flushed(epoch, chunk, values)?;
                 }
                 other => {
                     let mut parked = self.ordered.parked();
