@@ -5,8 +5,8 @@
 //! ([`CommandConn::run`]) opens it, replaces it when it fails, and checks an idle one with a
 //! PING.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::{FromRedisValue, RedisError, Value};
@@ -15,53 +15,30 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::backoff::{reconnecting, Backoff};
+use super::backoff::Backoff;
 use super::dial::{connect_error, state_error};
 use super::ledger::Ledger;
-use super::ordered::Ordered;
+use super::ordered::{Ordered, ReplyTo};
+use super::slot::{ConnSlot, Installed};
 use super::topology::{AnyConn, NodeAddr, Target};
 use crate::config::Config;
-use crate::error::{classify, Error, Failure, Result};
-use crate::status::{ConnState, Counters, Throttle};
+use crate::error::{Error, Result};
+use crate::status::{ConnState, Counters};
 
 /// How often an otherwise idle command connection is checked with a PING.
 const HEALTH_CHECK_EVERY: Duration = Duration::from_secs(1);
-
-/// Consecutive command timeouts after which the command connection is presumed dead.
-const TIMEOUTS_BEFORE_RECONNECT: u32 = 3;
-
-/// Which connection a result came from: a failure drops only the connection it happened on,
-/// never one that replaced it meanwhile.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct ConnEpoch(u64);
-
-/// The connection that commands use now.
-#[derive(Clone)]
-pub(super) struct Installed {
-    pub(super) epoch: ConnEpoch,
-    pub(super) conn: AnyConn,
-}
 
 /// The command connection every non-blocking command of a client shares.
 pub struct CommandConn {
     target: Arc<Target>,
     pub(super) cfg: Arc<Config>,
     counters: Arc<Counters>,
-    installed: RwLock<Option<Installed>>,
+    /// The installed connection and the judgement of its results.
+    pub(super) link: Arc<ConnSlot>,
     pub(super) ordered: Ordered,
-    epoch: AtomicU64,
     /// The server's version as `major * 1000 + minor` (0 until known).
     server_version: AtomicU32,
-    /// The connection was dropped because the server refused it for its state (READONLY):
-    /// the next one waits out the back-off, so that a server stuck in that state is not
-    /// reconnected to once per command.
-    refused_for_state: AtomicBool,
-    timeouts: AtomicU32,
-    timeout_log: Throttle,
-    server_state_log: Throttle,
-    state: watch::Sender<ConnState>,
-    reconnect_now: Notify,
-    ping_soon: Notify,
+    pub(super) ping_soon: Notify,
     /// Bumped when the cluster's slot map changed: readers re-plan.
     topology: watch::Sender<u64>,
     /// The newest ids of this client's publishes, to find those a failover lost.
@@ -79,28 +56,34 @@ impl CommandConn {
     /// [`Error::InvalidArg`] when the URL cannot be used.
     pub fn new(cfg: Arc<Config>, counters: Arc<Counters>) -> Result<Self> {
         let target = Arc::new(Target::new(&cfg)?);
+        let link = Arc::new(ConnSlot::new(target.clone(), cfg.clone(), counters.clone()));
         Ok(CommandConn {
+            ordered: Ordered::new(link.clone(), cfg.clone(), target.is_cluster()),
             target,
             cfg,
             counters,
-            installed: RwLock::new(None),
-            ordered: Ordered::new(),
-            epoch: AtomicU64::new(0),
+            link,
             server_version: AtomicU32::new(0),
-            refused_for_state: AtomicBool::new(false),
-            timeouts: AtomicU32::new(0),
-            timeout_log: Throttle::default(),
-            server_state_log: Throttle::default(),
-            // A session's connection is being opened from the moment it exists: calls made
-            // before the first attempt finishes wait for it (see `conn_or_first`).
-            state: watch::Sender::new(ConnState::Connecting),
-            reconnect_now: Notify::new(),
             ping_soon: Notify::new(),
             topology: watch::Sender::new(0),
             ledger: Arc::new(Ledger::default()),
             audits: watch::Sender::new(0),
             run_id: std::sync::Mutex::new(None),
         })
+    }
+
+    /// Queues a command to be sent in exactly the order of the calls. Never blocks.
+    ///
+    /// The reply goes to `reply`: `Ok(Some(reply))`, `Ok(None)` when Redis is unavailable
+    /// (within the command timeout, or later from the offline buffer), or the server's
+    /// refusal.
+    pub fn submit(&self, cmd: redis::Cmd, reply: ReplyTo) {
+        self.ordered.submit(cmd, reply);
+    }
+
+    /// Sends the queued ordered commands until `token` is cancelled (see [`Ordered`]).
+    pub async fn run_ordered(self: Arc<Self>, token: CancellationToken) {
+        self.ordered.run(token).await;
     }
 
     /// Where the data lives, for opening the dedicated reader connections.
@@ -145,8 +128,8 @@ impl CommandConn {
 
     /// Replaces the connection now (Sentinel named a new primary): the next one goes there.
     pub fn primary_switched(&self) {
-        if let Some(i) = self.get() {
-            self.broken(i.epoch, "Sentinel switched the primary");
+        if let Some(i) = self.link.get() {
+            self.link.broken(i.epoch, "Sentinel switched the primary");
         }
     }
 
@@ -169,41 +152,18 @@ impl CommandConn {
     }
 
     /// Runs `send` on the installed connection (waiting for the first one) within the
-    /// command timeout, and judges the result with [`CommandConn::outcome`].
+    /// command timeout, and judges the result with [`ConnSlot::outcome`].
     async fn timed<T, F, Fut>(&self, send: F) -> std::result::Result<Option<T>, RedisError>
     where
         F: FnOnce(AnyConn) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<T, RedisError>>,
     {
         let deadline = Instant::now() + self.cfg.command_timeout;
-        let Some(Installed { epoch, conn }) = self.conn_or_first(deadline).await else {
+        let Some(Installed { epoch, conn }) = self.link.conn_or_first(deadline).await else {
             return Ok(None);
         };
-        self.outcome(epoch, tokio::time::timeout_at(deadline, send(conn)).await)
-    }
-
-    /// What a command that ran against `deadline` means for its caller: a reply, `None`
-    /// when Redis is unavailable (timeout, connection failed, the server's state; see
-    /// [`CommandConn::judge`]), or the server's refusal.
-    fn outcome<T>(
-        &self,
-        epoch: ConnEpoch,
-        sent: std::result::Result<std::result::Result<T, RedisError>, tokio::time::error::Elapsed>,
-    ) -> std::result::Result<Option<T>, RedisError> {
-        match sent {
-            Err(_) => {
-                self.timed_out(epoch);
-                Ok(None)
-            }
-            Ok(Err(e)) => {
-                self.answered();
-                self.judge(epoch, e)
-            }
-            Ok(Ok(v)) => {
-                self.answered();
-                Ok(Some(v))
-            }
-        }
+        self.link
+            .outcome(epoch, tokio::time::timeout_at(deadline, send(conn)).await)
     }
 
     /// The configuration.
@@ -224,122 +184,17 @@ impl CommandConn {
 
     /// Watches the connection state.
     pub fn state(&self) -> watch::Receiver<ConnState> {
-        self.state.subscribe()
+        self.link.state.subscribe()
     }
 
     /// The current state.
     pub fn current_state(&self) -> ConnState {
-        self.state.borrow().clone()
+        self.link.state.borrow().clone()
     }
 
     /// Marks the connection closing/closed for status.
     pub fn set_state(&self, s: ConnState) {
-        self.state.send_replace(s);
-    }
-
-    pub(super) fn get(&self) -> Option<Installed> {
-        self.installed
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    /// Hands out `conn` (called with the offline buffer's lock held, once it is empty).
-    pub(super) fn install(&self, installed: Installed) {
-        *self
-            .installed
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = Some(installed);
-    }
-
-    /// Whether the session's first connection attempt is still running.
-    pub(super) fn is_first_attempt(&self) -> bool {
-        matches!(*self.state.borrow(), ConnState::Connecting)
-    }
-
-    /// The connection; while the first attempt of the session is still running (a client
-    /// that connects on its first call), waits for it, but not past `until`. While Sentinel
-    /// promotes a replica, waits (not past `until`) for the connection to it: the new primary
-    /// is milliseconds away, and failing open at once would drop what it will take.
-    pub(super) async fn conn_or_first(&self, until: Instant) -> Option<Installed> {
-        if let Some(c) = self.get() {
-            return Some(c);
-        }
-        let mut rx = self.state.subscribe();
-        if matches!(*rx.borrow_and_update(), ConnState::Connecting) {
-            let _ = tokio::time::timeout_at(
-                until,
-                rx.wait_for(|s| !matches!(s, ConnState::Connecting)),
-            )
-            .await;
-        } else if self.target.promotion_under_way() {
-            // Every install is followed by a state update: look again after each one.
-            let _ = tokio::time::timeout_at(until, async {
-                while self.get().is_none() && rx.changed().await.is_ok() {}
-            })
-            .await;
-        }
-        self.get()
-    }
-
-    /// Drops the connection of `epoch` (if still current) and wakes the reconnect loop.
-    pub(super) fn broken(&self, epoch: ConnEpoch, why: &str) {
-        let mut installed = self
-            .installed
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        if installed.as_ref().is_some_and(|i| i.epoch == epoch) {
-            *installed = None;
-            drop(installed);
-            warn!(error = %why, "command connection lost; reconnecting");
-            // Status tells the truth at once, not when the next attempt has finished.
-            self.state.send_if_modified(|s| {
-                let up = matches!(s, ConnState::Connected);
-                if up {
-                    *s = reconnecting(0, Duration::ZERO, why.to_owned(), "ERR_UNAVAILABLE");
-                }
-                up
-            });
-            self.reconnect_now.notify_one();
-        }
-    }
-
-    /// What a command's failure means for its caller: `Ok(None)` when Redis is unavailable
-    /// (the connection failed, or the server's state refuses it for now: fail open), `Err`
-    /// for a refusal the caller has to hear about.
-    pub(super) fn judge<T>(
-        &self,
-        epoch: ConnEpoch,
-        e: RedisError,
-    ) -> std::result::Result<Option<T>, RedisError> {
-        match classify(&e) {
-            Failure::Connection => {
-                self.broken(epoch, &e.to_string());
-                Ok(None)
-            }
-            Failure::ServerState { reconnect } => {
-                self.server_state(&e, reconnect);
-                if reconnect {
-                    self.refused_for_state.store(true, Ordering::SeqCst);
-                    self.broken(epoch, &e.to_string());
-                }
-                Ok(None)
-            }
-            _ => Err(e),
-        }
-    }
-
-    /// Counts and logs (throttled) a command refused because of the server's state.
-    pub(super) fn server_state(&self, e: &RedisError, reconnect: bool) {
-        Counters::add(&self.counters.server_state_errors, 1);
-        if let Some(held_back) = self.server_state_log.allow() {
-            warn!(
-                error = %e,
-                reconnect,
-                similar_since_last = held_back,
-                "Redis refused a command because of its own state (failover, loading, memory, busy); failing open"
-            );
-        }
+        self.link.state.send_replace(s);
     }
 
     /// Keeps the connection up until `token` is cancelled: connects, waits for a failure,
@@ -351,7 +206,7 @@ impl CommandConn {
         let mut back_off_first = false;
         // The connection reached another server than before (a failover, a restart).
         let mut server_changed = false;
-        self.state.send_replace(ConnState::Connecting);
+        self.link.state.send_replace(ConnState::Connecting);
         loop {
             let attempt = tokio::select! {
                 biased;
@@ -362,8 +217,8 @@ impl CommandConn {
                 Ok(mut conn) => {
                     // Sticky until checked: a failed attempt must not hide the move.
                     server_changed |= self.learn_server(&mut conn).await;
-                    let epoch = ConnEpoch(self.epoch.fetch_add(1, Ordering::Relaxed) + 1);
-                    match self.flush_parked(&mut conn, epoch, &token).await {
+                    let epoch = self.link.next_epoch();
+                    match self.ordered.flush_parked(&mut conn, epoch, &token).await {
                         Ok(()) => None,
                         Err(_) if token.is_cancelled() => break,
                         Err(e) => {
@@ -384,15 +239,18 @@ impl CommandConn {
                     error = %e,
                     "cannot connect to Redis"
                 );
-                self.state
-                    .send_replace(backoff.reconnecting(delay, e.to_string(), err.code()));
+                self.link.state.send_replace(backoff.reconnecting(
+                    delay,
+                    e.to_string(),
+                    err.code(),
+                ));
                 tokio::select! {
                     _ = token.cancelled() => break,
                     _ = tokio::time::sleep(delay) => {}
                 }
                 continue;
             }
-            self.timeouts.store(0, Ordering::Relaxed);
+            self.link.reset_timeouts();
             if ever_connected {
                 Counters::add(&self.counters.reconnects, 1);
                 info!(
@@ -407,7 +265,7 @@ impl CommandConn {
             if !back_off_first {
                 backoff.reset();
             }
-            self.state.send_replace(ConnState::Connected);
+            self.link.state.send_replace(ConnState::Connected);
             if self.target.is_cluster() {
                 self.refresh_slots().await;
             }
@@ -424,7 +282,7 @@ impl CommandConn {
             loop {
                 tokio::select! {
                     _ = token.cancelled() => break,
-                    _ = self.reconnect_now.notified() => break,
+                    _ = self.link.reconnect_now.notified() => break,
                     _ = self.ping_soon.notified() => {}
                     _ = tokio::time::sleep(HEALTH_CHECK_EVERY) => {}
                     r = topology.changed(), if self.target.is_cluster() => {
@@ -442,17 +300,17 @@ impl CommandConn {
                     }
                 }
                 let _ = self.query::<Value, _>(&redis::cmd("PING")).await;
-                if self.get().is_none() {
+                if self.link.get().is_none() {
                     break;
                 }
             }
             if token.is_cancelled() {
                 break;
             }
-            back_off_first = self.refused_for_state.swap(false, Ordering::SeqCst);
+            back_off_first = self.link.take_refused_for_state();
             if back_off_first {
                 let delay = backoff.next_delay();
-                self.state.send_replace(backoff.reconnecting(
+                self.link.state.send_replace(backoff.reconnecting(
                     delay,
                     "Redis refused writes for its state (a failover?)".into(),
                     "ERR_UNAVAILABLE",
@@ -463,11 +321,8 @@ impl CommandConn {
                 }
             }
         }
-        *self
-            .installed
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = None;
-        self.fail_parked();
+        self.link.clear();
+        self.ordered.fail_parked();
     }
 
     /// Reads the server's version (for features of newer servers), best effort.
@@ -510,34 +365,12 @@ impl CommandConn {
         self.server_version.load(Ordering::Relaxed) >= 8_002
     }
 
-    /// Counts a command timeout (logged, throttled); after a few in a row the connection
-    /// of `epoch` is presumed dead and replaced.
-    pub(super) fn timed_out(&self, epoch: ConnEpoch) {
-        let n = self.timeouts.fetch_add(1, Ordering::Relaxed) + 1;
-        if let Some(held_back) = self.timeout_log.allow() {
-            warn!(
-                timeout_ms = self.cfg.command_timeout.as_millis() as u64,
-                consecutive = n,
-                similar_since_last = held_back,
-                "Redis did not answer in time"
-            );
-        }
-        if n >= TIMEOUTS_BEFORE_RECONNECT {
-            self.broken(epoch, "too many consecutive timeouts");
-        }
-    }
-
-    /// Notes that a command got its answer in time.
-    pub(super) fn answered(&self) {
-        self.timeouts.store(0, Ordering::Relaxed);
-    }
-
     /// Waits until the connection works, a new attempt fails, or `within` passes.
     ///
     /// # Errors
     /// The failure of the attempt, or [`Error::Timeout`].
     pub async fn wait_connected(&self, within: Duration) -> Result<()> {
-        let mut rx = self.state.subscribe();
+        let mut rx = self.link.state.subscribe();
         let failed_before = match &*rx.borrow() {
             ConnState::Reconnecting { attempt, .. } => *attempt,
             _ => 0,

@@ -20,6 +20,7 @@ mod command;
 mod dial;
 pub mod ledger;
 mod ordered;
+mod slot;
 mod topology;
 
 pub use backoff::Backoff;

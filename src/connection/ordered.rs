@@ -16,7 +16,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::command::{CommandConn, ConnEpoch, Installed};
+use crate::config::Config;
+
+use super::slot::{ConnEpoch, ConnSlot, Installed};
 use super::topology::{key_slot, AnyConn};
 use crate::error::{classify, Failure};
 
@@ -85,15 +87,22 @@ struct Parked {
 
 /// The queue of ordered commands and the offline buffer.
 pub(super) struct Ordered {
+    link: Arc<ConnSlot>,
+    cfg: Arc<Config>,
+    /// In a cluster, commands are grouped by hash slot.
+    cluster: bool,
     tx: mpsc::UnboundedSender<Queued>,
     rx: Mutex<Option<mpsc::UnboundedReceiver<Queued>>>,
     parked: Mutex<VecDeque<Parked>>,
 }
 
 impl Ordered {
-    pub(super) fn new() -> Self {
+    pub(super) fn new(link: Arc<ConnSlot>, cfg: Arc<Config>, cluster: bool) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         Ordered {
+            link,
+            cfg,
+            cluster,
             tx,
             rx: Mutex::new(Some(rx)),
             parked: Mutex::new(VecDeque::new()),
@@ -103,16 +112,13 @@ impl Ordered {
     fn parked(&self) -> MutexGuard<'_, VecDeque<Parked>> {
         self.parked.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
-
-impl CommandConn {
     /// Queues a command to be sent in exactly the order of the calls. Never blocks.
     ///
     /// The reply goes to `reply`: `Ok(Some(reply))`, `Ok(None)` when Redis is unavailable
     /// (within the command timeout, or later from the offline buffer), or the server's
     /// refusal.
-    pub fn submit(&self, cmd: redis::Cmd, reply: ReplyTo) {
-        let slot = if self.target().is_cluster() {
+    pub(super) fn submit(&self, cmd: redis::Cmd, reply: ReplyTo) {
+        let slot = if self.cluster {
             match cmd.args_iter().nth(1) {
                 Some(redis::Arg::Simple(key)) => Some(key_slot(key)),
                 _ => None,
@@ -126,7 +132,7 @@ impl CommandConn {
             deadline: Instant::now() + self.cfg.command_timeout,
             reply,
         };
-        if let Err(mpsc::error::SendError(q)) = self.ordered.tx.send(q) {
+        if let Err(mpsc::error::SendError(q)) = self.tx.send(q) {
             q.reply.send(Ok(None));
         }
     }
@@ -134,14 +140,8 @@ impl CommandConn {
     /// Sends the queued commands, in order, as pipelines: everything queued while the
     /// previous pipeline was on the wire goes out in the next one (automatic pipelining).
     /// Runs until `token` is cancelled; what is still queued then resolves `None`.
-    pub async fn run_ordered(self: Arc<Self>, token: CancellationToken) {
-        let Some(mut rx) = self
-            .ordered
-            .rx
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        else {
+    pub(super) async fn run(&self, token: CancellationToken) {
+        let Some(mut rx) = self.rx.lock().unwrap_or_else(|p| p.into_inner()).take() else {
             return;
         };
         loop {
@@ -179,7 +179,7 @@ impl CommandConn {
             let Some(first) = batch.first().map(|q| q.deadline) else {
                 return;
             };
-            if self.conn_or_first(first).await.is_some() || !self.is_first_attempt() {
+            if self.link.conn_or_first(first).await.is_some() || !self.link.is_first_attempt() {
                 break;
             }
         }
@@ -208,8 +208,8 @@ impl CommandConn {
         }
         // Send or park, decided under the buffer's lock (see the module doc).
         let installed = {
-            let mut parked = self.ordered.parked();
-            match self.get() {
+            let mut parked = self.parked();
+            match self.link.get() {
                 Some(i) if parked.is_empty() => i,
                 _ => {
                     for g in groups {
@@ -240,7 +240,7 @@ impl CommandConn {
             tokio::time::timeout_at(deadline, pipe.query_async::<Vec<Value>>(&mut conn)).await;
         match sent {
             Ok(Ok(values)) if values.len() == replies.len() => {
-                self.answered();
+                self.link.answered();
                 self.settle(epoch, replies, values);
             }
             Ok(Ok(_)) => {
@@ -250,22 +250,23 @@ impl CommandConn {
                 }
             }
             Ok(Err(e)) => {
-                self.broken(epoch, &e.to_string());
+                self.link.broken(epoch, &e.to_string());
                 // Whether Redis wrote them is unknown: with an offline buffer they are sent
                 // again after the reconnect (at least once), else they resolve null.
-                self.park_or_fail(&mut self.ordered.parked(), &pipe, replies);
+                self.park_or_fail(&mut self.parked(), &pipe, replies);
                 // A newer connection may have been installed while this pipeline failed on
                 // the old one. The parked commands must not wait behind it for a reconnect
                 // that may never come, nor be overtaken on it: replace it, so that the one
                 // task that flushes the buffer (`run`) writes them first on the next one.
-                if let Some(newer) = self.get().map(|i| i.epoch) {
-                    if newer != epoch && !self.ordered.parked().is_empty() {
-                        self.broken(newer, "parked publishes must go out before newer ones");
+                if let Some(newer) = self.link.get().map(|i| i.epoch) {
+                    if newer != epoch && !self.parked().is_empty() {
+                        self.link
+                            .broken(newer, "parked publishes must go out before newer ones");
                     }
                 }
             }
             Err(_) => {
-                self.timed_out(epoch);
+                self.link.timed_out(epoch);
                 for reply in replies {
                     reply.send(Ok(None));
                 }
@@ -273,11 +274,11 @@ impl CommandConn {
         }
     }
 
-    /// Hands each reply of a pipeline to its caller; a refusal goes through [`CommandConn::judge`].
+    /// Hands each reply of a pipeline to its caller; a refusal goes through [`ConnSlot::judge`].
     fn settle(&self, epoch: ConnEpoch, replies: Vec<ReplyTo>, values: Vec<Value>) {
         for (reply, v) in replies.into_iter().zip(values) {
             let r = match v {
-                Value::ServerError(e) => self.judge(epoch, RedisError::from(e)),
+                Value::ServerError(e) => self.link.judge(epoch, RedisError::from(e)),
                 v => Ok(Some(v)),
             };
             reply.send(r);
@@ -304,7 +305,7 @@ impl CommandConn {
                 match classify(&e) {
                     Failure::Connection => Some((i, e)),
                     Failure::ServerState { reconnect } => {
-                        self.server_state(&e, reconnect);
+                        self.link.server_state(&e, reconnect);
                         Some((i, e))
                     }
                     _ => None,
@@ -323,7 +324,7 @@ impl CommandConn {
         values.truncate(at);
         let replies = chunk.into_iter().map(|p| p.reply).collect();
         self.settle(epoch, replies, values);
-        let mut parked = self.ordered.parked();
+        let mut parked = self.parked();
         for p in back.into_iter().rev() {
             parked.push_front(p);
         }
@@ -378,9 +379,9 @@ impl CommandConn {
                 return Err(closing());
             }
             let chunk: Vec<Parked> = {
-                let mut parked = self.ordered.parked();
+                let mut parked = self.parked();
                 if parked.is_empty() {
-                    self.install(Installed {
+                    self.link.install(Installed {
                         epoch,
                         conn: conn.clone(),
                     });
@@ -416,7 +417,7 @@ impl CommandConn {
                     self.settle_flushed(epoch, chunk, values)?;
                 }
                 other => {
-                    let mut parked = self.ordered.parked();
+                    let mut parked = self.parked();
                     for p in chunk.into_iter().rev() {
                         parked.push_front(p);
                     }
@@ -437,7 +438,7 @@ impl CommandConn {
 
     /// Resolves every parked command `None` (the client is closing).
     pub(super) fn fail_parked(&self) {
-        let left: Vec<Parked> = self.ordered.parked().drain(..).collect();
+        let left: Vec<Parked> = self.parked().drain(..).collect();
         if !left.is_empty() {
             warn!(count = left.len(), "closing: parked publishes resolve null");
         }
