@@ -2,8 +2,7 @@
 //!
 //! One multiplexed socket: concurrent commands are written back to back and their replies
 //! matched in order, which is Redis pipelining without any batching code of ours. One task
-//! ([`CommandConn::run`]) opens it, replaces it when it fails, and checks an idle one with a
-//! PING.
+//! (`supervisor.rs`) opens it, replaces it when it fails, and pings it every second.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -13,10 +12,9 @@ use redis::{FromRedisValue, RedisError, Value};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::info;
 
-use super::backoff::Backoff;
-use super::dial::{connect_error, state_error};
+use super::dial::state_error;
 use super::ledger::Ledger;
 use super::ordered::{Ordered, ReplyTo};
 use super::slot::{ConnSlot, Installed};
@@ -24,9 +22,6 @@ use super::topology::{AnyConn, NodeAddr, Target};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::status::{ConnState, Counters};
-
-/// How often an otherwise idle command connection is checked with a PING.
-const HEALTH_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// The command connection every non-blocking command of a client shares.
 pub struct CommandConn {
@@ -92,7 +87,7 @@ impl CommandConn {
     }
 
     /// The cluster's masters as the slot map names them (empty outside a cluster).
-    fn masters(&self) -> Vec<NodeAddr> {
+    pub(super) fn masters(&self) -> Vec<NodeAddr> {
         match &*self.target {
             crate::connection::Target::Cluster(t) => t.masters(),
             _ => Vec::new(),
@@ -197,139 +192,11 @@ impl CommandConn {
         self.link.state.send_replace(s);
     }
 
-    /// Keeps the connection up until `token` is cancelled: connects, waits for a failure,
-    /// reconnects with back-off. The only task that opens command connections.
-    pub async fn run(self: Arc<Self>, token: CancellationToken) {
-        let mut backoff = Backoff::new(self.cfg.reconnect);
-        let mut ever_connected = false;
-        // The last connection was dropped for the server's state: keep backing off.
-        let mut back_off_first = false;
-        // The connection reached another server than before (a failover, a restart).
-        let mut server_changed = false;
-        self.link.state.send_replace(ConnState::Connecting);
-        loop {
-            let attempt = tokio::select! {
-                biased;
-                _ = token.cancelled() => break,
-                r = self.target.open_command(&self.cfg) => r,
-            };
-            let failed = match attempt {
-                Ok(mut conn) => {
-                    // Sticky until checked: a failed attempt must not hide the move.
-                    server_changed |= self.learn_server(&mut conn).await;
-                    let epoch = self.link.next_epoch();
-                    match self.ordered.flush_parked(&mut conn, epoch, &token).await {
-                        Ok(()) => None,
-                        Err(_) if token.is_cancelled() => break,
-                        Err(e) => {
-                            warn!(error = %e, "connection failed while writing parked publishes");
-                            Some(e)
-                        }
-                    }
-                }
-                Err(e) => Some(e),
-            };
-            if let Some(e) = failed {
-                let delay = backoff.next_delay();
-                let err = connect_error(&e, &self.cfg);
-                warn!(
-                    attempt = backoff.attempt(),
-                    retry_in_ms = delay.as_millis() as u64,
-                    url = %self.cfg.redis_url,
-                    error = %e,
-                    "cannot connect to Redis"
-                );
-                self.link.state.send_replace(backoff.reconnecting(
-                    delay,
-                    e.to_string(),
-                    err.code(),
-                ));
-                tokio::select! {
-                    _ = token.cancelled() => break,
-                    _ = tokio::time::sleep(delay) => {}
-                }
-                continue;
-            }
-            self.link.reset_timeouts();
-            if ever_connected {
-                Counters::add(&self.counters.reconnects, 1);
-                info!(
-                    attempt = backoff.attempt(),
-                    url = %self.cfg.redis_url,
-                    "command connection re-established"
-                );
-            } else {
-                info!(url = %self.cfg.redis_url, "connected to Redis");
-            }
-            ever_connected = true;
-            if !back_off_first {
-                backoff.reset();
-            }
-            self.link.state.send_replace(ConnState::Connected);
-            if self.target.is_cluster() {
-                self.refresh_slots().await;
-            }
-            if server_changed {
-                info!(url = %self.cfg.redis_url, "the command connection reached another server (a failover or a restart); checking the newest publishes");
-                self.audit_soon();
-                server_changed = false;
-            }
-            let mut topology = self.topology();
-            let mut masters = self.masters();
-            // A connection whose server went away is only noticed when used: ping it now
-            // and then, and at once when another connection of this client just failed, so
-            // status and the next publish see the truth.
-            loop {
-                tokio::select! {
-                    _ = token.cancelled() => break,
-                    _ = self.link.reconnect_now.notified() => break,
-                    _ = self.ping_soon.notified() => {}
-                    _ = tokio::time::sleep(HEALTH_CHECK_EVERY) => {}
-                    r = topology.changed(), if self.target.is_cluster() => {
-                        if r.is_ok() {
-                            // A master that left the slot map failed (or was removed): the
-                            // replica promoted in its place may lack its newest entries.
-                            let now = self.masters();
-                            if masters.iter().any(|m| !now.contains(m)) {
-                                info!("a cluster master left the slot map; checking the newest publishes");
-                                self.audit_soon();
-                            }
-                            masters = now;
-                        }
-                        continue;
-                    }
-                }
-                let _ = self.query::<Value, _>(&redis::cmd("PING")).await;
-                if self.link.get().is_none() {
-                    break;
-                }
-            }
-            if token.is_cancelled() {
-                break;
-            }
-            back_off_first = self.link.take_refused_for_state();
-            if back_off_first {
-                let delay = backoff.next_delay();
-                self.link.state.send_replace(backoff.reconnecting(
-                    delay,
-                    "Redis refused writes for its state (a failover?)".into(),
-                    "ERR_UNAVAILABLE",
-                ));
-                tokio::select! {
-                    _ = token.cancelled() => break,
-                    _ = tokio::time::sleep(delay) => {}
-                }
-            }
-        }
-        self.link.clear();
-        self.ordered.fail_parked();
-    }
-
     /// Reads the server's version (for features of newer servers), best effort.
     /// Learns the server's version and, outside a cluster, whether this is another server
     /// than the connection reached before (its `run_id` changed: a failover, or a restart
     /// that may have lost data). Returns the latter.
-    async fn learn_server(&self, conn: &mut AnyConn) -> bool {
+    pub(super) async fn learn_server(&self, conn: &mut AnyConn) -> bool {
         let info = tokio::time::timeout(
             self.cfg.command_timeout,
             redis::cmd("INFO").arg("server").query_async::<String>(conn),

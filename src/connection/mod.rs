@@ -21,6 +21,7 @@ mod dial;
 pub mod ledger;
 mod ordered;
 mod slot;
+mod supervisor;
 mod topology;
 
 pub use backoff::Backoff;
