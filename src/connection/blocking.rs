@@ -4,8 +4,10 @@
 //! share the command connection (it would stall every publish). Dropping the read's future
 //! does not cancel it on the server either: the server keeps the connection blocked, and an
 //! `XREADGROUP` may already have moved entries into the consumer's pending list. So a read is
-//! never raced against cancellation: whoever wants it to end sends `CLIENT UNBLOCK` with the
+//! not dropped to stop it: whoever wants it to end sends `CLIENT UNBLOCK` with the
 //! connection's `CLIENT ID` from the command connection ([`Unblocker`]) and lets it return.
+//! The one exception is a Sentinel switch of the primary: the read is then abandoned and its
+//! connection closed with it, which ends the read on the (old) server as well.
 //!
 //! A read that has not returned long after its BLOCK time (a silent link: no FIN, no RST) is
 //! presumed dead by a watchdog, and the connection is replaced. The subscription reader and
@@ -21,8 +23,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::backoff::Backoff;
-use super::command::{CommandConn, Queryable};
+use super::command::CommandConn;
 use super::dial::{connect_error, open};
+use super::queryable::Queryable;
 use super::topology::{AnyConn, NodeAddr, Placement, Target};
 use crate::config::Config;
 use crate::status::{ConnState, Counters};

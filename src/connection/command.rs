@@ -17,6 +17,7 @@ use tracing::info;
 use super::dial::state_error;
 use super::ledger::Ledger;
 use super::ordered::{Ordered, ReplyTo};
+use super::queryable::Queryable;
 use super::slot::{ConnSlot, Installed};
 use super::topology::{AnyConn, NodeAddr, Target};
 use crate::config::Config;
@@ -294,42 +295,6 @@ fn parse_version(info: &str) -> Option<u32> {
     let major: u32 = parts.next()?.parse().ok()?;
     let minor: u32 = parts.next()?.parse().ok()?;
     Some(major * 1000 + minor.min(999))
-}
-
-/// Something that can be sent on a multiplexed connection: a command or a pipeline.
-pub trait Queryable: Sync {
-    /// Sends it and parses the reply.
-    fn send<T: FromRedisValue + Send>(
-        &self,
-        conn: &mut AnyConn,
-    ) -> impl std::future::Future<Output = std::result::Result<T, RedisError>> + Send;
-}
-
-impl Queryable for redis::Cmd {
-    fn send<T: FromRedisValue + Send>(
-        &self,
-        conn: &mut AnyConn,
-    ) -> impl std::future::Future<Output = std::result::Result<T, RedisError>> + Send {
-        self.query_async(conn)
-    }
-}
-
-impl Queryable for redis::Pipeline {
-    fn send<T: FromRedisValue + Send>(
-        &self,
-        conn: &mut AnyConn,
-    ) -> impl std::future::Future<Output = std::result::Result<T, RedisError>> + Send {
-        self.query_async(conn)
-    }
-}
-
-impl Queryable for redis::ScriptInvocation<'_> {
-    fn send<T: FromRedisValue + Send>(
-        &self,
-        conn: &mut AnyConn,
-    ) -> impl std::future::Future<Output = std::result::Result<T, RedisError>> + Send {
-        self.invoke_async(conn)
-    }
 }
 
 #[cfg(test)]
