@@ -498,6 +498,9 @@ pub struct SentinelTarget {
 /// sentinels are asked again.
 const PROMOTION_HINT_TTL: Duration = Duration::from_secs(10);
 
+/// How often each sentinel subscription is checked with a PING.
+const SENTINEL_PING_EVERY: Duration = Duration::from_secs(1);
+
 /// How often a replica being promoted is asked whether it is the primary yet.
 const PROMOTION_POLL: Duration = Duration::from_millis(5);
 
@@ -674,7 +677,7 @@ impl SentinelTarget {
                 while !token.is_cancelled() {
                     let listened = tokio::select! {
                         _ = token.cancelled() => return,
-                        r = me.listen(&sentinel, &switched, &mut backoff) => r,
+                        r = me.listen(&sentinel, &cfg, &switched, &mut backoff) => r,
                     };
                     if let Err(e) = listened {
                         let delay = backoff.next_delay();
@@ -693,17 +696,40 @@ impl SentinelTarget {
         }
     }
 
+    /// Follows one sentinel's failover events until its subscription fails. A link that
+    /// dies silently (no FIN: a partition, a frozen sentinel) is found by a PING every
+    /// [`SENTINEL_PING_EVERY`] that must be answered within the command timeout.
     async fn listen(
         &self,
         sentinel: &redis::Client,
+        cfg: &Config,
         switched: &Arc<dyn Fn() + Send + Sync>,
         backoff: &mut super::backoff::Backoff,
     ) -> std::result::Result<(), RedisError> {
-        let mut pubsub = sentinel.get_async_pubsub().await?;
-        pubsub.subscribe(&SENTINEL_CHANNELS[..]).await?;
+        let subscribed = tokio::time::timeout(cfg.connect_timeout + cfg.command_timeout, async {
+            let mut pubsub = sentinel.get_async_pubsub().await?;
+            pubsub.subscribe(&SENTINEL_CHANNELS[..]).await?;
+            Ok::<_, RedisError>(pubsub)
+        })
+        .await
+        .map_err(|_| timed_out("subscribing to a sentinel"))??;
         backoff.reset();
-        let mut messages = pubsub.into_on_message();
-        while let Some(msg) = messages.next().await {
+        let (mut sink, mut messages) = subscribed.split();
+        let mut ping = tokio::time::interval(SENTINEL_PING_EVERY);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let msg = tokio::select! {
+                msg = messages.next() => match msg {
+                    Some(msg) => msg,
+                    None => break,
+                },
+                _ = ping.tick() => {
+                    tokio::time::timeout(cfg.command_timeout, sink.ping::<Value>())
+                        .await
+                        .map_err(|_| timed_out("a sentinel's subscription answering PING"))??;
+                    continue;
+                }
+            };
             let payload: String = msg.get_payload()?;
             let channel = msg.get_channel_name();
             let Some(news) = sentinel_news(channel, &payload, &self.master) else {
