@@ -444,14 +444,20 @@ impl ClusterTarget {
                 let Some(Value::Int(port)) = master.get(1) else {
                     continue;
                 };
-                map.push((
-                    *from as u16,
-                    *to as u16,
-                    NodeAddr {
-                        host,
-                        port: *port as u16,
-                    },
-                ));
+                let (Ok(from), Ok(to), Ok(port)) = (
+                    u16::try_from(*from),
+                    u16::try_from(*to),
+                    u16::try_from(*port),
+                ) else {
+                    warn!(
+                        from,
+                        to,
+                        port,
+                        "CLUSTER SLOTS named a slot or port out of range; skipping that range"
+                    );
+                    continue;
+                };
+                map.push((from, to, NodeAddr { host, port }));
             }
         }
         map.sort();
@@ -871,6 +877,40 @@ mod tests {
         *t.promoting.lock().unwrap() = Some((at(6380), Instant::now() - PROMOTION_HINT_TTL));
         assert_eq!(t.promoting(), None);
         assert!(t.promoting.lock().unwrap().is_none());
+    }
+
+    /// A value out of range in `CLUSTER SLOTS` (a port above 65535) is skipped, not wrapped
+    /// into another node's address.
+    #[test]
+    fn a_slot_map_entry_out_of_range_is_skipped() {
+        let t = ClusterTarget {
+            client: redis::cluster::ClusterClient::new(vec!["redis://127.0.0.1:7000"]).unwrap(),
+            scheme: "redis".into(),
+            userinfo: String::new(),
+            slots: RwLock::default(),
+        };
+        let range = |from: i64, to: i64, port: i64| {
+            Value::Array(vec![
+                Value::Int(from),
+                Value::Int(to),
+                Value::Array(vec![
+                    Value::BulkString(b"10.0.0.1".to_vec()),
+                    Value::Int(port),
+                ]),
+            ])
+        };
+        assert!(t.set_slots(&Value::Array(vec![
+            range(0, 8191, 7000),
+            range(8192, 16383, 70_000),
+            range(70_000, 70_001, 7001),
+        ])));
+        assert_eq!(
+            t.masters(),
+            vec![NodeAddr {
+                host: "10.0.0.1".into(),
+                port: 7000
+            }]
+        );
     }
 
     #[test]
