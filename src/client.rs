@@ -211,6 +211,10 @@ impl Client {
             "ordered-commands",
             session.cmd.clone().run_ordered(life.conn_token.clone()),
         );
+        life.spawn_connection(
+            "publish-audit",
+            session.cmd.clone().run_audits(life.conn_token.clone()),
+        );
         if let crate::connection::Target::Sentinel(t) = &**session.cmd.target() {
             // Follow the failover as the leading sentinel announces it: writes move to the
             // replica being promoted at once, instead of going on to the old primary (which

@@ -29,7 +29,7 @@ use tracing::{debug, error, info, warn};
 use crate::codec::{check_stream_name, parse_read_reply, parse_stream_info, StartId, StreamId};
 use crate::config::{opt_count, opt_ms, Config, MAX_BLOCK_MS};
 use crate::connection::{
-    key_slot, BlockingReader, CommandConn, NodeAddr, Placement, ReadError, ReaderSlot, Target,
+    key_slot, BlockingReader, CommandConn, NodeAddr, Placement, ReadError, Target, UnblockHandle,
     Unblocker,
 };
 use crate::error::{classify, not_a_stream, Error, Failure, Result};
@@ -346,7 +346,7 @@ pub struct Hub {
 
 /// What the hub keeps of a running reader.
 struct ReaderHandle {
-    slot: Arc<ReaderSlot>,
+    slot: Arc<UnblockHandle>,
     state: Arc<watch::Sender<ConnState>>,
     /// Stops this reader alone (its node is no master any more).
     token: CancellationToken,
@@ -730,7 +730,8 @@ impl Hub {
 
     /// Interrupts the readers' XREADs now (used by `disconnect()`).
     pub async fn interrupt(&self) {
-        let slots: Vec<Arc<ReaderSlot>> = self.readers().values().map(|r| r.slot.clone()).collect();
+        let slots: Vec<Arc<UnblockHandle>> =
+            self.readers().values().map(|r| r.slot.clone()).collect();
         for slot in &slots {
             Unblocker {
                 cmd: &self.cmd,
@@ -1349,7 +1350,7 @@ impl Hub {
                 _ = token.cancelled() => return,
                 _ = self.unblock.notified() => {}
             }
-            let slots: Vec<Arc<ReaderSlot>> =
+            let slots: Vec<Arc<UnblockHandle>> =
                 self.readers().values().map(|r| r.slot.clone()).collect();
             for slot in &slots {
                 Unblocker {

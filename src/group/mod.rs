@@ -26,7 +26,7 @@ use tracing::{info, warn};
 
 use crate::codec::{check_stream_name, parse_groups_info, StartId, StreamId};
 use crate::config::{opt_count, opt_ms, whole_number, Config, MAX_BLOCK_MS};
-use crate::connection::{BlockingReader, CommandConn, Placement, ReaderSlot, Unblocker};
+use crate::connection::{BlockingReader, CommandConn, Placement, UnblockHandle, Unblocker};
 use crate::error::{classify, not_a_stream, Error, Failure, Result};
 use crate::handler::Handler;
 use crate::lifecycle::Lifecycle;
@@ -180,7 +180,7 @@ struct Consumer {
     dead_letter: String,
     token: CancellationToken,
     /// Its reader, for `CLIENT UNBLOCK`.
-    slot: Arc<ReaderSlot>,
+    slot: Arc<UnblockHandle>,
     finished: watch::Sender<bool>,
     state: Arc<watch::Sender<ConnState>>,
 }

@@ -101,6 +101,27 @@ impl RedisServer {
         }
     }
 
+    /// SIGSTOPs the server: connections stay open and nothing is answered (a stall).
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// SIGCONTs a paused server.
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let pid = self.child.as_ref().expect("server running").id();
+        let ok = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -{name} {pid} failed");
+    }
+
     /// Starts the server again on the same port (empty: nothing is persisted).
     pub async fn restart(&mut self) {
         self.restart_with(&[]).await;
