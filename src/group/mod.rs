@@ -27,7 +27,7 @@ use tracing::{info, warn};
 use crate::codec::{check_stream_name, parse_groups_info, StartId, StreamId};
 use crate::config::{opt_count, opt_ms, whole_number, Config, MAX_BLOCK_MS};
 use crate::connection::{BlockingReader, CommandConn, Placement, ReaderSlot, Unblocker};
-use crate::error::{classify, not_a_stream, Error, Failure, Result};
+use crate::error::{classify, refusal, Error, Failure, Result};
 use crate::handler::Handler;
 use crate::lifecycle::Lifecycle;
 use crate::status::{ConnState, Counters, GroupInfo};
@@ -285,7 +285,8 @@ impl Groups {
     /// `Ok(false)` when Redis is unavailable.
     ///
     /// # Errors
-    /// [`Error::InvalidArg`] for bad names or a key that is not a stream.
+    /// [`Error::InvalidArg`] for bad names; [`Error::Refused`] when Redis refuses it (a key that
+    /// is not a stream, a missing permission).
     pub async fn create_group(&self, stream: &str, group: &str, start: StartId) -> Result<bool> {
         check_stream_name(stream)?;
         check_name("group", group)?;
@@ -313,8 +314,7 @@ impl Groups {
             }
             Err(e) => match classify(&e) {
                 Failure::AlreadyExists => Ok(true),
-                Failure::WrongType => Err(not_a_stream(stream)),
-                _ => Err(Error::Protocol(e.to_string())),
+                _ => Err(refusal(stream, &e)),
             },
         }
     }
@@ -442,8 +442,7 @@ impl Groups {
                     .await
                     .map(|_| ()),
                 Failure::NoGroup => Err(nogroup(stream, group)),
-                Failure::WrongType => Err(not_a_stream(stream)),
-                _ => Err(Error::Protocol(e.to_string())),
+                _ => Err(refusal(stream, &e)),
             },
         }
     }
@@ -519,7 +518,7 @@ impl Groups {
             }
             Err(e) => match classify(&e) {
                 Failure::NoGroup => Err(nogroup(stream, group)),
-                _ => Err(Error::Protocol(e.to_string())),
+                _ => Err(refusal(stream, &e)),
             },
         }
     }
