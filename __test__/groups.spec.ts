@@ -574,3 +574,31 @@ describe("consumer connection status", () => {
     }
   });
 });
+
+describe("consumer identity (REVIEW A16)", () => {
+  test("stream a:b / group c and stream a / group b:c are two consumers: both start, stopping one leaves the other consuming", async () => {
+    const client = await connected();
+    const base = fresh();
+    // Joined with ":", both read `${base}:b:c:x`: a key built that way cannot tell them apart.
+    const one = { stream: `${base}:b`, group: "c" };
+    const two = { stream: base, group: "b:c" };
+    for (const k of [one, two]) expect(await client.createConsumerGroup(k.stream, k.group, "$")).toBe(true);
+    const got = { one: [] as string[], two: [] as string[] };
+    await client.consumeFromGroup(one.stream, one.group, "x", (m) => void got.one.push(m.id), { blockMs: 200 });
+    await client.consumeFromGroup(two.stream, two.group, "x", (m) => void got.two.push(m.id), { blockMs: 200 });
+    // getStatus keeps the documented "stream:group:consumer" strings.
+    const name = `${base}:b:c:x`;
+    expect(client.getStatus().consumerGroups).toEqual([name, name]);
+
+    const before = [await client.publishMessage(one.stream, { n: 1 }), await client.publishMessage(two.stream, { n: 2 })];
+    await until(() => got.one.includes(before[0]!) && got.two.includes(before[1]!), 5_000, "both consumers consume");
+
+    await client.stopConsumer(one.stream, one.group, "x");
+    expect(client.getStatus().consumerGroups).toEqual([name]);
+    const after = await client.publishMessage(two.stream, { n: 3 });
+    await until(() => got.two.includes(after!), 5_000, "the consumer that was not stopped still consumes");
+    // Stopping the other one now finds it (it was not stopped by the first call).
+    await client.stopConsumer(two.stream, two.group, "x");
+    expect(client.getStatus().consumerGroups).toEqual([]);
+  });
+});

@@ -150,8 +150,34 @@ pub fn check_name(field: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
-fn key(stream: &str, group: &str, consumer: &str) -> String {
-    format!("{stream}:{group}:{consumer}")
+/// Names one consumer of a client. A tuple, not a joined string: `:` may appear in stream
+/// and group names, so `a:b`/`c` and `a`/`b:c` would collide.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConsumerKey {
+    /// The stream read.
+    pub stream: String,
+    /// The consumer group.
+    pub group: String,
+    /// The consumer's name in the group.
+    pub consumer: String,
+}
+
+impl ConsumerKey {
+    /// The key of `consumer` of `group` on `stream`.
+    pub fn new(stream: &str, group: &str, consumer: &str) -> Self {
+        ConsumerKey {
+            stream: stream.to_owned(),
+            group: group.to_owned(),
+            consumer: consumer.to_owned(),
+        }
+    }
+}
+
+/// `stream:group:consumer`, as status shows it (for people; never parsed back).
+impl std::fmt::Display for ConsumerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.stream, self.group, self.consumer)
+    }
 }
 
 fn nogroup(stream: &str, group: &str) -> Error {
@@ -180,7 +206,7 @@ struct Consumer {
 /// Marks a consumer finished when its task ends, however it ends.
 struct Finished {
     groups: Arc<Groups>,
-    key: String,
+    key: ConsumerKey,
     c: Arc<Consumer>,
 }
 
@@ -204,7 +230,7 @@ pub struct Groups {
     cfg: Arc<Config>,
     counters: Arc<Counters>,
     cmd: Arc<CommandConn>,
-    consumers: Mutex<BTreeMap<String, Arc<Consumer>>>,
+    consumers: Mutex<BTreeMap<ConsumerKey, Arc<Consumer>>>,
 }
 
 impl Groups {
@@ -218,20 +244,20 @@ impl Groups {
         }
     }
 
-    fn consumers(&self) -> MutexGuard<'_, BTreeMap<String, Arc<Consumer>>> {
+    fn consumers(&self) -> MutexGuard<'_, BTreeMap<ConsumerKey, Arc<Consumer>>> {
         self.consumers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// `stream:group:consumer` of every running consumer, sorted.
     pub fn names(&self) -> Vec<String> {
-        self.consumers().keys().cloned().collect()
+        self.consumers().keys().map(ToString::to_string).collect()
     }
 
     /// Each running consumer's `stream:group:consumer` with the state of its connection.
     pub fn states(&self) -> Vec<(String, ConnState)> {
         self.consumers()
             .iter()
-            .map(|(k, c)| (k.clone(), c.state.borrow().clone()))
+            .map(|(k, c)| (k.to_string(), c.state.borrow().clone()))
             .collect()
     }
 
@@ -341,7 +367,7 @@ impl Groups {
         check_stream_name(stream)?;
         check_name("group", group)?;
         check_name("consumer", consumer)?;
-        let k = key(stream, group, consumer);
+        let k = ConsumerKey::new(stream, group, consumer);
         let reader =
             BlockingReader::new("consumer", &self.cmd, consumer_placement(&self.cmd, stream));
         let c = Arc::new(Consumer {
@@ -456,7 +482,10 @@ impl Groups {
         consumer: &str,
         deadline: Duration,
     ) -> bool {
-        let found = self.consumers().get(&key(stream, group, consumer)).cloned();
+        let found = self
+            .consumers()
+            .get(&ConsumerKey::new(stream, group, consumer))
+            .cloned();
         let Some(c) = found else {
             return false;
         };
