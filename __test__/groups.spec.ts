@@ -136,11 +136,11 @@ describe("createConsumerGroup", () => {
     expect(await redis.exists(stream)).toBe(0);
   });
 
-  test("a key that is not a stream rejects with ERR_INVALID_ARG and stays untouched", async () => {
+  test("a key that is not a stream rejects with ERR_REFUSED (redisCode WRONGTYPE) and stays untouched", async () => {
     const client = await connected();
     const key = fresh();
     await redis.set(key, "not a stream");
-    await expect(client.createConsumerGroup(key, freshGroup())).rejects.toMatchObject({ code: "ERR_INVALID_ARG" });
+    await expect(client.createConsumerGroup(key, freshGroup())).rejects.toMatchObject({ code: "ERR_REFUSED", redisCode: "WRONGTYPE" });
     expect(await redis.get(key)).toBe("not a stream");
   });
 
@@ -155,7 +155,8 @@ describe("createConsumerGroup", () => {
       logLevel: "error",
     });
     clients.track(client);
-    await expect(client.connect()).rejects.toBeInstanceOf(Error);
+    // Nothing listens there: the connection is refused, not timed out.
+    await expect(client.connect()).rejects.toMatchObject({ code: "ERR_UNAVAILABLE" });
     await expect(client.createConsumerGroup(fresh(), freshGroup())).resolves.toBe(false);
   });
 });
@@ -622,5 +623,33 @@ describe("consumer connection status", () => {
       await client.disconnect();
       await closeRedis(own, check);
     }
+  });
+});
+
+describe("consumer identity (REVIEW A16)", () => {
+  test("stream a:b / group c and stream a / group b:c are two consumers: both start, stopping one leaves the other consuming", async () => {
+    const client = await connected();
+    const base = fresh();
+    // Joined with ":", both read `${base}:b:c:x`: a key built that way cannot tell them apart.
+    const one = { stream: `${base}:b`, group: "c" };
+    const two = { stream: base, group: "b:c" };
+    for (const k of [one, two]) expect(await client.createConsumerGroup(k.stream, k.group, "$")).toBe(true);
+    const got = { one: [] as string[], two: [] as string[] };
+    await client.consumeFromGroup(one.stream, one.group, "x", (m) => void got.one.push(m.id), { blockMs: 200 });
+    await client.consumeFromGroup(two.stream, two.group, "x", (m) => void got.two.push(m.id), { blockMs: 200 });
+    // getStatus keeps the documented "stream:group:consumer" strings.
+    const name = `${base}:b:c:x`;
+    expect(client.getStatus().consumerGroups).toEqual([name, name]);
+
+    const before = [await client.publishMessage(one.stream, { n: 1 }), await client.publishMessage(two.stream, { n: 2 })];
+    await until(() => got.one.includes(before[0]!) && got.two.includes(before[1]!), 5_000, "both consumers consume");
+
+    await client.stopConsumer(one.stream, one.group, "x");
+    expect(client.getStatus().consumerGroups).toEqual([name]);
+    const after = await client.publishMessage(two.stream, { n: 3 });
+    await until(() => got.two.includes(after!), 5_000, "the consumer that was not stopped still consumes");
+    // Stopping the other one now finds it (it was not stopped by the first call).
+    await client.stopConsumer(two.stream, two.group, "x");
+    expect(client.getStatus().consumerGroups).toEqual([]);
   });
 });

@@ -344,7 +344,8 @@ impl Client {
     /// (fail open).
     ///
     /// # Errors
-    /// As [`Client::start_publish`], and [`Error::InvalidArg`] when Redis refuses the id.
+    /// As [`Client::start_publish`], [`Error::InvalidArg`] when Redis refuses the id, and
+    /// [`Error::Refused`] when Redis refuses the entry otherwise (`NOPERM`, `WRONGTYPE`).
     pub async fn publish(
         &self,
         stream: &str,
@@ -409,8 +410,8 @@ impl Client {
     /// is resolved (see [`Hub::start_subscribe`]). Needs a tokio runtime.
     ///
     /// # Errors
-    /// [`Error::InvalidArg`] for a bad stream name (the future: a key that is not a
-    /// stream); [`Error::Closed`] after `disconnect()`.
+    /// [`Error::InvalidArg`] for a bad stream name (the future: [`Error::Refused`] for a key
+    /// that is not a stream); [`Error::Closed`] after `disconnect()`.
     pub fn start_subscribe(
         &self,
         stream: &str,
@@ -461,7 +462,8 @@ impl Client {
     /// existed, `Ok(false)` when Redis is unavailable or the client is closed.
     ///
     /// # Errors
-    /// [`Error::InvalidArg`] for bad names or a key that is not a stream.
+    /// [`Error::InvalidArg`] for bad names; [`Error::Refused`] when Redis refuses it (a key
+    /// that is not a stream, a missing permission).
     pub async fn create_consumer_group(
         &self,
         stream: &str,
@@ -554,7 +556,8 @@ impl Client {
     /// is closed.
     ///
     /// # Errors
-    /// [`Error::InvalidArg`] for a bad name or a key that is not a stream.
+    /// [`Error::InvalidArg`] for a bad name; [`Error::Refused`] when Redis refuses it (a key
+    /// that is not a stream, a missing permission).
     pub async fn trim(&self, stream: &str, t: Trim) -> Result<u64> {
         match self.session()? {
             Found::Open(s) => trim::trim(&s.cmd, stream, t).await,

@@ -26,7 +26,7 @@ use tracing::{debug, info, warn};
 use crate::codec::{check_stream_name, StreamId};
 use crate::config::whole_number;
 use crate::connection::CommandConn;
-use crate::error::{classify, not_a_stream, Error, Failure, Result};
+use crate::error::{refusal, Error, Result};
 
 /// Streams remembered for automatic trimming, at most; beyond, the least recently used one
 /// is forgotten (it is trimmed again once it is published to again).
@@ -201,7 +201,8 @@ fn safe_trim_script() -> &'static redis::Script {
 /// Trims `stream`; returns the number of entries removed, `0` when Redis is unavailable.
 ///
 /// # Errors
-/// [`Error::InvalidArg`] for a bad stream name or a key that is not a stream.
+/// [`Error::InvalidArg`] for a bad stream name; [`Error::Refused`] when Redis refuses it (a key
+/// that is not a stream, a missing permission).
 pub async fn trim(cmd: &CommandConn, stream: &str, t: Trim) -> Result<u64> {
     check_stream_name(stream)?;
     let sent = if !t.keep_unacknowledged {
@@ -237,10 +238,7 @@ pub async fn trim(cmd: &CommandConn, stream: &str, t: Trim) -> Result<u64> {
             warn!(stream, "Redis unavailable; stream not trimmed");
             Ok(0)
         }
-        Err(e) => match classify(&e) {
-            Failure::WrongType => Err(not_a_stream(stream)),
-            _ => Err(Error::Protocol(e.to_string())),
-        },
+        Err(e) => Err(refusal(stream, &e)),
     }
 }
 

@@ -42,7 +42,7 @@ async fn publish_writes_exactly_data_then_timestamp() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ids_redis_refuses_are_invalid_arg_and_write_nothing() {
+async fn ids_redis_refuses_are_invalid_arg_other_refusals_are_refused_and_write_nothing() {
     let server = RedisServer::start().await;
     let c = client(&server).await;
     let mut check = server.checker().await;
@@ -81,11 +81,18 @@ async fn ids_redis_refuses_are_invalid_arg_and_write_nothing() {
         .query_async(&mut check)
         .await
         .unwrap();
+    // A key of another type is the server's refusal, whatever the id: never a complaint
+    // about the payload or the id.
+    for id in [PublishId::Auto, PublishId::Exact(StreamId::new(9, 0))] {
+        let err = c.publish("plain", "1", id, None).await.unwrap_err();
+        assert_eq!(err.code(), "ERR_REFUSED", "{id:?}: {err}");
+        assert_eq!(err.redis_code(), Some("WRONGTYPE"), "{id:?}: {err}");
+    }
     let err = c
-        .publish("plain", "1", PublishId::Auto, None)
+        .publish_batch("plain", &["1".to_owned(), "2".to_owned()])
         .await
         .unwrap_err();
-    assert_eq!(err.code(), "ERR_INVALID_ARG");
+    assert_eq!(err.redis_code(), Some("WRONGTYPE"), "{err}");
     let v: String = redis::cmd("GET")
         .arg("plain")
         .query_async(&mut check)

@@ -27,7 +27,7 @@ use tracing::{info, warn};
 use crate::codec::{check_stream_name, parse_groups_info, StartId, StreamId};
 use crate::config::{opt_count, opt_ms, whole_number, Config, MAX_BLOCK_MS};
 use crate::connection::{BlockingReader, CommandConn, Placement, UnblockHandle, Unblocker};
-use crate::error::{classify, not_a_stream, Error, Failure, Result};
+use crate::error::{classify, refusal, Error, Failure, Result};
 use crate::handler::Handler;
 use crate::lifecycle::Lifecycle;
 use crate::status::{ConnState, Counters, GroupInfo};
@@ -158,8 +158,34 @@ pub fn check_name(field: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
-fn key(stream: &str, group: &str, consumer: &str) -> String {
-    format!("{stream}:{group}:{consumer}")
+/// Names one consumer of a client. A tuple, not a joined string: `:` may appear in stream
+/// and group names, so `a:b`/`c` and `a`/`b:c` would collide.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConsumerKey {
+    /// The stream read.
+    pub stream: String,
+    /// The consumer group.
+    pub group: String,
+    /// The consumer's name in the group.
+    pub consumer: String,
+}
+
+impl ConsumerKey {
+    /// The key of `consumer` of `group` on `stream`.
+    pub fn new(stream: &str, group: &str, consumer: &str) -> Self {
+        ConsumerKey {
+            stream: stream.to_owned(),
+            group: group.to_owned(),
+            consumer: consumer.to_owned(),
+        }
+    }
+}
+
+/// `stream:group:consumer`, as status shows it (for people; never parsed back).
+impl std::fmt::Display for ConsumerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.stream, self.group, self.consumer)
+    }
 }
 
 fn nogroup(stream: &str, group: &str) -> Error {
@@ -188,7 +214,7 @@ struct Consumer {
 /// Marks a consumer finished when its task ends, however it ends.
 struct Finished {
     groups: Arc<Groups>,
-    key: String,
+    key: ConsumerKey,
     c: Arc<Consumer>,
 }
 
@@ -215,7 +241,7 @@ pub struct Groups {
     /// The client's streams for auto-trim: dead-letter streams are written here, so they
     /// are trimmed like any stream the client publishes to (else they grow without bound).
     touched: Arc<Touched>,
-    consumers: Mutex<BTreeMap<String, Arc<Consumer>>>,
+    consumers: Mutex<BTreeMap<ConsumerKey, Arc<Consumer>>>,
 }
 
 impl Groups {
@@ -235,20 +261,20 @@ impl Groups {
         }
     }
 
-    fn consumers(&self) -> MutexGuard<'_, BTreeMap<String, Arc<Consumer>>> {
+    fn consumers(&self) -> MutexGuard<'_, BTreeMap<ConsumerKey, Arc<Consumer>>> {
         self.consumers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// `stream:group:consumer` of every running consumer, sorted.
     pub fn names(&self) -> Vec<String> {
-        self.consumers().keys().cloned().collect()
+        self.consumers().keys().map(ToString::to_string).collect()
     }
 
     /// Each running consumer's `stream:group:consumer` with the state of its connection.
     pub fn states(&self) -> Vec<(String, ConnState)> {
         self.consumers()
             .iter()
-            .map(|(k, c)| (k.clone(), c.state.borrow().clone()))
+            .map(|(k, c)| (k.to_string(), c.state.borrow().clone()))
             .collect()
     }
 
@@ -302,7 +328,8 @@ impl Groups {
     /// `Ok(false)` when Redis is unavailable.
     ///
     /// # Errors
-    /// [`Error::InvalidArg`] for bad names or a key that is not a stream.
+    /// [`Error::InvalidArg`] for bad names; [`Error::Refused`] when Redis refuses it (a key that
+    /// is not a stream, a missing permission).
     pub async fn create_group(&self, stream: &str, group: &str, start: StartId) -> Result<bool> {
         check_stream_name(stream)?;
         check_name("group", group)?;
@@ -330,8 +357,7 @@ impl Groups {
             }
             Err(e) => match classify(&e) {
                 Failure::AlreadyExists => Ok(true),
-                Failure::WrongType => Err(not_a_stream(stream)),
-                _ => Err(Error::Protocol(e.to_string())),
+                _ => Err(refusal(stream, &e)),
             },
         }
     }
@@ -358,7 +384,7 @@ impl Groups {
         check_stream_name(stream)?;
         check_name("group", group)?;
         check_name("consumer", consumer)?;
-        let k = key(stream, group, consumer);
+        let k = ConsumerKey::new(stream, group, consumer);
         let reader =
             BlockingReader::new("consumer", &self.cmd, consumer_placement(&self.cmd, stream));
         let c = Arc::new(Consumer {
@@ -459,8 +485,7 @@ impl Groups {
                     .await
                     .map(|_| ()),
                 Failure::NoGroup => Err(nogroup(stream, group)),
-                Failure::WrongType => Err(not_a_stream(stream)),
-                _ => Err(Error::Protocol(e.to_string())),
+                _ => Err(refusal(stream, &e)),
             },
         }
     }
@@ -474,7 +499,10 @@ impl Groups {
         consumer: &str,
         deadline: Duration,
     ) -> bool {
-        let found = self.consumers().get(&key(stream, group, consumer)).cloned();
+        let found = self
+            .consumers()
+            .get(&ConsumerKey::new(stream, group, consumer))
+            .cloned();
         let Some(c) = found else {
             return false;
         };
@@ -543,7 +571,7 @@ impl Groups {
             }
             Err(e) => match classify(&e) {
                 Failure::NoGroup => Err(nogroup(stream, group)),
-                _ => Err(Error::Protocol(e.to_string())),
+                _ => Err(refusal(stream, &e)),
             },
         }
     }

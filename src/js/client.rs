@@ -32,8 +32,8 @@ use crate::trim::Trim;
 enum Owner {
     /// A subscription: its stream and its id in the core.
     Subscription(String, SubscriptionId),
-    /// A consumer, `stream:group:consumer`.
-    Consumer(String),
+    /// A consumer.
+    Consumer(group::ConsumerKey),
 }
 
 /// The binding's state shared by a client and its `Subscription` handles (JavaScript thread
@@ -540,9 +540,10 @@ impl StreamsClient {
                 return rejected(env, e);
             }
         };
-        b.loops
-            .borrow_mut()
-            .insert(key, Owner::Consumer(format!("{stream}:{group}:{consumer}")));
+        b.loops.borrow_mut().insert(
+            key,
+            Owner::Consumer(group::ConsumerKey::new(&stream, &group, &consumer)),
+        );
         let b = b.clone();
         env.spawn_future_with_callback(async move { Ok(started.await) }, move |env, r| {
             if r.is_err() {
@@ -619,7 +620,7 @@ impl StreamsClient {
             Ok(n) => n,
             Err(e) => return rejected(env, e),
         };
-        let key = format!("{stream}:{group}:{consumer}");
+        let key = group::ConsumerKey::new(&stream, &group, &consumer);
         self.b
             .stop_loops(env, |o| *o == Owner::Consumer(key.clone()))?;
         let c = self.b.inner.clone();
