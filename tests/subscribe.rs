@@ -1,5 +1,6 @@
 //! Broadcast subscriptions: order, `"$"` and `"0"`, fan-out, unsubscribe, failing and slow
-//! handlers, waking a blocked reader, and entries written by other programs.
+//! handlers, waking a blocked reader, entries written by other programs, and start ids
+//! beyond the stream's end.
 
 mod support;
 
@@ -14,7 +15,9 @@ use serde_json::json;
 use streamcast::{
     Batch, HandleResult, Handler, Outcome, PublishId, StartId, StreamId, SubscribeOptions,
 };
-use support::{client, until, wait_reader_blocked, ChannelHandler, RedisServer, DELIVERY};
+use support::{
+    calls, client, until, until_async, wait_reader_blocked, ChannelHandler, RedisServer, DELIVERY,
+};
 use tokio::sync::Semaphore;
 
 /// Subscriptions kept open by the churn test.
@@ -434,6 +437,89 @@ async fn a_handler_may_take_four_batches_early_and_gets_them_in_order() {
         held.max_seen.load(SeqCst),
         4,
         "never more than four at once"
+    );
+    c.disconnect().await;
+}
+
+/// Adds an entry with the explicit id `ms-0` through the checker.
+async fn xadd_at(conn: &mut redis::aio::MultiplexedConnection, stream: &str, ms: u64) -> StreamId {
+    let id: String = redis::cmd("XADD")
+        .arg(stream)
+        .arg(format!("{ms}-0"))
+        .arg("data")
+        .arg(ms.to_string())
+        .query_async(conn)
+        .await
+        .expect("XADD with an explicit id");
+    id.parse().expect("an id")
+}
+
+/// A start id beyond the stream's last entry means "entries after it": the position checks
+/// of an idle reader must not take it for a stream that went back (recreated, or rolled back
+/// in a failover) and replay history. Both branches of that decision are met: the last entry
+/// 60 s behind the start id (taken for a recreated stream: everything replayed from `0-0`) and
+/// 5 s behind (taken for a lost tail: resumed after the last entry, so an entry added later
+/// below the start id was delivered). The ids are explicit, so no clock is waited for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_id_60_s_beyond_the_stream_delivers_only_later_entries() {
+    start_beyond_the_stream(60_000).await;
+}
+
+/// As above, with the stream's last entry 5 s behind the start id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_id_5_s_beyond_the_stream_delivers_only_later_entries() {
+    start_beyond_the_stream(5_000).await;
+}
+
+async fn start_beyond_the_stream(behind_ms: u64) {
+    // A server of its own: its XINFO STREAM calls are this subscription's checks alone.
+    let server = RedisServer::start().await;
+    let c = client(&server).await;
+    let mut check = server.checker().await;
+    const T: u64 = 1_000_000_000_000;
+    let stream = "ahead";
+    for k in 0..5 {
+        xadd_at(&mut check, stream, T - behind_ms + k).await;
+    }
+    let start = StreamId { ms: T, seq: 0 };
+    let checks_before = calls(&mut check, "xinfo|stream").await;
+    let (handler, mut inbox) = ChannelHandler::new();
+    c.subscribe(
+        stream,
+        handler,
+        SubscribeOptions {
+            start: StartId::After(start),
+            block: Some(Duration::from_millis(50)),
+            count: None,
+        },
+    )
+    .await
+    .unwrap();
+    // An idle BLOCK ends and the reader checks the position against XINFO STREAM: every
+    // entry added after that check is read from the position it left.
+    until_async(
+        "an idle position check of the subscription",
+        DELIVERY,
+        || {
+            let mut conn = check.clone();
+            async move { calls(&mut conn, "xinfo|stream").await > checks_before }
+        },
+    )
+    .await;
+    xadd_at(&mut check, stream, T - 1_000).await;
+    let after = xadd_at(&mut check, stream, T + 1_000).await;
+    let first = inbox.one(DELIVERY).await;
+    assert_eq!(
+        (first.id, first.data),
+        (after, json!(T + 1_000)),
+        "the first delivery must be the first entry after the start id {start}"
+    );
+    inbox.assert_quiet(Duration::from_millis(200)).await;
+    let counters = c.status().counters;
+    assert_eq!(
+        (counters.stream_resets, counters.gaps),
+        (0, 0),
+        "nothing went back, nothing was lost"
     );
     c.disconnect().await;
 }

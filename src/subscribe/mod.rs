@@ -12,7 +12,7 @@
 //! leaves a busy subscription's stream out of its next XREAD. Redis is the buffer, not our
 //! heap.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -26,7 +26,9 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::codec::{check_stream_name, parse_read_reply, parse_stream_info, StartId, StreamId};
+use crate::codec::{
+    check_stream_name, parse_read_reply, parse_stream_info, StartId, StreamId, StreamInfo,
+};
 use crate::config::{opt_count, opt_ms, Config, MAX_BLOCK_MS};
 use crate::connection::{
     key_slot, BlockingReader, CommandConn, NodeAddr, Placement, ReadError, ReaderSlot, Target,
@@ -37,23 +39,12 @@ use crate::handler::{Batch, Handler, Read};
 use crate::lifecycle::Lifecycle;
 use crate::status::{ConnState, Counters};
 
-/// Streams whose position an idle BLOCK checks, at most: with thousands of idle
-/// subscriptions, the checks go round over the streams instead of costing a command per
-/// stream per BLOCK period.
-const IDLE_CHECKS_PER_BLOCK: usize = 16;
+mod positions;
 
-/// Of those, how many go to suspects first (see [`Suspects`]); the rest keep the
-/// round-robin over every stream going, so a stream deleted or recreated while nobody read
-/// it is still found.
-const SUSPECT_CHECKS_PER_BLOCK: usize = 12;
-
-/// A stream whose last id went back below a subscription's position by at most this much
-/// (in the ids' milliseconds) lost its newest entries in a failover: asynchronous replication
-/// let the old primary acknowledge entries the promoted replica never got. The subscription
-/// delivered them, so it resumes after the stream's new last id (reading from the start would
-/// deliver the whole stream again). Further back, the stream was deleted and recreated with
-/// smaller ids, and is read from the start.
-const LOST_TAIL_WINDOW_MS: u64 = 10_000;
+use positions::{
+    verdict, GapReported, Position, Reset, Suspects, Verdict, IDLE_CHECKS_PER_BLOCK,
+    SUSPECT_CHECKS_PER_BLOCK,
+};
 
 /// In a cluster, the blocking part of a read in turn lasts this long per ten slots that one
 /// node reader reads (capped by BLOCK): a message on another slot of the node waits about
@@ -160,31 +151,11 @@ impl StreamEnd {
     }
 }
 
-/// Where a subscription is in its stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-struct Position {
-    /// Last id handed to the subscription; `None` until `"$"` is resolved.
-    cursor: Option<StreamId>,
-    /// How many entries were ever added to the stream up to the cursor (its entry number),
-    /// when known: with it, a trim that removed unread entries shows as `removed > seen`.
-    /// Unknown after an explicit start id.
-    seen: Option<u64>,
-}
-
 /// The `run_id` in an `INFO server` reply: it differs on another server, and after a restart.
 fn run_id(info: &str) -> Option<String> {
     info.lines()
         .find_map(|l| l.strip_prefix("run_id:"))
         .map(|v| v.trim().to_owned())
-}
-
-/// What has been reported as a gap already, so that each gap is reported once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-struct GapReported {
-    /// The stream's `removed` count when last reported (with a known entry number).
-    removed: u64,
-    /// The largest deleted id when last reported (without one).
-    max_deleted: StreamId,
 }
 
 struct Sub {
@@ -221,6 +192,7 @@ impl Sub {
         *p = Position {
             cursor: Some(at),
             seen: Some(seen),
+            caller_given: false,
         };
         true
     }
@@ -234,50 +206,6 @@ struct Plan {
     unresolved: Vec<Arc<Sub>>,
     block: Duration,
     count: usize,
-}
-
-/// Streams whose position should be checked before the others: those that delivered
-/// entries since their last check, and those read again after their subscription was too
-/// busy to be read (while it was left out, a trim may have removed entries it never saw).
-/// An idle stream that never changed needs a check only for deletion or recreation, which
-/// the round-robin finds; with thousands of idle streams, a gap on an active one is
-/// reported within a few BLOCK periods instead of after a round over all of them.
-#[derive(Default)]
-struct Suspects {
-    order: VecDeque<Arc<str>>,
-    queued: HashSet<Arc<str>>,
-}
-
-impl Suspects {
-    /// Queues `stream` unless it is queued already.
-    fn push(&mut self, stream: &Arc<str>) {
-        if self.queued.insert(stream.clone()) {
-            self.order.push_back(stream.clone());
-        }
-    }
-
-    /// Takes up to `n` suspects that `wanted` accepts, oldest first; the others keep their
-    /// place (in a cluster, each node reader takes its own streams).
-    fn take(&mut self, n: usize, wanted: impl Fn(&str) -> bool) -> Vec<Arc<str>> {
-        let mut taken = Vec::new();
-        let mut kept = VecDeque::with_capacity(self.order.len());
-        while let Some(s) = self.order.pop_front() {
-            if taken.len() < n && wanted(&s) {
-                self.queued.remove(&s);
-                taken.push(s);
-            } else {
-                kept.push_back(s);
-            }
-        }
-        self.order = kept;
-        taken
-    }
-
-    /// Forgets streams nobody subscribes to any more.
-    fn retain(&mut self, keep: impl Fn(&str) -> bool) {
-        self.order.retain(|s| keep(s));
-        self.queued.retain(|s| keep(s));
-    }
 }
 
 /// What the reader has to check before its next read.
@@ -551,13 +479,10 @@ impl Hub {
     )> {
         check_stream_name(stream)?;
         let position = match opts.start {
-            StartId::After(StreamId::ZERO) => Position {
-                cursor: Some(StreamId::ZERO),
-                seen: Some(0),
-            },
             StartId::After(id) => Position {
                 cursor: Some(id),
-                seen: None,
+                seen: (id == StreamId::ZERO).then_some(0),
+                caller_given: true,
             },
             StartId::Latest => Position::default(),
         };
@@ -866,6 +791,7 @@ impl Hub {
                     Ok(()) => {
                         sub.queued.fetch_add(n as u64, Ordering::Relaxed);
                         position.cursor = Some(last);
+                        position.caller_given = false;
                         if let Some(seen) = position.seen.as_mut() {
                             *seen += n as u64;
                             end_count = end_count.max(Some(*seen));
@@ -972,83 +898,57 @@ impl Hub {
             }
             for sub in subs.values().filter(|s| s.stream == *stream) {
                 let mut position = sub.position();
-                let Some(at) = position.cursor else { continue };
-                match info {
-                    None if at != StreamId::ZERO => {
-                        warn!(stream = %stream, cursor = %at, "subscribed stream no longer exists; reading it from the start once it is created again");
-                        Counters::add(&self.counters.stream_resets, 1);
-                        *position = Position {
-                            cursor: Some(StreamId::ZERO),
-                            seen: Some(0),
-                        };
-                    }
-                    None => {}
-                    Some(i) if i.last_generated < at && rolled_back_by_switch => {
-                        warn!(
-                            stream = %stream,
-                            cursor = %i.last_generated,
-                            delivered_up_to = %at,
-                            "gap: the stream went back in a failover; entries after the cursor that the old server took are lost (those up to delivered_up_to were delivered); reading on from the cursor"
-                        );
-                        Counters::add(&self.counters.gaps, 1);
-                        Counters::add(&self.counters.stream_resets, 1);
-                        *position = Position {
-                            cursor: Some(i.last_generated),
-                            seen: Some(i.entries_added),
-                        };
-                    }
-                    Some(i)
-                        if i.last_generated < at
-                            && at.ms - i.last_generated.ms <= LOST_TAIL_WINDOW_MS =>
-                    {
-                        warn!(stream = %stream, cursor = %at, last_generated = %i.last_generated, "subscribed stream lost its newest entries (a failover to a replica that had not received them); they were delivered, resuming after its new last id");
-                        Counters::add(&self.counters.stream_resets, 1);
-                        *position = Position {
-                            cursor: Some(i.last_generated),
-                            seen: Some(i.entries_added),
-                        };
-                    }
-                    Some(i) if i.last_generated < at => {
-                        warn!(stream = %stream, cursor = %at, last_generated = %i.last_generated, "subscribed stream was recreated (its ids went back); reading it from the start");
-                        Counters::add(&self.counters.stream_resets, 1);
-                        *position = Position {
-                            cursor: Some(StreamId::ZERO),
-                            seen: Some(0),
-                        };
-                    }
-                    Some(i) => {
-                        let mut reported =
-                            sub.gap_reported.lock().unwrap_or_else(|p| p.into_inner());
-                        // Known entry number: more entries removed than existed up to the
-                        // cursor means unread ones went. Unknown: only deletions (XDEL)
-                        // past the cursor can be seen.
-                        let missed = match position.seen {
-                            Some(seen) => (i.removed() > seen.max(reported.removed)).then(|| {
-                                reported.removed = i.removed();
-                                (i.removed() - seen).to_string()
-                            }),
-                            None => (i.max_deleted > at && i.max_deleted > reported.max_deleted)
-                                .then(|| {
-                                    reported.max_deleted = i.max_deleted;
-                                    "unknown".to_owned()
-                                }),
-                        };
-                        if let Some(missed) = missed {
-                            warn!(
-                                stream = %stream,
-                                cursor = %at,
-                                missed = %missed,
-                                first_entry = %i.first_entry.map_or_else(|| "none".to_owned(), |f| f.to_string()),
-                                max_deleted = %i.max_deleted,
-                                "gap: entries after the last delivered id were trimmed or deleted before they could be read"
-                            );
-                            Counters::add(&self.counters.gaps, 1);
-                        }
-                    }
+                let mut reported = sub.gap_reported.lock().unwrap_or_else(|p| p.into_inner());
+                let v = verdict(*position, info.as_ref(), rolled_back_by_switch, *reported);
+                self.report(stream, *position, info.as_ref(), v);
+                *position = v.apply(*position);
+                if let Verdict::Gap { reported: r, .. } = v {
+                    *reported = r;
                 }
             }
         }
         Ok(())
+    }
+
+    /// Logs and counts what a position check found.
+    fn report(&self, stream: &str, was: Position, info: Option<&StreamInfo>, v: Verdict) {
+        let at = was.cursor.unwrap_or_default();
+        let last_generated = info.map(|i| i.last_generated).unwrap_or_default();
+        match v {
+            Verdict::Keep | Verdict::Recount(_) => return,
+            Verdict::Gap { missed, .. } => {
+                let first_entry = info.and_then(|i| i.first_entry);
+                warn!(
+                    stream,
+                    cursor = %at,
+                    missed = %missed.map_or_else(|| "unknown".to_owned(), |n| n.to_string()),
+                    first_entry = %first_entry.map_or_else(|| "none".to_owned(), |f| f.to_string()),
+                    max_deleted = %info.map(|i| i.max_deleted).unwrap_or_default(),
+                    "gap: entries after the last delivered id were trimmed or deleted before they could be read"
+                );
+                Counters::add(&self.counters.gaps, 1);
+                return;
+            }
+            Verdict::ResetToZero(Reset::Deleted) => {
+                warn!(stream, cursor = %at, "subscribed stream no longer exists; reading it from the start once it is created again");
+            }
+            Verdict::ResetToZero(Reset::Recreated) => {
+                warn!(stream, cursor = %at, %last_generated, "subscribed stream was recreated (its ids went back); reading it from the start");
+            }
+            Verdict::ResumeAt { lost: true, .. } => {
+                warn!(
+                    stream,
+                    cursor = %last_generated,
+                    delivered_up_to = %at,
+                    "gap: the stream went back in a failover; entries after the cursor that the old server took are lost (those up to delivered_up_to were delivered); reading on from the cursor"
+                );
+                Counters::add(&self.counters.gaps, 1);
+            }
+            Verdict::ResumeAt { lost: false, .. } => {
+                warn!(stream, cursor = %at, %last_generated, "subscribed stream lost its newest entries (a failover to a replica that had not received them); they were delivered, resuming after its new last id");
+            }
+        }
+        Counters::add(&self.counters.stream_resets, 1);
     }
 
     /// The reader loop: plan, read, dispatch; reconnects with back-off and resumes every
@@ -1526,25 +1426,5 @@ mod tests {
         let info = "# Server\r\nredis_version:7.0.15\r\nrun_id:4f1c0a\r\ntcp_port:6379\r\n";
         assert_eq!(run_id(info).as_deref(), Some("4f1c0a"));
         assert_eq!(run_id("# Server\r\nredis_version:7.0.15\r\n"), None);
-    }
-
-    fn s(name: &str) -> Arc<str> {
-        Arc::from(name)
-    }
-
-    #[test]
-    fn suspects_come_out_once_each_oldest_first_and_only_where_wanted() {
-        let mut q = Suspects::default();
-        for name in ["a", "b", "a", "c", "d"] {
-            q.push(&s(name));
-        }
-        // "b" belongs to another node reader: it keeps its place.
-        assert_eq!(q.take(2, |x| x != "b"), vec![s("a"), s("c")]);
-        assert_eq!(q.take(10, |_| true), vec![s("b"), s("d")]);
-        assert!(q.take(10, |_| true).is_empty());
-        q.push(&s("a"));
-        q.push(&s("e"));
-        q.retain(|x| x != "a");
-        assert_eq!(q.take(10, |_| true), vec![s("e")]);
     }
 }
