@@ -39,8 +39,8 @@ pub(super) struct Position {
     pub cursor: Option<StreamId>,
     /// How many entries were ever added to the stream up to the cursor (its entry number),
     /// when known: with it, a trim that removed unread entries shows as `removed > seen`.
-    /// Unknown after an explicit start id until a check finds the cursor at or beyond the
-    /// stream's last id.
+    /// Unknown after an explicit start id until a check finds the cursor at the stream's
+    /// last id.
     pub seen: Option<u64>,
     /// The cursor is the caller's start id and nothing was delivered yet. Such a cursor says
     /// "entries after this id", not "the stream reached this id": one beyond the stream's
@@ -142,18 +142,61 @@ pub(super) fn verdict(
         return if at == StreamId::ZERO {
             recount(Some(0))
         } else if position.caller_given {
-            // The caller's id stays the limit; the count of a stream created again starts
-            // afresh, and entries it gets below the cursor are not read.
+            // The caller's id stays the limit: entries a stream created again gets below it
+            // are not read. An entry number learnt counted the old stream's entries.
             recount(None)
         } else {
             Verdict::ResetToZero(Reset::Deleted)
         };
     };
+    // A stream's largest deleted id never goes down: below what was reported, this is
+    // another stream (created again, or another server's), and that report is not its own.
+    let reported = if info.max_deleted < reported.max_deleted {
+        GapReported::default()
+    } else {
+        reported
+    };
     let last = info.last_generated;
+    // Every entry up to the cursor counted, plus one per entry after it: a stream with fewer
+    // went back (recreated, or rolled back in a failover) and new entries reached or passed
+    // the cursor before a check saw it. Those of them at or below the cursor were never
+    // read, and which they were only a full read could tell.
+    let went_back_unseen = position
+        .seen
+        .is_some_and(|s| info.entries_added < s || (last > at && info.entries_added == s));
+    if last >= at && went_back_unseen {
+        return Verdict::Gap {
+            missed: None,
+            seen: None,
+            reported: GapReported {
+                max_deleted: reported.max_deleted.max(info.max_deleted),
+            },
+        };
+    }
     if last <= at {
-        if last == at || position.caller_given {
+        let unread_went = position
+            .seen
+            .filter(|&s| last == at && !position.caller_given && info.entries_added > s);
+        if let Some(seen) = unread_went {
+            // At the stream's end, yet fewer entries seen than it ever had: some were
+            // trimmed away before they were read, and the reads went on after them.
+            return Verdict::Gap {
+                missed: Some(info.entries_added - seen),
+                seen: Some(info.entries_added),
+                reported: GapReported {
+                    max_deleted: reported.max_deleted.max(info.max_deleted),
+                },
+            };
+        }
+        if last == at {
             // Every entry the stream ever had is at or before the cursor.
             return recount(Some(info.entries_added));
+        }
+        if position.caller_given {
+            // "Entries after this id": nothing went back. Its entry number is not learnt
+            // here: entries the stream gets below the id are never read, and would make it
+            // fall behind (a false gap at the stream's end).
+            return Verdict::Keep;
         }
         let resume = |lost| Verdict::ResumeAt {
             at: last,
@@ -168,23 +211,12 @@ pub(super) fn verdict(
             Verdict::ResetToZero(Reset::Recreated)
         };
     }
-    if position.seen.is_some_and(|s| info.entries_added < s) {
-        // Fewer entries in the stream's whole history than were seen up to the cursor: it
-        // went back (recreated, or rolled back in a failover) and new entries overtook the
-        // cursor before a check saw it. Those of them at or below the cursor were never
-        // read, and which they were only a full read could tell.
-        return Verdict::Gap {
-            missed: None,
-            seen: None,
-            reported: GapReported {
-                max_deleted: reported.max_deleted.max(info.max_deleted),
-            },
-        };
-    }
     // Trims remove the oldest entries and leave `max-deleted-entry-id` alone: with a known
     // entry number, more entries removed than existed up to the cursor means unread ones
-    // went. XDEL moves `max-deleted-entry-id`: past the cursor, an unread entry went (and the
-    // entry number is no longer known: reads count only what they deliver).
+    // went. XDEL moves `max-deleted-entry-id`: past the cursor, an unread entry went. The
+    // entry number stays: it falls behind by the entries deleted unread, which the check at
+    // the stream's end then reports with their count (an XDEL found first by its id is
+    // reported twice, rather than one the reads passed before a check not at all).
     let removed = info.removed();
     let by_count = position.seen.filter(|&s| removed > s).map(|s| removed - s);
     let by_id = info.max_deleted > at && info.max_deleted > reported.max_deleted;
@@ -193,7 +225,11 @@ pub(super) fn verdict(
     }
     Verdict::Gap {
         missed: by_count,
-        seen: if by_id { None } else { Some(removed) },
+        seen: if by_count.is_some() {
+            Some(removed)
+        } else {
+            position.seen
+        },
         reported: GapReported {
             max_deleted: reported.max_deleted.max(info.max_deleted),
         },
@@ -243,6 +279,9 @@ impl Suspects {
         self.queued.retain(|s| keep(s));
     }
 }
+
+#[cfg(test)]
+mod model;
 
 #[cfg(test)]
 mod tests {
@@ -308,6 +347,9 @@ mod tests {
              unresolved, Some(info(100, 100, 100, 0)), false, NONE, Verdict::Keep),
             ("at the stream's end, count known",
              ours(100, Some(100)), Some(info(100, 100, 100, 0)), false, NONE, Verdict::Keep),
+            ("at the stream's end, unread entries were trimmed and the reads went on after them",
+             ours(100, Some(97)), Some(info(100, 100, 1, 0)), false, NONE,
+             Verdict::Gap { missed: Some(3), seen: Some(100), reported: NONE }),
             ("at the stream's end, count learnt",
              ours(100, None), Some(info(100, 100, 100, 0)), false, NONE, Verdict::Recount(Some(100))),
             ("behind, nothing removed",
@@ -317,9 +359,9 @@ mod tests {
             ("behind, unread entries trimmed: gap of 5, counted on from the trim",
              ours(90, Some(90)), Some(info(100, 100, 5, 0)), false, NONE,
              Verdict::Gap { missed: Some(5), seen: Some(95), reported: NONE }),
-            ("behind, unread entry deleted (XDEL): gap, count no longer known",
+            ("behind, unread entry deleted (XDEL): gap, the count stays",
              ours(90, Some(90)), Some(info(100, 100, 99, 95)), false, NONE,
-             Verdict::Gap { missed: None, seen: None, reported: GapReported { max_deleted: id(95, 0) } }),
+             Verdict::Gap { missed: None, seen: Some(90), reported: GapReported { max_deleted: id(95, 0) } }),
             ("behind, read entry deleted: no gap",
              ours(90, Some(90)), Some(info(100, 100, 99, 80)), false, NONE, Verdict::Keep),
             ("behind, count unknown, unread entry deleted: gap",
@@ -330,6 +372,9 @@ mod tests {
             ("behind, count unknown, a later deletion",
              ours(40, None), Some(info(100, 100, 98, 60)), false, reported_at_50,
              Verdict::Gap { missed: None, seen: None, reported: GapReported { max_deleted: id(60, 0) } }),
+            ("count unknown, a deletion below the reported one: another stream, its own gap",
+             ours(40, None), Some(info(100, 100, 99, 45)), false, reported_at_50,
+             Verdict::Gap { missed: None, seen: None, reported: GapReported { max_deleted: id(45, 0) } }),
             ("stream deleted",
              ours(100, Some(100)), None, false, NONE, Verdict::ResetToZero(Reset::Deleted)),
             ("stream missing, reading from 0-0 already",
@@ -346,19 +391,27 @@ mod tests {
             ("ids went back and new ones overtook the cursor: fewer entries than seen",
              ours(100, Some(100)), Some(info(120, 30, 30, 0)), false, NONE,
              Verdict::Gap { missed: None, seen: None, reported: NONE }),
+            ("deleted, and a new entry passed the cursor: no more entries than seen",
+             ours(100, Some(100)), Some(info(120, 100, 1, 0)), false, NONE,
+             Verdict::Gap { missed: None, seen: None, reported: NONE }),
+            ("deleted, and new entries reached the cursor: fewer entries than seen",
+             ours(100, Some(100)), Some(info(100, 2, 2, 0)), false, NONE,
+             Verdict::Gap { missed: None, seen: None, reported: NONE }),
             ("server changed, nothing went back",
              ours(100, Some(100)), Some(info(120, 120, 120, 0)), true, NONE, Verdict::Keep),
             // A2: the caller's start id is beyond the stream's end ("from now on", a checkpoint).
-            ("caller's id far beyond the end: not recreated, count learnt",
-             given(FAR + 100), Some(info(100, 100, 100, 0)), false, NONE, Verdict::Recount(Some(100))),
+            ("caller's id far beyond the end: not recreated",
+             given(FAR + 100), Some(info(100, 100, 100, 0)), false, NONE, Verdict::Keep),
             ("caller's id a little beyond the end: not a lost tail",
-             given(105), Some(info(100, 100, 100, 0)), false, NONE, Verdict::Recount(Some(100))),
+             given(105), Some(info(100, 100, 100, 0)), false, NONE, Verdict::Keep),
             ("caller's id beyond the end after a failover: no gap",
-             given(FAR + 100), Some(info(100, 100, 100, 0)), true, NONE, Verdict::Recount(Some(100))),
+             given(FAR + 100), Some(info(100, 100, 100, 0)), true, NONE, Verdict::Keep),
+            ("caller's id at the end: count learnt",
+             given(100), Some(info(100, 100, 100, 0)), false, NONE, Verdict::Recount(Some(100))),
             ("caller's id beyond a missing stream: stays the limit",
              given(105), None, false, NONE, Verdict::Keep),
-            ("caller's id beyond a deleted stream whose count was learnt: count forgotten",
-             Position { seen: Some(100), ..given(105) }, None, false, NONE, Verdict::Recount(None)),
+            ("caller's id at the end of a stream then deleted: the count learnt is forgotten",
+             Position { seen: Some(100), ..given(100) }, None, false, NONE, Verdict::Recount(None)),
             ("caller's id behind the stream, unread entry deleted: gap",
              given(40), Some(info(100, 100, 99, 50)), false, NONE,
              Verdict::Gap { missed: None, seen: None, reported: reported_at_50 }),
