@@ -16,7 +16,8 @@ use streamcast::{
     Batch, HandleResult, Handler, Outcome, PublishId, StartId, StreamId, SubscribeOptions,
 };
 use support::{
-    calls, client, until, until_async, wait_reader_blocked, ChannelHandler, RedisServer, DELIVERY,
+    calls, client, until, until_async, wait_reader_blocked, within, ChannelHandler, RedisServer,
+    DELIVERY,
 };
 use tokio::sync::Semaphore;
 
@@ -521,5 +522,63 @@ async fn start_beyond_the_stream(behind_ms: u64) {
         (0, 0),
         "nothing went back, nothing was lost"
     );
+    c.disconnect().await;
+}
+
+/// A server's refusal of the `"$"` lookup (an ACL user without `EXISTS`/`XINFO`, a key that
+/// is not a stream) rejects `subscribe` with `ERR_REFUSED` carrying the server's code, and
+/// removes the subscription: it is not "Redis unavailable", which resolved and then retried
+/// `"$"` for ever with nothing ever delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_dollar_lookup_rejects_subscribe_with_the_servers_code() {
+    let server = RedisServer::start().await;
+    let mut check = server.checker().await;
+    let ok: String = redis::cmd("ACL")
+        .arg(&[
+            "SETUSER", "no-xinfo", "on", ">pw", "~*", "&*", "+@all", "-xinfo", "-exists",
+        ])
+        .query_async(&mut check)
+        .await
+        .expect("ACL SETUSER");
+    assert_eq!(ok, "OK");
+    let url = format!("redis://no-xinfo:pw@127.0.0.1:{}", server.port());
+    let limited = Arc::new(streamcast::Client::new(support::config(&url)));
+    limited
+        .connect()
+        .await
+        .expect("connect as the limited user");
+    let (handler, _inbox) = ChannelHandler::new();
+    let err = within(
+        "subscribe settles",
+        limited.subscribe("private", handler, latest()),
+    )
+    .await
+    .expect_err("NOPERM on EXISTS/XINFO must reject");
+    assert_eq!(
+        (err.code(), err.redis_code()),
+        ("ERR_REFUSED", Some("NOPERM")),
+        "{err}"
+    );
+    assert!(limited.status().subscriptions.is_empty());
+    limited.disconnect().await;
+
+    let c = client(&server).await;
+    let _: () = redis::cmd("SET")
+        .arg("plain")
+        .arg("x")
+        .query_async(&mut check)
+        .await
+        .unwrap();
+    let (handler, _inbox) = ChannelHandler::new();
+    let err = c
+        .subscribe("plain", handler, latest())
+        .await
+        .expect_err("WRONGTYPE must reject");
+    assert_eq!(
+        (err.code(), err.redis_code()),
+        ("ERR_REFUSED", Some("WRONGTYPE")),
+        "{err}"
+    );
+    assert!(c.status().subscriptions.is_empty());
     c.disconnect().await;
 }

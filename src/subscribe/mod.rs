@@ -34,7 +34,7 @@ use crate::connection::{
     key_slot, BlockingReader, CommandConn, NodeAddr, Placement, ReadError, ReaderSlot, Target,
     Unblocker,
 };
-use crate::error::{classify, not_a_stream, Error, Failure, Result};
+use crate::error::{classify, Error, Failure, Result};
 use crate::handler::{Batch, Handler, Read};
 use crate::lifecycle::Lifecycle;
 use crate::status::{ConnState, Counters};
@@ -465,8 +465,9 @@ impl Hub {
     /// anyway, and the reader resolves `"$"` as soon as it connects.
     ///
     /// # Errors
-    /// [`Error::InvalidArg`] for a bad stream name (at once) or, from the future, a key that
-    /// is not a stream (the subscription is then removed again).
+    /// [`Error::InvalidArg`] for a bad stream name (at once); from the future,
+    /// [`Error::Refused`] when the server refuses the `"$"` lookup (`NOPERM`, a key that is
+    /// not a stream: the subscription is then removed again).
     pub fn start_subscribe(
         self: &Arc<Self>,
         life: &Lifecycle,
@@ -674,10 +675,10 @@ impl Hub {
                 .query(&latest_pipe(stream))
                 .await
                 .map_err(|e| match classify(&e) {
-                    Failure::WrongType => not_a_stream(stream),
+                    Failure::WrongType | Failure::Refused => Error::refused(&e),
                     _ => Error::Protocol(e.to_string()),
                 })?;
-        match reply.map(|v| latest_of(stream, &v)) {
+        match reply.map(|v| latest_of(&v)) {
             // No node could answer for the stream now: as unavailable.
             None | Some(Err(Error::Unavailable(_))) => Ok(None),
             Some(r) => r.map(Some),
@@ -821,7 +822,7 @@ impl Hub {
     ) -> std::result::Result<(), ReadError> {
         for sub in unresolved {
             let v: Vec<Value> = reader.command(&latest_pipe(&sub.stream)).await?;
-            match latest_of(&sub.stream, &v) {
+            match latest_of(&v) {
                 Ok((at, seen)) => {
                     self.saw_end(&sub.stream, at, Some(seen));
                     if sub.resolve(at, seen) {
@@ -1359,22 +1360,28 @@ fn latest_pipe(stream: &str) -> redis::Pipeline {
 /// later entry) and the number of entries ever added up to it; `0-0`/0 for a missing key.
 ///
 /// # Errors
-/// [`Error::Unavailable`] when a node could not answer for the stream (its slot moved or is
-/// moving, the cluster fails over): try again later; nothing is known about the stream.
-fn latest_of(stream: &str, replies: &[Value]) -> Result<(StreamId, u64)> {
+/// [`Error::Refused`] when the server refuses the lookup (`NOPERM`, `WRONGTYPE`): the
+/// caller's to fix, retrying changes nothing. [`Error::Unavailable`] when a node could not
+/// answer for the stream (its slot moved or is moving, the cluster fails over): try again
+/// later; nothing is known about the stream.
+fn latest_of(replies: &[Value]) -> Result<(StreamId, u64)> {
     let failure = |e: &redis::ServerError| {
         let err = redis::RedisError::from(e.clone());
-        (classify(&err), err)
+        match classify(&err) {
+            Failure::Refused | Failure::WrongType => Error::refused(&err),
+            _ => Error::Unavailable(err),
+        }
     };
     match replies {
         [Value::Int(0), _] => Ok((StreamId::ZERO, 0)),
-        [Value::ServerError(e), _] => Err(Error::Unavailable(failure(e).1)),
-        [_, Value::ServerError(e)] => match failure(e) {
-            (Failure::WrongType, _) => Err(not_a_stream(stream)),
-            // Deleted between the two commands: a new stream starts from the beginning.
-            (Failure::NoSuchKey, _) => Ok((StreamId::ZERO, 0)),
-            (_, err) => Err(Error::Unavailable(err)),
-        },
+        [Value::ServerError(e), _] => Err(failure(e)),
+        // Deleted between the two commands: a new stream starts from the beginning.
+        [_, Value::ServerError(e)]
+            if classify(&redis::RedisError::from(e.clone())) == Failure::NoSuchKey =>
+        {
+            Ok((StreamId::ZERO, 0))
+        }
+        [_, Value::ServerError(e)] => Err(failure(e)),
         [_, info] => {
             let i = parse_stream_info(info)?;
             Ok((i.last_generated, i.entries_added))
