@@ -582,3 +582,40 @@ async fn a_refused_dollar_lookup_rejects_subscribe_with_the_servers_code() {
     assert!(c.status().subscriptions.is_empty());
     c.disconnect().await;
 }
+
+/// A subscription removed before its `"$"` lookup came back leaves nothing behind: the lookup
+/// used to record the stream's end after the unsubscribe had forgotten it, and a later
+/// subscription of the stream then showed that stale end (an end never moves back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsubscribe_racing_the_dollar_lookup_leaves_no_stale_stream_end() {
+    let server = RedisServer::start().await;
+    let c = client(&server).await;
+    let mut check = server.checker().await;
+    xadd_at(&mut check, "raced", 5_000).await;
+    let (handler, _inbox) = ChannelHandler::new();
+    let (id, resolved) = c.start_subscribe("raced", handler, latest()).unwrap();
+    assert!(c.unsubscribe_id(id));
+    resolved.await.unwrap();
+
+    let _: () = redis::cmd("DEL")
+        .arg("raced")
+        .query_async(&mut check)
+        .await
+        .unwrap();
+    let first = xadd_at(&mut check, "raced", 1_000).await;
+    let (handler, mut inbox) = ChannelHandler::new();
+    c.subscribe("raced", handler, from_start()).await.unwrap();
+    assert_eq!(inbox.one(DELIVERY).await.id, first);
+    let ends: Vec<Option<StreamId>> = c
+        .status()
+        .subscription_details
+        .iter()
+        .map(|s| s.stream_last_id)
+        .collect();
+    assert_eq!(
+        ends,
+        vec![Some(first)],
+        "the stream's end as the client knows it"
+    );
+    c.disconnect().await;
+}

@@ -535,8 +535,14 @@ impl Hub {
                 Ok(found) => {
                     match found {
                         Some((at, seen)) => {
-                            sub.resolve(at, seen);
-                            hub.saw_end(&sub.stream, at, Some(seen));
+                            // Checked under the subscriptions' lock (taken before the ends',
+                            // as everywhere): an unsubscribe that came first forgot the
+                            // stream's end, and recording it now would leave it stale.
+                            let subs = hub.subs();
+                            if subs.contains_key(&sub.id) {
+                                sub.resolve(at, seen);
+                                hub.saw_end(&sub.stream, at, Some(seen));
+                            }
                         }
                         None => warn!(
                             stream = %sub.stream,
