@@ -29,7 +29,7 @@ use tracing::{debug, error, info, warn};
 use crate::codec::{
     check_stream_name, parse_read_reply, parse_stream_info, StartId, StreamId, StreamInfo,
 };
-use crate::config::{opt_count, opt_ms, Config, MAX_BLOCK_MS};
+use crate::config::Config;
 use crate::connection::{
     key_slot, BlockingReader, CommandConn, NodeAddr, Placement, ReadError, ReaderSlot, Target,
     Unblocker,
@@ -37,9 +37,12 @@ use crate::connection::{
 use crate::error::{classify, Error, Failure, Result};
 use crate::handler::{Batch, Handler, Read};
 use crate::lifecycle::Lifecycle;
-use crate::status::{ConnState, Counters};
+use crate::status::{ConnState, Counters, SubscriptionInfo};
 
+mod options;
 mod positions;
+
+pub use options::{SubscribeInput, SubscribeOptions};
 
 use positions::{
     verdict, GapReported, Position, Reset, Suspects, Verdict, IDLE_CHECKS_PER_BLOCK,
@@ -55,78 +58,8 @@ const IN_TURN_SLICE: Duration = Duration::from_millis(100);
 /// Pause before asking for a cluster's slot map again when no master is known.
 const SLOT_MAP_RETRY: Duration = Duration::from_millis(200);
 
-/// Options of one subscription.
-#[derive(Debug, Clone, Copy)]
-pub struct SubscribeOptions {
-    /// Where to start reading.
-    pub start: StartId,
-    /// BLOCK time; the config's default when `None`.
-    pub block: Option<Duration>,
-    /// COUNT per read; the config's default when `None`.
-    pub count: Option<usize>,
-}
-
-/// The options of `subscribe` as a caller gives them.
-#[derive(Debug, Clone, Default)]
-pub struct SubscribeInput {
-    /// `"$"`, `"0"` or an id.
-    pub start_id: Option<String>,
-    /// BLOCK in milliseconds.
-    pub block_ms: Option<f64>,
-    /// COUNT.
-    pub count: Option<f64>,
-}
-
-impl SubscribeOptions {
-    /// Validates a caller's options.
-    ///
-    /// # Errors
-    /// [`Error::InvalidArg`] naming the option that is out of range or malformed.
-    pub fn from_input(input: SubscribeInput) -> Result<SubscribeOptions> {
-        Ok(SubscribeOptions {
-            start: match input.start_id.as_deref() {
-                Some(s) => s.parse()?,
-                None => StartId::Latest,
-            },
-            block: opt_ms("blockMs", input.block_ms, 1, MAX_BLOCK_MS)?,
-            count: opt_count("count", input.count)?,
-        })
-    }
-}
-
-impl Default for SubscribeOptions {
-    fn default() -> Self {
-        SubscribeOptions {
-            start: StartId::Latest,
-            block: None,
-            count: None,
-        }
-    }
-}
-
 /// Identifies one subscription of a client.
 pub type SubscriptionId = u64;
-
-/// One subscription as `getStatus()` shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubscriptionInfo {
-    /// Its id, unique within the client.
-    pub id: SubscriptionId,
-    /// The stream it reads.
-    pub stream: String,
-    /// The last id handed to it (or the id it starts after); `None` while `"$"` is not
-    /// resolved yet.
-    pub last_id: Option<StreamId>,
-    /// Entries read for it that its handler has not finished yet (queued or running).
-    pub queued: u64,
-    /// The newest id the client knows the stream has (from its reads, position checks and
-    /// status refreshes); `None` before the stream was read or checked.
-    pub stream_last_id: Option<StreamId>,
-    /// How many entries of the stream it has not handled yet: `queued` plus the entries
-    /// after `last_id`. `None` when that count is unknown (a subscription started after an
-    /// explicit id, whose entry number Redis cannot tell, while it trails its stream).
-    pub behind: Option<u64>,
-}
 
 /// What the client knows about a subscribed stream's end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
