@@ -37,10 +37,15 @@ use crate::connection::{
 use crate::error::{classify, Error, Failure, Result};
 use crate::handler::{Batch, Handler, Read};
 use crate::lifecycle::Lifecycle;
-use crate::status::{ConnState, Counters, SubscriptionInfo};
+use crate::status::{ConnState, Counters};
 
+mod ends;
 mod options;
 mod positions;
+mod registry;
+
+use ends::StreamEnd;
+use registry::Sub;
 
 pub use options::{SubscribeInput, SubscribeOptions};
 
@@ -61,74 +66,11 @@ const SLOT_MAP_RETRY: Duration = Duration::from_millis(200);
 /// Identifies one subscription of a client.
 pub type SubscriptionId = u64;
 
-/// What the client knows about a subscribed stream's end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct StreamEnd {
-    /// The newest id known.
-    last_id: StreamId,
-    /// Entries ever added up to it, when known.
-    entries_added: Option<u64>,
-}
-
-impl StreamEnd {
-    /// Moves the end forward (never back: a read may report less than a check saw).
-    fn advance(&mut self, last_id: StreamId, entries_added: Option<u64>) {
-        if last_id > self.last_id {
-            self.last_id = last_id;
-            self.entries_added = entries_added.or(self.entries_added);
-        } else if let (Some(a), Some(b)) = (entries_added, self.entries_added) {
-            self.entries_added = Some(a.max(b));
-        } else if self.entries_added.is_none() {
-            self.entries_added = entries_added;
-        }
-    }
-}
-
 /// The `run_id` in an `INFO server` reply: it differs on another server, and after a restart.
 fn run_id(info: &str) -> Option<String> {
     info.lines()
         .find_map(|l| l.strip_prefix("run_id:"))
         .map(|v| v.trim().to_owned())
-}
-
-struct Sub {
-    id: SubscriptionId,
-    stream: Arc<str>,
-    block: Duration,
-    count: usize,
-    position: Mutex<Position>,
-    tx: mpsc::Sender<Batch>,
-    /// Set by the reader when it left this subscription out of a read because its queue was
-    /// full; the delivery task then wakes the reader when there is room again.
-    excluded: AtomicBool,
-    /// Set when a plan left this subscription out because it was busy: when it is planned
-    /// again, its stream is a suspect (entries may have been trimmed meanwhile).
-    skipped: AtomicBool,
-    /// Entries handed over and not finished by the handler yet.
-    queued: AtomicU64,
-    token: CancellationToken,
-    gap_reported: Mutex<GapReported>,
-}
-
-impl Sub {
-    fn position(&self) -> MutexGuard<'_, Position> {
-        self.position.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Sets the position if it is still unresolved (`"$"`): whoever resolves it first (the
-    /// subscribe call or the reader) wins, and either is right.
-    fn resolve(&self, at: StreamId, seen: u64) -> bool {
-        let mut p = self.position();
-        if p.cursor.is_some() {
-            return false;
-        }
-        *p = Position {
-            cursor: Some(at),
-            seen: Some(seen),
-            caller_given: false,
-        };
-        true
-    }
 }
 
 /// What one XREAD will ask for.
@@ -232,49 +174,9 @@ impl Hub {
         }
     }
 
-    fn subs(&self) -> MutexGuard<'_, BTreeMap<SubscriptionId, Arc<Sub>>> {
-        self.subs.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Streams with at least one subscription, sorted, each once.
     pub fn streams(&self) -> Vec<String> {
         let mut v: Vec<String> = self.subs().values().map(|s| s.stream.to_string()).collect();
-        v.sort();
-        v.dedup();
-        v
-    }
-
-    /// Records where `stream` ends (from a read, a check or a refresh).
-    fn saw_end(&self, stream: &Arc<str>, last_id: StreamId, entries_added: Option<u64>) {
-        self.ends
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(stream.clone())
-            .and_modify(|e| e.advance(last_id, entries_added))
-            .or_insert(StreamEnd {
-                last_id,
-                entries_added,
-            });
-    }
-
-    /// Records what `XINFO STREAM` said about `stream` (used by status refreshes).
-    pub fn saw_stream_info(&self, stream: &str, info: &crate::codec::StreamInfo) {
-        self.saw_end(
-            &Arc::from(stream),
-            info.last_generated,
-            Some(info.entries_added),
-        );
-    }
-
-    /// Streams whose subscriptions are too busy to be read now, sorted, each once: how far
-    /// their streams ran ahead only Redis can tell.
-    pub fn busy_streams(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .subs()
-            .values()
-            .filter(|s| s.tx.capacity() == 0)
-            .map(|s| s.stream.to_string())
-            .collect();
         v.sort();
         v.dedup();
         v
@@ -550,47 +452,6 @@ impl Hub {
     /// Whether subscription `id` is still registered.
     pub fn contains(&self, id: SubscriptionId) -> bool {
         self.subs().contains_key(&id)
-    }
-
-    /// Every subscription with its stream and position, by id.
-    pub fn details(&self) -> Vec<SubscriptionInfo> {
-        // Locked in the order the reader takes them (subscriptions, then ends): no copy of
-        // every stream's end per call.
-        let subs = self.subs();
-        let ends = self.ends.lock().unwrap_or_else(|p| p.into_inner());
-        subs.values()
-            .map(|s| {
-                let position = *s.position();
-                let queued = s.queued.load(Ordering::Relaxed);
-                let end = ends.get(&s.stream);
-                let unread = match (position, end) {
-                    (
-                        Position {
-                            cursor: Some(at), ..
-                        },
-                        Some(e),
-                    ) if at >= e.last_id => Some(0),
-                    (
-                        Position {
-                            seen: Some(seen), ..
-                        },
-                        Some(StreamEnd {
-                            entries_added: Some(added),
-                            ..
-                        }),
-                    ) => Some(added.saturating_sub(seen)),
-                    _ => None,
-                };
-                SubscriptionInfo {
-                    id: s.id,
-                    stream: s.stream.to_string(),
-                    last_id: position.cursor,
-                    queued,
-                    stream_last_id: end.map(|e| e.last_id),
-                    behind: unread.map(|u| u + queued),
-                }
-            })
-            .collect()
     }
 
     /// Interrupts the readers' XREADs now (used by `disconnect()`).
@@ -1052,18 +913,6 @@ impl Hub {
             }
         }
         streams
-    }
-
-    /// Forgets `stream` as a suspect when nobody subscribes to it any more.
-    fn forget_if_unsubscribed(&self, stream: &str) {
-        let subscribed = self.subs().values().any(|s| &*s.stream == stream);
-        if !subscribed {
-            self.suspects().retain(|s| s != stream);
-            self.ends
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(stream);
-        }
     }
 
     /// Reads the planned streams: one blocking XREAD when they share one slot (always
