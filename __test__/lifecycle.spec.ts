@@ -406,6 +406,15 @@ describe("getStreamsClient keeps its client on globalThis", () => {
 });
 
 describe("a client that becomes garbage without disconnect()", () => {
+  test("leaves nothing behind once dropped: its delivery hub and the messages it cached are collected", async () => {
+    // Each round: new client, subscribe, one message delivered, disconnect(), drop it.
+    const fixture = resolve(here, "fixtures", "dropped-clients.mjs");
+    const result = await runNode(["--expose-gc", fixture, server.url, fresh(), "20"], 30_000);
+    expect(result.killedByTimeout, `stdout=${result.stdout} stderr=${result.stderr}`).toBe(false);
+    expect(result.code, result.stderr).toBe(0);
+    expect(JSON.parse(result.stdout.trim())).toEqual({ rounds: 20, clientsCollected: 20, messagesCollected: 20 });
+  });
+
   test("closes its connections (finalizer), but not while a subscription runs", async () => {
     const own = await startRedis({ private: true });
     const checker = new Redis(own.url);

@@ -106,7 +106,12 @@ pub struct StreamsClient {
 }
 
 impl ObjectFinalize for StreamsClient {
-    fn finalize(self, _env: Env) -> Result<()> {
+    fn finalize(self, env: Env) -> Result<()> {
+        if let Some(d) = self.b.deliveries.borrow_mut().take() {
+            if let Err(e) = d.release(&env) {
+                tracing::warn!(error = %e, "cannot release the delivery hub of a collected client");
+            }
+        }
         let inner = self.b.inner.clone();
         if !inner.is_closed() {
             // Also runs while Node exits, when the runtime may be shut down already: then

@@ -99,8 +99,8 @@ impl ValueRef {
 
 /// State touched only on the JavaScript thread.
 struct JsSide {
-    /// The hub object of `runtime.js`.
-    hub: ValueRef,
+    /// The hub object of `runtime.js`; `None` once [`Deliveries::release`] let it go.
+    hub: Option<ValueRef>,
     /// Reads whose JSON JavaScript has (and keeps parsed), by sequence number; once Rust
     /// drops a read, the next hand-over tells JavaScript to forget it.
     sent: HashMap<u64, Weak<Read>>,
@@ -113,7 +113,10 @@ struct JsSide {
 
 impl JsSide {
     fn hub<'e>(&self, env: &'e Env) -> Result<Object<'e>> {
-        let v = self.hub.value(env)?;
+        let hub = self.hub.as_ref().ok_or_else(|| {
+            Error::from_reason("streamcast: the client's delivery hub is released")
+        })?;
+        let v = hub.value(env)?;
         unsafe { Object::from_napi_value(env.raw(), v) }
     }
 }
@@ -129,7 +132,7 @@ impl Deliveries {
     pub fn new(env: &Env, runtime: &Runtime) -> Result<Self> {
         let hub = runtime.create_deliveries(env)?;
         let js = Rc::new(RefCell::new(JsSide {
-            hub: ValueRef::new(env, hub.raw())?,
+            hub: Some(ValueRef::new(env, hub.raw())?),
             sent: HashMap::new(),
             active: 0,
             keep: None,
@@ -176,6 +179,16 @@ impl Deliveries {
             key,
             outbox: self.outbox.clone(),
         })
+    }
+
+    /// Lets go of the hub (and with it the reads it keeps parsed) and of the client object;
+    /// for the client's finalizer. A reference left undeleted keeps its value alive for as
+    /// long as the environment lives.
+    pub fn release(&self, env: &Env) -> Result<()> {
+        let mut js = self.js.borrow_mut();
+        let refs = [js.hub.take(), js.keep.take()];
+        let deleted: Vec<Result<()>> = refs.into_iter().flatten().map(|r| r.delete(env)).collect();
+        deleted.into_iter().collect()
     }
 
     /// Stops the loop `key`: no callback of it starts afterwards (one running finishes).
