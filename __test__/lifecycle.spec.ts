@@ -174,6 +174,17 @@ describe("connect / disconnect", () => {
   });
 });
 
+describe("a read JavaScript cannot take", () => {
+  test("an entry whose JSON exceeds V8's longest string fails alone: the process lives, every subscription goes on", async () => {
+    // About 170 MB in Redis and up to about 2.5 GB in the child for a few seconds.
+    const fixture = resolve(here, "fixtures", "oversized-read.mjs");
+    const result = await runNode([fixture, server.url, fresh()], 90_000);
+    expect(result.killedByTimeout, `stdout=${result.stdout} stderr=${result.stderr}`).toBe(false);
+    expect(result.code, result.stderr).toBe(0);
+    expect(JSON.parse(result.stdout.trim())).toEqual({ small: ["small"], big: ["wide", "wide", "after"], callbackErrors: 1 });
+  }, 120_000);
+});
+
 describe("getStreamsClient", () => {
   test("returns the same StreamsClient every call and ignores a later config", async () => {
     const a = getStreamsClient({ redisUrl: server.url, logLevel: "error" });
