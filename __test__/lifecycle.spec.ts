@@ -262,6 +262,44 @@ describe("loading", () => {
   });
 });
 
+describe("worker environments", () => {
+  test("a worker terminated mid-subscription takes only its own environment: the main thread and a new worker go on", async () => {
+    const code = `
+      const { parentPort, workerData } = require("node:worker_threads");
+      const { StreamsClient } = require(workerData.addonPath);
+      (async () => {
+        const c = new StreamsClient({ redisUrl: workerData.url, logLevel: "error" });
+        await c.subscribe(workerData.stream, (m) => parentPort.postMessage({ got: m.data.n }));
+        await c.publishMessage(workerData.stream, { n: workerData.n });
+      })().catch((e) => parentPort.postMessage({ error: String(e) }));`;
+    const stream = fresh();
+    const run = async (n: number): Promise<void> => {
+      const worker = new Worker(code, { eval: true, workerData: { addonPath, url: server.url, stream, n } });
+      const messages: unknown[] = [];
+      worker.on("message", (m) => messages.push(m));
+      try {
+        await until(() => messages.length > 0, 15_000, () => `worker ${n} delivers (messages: ${JSON.stringify(messages)})`);
+        expect(messages[0]).toEqual({ got: n });
+      } finally {
+        // Still subscribed: its environment is torn down under a running subscription.
+        await worker.terminate();
+      }
+    };
+    await run(1);
+    const client = new StreamsClient({ redisUrl: server.url, logLevel: "error" });
+    try {
+      const seen: unknown[] = [];
+      await client.subscribe(stream, (m) => void seen.push(m.data));
+      await client.publishMessage(stream, { n: "main" });
+      await until(() => seen.length > 0, 5_000, "the main thread still delivers");
+      expect(seen).toEqual([{ n: "main" }]);
+      await run(2);
+    } finally {
+      await client.disconnect();
+    }
+  });
+});
+
 /** Connections the private server sees, the caller's own included. */
 async function connections(r: Redis): Promise<number> {
   return ((await r.call("CLIENT", "LIST")) as string).trim().split("\n").filter(Boolean).length;

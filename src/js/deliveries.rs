@@ -466,4 +466,3 @@ fn outcome_of(flat: &[String], len: usize) -> Outcome {
         .collect();
     Outcome { handled, failures }
 }
-

@@ -32,15 +32,22 @@ struct EnvData {
     runtime: Runtime,
 }
 
-fn env_data(env: &Env) -> Result<&'static mut EnvData> {
+/// The data of `env`, made on first use. Shared and borrowed for no longer than `env`: napi
+/// hands out `&'static mut`, but two calls alias it, and a worker's data is freed when the
+/// worker's environment is torn down.
+fn env_data(env: &Env) -> Result<&EnvData> {
     if env.get_instance_data::<EnvData>()?.is_none() {
         let data = EnvData {
             runtime: Runtime::compile(env)?,
         };
         env.set_instance_data(data, (), |_| {})?;
     }
-    env.get_instance_data::<EnvData>()?
-        .ok_or_else(|| Error::from_reason("streamcast: per-environment data is missing"))
+    match env.get_instance_data::<EnvData>()? {
+        Some(data) => Ok(&*data),
+        None => Err(Error::from_reason(
+            "streamcast: per-environment data is missing",
+        )),
+    }
 }
 
 /// Tokio worker threads unless `STREAMCAST_WORKER_THREADS` says otherwise.
