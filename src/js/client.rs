@@ -72,6 +72,20 @@ pub(super) fn rejected<'e, T: ToNapiValue>(
     env.spawn_future_with_callback(async { Ok(()) }, move |env, ()| Err(to_js(env, &e)))
 }
 
+/// Reads a method's arguments with `read`, then makes its Promise with `run`. A bad argument
+/// rejects the Promise (with `ERR_INVALID_ARG`) instead of throwing, as every async method
+/// promises.
+pub(super) fn with_args<'e, A, T: ToNapiValue>(
+    env: &'e Env,
+    read: impl FnOnce() -> CoreResult<A>,
+    run: impl FnOnce(A) -> Result<PromiseRaw<'e, T>>,
+) -> Result<PromiseRaw<'e, T>> {
+    match read() {
+        Ok(args) => run(args),
+        Err(e) => rejected(env, e),
+    }
+}
+
 /// Runs a core call that may start tasks (a client connects on its first call).
 pub(super) fn in_runtime<T>(f: impl FnOnce() -> T) -> T {
     napi::bindgen_prelude::within_runtime_if_available(f)

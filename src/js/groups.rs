@@ -7,7 +7,7 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
 use super::binding::Owner;
-use super::client::{in_runtime, is_callback, promise, rejected, StreamsClient};
+use super::client::{in_runtime, is_callback, promise, rejected, with_args, StreamsClient};
 use super::env_data;
 use super::error::settle;
 use super::types::{opt_object_arg, opt_string_arg, string_arg, ConsumeOptions};
@@ -62,25 +62,26 @@ impl StreamsClient {
         group: Unknown,
         start_id: Option<Unknown>,
     ) -> Result<PromiseRaw<'e, bool>> {
-        let prepared = (|| -> CoreResult<(String, String, StartId)> {
-            let start = match opt_string_arg(start_id, "startId")? {
-                Some(s) => s.parse()?,
-                None => StartId::Latest,
-            };
-            Ok((
-                string_arg(stream, "stream")?,
-                string_arg(group, "group")?,
-                start,
-            ))
-        })();
-        let (stream, group, start) = match prepared {
-            Ok(p) => p,
-            Err(e) => return rejected(env, e),
-        };
-        let c = self.b.inner.clone();
-        promise(env, async move {
-            c.create_consumer_group(&stream, &group, start).await
-        })
+        with_args(
+            env,
+            || -> CoreResult<(String, String, StartId)> {
+                let start = match opt_string_arg(start_id, "startId")? {
+                    Some(s) => s.parse()?,
+                    None => StartId::Latest,
+                };
+                Ok((
+                    string_arg(stream, "stream")?,
+                    string_arg(group, "group")?,
+                    start,
+                ))
+            },
+            |(stream, group, start)| {
+                let c = self.b.inner.clone();
+                promise(env, async move {
+                    c.create_consumer_group(&stream, &group, start).await
+                })
+            },
+        )
     }
 
     /// Consumes `stream` as `consumer` of `group`: each entry goes to one consumer of the
@@ -107,46 +108,47 @@ impl StreamsClient {
         callback: Unknown,
         options: Option<Unknown>,
     ) -> Result<PromiseRaw<'e, ()>> {
-        let prepared = (|| -> CoreResult<(String, String, String, u32, CoreConsumeOptions)> {
-            let stream = string_arg(stream, "stream")?;
-            let group = string_arg(group, "group")?;
-            let consumer = string_arg(consumer, "consumer")?;
-            is_callback(&callback)?;
-            let o: ConsumeOptions = opt_object_arg(options, "options")?;
-            let concurrency = group::concurrency(o.concurrency)?;
-            let opts = CoreConsumeOptions::from_input(o.into())?;
-            Ok((stream, group, consumer, concurrency, opts))
-        })();
-        let (stream, group, consumer, concurrency, opts) = match prepared {
-            Ok(p) => p,
-            Err(e) => return rejected(env, e),
-        };
-        let b = &self.b;
-        let key = b.new_key();
-        let handler = b
-            .deliveries(env)?
-            .add(env, this.raw(), key, callback, concurrency)?;
-        let started = in_runtime(|| {
-            b.inner
-                .start_consume(&stream, &group, &consumer, Arc::new(handler), opts)
-        });
-        let started = match started {
-            Ok(s) => s,
-            Err(e) => {
-                b.deliveries(env)?.stop(env, key)?;
-                return rejected(env, e);
-            }
-        };
-        b.loops
-            .borrow_mut()
-            .insert(key, Owner::Consumer(format!("{stream}:{group}:{consumer}")));
-        let b = b.clone();
-        env.spawn_future_with_callback(async move { Ok(started.await) }, move |env, r| {
-            if r.is_err() {
-                b.stop_key(env, key)?;
-            }
-            settle(env, r)
-        })
+        with_args(
+            env,
+            || -> CoreResult<(String, String, String, u32, CoreConsumeOptions)> {
+                let stream = string_arg(stream, "stream")?;
+                let group = string_arg(group, "group")?;
+                let consumer = string_arg(consumer, "consumer")?;
+                is_callback(&callback)?;
+                let o: ConsumeOptions = opt_object_arg(options, "options")?;
+                let concurrency = group::concurrency(o.concurrency)?;
+                let opts = CoreConsumeOptions::from_input(o.into())?;
+                Ok((stream, group, consumer, concurrency, opts))
+            },
+            |(stream, group, consumer, concurrency, opts)| {
+                let b = &self.b;
+                let key = b.new_key();
+                let handler =
+                    b.deliveries(env)?
+                        .add(env, this.raw(), key, callback, concurrency)?;
+                let started = in_runtime(|| {
+                    b.inner
+                        .start_consume(&stream, &group, &consumer, Arc::new(handler), opts)
+                });
+                let started = match started {
+                    Ok(s) => s,
+                    Err(e) => {
+                        b.deliveries(env)?.stop(env, key)?;
+                        return rejected(env, e);
+                    }
+                };
+                b.loops
+                    .borrow_mut()
+                    .insert(key, Owner::Consumer(format!("{stream}:{group}:{consumer}")));
+                let b = b.clone();
+                env.spawn_future_with_callback(async move { Ok(started.await) }, move |env, r| {
+                    if r.is_err() {
+                        b.stop_key(env, key)?;
+                    }
+                    settle(env, r)
+                })
+            },
+        )
     }
 
     /// Acknowledges entries of `group` (one XACK); resolves to how many were pending.
@@ -164,31 +166,32 @@ impl StreamsClient {
         group: Unknown,
         ids: Unknown,
     ) -> Result<PromiseRaw<'e, u32>> {
-        let prepared = (|| -> CoreResult<(String, String, Vec<StreamId>)> {
-            let stream = string_arg(stream, "stream")?;
-            let group = string_arg(group, "group")?;
-            let ids: Vec<String> = match ids.get_type() {
-                Ok(ValueType::Object) if ids.is_array().unwrap_or(false) => {
-                    unsafe { ids.cast() }
-                        .map_err(|e| CoreError::invalid("ids", e.reason.clone()))?
-                }
-                Ok(ValueType::Undefined) => Vec::new(),
-                _ => vec![string_arg(ids, "ids")?],
-            };
-            let ids = ids
-                .iter()
-                .map(|i| i.parse::<StreamId>())
-                .collect::<CoreResult<Vec<_>>>()?;
-            Ok((stream, group, ids))
-        })();
-        let (stream, group, ids) = match prepared {
-            Ok(p) => p,
-            Err(e) => return rejected(env, e),
-        };
-        let c = self.b.inner.clone();
-        promise(env, async move {
-            Ok(c.acknowledge(&stream, &group, &ids).await? as u32)
-        })
+        with_args(
+            env,
+            || -> CoreResult<(String, String, Vec<StreamId>)> {
+                let stream = string_arg(stream, "stream")?;
+                let group = string_arg(group, "group")?;
+                let ids: Vec<String> = match ids.get_type() {
+                    Ok(ValueType::Object) if ids.is_array().unwrap_or(false) => {
+                        unsafe { ids.cast() }
+                            .map_err(|e| CoreError::invalid("ids", e.reason.clone()))?
+                    }
+                    Ok(ValueType::Undefined) => Vec::new(),
+                    _ => vec![string_arg(ids, "ids")?],
+                };
+                let ids = ids
+                    .iter()
+                    .map(|i| i.parse::<StreamId>())
+                    .collect::<CoreResult<Vec<_>>>()?;
+                Ok((stream, group, ids))
+            },
+            |(stream, group, ids)| {
+                let c = self.b.inner.clone();
+                promise(env, async move {
+                    Ok(c.acknowledge(&stream, &group, &ids).await? as u32)
+                })
+            },
+        )
     }
 
     /// Stops a consumer: no new reads; a callback already running finishes and is
@@ -205,24 +208,25 @@ impl StreamsClient {
         group: Unknown,
         consumer: Unknown,
     ) -> Result<PromiseRaw<'e, ()>> {
-        let names = (|| -> CoreResult<(String, String, String)> {
-            Ok((
-                string_arg(stream, "stream")?,
-                string_arg(group, "group")?,
-                string_arg(consumer, "consumer")?,
-            ))
-        })();
-        let (stream, group, consumer) = match names {
-            Ok(n) => n,
-            Err(e) => return rejected(env, e),
-        };
-        let key = format!("{stream}:{group}:{consumer}");
-        self.b
-            .stop_loops(env, |o| *o == Owner::Consumer(key.clone()))?;
-        let c = self.b.inner.clone();
-        promise(env, async move {
-            c.stop_consumer(&stream, &group, &consumer).await;
-            Ok(())
-        })
+        with_args(
+            env,
+            || -> CoreResult<(String, String, String)> {
+                Ok((
+                    string_arg(stream, "stream")?,
+                    string_arg(group, "group")?,
+                    string_arg(consumer, "consumer")?,
+                ))
+            },
+            |(stream, group, consumer)| {
+                let key = format!("{stream}:{group}:{consumer}");
+                self.b
+                    .stop_loops(env, |o| *o == Owner::Consumer(key.clone()))?;
+                let c = self.b.inner.clone();
+                promise(env, async move {
+                    c.stop_consumer(&stream, &group, &consumer).await;
+                    Ok(())
+                })
+            },
+        )
     }
 }

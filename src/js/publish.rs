@@ -3,7 +3,7 @@
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
-use super::client::{in_runtime, rejected, StreamsClient};
+use super::client::{in_runtime, rejected, with_args, StreamsClient};
 use super::env_data;
 use super::promises::Settled;
 use super::types::{opt_object_arg, opt_string_arg, string_arg, PublishOptions};
@@ -36,37 +36,38 @@ impl StreamsClient {
         id: Option<Unknown>,
         options: Option<Unknown>,
     ) -> Result<PromiseRaw<'e, Option<String>>> {
-        let prepared = (|| -> CoreResult<(String, PublishId, Option<Trim>)> {
-            let stream = string_arg(stream, "stream")?;
-            check_stream_name(&stream)?;
-            let id = match opt_string_arg(id, "id")? {
-                Some(id) => PublishId::parse(&id)?,
-                None => PublishId::Auto,
-            };
-            let o: PublishOptions = opt_object_arg(options, "options")?;
-            let trim = Trim::from_input(o.into())?;
-            Ok((stream, id, trim))
-        })();
-        let (stream, id, trim) = match prepared {
-            Ok(p) => p,
-            Err(e) => return rejected(env, e),
-        };
-        let json = match env_data(env)?.runtime.stringify(env, data)? {
-            Ok(j) => j,
-            Err(e) => return rejected(env, e),
-        };
-        // Queued here, on the JavaScript thread, so that the order of calls is the order
-        // of the entries.
-        let queued = self.promises.start(env, |resolver| {
-            in_runtime(|| {
-                self.b
-                    .inner
-                    .start_publish(&stream, &json, id, trim, move |r| {
-                        resolver.resolve(r.map(Settled::Id))
+        with_args(
+            env,
+            || -> CoreResult<(String, PublishId, Option<Trim>)> {
+                let stream = string_arg(stream, "stream")?;
+                check_stream_name(&stream)?;
+                let id = match opt_string_arg(id, "id")? {
+                    Some(id) => PublishId::parse(&id)?,
+                    None => PublishId::Auto,
+                };
+                let o: PublishOptions = opt_object_arg(options, "options")?;
+                let trim = Trim::from_input(o.into())?;
+                Ok((stream, id, trim))
+            },
+            |(stream, id, trim)| {
+                let json = match env_data(env)?.runtime.stringify(env, data)? {
+                    Ok(j) => j,
+                    Err(e) => return rejected(env, e),
+                };
+                // Queued here, on the JavaScript thread, so that the order of calls is the order
+                // of the entries.
+                let queued = self.promises.start(env, |resolver| {
+                    in_runtime(|| {
+                        self.b
+                            .inner
+                            .start_publish(&stream, &json, id, trim, move |r| {
+                                resolver.resolve(r.map(Settled::Id))
+                            })
                     })
-            })
-        })?;
-        queued.or_else(|e| rejected(env, e))
+                })?;
+                queued.or_else(|e| rejected(env, e))
+            },
+        )
     }
 
     /// Appends every item to `stream` in one pipeline, order kept.
@@ -84,34 +85,39 @@ impl StreamsClient {
         stream: Unknown,
         items: Unknown,
     ) -> Result<PromiseRaw<'e, Vec<Option<String>>>> {
-        let stream =
-            match string_arg(stream, "stream").and_then(|s| check_stream_name(&s).map(|_| s)) {
-                Ok(s) => s,
-                Err(e) => return rejected(env, e),
-            };
-        if !items.is_array()? {
-            return rejected(env, CoreError::invalid("items", "expected an array"));
-        }
-        let len = unsafe { items.cast::<Array>() }?.len();
-        let jsons = match env_data(env)?.runtime.stringify_all(env, items, len)? {
-            Ok(j) => j,
-            Err((i, why)) => {
-                return rejected(
-                    env,
-                    CoreError::invalid(
-                        format!("items[{i}]"),
-                        format!("cannot be serialized to JSON: {why}"),
-                    ),
-                )
-            }
-        };
-        let queued = self.promises.start(env, |resolver| {
-            in_runtime(|| {
-                self.b.inner.start_publish_batch(&stream, &jsons, move |r| {
-                    resolver.resolve(r.map(Settled::Ids))
-                })
-            })
-        })?;
-        queued.or_else(|e| rejected(env, e))
+        with_args(
+            env,
+            || -> CoreResult<String> {
+                let stream = string_arg(stream, "stream")?;
+                check_stream_name(&stream)?;
+                if !items.is_array().unwrap_or(false) {
+                    return Err(CoreError::invalid("items", "expected an array"));
+                }
+                Ok(stream)
+            },
+            |stream| {
+                let len = unsafe { items.cast::<Array>() }?.len();
+                let jsons = match env_data(env)?.runtime.stringify_all(env, items, len)? {
+                    Ok(j) => j,
+                    Err((i, why)) => {
+                        return rejected(
+                            env,
+                            CoreError::invalid(
+                                format!("items[{i}]"),
+                                format!("cannot be serialized to JSON: {why}"),
+                            ),
+                        )
+                    }
+                };
+                let queued = self.promises.start(env, |resolver| {
+                    in_runtime(|| {
+                        self.b.inner.start_publish_batch(&stream, &jsons, move |r| {
+                            resolver.resolve(r.map(Settled::Ids))
+                        })
+                    })
+                })?;
+                queued.or_else(|e| rejected(env, e))
+            },
+        )
     }
 }

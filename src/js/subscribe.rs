@@ -8,7 +8,7 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
 use super::binding::{Binding, Owner};
-use super::client::{in_runtime, is_callback, rejected, StreamsClient};
+use super::client::{in_runtime, is_callback, rejected, with_args, StreamsClient};
 use super::env_data;
 use super::error::{settle, to_js};
 use super::types::{opt_object_arg, string_arg, SubscribeOptions as JsSubscribeOptions};
@@ -43,39 +43,43 @@ impl StreamsClient {
         callback: Unknown,
         options: Option<Unknown>,
     ) -> Result<PromiseRaw<'e, Subscription>> {
-        let prepared = (|| -> CoreResult<(String, SubscribeOptions)> {
-            let stream = string_arg(stream, "stream")?;
-            check_stream_name(&stream)?;
-            is_callback(&callback)?;
-            let o: JsSubscribeOptions = opt_object_arg(options, "options")?;
-            Ok((stream, SubscribeOptions::from_input(o.into())?))
-        })();
-        let (stream, opts) = match prepared {
-            Ok(p) => p,
-            Err(e) => return rejected(env, e),
-        };
-        let b = &self.b;
-        let key = b.new_key();
-        let handler = b.deliveries(env)?.add(env, this.raw(), key, callback, 1)?;
-        let started = in_runtime(|| b.inner.start_subscribe(&stream, Arc::new(handler), opts));
-        let (id, resolved) = match started {
-            Ok(s) => s,
-            Err(e) => {
-                b.deliveries(env)?.stop(env, key)?;
-                return rejected(env, e);
-            }
-        };
-        b.loops
-            .borrow_mut()
-            .insert(key, Owner::Subscription(stream.clone(), id));
-        let b = b.clone();
-        env.spawn_future_with_callback(async move { Ok(resolved.await) }, move |env, r| match r {
-            Ok(()) => Ok(Subscription { id, stream, key, b }),
-            Err(e) => {
-                b.stop_key(env, key)?;
-                Err(to_js(env, &e))
-            }
-        })
+        with_args(
+            env,
+            || -> CoreResult<(String, SubscribeOptions)> {
+                let stream = string_arg(stream, "stream")?;
+                check_stream_name(&stream)?;
+                is_callback(&callback)?;
+                let o: JsSubscribeOptions = opt_object_arg(options, "options")?;
+                Ok((stream, SubscribeOptions::from_input(o.into())?))
+            },
+            |(stream, opts)| {
+                let b = &self.b;
+                let key = b.new_key();
+                let handler = b.deliveries(env)?.add(env, this.raw(), key, callback, 1)?;
+                let started =
+                    in_runtime(|| b.inner.start_subscribe(&stream, Arc::new(handler), opts));
+                let (id, resolved) = match started {
+                    Ok(s) => s,
+                    Err(e) => {
+                        b.deliveries(env)?.stop(env, key)?;
+                        return rejected(env, e);
+                    }
+                };
+                b.loops
+                    .borrow_mut()
+                    .insert(key, Owner::Subscription(stream.clone(), id));
+                let b = b.clone();
+                env.spawn_future_with_callback(async move { Ok(resolved.await) }, move |env, r| {
+                    match r {
+                        Ok(()) => Ok(Subscription { id, stream, key, b }),
+                        Err(e) => {
+                            b.stop_key(env, key)?;
+                            Err(to_js(env, &e))
+                        }
+                    }
+                })
+            },
+        )
     }
 
     /// Ends every subscription of `stream` on this client: no callback of them starts after

@@ -3,7 +3,7 @@
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
-use super::client::{promise, rejected, StreamsClient};
+use super::client::{promise, with_args, StreamsClient};
 use super::types::{opt_object_arg, string_arg, TrimOptions};
 use crate::error::{Error as CoreError, Result as CoreResult};
 use crate::trim::Trim;
@@ -24,20 +24,21 @@ impl StreamsClient {
         stream: Unknown,
         options: Option<Unknown>,
     ) -> Result<PromiseRaw<'e, u32>> {
-        let prepared = (|| -> CoreResult<(String, Trim)> {
-            let stream = string_arg(stream, "stream")?;
-            let o: TrimOptions = opt_object_arg(options, "options")?;
-            let trim = Trim::from_input(o.into())?
-                .ok_or_else(|| CoreError::invalid("options", "give maxLen or minId"))?;
-            Ok((stream, trim))
-        })();
-        let (stream, trim) = match prepared {
-            Ok(p) => p,
-            Err(e) => return rejected(env, e),
-        };
-        let c = self.b.inner.clone();
-        promise(env, async move {
-            Ok(c.trim(&stream, trim).await?.min(u32::MAX as u64) as u32)
-        })
+        with_args(
+            env,
+            || -> CoreResult<(String, Trim)> {
+                let stream = string_arg(stream, "stream")?;
+                let o: TrimOptions = opt_object_arg(options, "options")?;
+                let trim = Trim::from_input(o.into())?
+                    .ok_or_else(|| CoreError::invalid("options", "give maxLen or minId"))?;
+                Ok((stream, trim))
+            },
+            |(stream, trim)| {
+                let c = self.b.inner.clone();
+                promise(env, async move {
+                    Ok(c.trim(&stream, trim).await?.min(u32::MAX as u64) as u32)
+                })
+            },
+        )
     }
 }
