@@ -101,6 +101,8 @@ impl Error {
 
     /// [`Error::Refused`] for a server's refusal, keeping its code and text.
     pub fn refused(err: &RedisError) -> Self {
+        let inner = first_server_error(err);
+        let err = inner.as_ref().unwrap_or(err);
         Error::Refused {
             redis_code: err.code().unwrap_or("ERR").to_owned(),
             message: err.detail().unwrap_or_else(|| err.category()).to_owned(),
@@ -153,6 +155,9 @@ pub enum Failure {
 /// Classifies a `RedisError`.
 pub fn classify(err: &RedisError) -> Failure {
     use redis::{ErrorKind, RetryMethod, ServerErrorKind};
+    if let Some(inner) = first_server_error(err) {
+        return classify(&inner);
+    }
     if err.is_timeout() || err.is_connection_dropped() || err.is_connection_refusal() {
         return Failure::Connection;
     }
@@ -190,6 +195,16 @@ pub fn classify(err: &RedisError) -> Failure {
         // `RetryMethod` may grow; an unknown way to retry is not the caller's fault.
         _ => Failure::ServerState { reconnect: false },
     }
+}
+
+/// The first server error inside the failure of a pipeline or a transaction (the crate wraps
+/// them, so their own code is not the failure's code); `None` for any other error.
+fn first_server_error(err: &RedisError) -> Option<RedisError> {
+    if err.code().is_some() {
+        return None;
+    }
+    let errors = err.clone().into_server_errors()?;
+    errors.first().map(|(_, e)| RedisError::from(e.clone()))
 }
 
 /// The error for a key that holds something other than a stream: the server's `WRONGTYPE`,
@@ -323,6 +338,46 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(classify(&server(text)), want, "{text}");
         }
+    }
+
+    /// A connection that answers every pipeline with the same replies (the crate turns a
+    /// pipeline's failed command into a pipeline error, which is what is classified here).
+    struct FakeReply(Vec<redis::Value>);
+
+    impl redis::ConnectionLike for FakeReply {
+        fn req_packed_command(&mut self, _: &[u8]) -> redis::RedisResult<redis::Value> {
+            Ok(self.0[0].clone())
+        }
+        fn req_packed_commands(
+            &mut self,
+            _: &[u8],
+            _: usize,
+            _: usize,
+        ) -> redis::RedisResult<Vec<redis::Value>> {
+            Ok(self.0.clone())
+        }
+        fn get_db(&self) -> i64 {
+            0
+        }
+        fn check_connection(&mut self) -> bool {
+            true
+        }
+        fn is_open(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn a_pipeline_failure_is_classified_by_the_server_error_inside_it() {
+        let reply = "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n";
+        let value = redis::parse_redis_value(reply.as_bytes()).unwrap();
+        let err = redis::pipe()
+            .cmd("XACK")
+            .arg("k")
+            .query::<Vec<redis::Value>>(&mut FakeReply(vec![value]))
+            .unwrap_err();
+        assert_eq!(classify(&err), Failure::WrongType, "{err:?}");
+        assert_eq!(Error::refused(&err).redis_code(), Some("WRONGTYPE"));
     }
 
     #[test]
