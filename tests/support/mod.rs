@@ -29,8 +29,8 @@ pub fn server_binary() -> std::path::PathBuf {
     let name = std::env::var("STREAMCAST_TEST_SERVER").unwrap_or_default();
     let program = match name.as_str() {
         "" | "redis-7.0" => return "redis-server".into(),
-        n if n.starts_with("redis-") => "redis-server",
-        n if n.starts_with("valkey-") => "valkey-server",
+        "redis-8.2" => "redis-server",
+        "valkey-8.1" | "valkey-9.1" => "valkey-server",
         other => panic!(
             "STREAMCAST_TEST_SERVER={other:?} is not a test server (redis-7.0, redis-8.2, valkey-8.1, valkey-9.1)"
         ),
