@@ -14,7 +14,7 @@ use log_filter::is_log_filter;
 pub use log_filter::LOG_LEVELS;
 use numbers::{float, int};
 pub use numbers::{opt_count, opt_ms, whole_number};
-pub use url::{RedisUrl, Topology};
+pub use url::{encode, RedisUrl, Topology};
 
 /// Redis URL used when neither the config nor `REDIS_URL` gives one.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";

@@ -190,8 +190,10 @@ impl RedisUrl {
     }
 }
 
-/// Percent-encodes a user name or password for a URL.
-fn encode(s: &str) -> String {
+/// Percent-encodes a user name or password for a URL: the one encoder, so that every
+/// URL built from credentials (sentinel nodes here, discovered nodes in `connection`)
+/// decodes the same way.
+pub fn encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
