@@ -675,10 +675,29 @@ mod tests {
         assert_eq!(decoded(deleted)["data"], serde_json::Value::Null);
     }
 
+    /// `data_value` (the core's view, used by tests and iterators) and `batch_json` (what
+    /// JavaScript parses) must agree on every kind of entry.
     #[test]
     fn data_value_matches_batch_json() {
-        let e = parse_entry(&entry("1-0", &[(b"data", b"[1,\"x\"]")])).unwrap();
-        assert_eq!(e.data_value(), serde_json::json!([1, "x"]));
+        let replies = [
+            entry("1-0", &[(b"data", b"[1,\"x\"]"), (b"timestamp", b"5")]),
+            entry("2-0", &[(b"data", b"{\"n\":1.5e3,\"s\":\"\\u00e9\"}")]),
+            entry("3-0", &[(b"data", b"not json")]),
+            entry("4-0", &[(b"data", &[0xff, b'a', b'"'])]),
+            entry("5-0", &[(b"a", b"1"), (b"b", b"x\"y\\")]),
+            entry("6-0", &[(b"k", b"1"), (b"k", b"2")]),
+            entry("7-0", &[]),
+            Value::Array(vec![bulk(b"8-0"), Value::Nil]),
+        ];
+        let entries: Vec<Entry> = replies.iter().map(|v| parse_entry(v).unwrap()).collect();
+        let batch: serde_json::Value =
+            serde_json::from_str(&batch_json("s", &entries)).expect("batch_json is JSON");
+        assert_eq!(batch.as_array().map(Vec::len), Some(entries.len()));
+        for (i, e) in entries.iter().enumerate() {
+            assert_eq!(batch[i]["data"], e.data_value(), "entry {}", e.id);
+            assert_eq!(batch[i]["id"], e.id.to_string());
+        }
+        assert_eq!(entries[0].data_value(), serde_json::json!([1, "x"]));
     }
 
     #[test]
