@@ -98,6 +98,18 @@ pub enum AutoTrimStreams {
 }
 
 impl AutoTrimStreams {
+    /// Parses the `autoTrimStreams` setting; `published` when not given.
+    fn parse(v: Option<&str>) -> Result<Self> {
+        match v {
+            None | Some("published") => Ok(AutoTrimStreams::Published),
+            Some("touched") => Ok(AutoTrimStreams::Touched),
+            Some(other) => Err(Error::invalid(
+                "autoTrimStreams",
+                format!("{other:?} is not \"published\" or \"touched\""),
+            )),
+        }
+    }
+
     /// The name the config uses.
     pub fn name(self) -> &'static str {
         match self {
@@ -168,14 +180,7 @@ impl Config {
     /// [`Error::InvalidArg`] naming the first field that is negative, not finite, out of
     /// range, or (for `redisUrl`) not a `redis://`/`rediss://` URL.
     pub fn from_input(input: ConfigInput) -> Result<Config> {
-        let url = match input.redis_url {
-            Some(u) => u,
-            None => std::env::var("REDIS_URL")
-                .ok()
-                .filter(|u| !u.is_empty())
-                .unwrap_or_else(|| DEFAULT_REDIS_URL.to_owned()),
-        };
-        let redis_url = RedisUrl::parse(&url)?;
+        let redis_url = redis_url(input.redis_url.as_deref())?;
         let default_block = Duration::from_millis(int(
             "defaultBlockMs",
             input.default_block_ms,
@@ -218,49 +223,9 @@ impl Config {
             1,
             600_000,
         )?);
-        let initial = int(
-            "reconnectInitialDelayMs",
-            input.reconnect_initial_delay_ms,
-            DEFAULT_RECONNECT_INITIAL_DELAY_MS,
-            1,
-            600_000,
-        )?;
-        let max = int(
-            "reconnectMaxDelayMs",
-            input.reconnect_max_delay_ms,
-            DEFAULT_RECONNECT_MAX_DELAY_MS.max(initial),
-            1,
-            3_600_000,
-        )?;
-        if max < initial {
-            return Err(Error::invalid(
-                "reconnectMaxDelayMs",
-                format!("{max} is smaller than reconnectInitialDelayMs ({initial})"),
-            ));
-        }
-        let factor = float(
-            "reconnectFactor",
-            input.reconnect_factor,
-            DEFAULT_RECONNECT_FACTOR,
-            1.0,
-            100.0,
-        )?;
-        let jitter = float(
-            "reconnectJitter",
-            input.reconnect_jitter,
-            DEFAULT_RECONNECT_JITTER,
-            0.0,
-            1.0,
-        )?;
+        let reconnect = backoff(&input)?;
         if let Some(level) = &input.log_level {
-            if !is_log_filter(level) {
-                return Err(Error::invalid(
-                    "logLevel",
-                    format!(
-                        "{level:?} is not error, warn, info, debug, trace or a filter directive"
-                    ),
-                ));
-            }
+            check_log_level(level)?;
         }
         let offline_buffer = int(
             "offlineBuffer",
@@ -278,24 +243,7 @@ impl Config {
         )? as usize;
         let tls_ca = match &input.tls_ca_file {
             None => None,
-            Some(path) => {
-                if !redis_url.is_tls() {
-                    return Err(Error::invalid(
-                        "tlsCaFile",
-                        "is only used with a rediss:// redisUrl",
-                    ));
-                }
-                let pem = std::fs::read(path).map_err(|e| {
-                    Error::invalid("tlsCaFile", format!("cannot read {path:?}: {e}"))
-                })?;
-                if !pem.windows(11).any(|w| w == b"-----BEGIN ") {
-                    return Err(Error::invalid(
-                        "tlsCaFile",
-                        format!("{path:?} holds no PEM certificate"),
-                    ));
-                }
-                Some(pem)
-            }
+            Some(path) => Some(read_tls_ca(path, &redis_url)?),
         };
         Ok(Config {
             redis_url,
@@ -304,24 +252,10 @@ impl Config {
             auto_trim_interval,
             default_max_len,
             enable_auto_trim: input.enable_auto_trim.unwrap_or(true),
-            auto_trim_streams: match input.auto_trim_streams.as_deref() {
-                None | Some("published") => AutoTrimStreams::Published,
-                Some("touched") => AutoTrimStreams::Touched,
-                Some(other) => {
-                    return Err(Error::invalid(
-                        "autoTrimStreams",
-                        format!("{other:?} is not \"published\" or \"touched\""),
-                    ))
-                }
-            },
+            auto_trim_streams: AutoTrimStreams::parse(input.auto_trim_streams.as_deref())?,
             connect_timeout,
             command_timeout,
-            reconnect: BackoffConfig {
-                initial: Duration::from_millis(initial),
-                max: Duration::from_millis(max),
-                factor,
-                jitter,
-            },
+            reconnect,
             log_level: input.log_level,
             offline_buffer,
             max_payload_bytes,
@@ -329,6 +263,92 @@ impl Config {
             tls_ca_file: input.tls_ca_file,
         })
     }
+}
+
+/// The URL given, else `REDIS_URL`, else [`DEFAULT_REDIS_URL`], parsed.
+fn redis_url(given: Option<&str>) -> Result<RedisUrl> {
+    match given {
+        Some(u) => RedisUrl::parse(u),
+        None => RedisUrl::parse(
+            &std::env::var("REDIS_URL")
+                .ok()
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| DEFAULT_REDIS_URL.to_owned()),
+        ),
+    }
+}
+
+/// The reconnect schedule of a caller's configuration.
+fn backoff(input: &ConfigInput) -> Result<BackoffConfig> {
+    let initial = int(
+        "reconnectInitialDelayMs",
+        input.reconnect_initial_delay_ms,
+        DEFAULT_RECONNECT_INITIAL_DELAY_MS,
+        1,
+        600_000,
+    )?;
+    let max = int(
+        "reconnectMaxDelayMs",
+        input.reconnect_max_delay_ms,
+        DEFAULT_RECONNECT_MAX_DELAY_MS.max(initial),
+        1,
+        3_600_000,
+    )?;
+    if max < initial {
+        return Err(Error::invalid(
+            "reconnectMaxDelayMs",
+            format!("{max} is smaller than reconnectInitialDelayMs ({initial})"),
+        ));
+    }
+    let factor = float(
+        "reconnectFactor",
+        input.reconnect_factor,
+        DEFAULT_RECONNECT_FACTOR,
+        1.0,
+        100.0,
+    )?;
+    let jitter = float(
+        "reconnectJitter",
+        input.reconnect_jitter,
+        DEFAULT_RECONNECT_JITTER,
+        0.0,
+        1.0,
+    )?;
+    Ok(BackoffConfig {
+        initial: Duration::from_millis(initial),
+        max: Duration::from_millis(max),
+        factor,
+        jitter,
+    })
+}
+
+fn check_log_level(level: &str) -> Result<()> {
+    if is_log_filter(level) {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        "logLevel",
+        format!("{level:?} is not error, warn, info, debug, trace or a filter directive"),
+    ))
+}
+
+/// Reads the PEM CA bundle of `tlsCaFile` (only with a TLS URL).
+fn read_tls_ca(path: &str, redis_url: &RedisUrl) -> Result<Vec<u8>> {
+    if !redis_url.is_tls() {
+        return Err(Error::invalid(
+            "tlsCaFile",
+            "is only used with a rediss:// redisUrl",
+        ));
+    }
+    let pem = std::fs::read(path)
+        .map_err(|e| Error::invalid("tlsCaFile", format!("cannot read {path:?}: {e}")))?;
+    if !pem.windows(11).any(|w| w == b"-----BEGIN ") {
+        return Err(Error::invalid(
+            "tlsCaFile",
+            format!("{path:?} holds no PEM certificate"),
+        ));
+    }
+    Ok(pem)
 }
 
 impl fmt::Debug for ConfigInput {
