@@ -15,6 +15,7 @@
 //! The core (everything but `js`) is plain Rust and is tested with `cargo test`.
 
 pub mod client;
+pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod connection;
