@@ -11,11 +11,12 @@ use std::sync::Arc;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
+use super::args::opt_object_arg;
 use super::binding::Binding;
 use super::error::{settle, to_js};
 use super::logging;
+use super::options::StreamsClientConfig;
 use super::promises::Promises;
-use super::types::{opt_object_arg, StreamsClientConfig};
 use crate::client::Client;
 use crate::config::Config;
 use crate::error::{Error as CoreError, Result as CoreResult};

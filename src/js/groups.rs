@@ -6,11 +6,12 @@ use std::sync::Arc;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
+use super::args::{opt_object_arg, opt_string_arg, string_arg};
 use super::binding::Owner;
 use super::client::{in_runtime, is_callback, promise, rejected, with_args, StreamsClient};
 use super::env_data;
 use super::error::settle;
-use super::types::{opt_object_arg, opt_string_arg, string_arg, ConsumeOptions};
+use super::options::ConsumeOptions;
 use crate::codec::{StartId, StreamId};
 use crate::error::{Error as CoreError, Result as CoreResult};
 use crate::group::{self, ConsumeOptions as CoreConsumeOptions};

@@ -3,10 +3,11 @@
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
+use super::args::{opt_object_arg, opt_string_arg, string_arg};
 use super::client::{in_runtime, rejected, with_args, StreamsClient};
 use super::env_data;
+use super::options::PublishOptions;
 use super::promises::Settled;
-use super::types::{opt_object_arg, opt_string_arg, string_arg, PublishOptions};
 use crate::codec::{check_stream_name, PublishId};
 use crate::error::{Error as CoreError, Result as CoreResult};
 use crate::trim::Trim;

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
+use super::args::{opt_object_arg, string_arg};
 use super::binding::{Binding, Owner};
 use super::client::{in_runtime, is_callback, rejected, with_args, StreamsClient};
 use super::env_data;
 use super::error::{settle, to_js};
-use super::types::{opt_object_arg, string_arg, SubscribeOptions as JsSubscribeOptions};
+use super::options::SubscribeOptions as JsSubscribeOptions;
 use crate::codec::check_stream_name;
 use crate::error::Result as CoreResult;
 use crate::subscribe::{SubscribeOptions, SubscriptionId};

@@ -3,8 +3,9 @@
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
+use super::args::{opt_object_arg, string_arg};
 use super::client::{promise, with_args, StreamsClient};
-use super::types::{opt_object_arg, string_arg, TrimOptions};
+use super::options::TrimOptions;
 use crate::error::{Error as CoreError, Result as CoreResult};
 use crate::trim::Trim;
 
