@@ -3,7 +3,7 @@
 //! Each subscription and consumer is a core [`Handler`] ([`JsHandler`]) that puts its batches
 //! into the client's outbox. The first batch in an empty outbox wakes the JavaScript thread
 //! (one ThreadsafeFunction per client), which hands everything queued by then to the hub of
-//! `runtime.js` in one call. A read that several subscriptions receive crosses into
+//! `runtime/deliveries.js` in one call. A read that several subscriptions receive crosses into
 //! JavaScript as JSON once and is parsed once: the hub keeps the parsed messages by the
 //! read's sequence number until Rust no longer holds the read. Each subscription's
 //! trampoline then calls its callback one message at a time and reports the ids that failed,
@@ -100,7 +100,7 @@ impl ValueRef {
 
 /// State touched only on the JavaScript thread.
 struct JsSide {
-    /// The hub object of `runtime.js`; `None` once [`Deliveries::release`] let it go.
+    /// The hub object of `runtime/deliveries.js`; `None` once [`Deliveries::release`] let it go.
     hub: Option<ValueRef>,
     /// Reads whose JSON JavaScript has (and keeps parsed), by sequence number; once Rust
     /// drops a read, the next hand-over tells JavaScript to forget it.
@@ -129,7 +129,7 @@ pub struct Deliveries {
 }
 
 impl Deliveries {
-    /// Creates the hub (`createDeliveries()` of `runtime.js`) and its wake-up in `env`.
+    /// Creates the hub (`createDeliveries()` of `runtime/deliveries.js`) and its wake-up in `env`.
     pub fn new(env: &Env, runtime: &Runtime) -> Result<Self> {
         let hub = runtime.create_deliveries(env)?;
         let js = Rc::new(RefCell::new(JsSide {

@@ -95,7 +95,7 @@ fn init() {
     }
 }
 
-/// Adjusts the exports once they exist (see `patchExports` in `runtime.js`).
+/// Adjusts the exports once they exist (see `patchExports` in `runtime/process.js`).
 #[napi(module_exports)]
 pub fn exports(exports: Object, env: Env) -> Result<()> {
     env_data(&env)?.runtime.patch_exports(&env, exports)

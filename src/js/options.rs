@@ -89,7 +89,7 @@ pub struct SubscribeOptions {
 /// Options of `stream()`: those of `subscribe`, plus an `AbortSignal` and the buffer size.
 #[napi(object)]
 #[derive(Default)]
-// Declared for index.d.ts: runtime.js reads the object and passes the rest to `subscribe`.
+// Declared for index.d.ts: runtime/iterators.js reads the object and passes the rest to `subscribe`.
 #[allow(dead_code)]
 pub struct StreamOptions {
     /// `"$"` (default): only messages published after the iterator was created; `"0"`: the whole history; or an id to read after.
@@ -108,7 +108,7 @@ pub struct StreamOptions {
 /// Options of `consume()`: those of `consumeFromGroup` except `autoAck` and `concurrency`, plus an `AbortSignal` and the buffer size.
 #[napi(object)]
 #[derive(Default)]
-// Declared for index.d.ts: runtime.js reads the object and passes the rest to `consumeFromGroup`.
+// Declared for index.d.ts: runtime/iterators.js reads the object and passes the rest to `consumeFromGroup`.
 #[allow(dead_code)]
 pub struct ConsumeIteratorOptions {
     /// Entries per read. Defaults to the client's `defaultCount`.
