@@ -18,17 +18,15 @@ use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Weak};
 
 use futures_util::future::BoxFuture;
 use napi::bindgen_prelude::*;
 use napi::sys;
-use napi::threadsafe_function::{
-    ThreadsafeCallContext, ThreadsafeFunction, ThreadsafeFunctionCallMode,
-};
 use tokio::sync::oneshot;
 
 use super::runtime::Runtime;
+use super::wake_queue::{WakeHandle, WakeQueue};
 use crate::codec::batch_json;
 use crate::handler::{Batch, CallbackFailure, HandleResult, Handler, HandlerGone, Outcome, Read};
 
@@ -46,35 +44,6 @@ struct Item {
     key: u32,
     batch: Batch,
     reply: oneshot::Sender<Result<Returned>>,
-}
-
-type Queue = Arc<Mutex<Vec<Item>>>;
-
-fn lock(q: &Queue) -> MutexGuard<'_, Vec<Item>> {
-    q.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Wakes the JavaScript thread to hand over what is queued.
-type Wake = ThreadsafeFunction<(), (), (), Status, false, true>;
-
-/// The part the runtime threads share: queued batches and the wake-up.
-pub struct Outbox {
-    queue: Queue,
-    wake: Wake,
-}
-
-impl Outbox {
-    fn push(&self, item: Item) {
-        let first = {
-            let mut q = lock(&self.queue);
-            q.push(item);
-            q.len() == 1
-        };
-        if first && self.wake.call((), ThreadsafeFunctionCallMode::NonBlocking) != Status::Ok {
-            // The environment is going away: the dropped replies tell each handler so.
-            lock(&self.queue).clear();
-        }
-    }
 }
 
 /// A strong reference to a JavaScript value.
@@ -109,7 +78,6 @@ struct JsSide {
     active: usize,
     /// The client object while loops run, so that it is not garbage meanwhile.
     keep: Option<ValueRef>,
-    wake: sys::napi_threadsafe_function,
 }
 
 impl JsSide {
@@ -125,7 +93,9 @@ impl JsSide {
 /// The delivery hub of one client.
 pub struct Deliveries {
     js: Rc<RefCell<JsSide>>,
-    outbox: Arc<Outbox>,
+    outbox: Arc<WakeQueue<Item>>,
+    /// The outbox's wake-up: referenced while loops run.
+    wake: WakeHandle,
 }
 
 impl Deliveries {
@@ -137,31 +107,15 @@ impl Deliveries {
             sent: HashMap::new(),
             active: 0,
             keep: None,
-            wake: std::ptr::null_mut(),
         }));
-        let queue: Queue = Arc::default();
-        let noop: Function<(), ()> = env.run_script("(function streamcastWake() {})")?;
-        let (side, q) = (js.clone(), queue.clone());
-        let wake: Wake = noop
-            .build_threadsafe_function()
-            .callee_handled::<false>()
-            .weak::<true>()
-            .build_callback(move |ctx: ThreadsafeCallContext<()>| {
-                // An Err returned here would be a fatal exception (the process exits), and a
-                // panic would abort it: failures are answered per item instead.
-                let items = std::mem::take(&mut *lock(&q));
-                let handed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    hand_over(&ctx.env, &side, items)
-                }));
-                if handed.is_err() {
-                    tracing::error!("handing batches to JavaScript panicked; they are dropped");
-                }
-                Ok(())
-            })?;
-        js.borrow_mut().wake = wake.raw();
+        let side = js.clone();
+        let (outbox, wake) = WakeQueue::new(env, "streamcastWake", move |env, items| {
+            hand_over(env, &side, items)
+        })?;
         Ok(Deliveries {
             js,
-            outbox: Arc::new(Outbox { queue, wake }),
+            outbox: Arc::new(outbox),
+            wake,
         })
     }
 
@@ -181,7 +135,7 @@ impl Deliveries {
         add.call(FnArgs::from((key, callback, concurrency)))?;
         if js.active == 0 {
             js.keep = Some(ValueRef::new(env, client)?);
-            check_status!(unsafe { sys::napi_ref_threadsafe_function(env.raw(), js.wake) })?;
+            self.wake.set_referenced(env, true)?;
         }
         js.active += 1;
         Ok(JsHandler {
@@ -217,7 +171,7 @@ impl Deliveries {
                 if let Some(keep) = js.keep.take() {
                     keep.delete(env)?;
                 }
-                check_status!(unsafe { sys::napi_unref_threadsafe_function(env.raw(), js.wake) })?;
+                self.wake.set_referenced(env, false)?;
             }
         }
         Ok(())
@@ -394,7 +348,7 @@ fn returned(v: Unknown) -> Result<Returned> {
 /// A subscription's or consumer's callback as a core [`Handler`].
 pub struct JsHandler {
     key: u32,
-    outbox: Arc<Outbox>,
+    outbox: Arc<WakeQueue<Item>>,
 }
 
 /// Batches of one subscription handed to JavaScript before the first one finished; the
