@@ -31,19 +31,19 @@ use crate::codec::batch_json;
 use crate::handler::{Batch, CallbackFailure, HandleResult, Handler, HandlerGone, Outcome, Read};
 
 /// The failure report of a batch (`None`: every message handled, none failed).
-type Report = Option<Vec<String>>;
+type FailureReport = Option<Vec<String>>;
 
 /// What a trampoline returned for a batch: the report, or a Promise of it.
-enum Returned {
-    Now(Report),
-    Later(Promise<Report>),
+enum TrampolineAnswer {
+    Now(FailureReport),
+    Later(Promise<FailureReport>),
 }
 
 /// One batch waiting in the outbox.
-struct Item {
+struct QueuedBatch {
     key: u32,
     batch: Batch,
-    reply: oneshot::Sender<Result<Returned>>,
+    reply: oneshot::Sender<Result<TrampolineAnswer>>,
 }
 
 /// A strong reference to a JavaScript value.
@@ -93,7 +93,7 @@ impl JsSide {
 /// The delivery hub of one client.
 pub struct Deliveries {
     js: Rc<RefCell<JsSide>>,
-    outbox: Arc<WakeQueue<Item>>,
+    outbox: Arc<WakeQueue<QueuedBatch>>,
     /// The outbox's wake-up: referenced while loops run.
     wake: WakeHandle,
 }
@@ -186,7 +186,7 @@ const MAX_JSON_PART: usize = 64 << 20;
 /// Hands the queued batches to the hub, on the JavaScript thread, and routes each
 /// trampoline's answer back to its handler. Never fails as a whole: a batch that cannot be
 /// handed over is answered with its error, which its handler reports as failed deliveries.
-fn hand_over(env: &Env, side: &Rc<RefCell<JsSide>>, items: Vec<Item>) {
+fn hand_over(env: &Env, side: &Rc<RefCell<JsSide>>, items: Vec<QueuedBatch>) {
     if items.is_empty() {
         return;
     }
@@ -207,8 +207,8 @@ fn copy(e: &Error) -> Error {
 fn dispatch(
     env: &Env,
     side: &Rc<RefCell<JsSide>>,
-    items: &[Item],
-) -> Result<Vec<Result<Returned>>> {
+    items: &[QueuedBatch],
+) -> Result<Vec<Result<TrampolineAnswer>>> {
     let (dispatch, released, flat) = {
         let mut js = side.borrow_mut();
         let mut released = Vec::new();
@@ -337,18 +337,20 @@ fn clear_exception(env: &Env) {
 }
 
 /// Reads a trampoline's return value on the JavaScript thread.
-fn returned(v: Unknown) -> Result<Returned> {
+fn returned(v: Unknown) -> Result<TrampolineAnswer> {
     if v.is_promise()? {
-        Ok(Returned::Later(unsafe { v.cast::<Promise<Report>>() }?))
+        Ok(TrampolineAnswer::Later(unsafe {
+            v.cast::<Promise<FailureReport>>()
+        }?))
     } else {
-        Ok(Returned::Now(unsafe { v.cast::<Report>() }?))
+        Ok(TrampolineAnswer::Now(unsafe { v.cast::<FailureReport>() }?))
     }
 }
 
 /// A subscription's or consumer's callback as a core [`Handler`].
 pub struct JsHandler {
     key: u32,
-    outbox: Arc<WakeQueue<Item>>,
+    outbox: Arc<WakeQueue<QueuedBatch>>,
 }
 
 /// Batches of one subscription handed to JavaScript before the first one finished; the
@@ -363,15 +365,15 @@ impl Handler for JsHandler {
         // Kept for the rare report that every message failed; holding it also keeps the
         // read cached in JavaScript until this batch is done, which costs nothing extra.
         let kept = batch.clone();
-        self.outbox.push(Item {
+        self.outbox.push(QueuedBatch {
             key: self.key,
             batch,
             reply: tx,
         });
         Box::pin(async move {
             let report = match rx.await {
-                Ok(Ok(Returned::Now(report))) => Ok(report),
-                Ok(Ok(Returned::Later(promise))) => promise.await,
+                Ok(Ok(TrampolineAnswer::Now(report))) => Ok(report),
+                Ok(Ok(TrampolineAnswer::Later(promise))) => promise.await,
                 Ok(Err(e)) => return Ok(all_failed(&kept, &e.reason)),
                 Err(_) => return Err(HandlerGone("the JavaScript environment is gone".into())),
             };

@@ -77,7 +77,7 @@ impl StreamsClient {
                 ))
             },
             |(stream, group, start)| {
-                let c = self.b.inner.clone();
+                let c = self.binding.inner.clone();
                 promise(env, async move {
                     c.create_consumer_group(&stream, &group, start).await
                 })
@@ -122,29 +122,32 @@ impl StreamsClient {
                 Ok((stream, group, consumer, concurrency, opts))
             },
             |(stream, group, consumer, concurrency, opts)| {
-                let b = &self.b;
-                let key = b.new_key();
+                let binding = &self.binding;
+                let key = binding.new_key();
                 let handler =
-                    b.deliveries(env)?
+                    binding
+                        .deliveries(env)?
                         .add(env, this.raw(), key, callback, concurrency)?;
                 let started = in_runtime(|| {
-                    b.inner
+                    binding
+                        .inner
                         .start_consume(&stream, &group, &consumer, Arc::new(handler), opts)
                 });
                 let started = match started {
                     Ok(s) => s,
                     Err(e) => {
-                        b.deliveries(env)?.stop(env, key)?;
+                        binding.deliveries(env)?.stop(env, key)?;
                         return rejected(env, e);
                     }
                 };
-                b.loops
+                binding
+                    .loops
                     .borrow_mut()
                     .insert(key, Owner::Consumer(format!("{stream}:{group}:{consumer}")));
-                let b = b.clone();
+                let binding = binding.clone();
                 env.spawn_future_with_callback(async move { Ok(started.await) }, move |env, r| {
                     if r.is_err() {
-                        b.stop_key(env, key)?;
+                        binding.stop_key(env, key)?;
                     }
                     settle(env, r)
                 })
@@ -187,7 +190,7 @@ impl StreamsClient {
                 Ok((stream, group, ids))
             },
             |(stream, group, ids)| {
-                let c = self.b.inner.clone();
+                let c = self.binding.inner.clone();
                 promise(env, async move {
                     Ok(c.acknowledge(&stream, &group, &ids).await? as u32)
                 })
@@ -220,9 +223,9 @@ impl StreamsClient {
             },
             |(stream, group, consumer)| {
                 let key = format!("{stream}:{group}:{consumer}");
-                self.b
+                self.binding
                     .stop_loops(env, |o| *o == Owner::Consumer(key.clone()))?;
-                let c = self.b.inner.clone();
+                let c = self.binding.inner.clone();
                 promise(env, async move {
                     c.stop_consumer(&stream, &group, &consumer).await;
                     Ok(())

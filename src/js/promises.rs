@@ -31,10 +31,10 @@ pub enum Settled {
     Ids(Vec<Option<StreamId>>),
 }
 
-type Done = (u64, CoreResult<Settled>);
+type PublishResult = (u64, CoreResult<Settled>);
 
 /// The deferreds waiting for a result; touched only on the JavaScript thread.
-struct Waiting {
+struct PendingPromises {
     next: u64,
     deferreds: HashMap<u64, sys::napi_deferred>,
     /// The wake-up of the results queue: referenced while promises wait.
@@ -43,14 +43,14 @@ struct Waiting {
 
 /// The publish promises of one client.
 pub struct Promises {
-    waiting: Rc<RefCell<Waiting>>,
-    results: Arc<WakeQueue<Done>>,
+    waiting: Rc<RefCell<PendingPromises>>,
+    results: Arc<WakeQueue<PublishResult>>,
 }
 
 /// Hands one result to [`Promises`] from any thread.
 pub struct Resolver {
     seq: u64,
-    results: Arc<WakeQueue<Done>>,
+    results: Arc<WakeQueue<PublishResult>>,
 }
 
 impl Resolver {
@@ -63,7 +63,7 @@ impl Resolver {
 impl Promises {
     /// Creates the queue and its ThreadsafeFunction in `env`.
     pub fn new(env: &Env) -> Result<Self> {
-        let waiting = Rc::new(RefCell::new(Waiting {
+        let waiting = Rc::new(RefCell::new(PendingPromises {
             next: 0,
             deferreds: HashMap::new(),
             wake: None,
@@ -114,7 +114,7 @@ impl Promises {
 /// Settles every queued result, in arrival order; unreferences the wake-up when nothing
 /// waits any more. One failure (say, a string Node refuses to create) is logged and does not
 /// strand the others.
-fn settle_all(env: &Env, waiting: &RefCell<Waiting>, done: Vec<Done>) {
+fn settle_all(env: &Env, waiting: &RefCell<PendingPromises>, done: Vec<PublishResult>) {
     for (seq, r) in done {
         let Some(deferred) = waiting.borrow_mut().deferreds.remove(&seq) else {
             continue;

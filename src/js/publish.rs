@@ -59,7 +59,7 @@ impl StreamsClient {
                 // of the entries.
                 let queued = self.promises.start(env, |resolver| {
                     in_runtime(|| {
-                        self.b
+                        self.binding
                             .inner
                             .start_publish(&stream, &json, id, trim, move |r| {
                                 resolver.resolve(r.map(Settled::Id))
@@ -112,9 +112,11 @@ impl StreamsClient {
                 };
                 let queued = self.promises.start(env, |resolver| {
                     in_runtime(|| {
-                        self.b.inner.start_publish_batch(&stream, &jsons, move |r| {
-                            resolver.resolve(r.map(Settled::Ids))
-                        })
+                        self.binding
+                            .inner
+                            .start_publish_batch(&stream, &jsons, move |r| {
+                                resolver.resolve(r.map(Settled::Ids))
+                            })
                     })
                 })?;
                 queued.or_else(|e| rejected(env, e))

@@ -15,8 +15,8 @@ impl StreamsClient {
     /// background refresh (started here when older than a second).
     #[napi(catch_unwind)]
     pub fn get_status(&self) -> Status {
-        let status = in_runtime(|| self.b.inner.status());
-        Status::from_core(status, self.b.inner.config())
+        let status = in_runtime(|| self.binding.inner.status());
+        Status::from_core(status, self.binding.inner.config())
     }
 
     /// `getStatus()` with the numbers only Redis knows asked for now: one `XINFO GROUPS`
@@ -24,7 +24,7 @@ impl StreamsClient {
     /// `commandTimeoutMs`. For a health endpoint.
     #[napi(catch_unwind, ts_return_type = "Promise<Status>")]
     pub fn refresh_status<'e>(&self, env: &'e Env) -> Result<PromiseRaw<'e, Status>> {
-        let c = self.b.inner.clone();
+        let c = self.binding.inner.clone();
         promise(env, async move {
             let status = c.refresh_status().await;
             Ok(Status::from_core(status, c.config()))

@@ -35,7 +35,7 @@ impl StreamsClient {
                 Ok((stream, trim))
             },
             |(stream, trim)| {
-                let c = self.b.inner.clone();
+                let c = self.binding.inner.clone();
                 promise(env, async move {
                     Ok(c.trim(&stream, trim).await?.min(u32::MAX as u64) as u32)
                 })
