@@ -13,6 +13,7 @@ mod options;
 mod promises;
 mod runtime;
 mod wake_queue;
+mod wire;
 
 // The `StreamsClient` class, one `#[napi] impl` block per job. napi-rs lists the class's
 // methods in index.d.ts in the order it expands them: these lines' order (kept apart so that
