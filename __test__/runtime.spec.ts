@@ -1,6 +1,6 @@
-// The addon's own JavaScript (src/js/runtime.js) on its own, without the addon or Redis: the
+// The addon's own JavaScript (src/js/runtime/*.js) on its own, without the addon or Redis: the
 // trampoline's ordering and reports, the delivery hub's parse-once cache, and the iterator's
-// backpressure and ending. The addon evaluates the same file (include_str!).
+// backpressure and ending. The addon evaluates the same files (include_str!).
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -32,8 +32,15 @@ interface Runtime {
 }
 
 const here = dirname(fileURLToPath(import.meta.url));
-const source = readFileSync(resolve(here, "..", "src", "js", "runtime.js"), "utf8");
-const runtime = runInThisContext(source, { filename: "streamcast/runtime.js" }) as Runtime;
+// The pieces in the order src/js/runtime.rs evaluates them, each given what the earlier ones
+// returned.
+const PIECES = ["json", "trampoline", "deliveries", "iterators", "process"];
+const runtime = {} as Runtime;
+for (const name of PIECES) {
+  const source = readFileSync(resolve(here, "..", "src", "js", "runtime", `${name}.js`), "utf8");
+  const piece = runInThisContext(source, { filename: `streamcast/runtime/${name}.js` }) as (r: Runtime) => object;
+  Object.assign(runtime, piece(runtime));
+}
 
 const batch = (...ids: number[]): Message[] => ids.map((n) => ({ id: `${n}-0`, data: n }));
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
@@ -75,8 +82,8 @@ describe("trampoline", () => {
     expect(report[0]).toBe("3");
     expect(report[1]).toBe("2-0");
     expect(report[2]).toContain("boom");
-    // Named functions of runtime.js show in the stack.
-    expect(report[2]).toMatch(/callFrom \(streamcast\/runtime\.js/);
+    // Named functions of the runtime show in the stack.
+    expect(report[2]).toMatch(/callFrom \(streamcast\/runtime\/trampoline\.js/);
   });
 
   test("async callbacks run one at a time, batches strictly in arrival order", async () => {

@@ -11,11 +11,12 @@ use std::sync::Arc;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
+use super::args::opt_object_arg;
 use super::binding::Binding;
 use super::error::{settle, to_js};
 use super::logging;
+use super::options::StreamsClientConfig;
 use super::promises::Promises;
-use super::types::{opt_object_arg, StreamsClientConfig};
 use crate::client::Client;
 use crate::config::Config;
 use crate::error::{Error as CoreError, Result as CoreResult};
@@ -27,7 +28,7 @@ use crate::error::{Error as CoreError, Result as CoreResult};
 /// that becomes garbage without `disconnect()` closes its connections.
 #[napi(custom_finalize)]
 pub struct StreamsClient {
-    pub(super) b: Rc<Binding>,
+    pub(super) binding: Rc<Binding>,
     /// The publish promises, settled in batches.
     pub(super) promises: Promises,
     /// Where the finalizer starts the closing `disconnect()`.
@@ -36,12 +37,12 @@ pub struct StreamsClient {
 
 impl ObjectFinalize for StreamsClient {
     fn finalize(self, env: Env) -> Result<()> {
-        if let Some(d) = self.b.deliveries.borrow_mut().take() {
+        if let Some(d) = self.binding.deliveries.borrow_mut().take() {
             if let Err(e) = d.release(&env) {
                 tracing::warn!(error = %e, "cannot release the delivery hub of a collected client");
             }
         }
-        let inner = self.b.inner.clone();
+        let inner = self.binding.inner.clone();
         if !inner.is_closed() {
             // Also runs while Node exits, when the runtime may be shut down already: then
             // the task is dropped, and the process takes the connections with it.
@@ -100,7 +101,7 @@ impl StreamsClient {
             logging::set_level(level);
         }
         Ok(StreamsClient {
-            b: Rc::new(Binding {
+            binding: Rc::new(Binding {
                 inner: Arc::new(Client::new(config)),
                 loops: RefCell::new(HashMap::new()),
                 next_key: RefCell::new(0),
@@ -145,7 +146,7 @@ impl StreamsClient {
     /// later calls recover by themselves. Calling it again while connected resolves at once.
     #[napi(catch_unwind, ts_return_type = "Promise<void>")]
     pub fn connect<'e>(&self, env: &'e Env) -> Result<PromiseRaw<'e, ()>> {
-        let c = self.b.inner.clone();
+        let c = self.binding.inner.clone();
         promise(env, async move { c.connect().await })
     }
 
@@ -159,8 +160,8 @@ impl StreamsClient {
     /// restored).
     #[napi(catch_unwind, ts_return_type = "Promise<void>")]
     pub fn disconnect<'e>(&self, env: &'e Env) -> Result<PromiseRaw<'e, ()>> {
-        self.b.stop_loops(env, |_| true)?;
-        let c = self.b.inner.clone();
+        self.binding.stop_loops(env, |_| true)?;
+        let c = self.binding.inner.clone();
         promise(env, async move {
             c.disconnect().await;
             Ok(())

@@ -3,7 +3,7 @@
 //! Each subscription and consumer is a core [`Handler`] ([`JsHandler`]) that puts its batches
 //! into the client's outbox. The first batch in an empty outbox wakes the JavaScript thread
 //! (one ThreadsafeFunction per client), which hands everything queued by then to the hub of
-//! `runtime.js` in one call. A read that several subscriptions receive crosses into
+//! `runtime/deliveries.js` in one call. A read that several subscriptions receive crosses into
 //! JavaScript as JSON once and is parsed once: the hub keeps the parsed messages by the
 //! read's sequence number until Rust no longer holds the read. Each subscription's
 //! trampoline then calls its callback one message at a time and reports the ids that failed,
@@ -16,65 +16,33 @@
 use std::cell::RefCell;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
-use std::ops::Range;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Weak};
 
 use futures_util::future::BoxFuture;
 use napi::bindgen_prelude::*;
 use napi::sys;
-use napi::threadsafe_function::{
-    ThreadsafeCallContext, ThreadsafeFunction, ThreadsafeFunctionCallMode,
-};
 use tokio::sync::oneshot;
 
 use super::runtime::Runtime;
-use crate::codec::batch_json;
+use super::wake_queue::{WakeHandle, WakeQueue};
+use super::wire::read_json;
 use crate::handler::{Batch, CallbackFailure, HandleResult, Handler, HandlerGone, Outcome, Read};
 
 /// The failure report of a batch (`None`: every message handled, none failed).
-type Report = Option<Vec<String>>;
+type FailureReport = Option<Vec<String>>;
 
 /// What a trampoline returned for a batch: the report, or a Promise of it.
-enum Returned {
-    Now(Report),
-    Later(Promise<Report>),
+enum TrampolineAnswer {
+    Now(FailureReport),
+    Later(Promise<FailureReport>),
 }
 
 /// One batch waiting in the outbox.
-struct Item {
+struct QueuedBatch {
     key: u32,
     batch: Batch,
-    reply: oneshot::Sender<Result<Returned>>,
-}
-
-type Queue = Arc<Mutex<Vec<Item>>>;
-
-fn lock(q: &Queue) -> MutexGuard<'_, Vec<Item>> {
-    q.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Wakes the JavaScript thread to hand over what is queued.
-type Wake = ThreadsafeFunction<(), (), (), Status, false, true>;
-
-/// The part the runtime threads share: queued batches and the wake-up.
-pub struct Outbox {
-    queue: Queue,
-    wake: Wake,
-}
-
-impl Outbox {
-    fn push(&self, item: Item) {
-        let first = {
-            let mut q = lock(&self.queue);
-            q.push(item);
-            q.len() == 1
-        };
-        if first && self.wake.call((), ThreadsafeFunctionCallMode::NonBlocking) != Status::Ok {
-            // The environment is going away: the dropped replies tell each handler so.
-            lock(&self.queue).clear();
-        }
-    }
+    reply: oneshot::Sender<Result<TrampolineAnswer>>,
 }
 
 /// A strong reference to a JavaScript value.
@@ -100,7 +68,7 @@ impl ValueRef {
 
 /// State touched only on the JavaScript thread.
 struct JsSide {
-    /// The hub object of `runtime.js`; `None` once [`Deliveries::release`] let it go.
+    /// The hub object of `runtime/deliveries.js`; `None` once [`Deliveries::release`] let it go.
     hub: Option<ValueRef>,
     /// Reads whose JSON JavaScript has (and keeps parsed), by sequence number; once Rust
     /// drops a read, the next hand-over tells JavaScript to forget it.
@@ -109,7 +77,6 @@ struct JsSide {
     active: usize,
     /// The client object while loops run, so that it is not garbage meanwhile.
     keep: Option<ValueRef>,
-    wake: sys::napi_threadsafe_function,
 }
 
 impl JsSide {
@@ -125,11 +92,13 @@ impl JsSide {
 /// The delivery hub of one client.
 pub struct Deliveries {
     js: Rc<RefCell<JsSide>>,
-    outbox: Arc<Outbox>,
+    outbox: Arc<WakeQueue<QueuedBatch>>,
+    /// The outbox's wake-up: referenced while loops run.
+    wake: WakeHandle,
 }
 
 impl Deliveries {
-    /// Creates the hub (`createDeliveries()` of `runtime.js`) and its wake-up in `env`.
+    /// Creates the hub (`createDeliveries()` of `runtime/deliveries.js`) and its wake-up in `env`.
     pub fn new(env: &Env, runtime: &Runtime) -> Result<Self> {
         let hub = runtime.create_deliveries(env)?;
         let js = Rc::new(RefCell::new(JsSide {
@@ -137,31 +106,15 @@ impl Deliveries {
             sent: HashMap::new(),
             active: 0,
             keep: None,
-            wake: std::ptr::null_mut(),
         }));
-        let queue: Queue = Arc::default();
-        let noop: Function<(), ()> = env.run_script("(function streamcastWake() {})")?;
-        let (side, q) = (js.clone(), queue.clone());
-        let wake: Wake = noop
-            .build_threadsafe_function()
-            .callee_handled::<false>()
-            .weak::<true>()
-            .build_callback(move |ctx: ThreadsafeCallContext<()>| {
-                // An Err returned here would be a fatal exception (the process exits), and a
-                // panic would abort it: failures are answered per item instead.
-                let items = std::mem::take(&mut *lock(&q));
-                let handed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    hand_over(&ctx.env, &side, items)
-                }));
-                if handed.is_err() {
-                    tracing::error!("handing batches to JavaScript panicked; they are dropped");
-                }
-                Ok(())
-            })?;
-        js.borrow_mut().wake = wake.raw();
+        let side = js.clone();
+        let (outbox, wake) = WakeQueue::new(env, "streamcastWake", move |env, items| {
+            hand_over(env, &side, items)
+        })?;
         Ok(Deliveries {
             js,
-            outbox: Arc::new(Outbox { queue, wake }),
+            outbox: Arc::new(outbox),
+            wake,
         })
     }
 
@@ -181,7 +134,7 @@ impl Deliveries {
         add.call(FnArgs::from((key, callback, concurrency)))?;
         if js.active == 0 {
             js.keep = Some(ValueRef::new(env, client)?);
-            check_status!(unsafe { sys::napi_ref_threadsafe_function(env.raw(), js.wake) })?;
+            self.wake.set_referenced(env, true)?;
         }
         js.active += 1;
         Ok(JsHandler {
@@ -217,22 +170,17 @@ impl Deliveries {
                 if let Some(keep) = js.keep.take() {
                     keep.delete(env)?;
                 }
-                check_status!(unsafe { sys::napi_unref_threadsafe_function(env.raw(), js.wake) })?;
+                self.wake.set_referenced(env, false)?;
             }
         }
         Ok(())
     }
 }
 
-/// The longest JSON text handed to JavaScript as one string. V8 refuses a string over 2^29 - 24
-/// characters (bytes of UTF-8, as Node-API checks it); a read whose JSON is longer than this
-/// crosses in parts of about this size.
-const MAX_JSON_PART: usize = 64 << 20;
-
 /// Hands the queued batches to the hub, on the JavaScript thread, and routes each
 /// trampoline's answer back to its handler. Never fails as a whole: a batch that cannot be
 /// handed over is answered with its error, which its handler reports as failed deliveries.
-fn hand_over(env: &Env, side: &Rc<RefCell<JsSide>>, items: Vec<Item>) {
+fn hand_over(env: &Env, side: &Rc<RefCell<JsSide>>, items: Vec<QueuedBatch>) {
     if items.is_empty() {
         return;
     }
@@ -253,8 +201,8 @@ fn copy(e: &Error) -> Error {
 fn dispatch(
     env: &Env,
     side: &Rc<RefCell<JsSide>>,
-    items: &[Item],
-) -> Result<Vec<Result<Returned>>> {
+    items: &[QueuedBatch],
+) -> Result<Vec<Result<TrampolineAnswer>>> {
     let (dispatch, released, flat) = {
         let mut js = side.borrow_mut();
         let mut released = Vec::new();
@@ -298,103 +246,21 @@ fn dispatch(
         .collect())
 }
 
-/// A read's entries as the hub takes them: one JSON text, or for a read longer than
-/// [`MAX_JSON_PART`] an array of parts in entry order, each a JSON text or, for entries that
-/// could not become a string, `[reason, id, id, ...]` (the hub reports those as failed).
-fn read_json<'e>(env: &'e Env, read: &Read) -> Result<Unknown<'e>> {
-    let parts = json_parts(&read.stream, &read.entries, MAX_JSON_PART);
-    if parts.len() == 1 {
-        if let Ok(text) = env.create_string(&parts[0].1) {
-            return Ok(text.to_unknown());
-        }
-        clear_exception(env);
-    }
-    let mut out = env.create_array(parts.len() as u32)?;
-    for (i, (entries, text)) in parts.iter().enumerate() {
-        match env.create_string(text) {
-            Ok(s) => out.set(i as u32, s)?,
-            Err(e) => {
-                clear_exception(env);
-                tracing::warn!(
-                    stream = %read.stream,
-                    entries = entries.len(),
-                    bytes = text.len(),
-                    status = %e.status,
-                    "entries too long for a JavaScript string; reported as failed deliveries"
-                );
-                let reason = format!("cannot hand {} bytes of JSON to JavaScript", text.len());
-                let failed: Vec<String> = std::iter::once(reason)
-                    .chain(
-                        read.entries[entries.clone()]
-                            .iter()
-                            .map(|e| e.id.to_string()),
-                    )
-                    .collect();
-                out.set(i as u32, failed)?;
-            }
-        }
-    }
-    Ok(out.to_unknown())
-}
-
-/// The JSON of `entries` in parts of at most `max` bytes (an entry longer than that is a
-/// part of its own), with the range of entries each holds.
-fn json_parts(
-    stream: &str,
-    entries: &[crate::codec::Entry],
-    max: usize,
-) -> Vec<(Range<usize>, String)> {
-    let whole = batch_json(stream, entries);
-    if whole.len() <= max || entries.len() <= 1 {
-        return vec![(0..entries.len(), whole)];
-    }
-    drop(whole);
-    let mut parts = Vec::new();
-    let mut text = String::new();
-    let mut start = 0;
-    for i in 0..entries.len() {
-        let one = batch_json(stream, &entries[i..=i]);
-        // Without its brackets.
-        let body = &one[1..one.len() - 1];
-        if text.len() > 1 && text.len() + body.len() + 2 > max {
-            text.push(']');
-            parts.push((start..i, std::mem::take(&mut text)));
-            start = i;
-        }
-        text.push(if text.is_empty() { '[' } else { ',' });
-        text.push_str(body);
-    }
-    text.push(']');
-    parts.push((start..entries.len(), text));
-    parts
-}
-
-/// Clears the exception a failed call may have left pending, so that the next call works.
-fn clear_exception(env: &Env) {
-    let mut pending = false;
-    unsafe {
-        if sys::napi_is_exception_pending(env.raw(), &mut pending) == sys::Status::napi_ok
-            && pending
-        {
-            let mut e = std::ptr::null_mut();
-            sys::napi_get_and_clear_last_exception(env.raw(), &mut e);
-        }
-    }
-}
-
 /// Reads a trampoline's return value on the JavaScript thread.
-fn returned(v: Unknown) -> Result<Returned> {
+fn returned(v: Unknown) -> Result<TrampolineAnswer> {
     if v.is_promise()? {
-        Ok(Returned::Later(unsafe { v.cast::<Promise<Report>>() }?))
+        Ok(TrampolineAnswer::Later(unsafe {
+            v.cast::<Promise<FailureReport>>()
+        }?))
     } else {
-        Ok(Returned::Now(unsafe { v.cast::<Report>() }?))
+        Ok(TrampolineAnswer::Now(unsafe { v.cast::<FailureReport>() }?))
     }
 }
 
 /// A subscription's or consumer's callback as a core [`Handler`].
 pub struct JsHandler {
     key: u32,
-    outbox: Arc<Outbox>,
+    outbox: Arc<WakeQueue<QueuedBatch>>,
 }
 
 /// Batches of one subscription handed to JavaScript before the first one finished; the
@@ -409,15 +275,15 @@ impl Handler for JsHandler {
         // Kept for the rare report that every message failed; holding it also keeps the
         // read cached in JavaScript until this batch is done, which costs nothing extra.
         let kept = batch.clone();
-        self.outbox.push(Item {
+        self.outbox.push(QueuedBatch {
             key: self.key,
             batch,
             reply: tx,
         });
         Box::pin(async move {
             let report = match rx.await {
-                Ok(Ok(Returned::Now(report))) => Ok(report),
-                Ok(Ok(Returned::Later(promise))) => promise.await,
+                Ok(Ok(TrampolineAnswer::Now(report))) => Ok(report),
+                Ok(Ok(TrampolineAnswer::Later(promise))) => promise.await,
                 Ok(Err(e)) => return Ok(all_failed(&kept, &e.reason)),
                 Err(_) => return Err(HandlerGone("the JavaScript environment is gone".into())),
             };

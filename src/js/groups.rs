@@ -6,11 +6,12 @@ use std::sync::Arc;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
+use super::args::{opt_object_arg, opt_string_arg, string_arg};
 use super::binding::Owner;
 use super::client::{in_runtime, is_callback, promise, rejected, with_args, StreamsClient};
 use super::env_data;
 use super::error::settle;
-use super::types::{opt_object_arg, opt_string_arg, string_arg, ConsumeOptions};
+use super::options::ConsumeOptions;
 use crate::codec::{StartId, StreamId};
 use crate::error::{Error as CoreError, Result as CoreResult};
 use crate::group::{self, ConsumeOptions as CoreConsumeOptions};
@@ -76,7 +77,7 @@ impl StreamsClient {
                 ))
             },
             |(stream, group, start)| {
-                let c = self.b.inner.clone();
+                let c = self.binding.inner.clone();
                 promise(env, async move {
                     c.create_consumer_group(&stream, &group, start).await
                 })
@@ -121,30 +122,32 @@ impl StreamsClient {
                 Ok((stream, group, consumer, concurrency, opts))
             },
             |(stream, group, consumer, concurrency, opts)| {
-                let b = &self.b;
-                let key = b.new_key();
+                let binding = &self.binding;
+                let key = binding.new_key();
                 let handler =
-                    b.deliveries(env)?
+                    binding
+                        .deliveries(env)?
                         .add(env, this.raw(), key, callback, concurrency)?;
                 let started = in_runtime(|| {
-                    b.inner
+                    binding
+                        .inner
                         .start_consume(&stream, &group, &consumer, Arc::new(handler), opts)
                 });
                 let started = match started {
                     Ok(s) => s,
                     Err(e) => {
-                        b.deliveries(env)?.stop(env, key)?;
+                        binding.deliveries(env)?.stop(env, key)?;
                         return rejected(env, e);
                     }
                 };
-                b.loops.borrow_mut().insert(
+                binding.loops.borrow_mut().insert(
                     key,
                     Owner::Consumer(group::ConsumerKey::new(&stream, &group, &consumer)),
                 );
-                let b = b.clone();
+                let binding = binding.clone();
                 env.spawn_future_with_callback(async move { Ok(started.await) }, move |env, r| {
                     if r.is_err() {
-                        b.stop_key(env, key)?;
+                        binding.stop_key(env, key)?;
                     }
                     settle(env, r)
                 })
@@ -187,7 +190,7 @@ impl StreamsClient {
                 Ok((stream, group, ids))
             },
             |(stream, group, ids)| {
-                let c = self.b.inner.clone();
+                let c = self.binding.inner.clone();
                 promise(env, async move {
                     Ok(c.acknowledge(&stream, &group, &ids).await? as u32)
                 })
@@ -220,9 +223,9 @@ impl StreamsClient {
             },
             |(stream, group, consumer)| {
                 let key = group::ConsumerKey::new(&stream, &group, &consumer);
-                self.b
+                self.binding
                     .stop_loops(env, |o| *o == Owner::Consumer(key.clone()))?;
-                let c = self.b.inner.clone();
+                let c = self.binding.inner.clone();
                 promise(env, async move {
                     c.stop_consumer(&stream, &group, &consumer).await;
                     Ok(())

@@ -1,6 +1,7 @@
 //! The napi binding: the only code that names napi. Each export converts its arguments,
 //! calls the core, and converts the result; no Redis logic lives here.
 
+mod args;
 mod binding;
 #[cfg(coverage)]
 mod coverage;
@@ -8,9 +9,11 @@ mod deliveries;
 mod error;
 mod logging;
 mod option_keys;
+mod options;
 mod promises;
 mod runtime;
-mod types;
+mod wake_queue;
+mod wire;
 
 // The `StreamsClient` class, one `#[napi] impl` block per job. napi-rs lists the class's
 // methods in index.d.ts in the order it expands them: these lines' order (kept apart so that
@@ -39,8 +42,9 @@ pub use client::StreamsClient;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use args::opt_object_arg;
+use options::StreamsClientConfig;
 use runtime::Runtime;
-use types::{opt_object_arg, StreamsClientConfig};
 
 /// Everything kept per JavaScript environment (main thread or worker).
 struct EnvData {
@@ -93,7 +97,7 @@ fn init() {
     }
 }
 
-/// Adjusts the exports once they exist (see `patchExports` in `runtime.js`).
+/// Adjusts the exports once they exist (see `patchExports` in `runtime/process.js`).
 #[napi(module_exports)]
 pub fn exports(exports: Object, env: Env) -> Result<()> {
     env_data(&env)?.runtime.patch_exports(&env, exports)

@@ -14,16 +14,14 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use super::error::error_value;
+use super::wake_queue::{WakeHandle, WakeQueue};
 use crate::codec::StreamId;
 use crate::error::{Error as CoreError, Result as CoreResult};
 use napi::bindgen_prelude::*;
 use napi::sys;
-use napi::threadsafe_function::{
-    ThreadsafeCallContext, ThreadsafeFunction, ThreadsafeFunctionCallMode,
-};
 
 /// What a settled publish promise resolves to.
 pub enum Settled {
@@ -33,88 +31,51 @@ pub enum Settled {
     Ids(Vec<Option<StreamId>>),
 }
 
-type Done = (u64, CoreResult<Settled>);
-type Queue = Arc<Mutex<Vec<Done>>>;
-
-/// Wakes the JavaScript thread to settle what is queued.
-type Wake = ThreadsafeFunction<(), (), (), Status, false, true>;
-
-/// The part the core's threads share: the queue of results and the wake-up.
-struct Shared {
-    done: Queue,
-    wake: Wake,
-}
-
-impl Shared {
-    fn push(&self, seq: u64, r: CoreResult<Settled>) {
-        let mut done = self.done.lock().unwrap_or_else(|p| p.into_inner());
-        let first = done.is_empty();
-        done.push((seq, r));
-        drop(done);
-        if first {
-            // Fails only while the environment is being torn down; the promises go with it.
-            let _ = self.wake.call((), ThreadsafeFunctionCallMode::NonBlocking);
-        }
-    }
-}
+type PublishResult = (u64, CoreResult<Settled>);
 
 /// The deferreds waiting for a result; touched only on the JavaScript thread.
-struct Waiting {
+struct PendingPromises {
     next: u64,
     deferreds: HashMap<u64, sys::napi_deferred>,
-    /// The wake-up's handle, for (un)referencing it; owned by [`Shared`].
-    wake: sys::napi_threadsafe_function,
+    /// The wake-up of the results queue: referenced while promises wait.
+    wake: Option<WakeHandle>,
 }
 
 /// The publish promises of one client.
 pub struct Promises {
-    waiting: Rc<RefCell<Waiting>>,
-    shared: Arc<Shared>,
+    waiting: Rc<RefCell<PendingPromises>>,
+    results: Arc<WakeQueue<PublishResult>>,
 }
 
 /// Hands one result to [`Promises`] from any thread.
 pub struct Resolver {
     seq: u64,
-    shared: Arc<Shared>,
+    results: Arc<WakeQueue<PublishResult>>,
 }
 
 impl Resolver {
     /// Queues the result; the promise settles on the JavaScript thread.
     pub fn resolve(self, r: CoreResult<Settled>) {
-        self.shared.push(self.seq, r);
+        self.results.push((self.seq, r));
     }
 }
 
 impl Promises {
     /// Creates the queue and its ThreadsafeFunction in `env`.
     pub fn new(env: &Env) -> Result<Self> {
-        let waiting = Rc::new(RefCell::new(Waiting {
+        let waiting = Rc::new(RefCell::new(PendingPromises {
             next: 0,
             deferreds: HashMap::new(),
-            wake: std::ptr::null_mut(),
+            wake: None,
         }));
-        let done: Queue = Arc::default();
-        let noop: Function<(), ()> = env.run_script("(function () {})")?;
-        let (w, q) = (waiting.clone(), done.clone());
-        let wake: Wake = noop
-            .build_threadsafe_function()
-            .callee_handled::<false>()
-            .weak::<true>()
-            .build_callback(move |ctx: ThreadsafeCallContext<()>| {
-                // An Err returned here would be a fatal exception (the process exits), and a
-                // panic would abort it: each failure is logged where it happens instead.
-                let settled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    settle_all(&ctx.env, &w, &q)
-                }));
-                if settled.is_err() {
-                    tracing::error!("settling publish promises panicked");
-                }
-                Ok(())
-            })?;
-        waiting.borrow_mut().wake = wake.raw();
+        let w = waiting.clone();
+        let (results, wake) = WakeQueue::new(env, "streamcastSettle", move |env, done| {
+            settle_all(env, &w, done)
+        })?;
+        waiting.borrow_mut().wake = Some(wake);
         Ok(Promises {
             waiting,
-            shared: Arc::new(Shared { done, wake }),
+            results: Arc::new(results),
         })
     }
 
@@ -132,7 +93,7 @@ impl Promises {
         };
         let resolver = Resolver {
             seq,
-            shared: self.shared.clone(),
+            results: self.results.clone(),
         };
         if let Err(e) = queue(resolver) {
             return Ok(Err(e));
@@ -142,8 +103,8 @@ impl Promises {
         let mut promise = std::ptr::null_mut();
         check_status!(unsafe { sys::napi_create_promise(env.raw(), &mut deferred, &mut promise) })?;
         let mut w = self.waiting.borrow_mut();
-        if w.deferreds.is_empty() && !self.shared.wake.aborted() {
-            check_status!(unsafe { sys::napi_ref_threadsafe_function(env.raw(), w.wake) })?;
+        if let (true, Some(wake)) = (w.deferreds.is_empty() && !self.results.aborted(), w.wake) {
+            wake.set_referenced(env, true)?;
         }
         w.deferreds.insert(seq, deferred);
         Ok(Ok(PromiseRaw::new(env.raw(), promise)))
@@ -153,8 +114,7 @@ impl Promises {
 /// Settles every queued result, in arrival order; unreferences the wake-up when nothing
 /// waits any more. One failure (say, a string Node refuses to create) is logged and does not
 /// strand the others.
-fn settle_all(env: &Env, waiting: &RefCell<Waiting>, queue: &Queue) {
-    let done = std::mem::take(&mut *queue.lock().unwrap_or_else(|p| p.into_inner()));
+fn settle_all(env: &Env, waiting: &RefCell<PendingPromises>, done: Vec<PublishResult>) {
     for (seq, r) in done {
         let Some(deferred) = waiting.borrow_mut().deferreds.remove(&seq) else {
             continue;
@@ -164,10 +124,9 @@ fn settle_all(env: &Env, waiting: &RefCell<Waiting>, queue: &Queue) {
         }
     }
     let w = waiting.borrow();
-    if w.deferreds.is_empty() {
-        let status = unsafe { sys::napi_unref_threadsafe_function(env.raw(), w.wake) };
-        if status != sys::Status::napi_ok {
-            tracing::warn!(status, "cannot unreference the publish wake-up");
+    if let (true, Some(wake)) = (w.deferreds.is_empty(), w.wake) {
+        if let Err(e) = wake.set_referenced(env, false) {
+            tracing::warn!(error = %e, "cannot unreference the publish wake-up");
         }
     }
 }

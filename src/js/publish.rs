@@ -3,10 +3,11 @@
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
+use super::args::{opt_object_arg, opt_string_arg, string_arg};
 use super::client::{in_runtime, rejected, with_args, StreamsClient};
 use super::env_data;
+use super::options::PublishOptions;
 use super::promises::Settled;
-use super::types::{opt_object_arg, opt_string_arg, string_arg, PublishOptions};
 use crate::codec::{check_stream_name, PublishId};
 use crate::error::{Error as CoreError, Result as CoreResult};
 use crate::trim::Trim;
@@ -58,7 +59,7 @@ impl StreamsClient {
                 // of the entries.
                 let queued = self.promises.start(env, |resolver| {
                     in_runtime(|| {
-                        self.b
+                        self.binding
                             .inner
                             .start_publish(&stream, &json, id, trim, move |r| {
                                 resolver.resolve(r.map(Settled::Id))
@@ -111,9 +112,11 @@ impl StreamsClient {
                 };
                 let queued = self.promises.start(env, |resolver| {
                     in_runtime(|| {
-                        self.b.inner.start_publish_batch(&stream, &jsons, move |r| {
-                            resolver.resolve(r.map(Settled::Ids))
-                        })
+                        self.binding
+                            .inner
+                            .start_publish_batch(&stream, &jsons, move |r| {
+                                resolver.resolve(r.map(Settled::Ids))
+                            })
                     })
                 })?;
                 queued.or_else(|e| rejected(env, e))

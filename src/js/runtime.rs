@@ -1,12 +1,31 @@
-//! The addon's own JavaScript (`runtime.js`), compiled once per environment, and typed
+//! The addon's own JavaScript (`runtime/*.js`), compiled once per environment, and typed
 //! handles to its functions.
+//!
+//! What lives in JavaScript and why: JSON.stringify with bigints (V8 does it faster than
+//! anything built from Rust), the batch trampolines that call user callbacks one message at a
+//! time, the per-client delivery hub that parses each read once for every subscription, the
+//! async iterators (a protocol of JavaScript objects), and the process-wide singleton slot.
 
 use napi::bindgen_prelude::*;
 
 use crate::error::Error as CoreError;
 
-/// The source of the JavaScript half of the addon.
-const RUNTIME_JS: &str = include_str!("runtime.js");
+/// The source of the JavaScript half of the addon: one script that evaluates the pieces in
+/// order, each a function expression given what the earlier ones returned, and merges what
+/// they return. `__test__/runtime.spec.ts` composes the same files the same way.
+const RUNTIME_JS: &str = concat!(
+    "(function streamcastRuntime() {\n\"use strict\";\nconst runtime = {};\nfor (const piece of [\n",
+    include_str!("runtime/json.js"),
+    ",\n",
+    include_str!("runtime/trampoline.js"),
+    ",\n",
+    include_str!("runtime/deliveries.js"),
+    ",\n",
+    include_str!("runtime/iterators.js"),
+    ",\n",
+    include_str!("runtime/process.js"),
+    "]) Object.assign(runtime, piece(runtime));\nreturn runtime;\n})()\n//# sourceURL=streamcast/runtime.js\n"
+);
 
 /// `consumeIterator(client, stream, group, consumer, options)`.
 type ConsumeArgs<'a> = (
@@ -17,7 +36,7 @@ type ConsumeArgs<'a> = (
     Option<Unknown<'a>>,
 );
 
-/// The functions of `runtime.js`, compiled once per env.
+/// The functions of the runtime's JavaScript, compiled once per env.
 pub struct Runtime {
     stringify: FunctionRef<Unknown<'static>, Unknown<'static>>,
     stringify_lines: FunctionRef<Unknown<'static>, Unknown<'static>>,
@@ -42,7 +61,7 @@ fn function<Args: JsValuesTupleIntoVec, Ret: FromNapiValue>(
 }
 
 impl Runtime {
-    /// Evaluates `runtime.js` in `env`.
+    /// Evaluates the runtime's JavaScript in `env`.
     pub fn compile(env: &Env) -> Result<Self> {
         let obj: Object = env.run_script(RUNTIME_JS)?;
         Ok(Runtime {

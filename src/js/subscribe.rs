@@ -7,11 +7,12 @@ use std::sync::Arc;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
+use super::args::{opt_object_arg, string_arg};
 use super::binding::{Binding, Owner};
 use super::client::{in_runtime, is_callback, rejected, with_args, StreamsClient};
 use super::env_data;
 use super::error::{settle, to_js};
-use super::types::{opt_object_arg, string_arg, SubscribeOptions as JsSubscribeOptions};
+use super::options::SubscribeOptions as JsSubscribeOptions;
 use crate::codec::check_stream_name;
 use crate::error::Result as CoreResult;
 use crate::subscribe::{SubscribeOptions, SubscriptionId};
@@ -53,27 +54,38 @@ impl StreamsClient {
                 Ok((stream, SubscribeOptions::from_input(o.into())?))
             },
             |(stream, opts)| {
-                let b = &self.b;
-                let key = b.new_key();
-                let handler = b.deliveries(env)?.add(env, this.raw(), key, callback, 1)?;
-                let started =
-                    in_runtime(|| b.inner.start_subscribe(&stream, Arc::new(handler), opts));
+                let binding = &self.binding;
+                let key = binding.new_key();
+                let handler = binding
+                    .deliveries(env)?
+                    .add(env, this.raw(), key, callback, 1)?;
+                let started = in_runtime(|| {
+                    binding
+                        .inner
+                        .start_subscribe(&stream, Arc::new(handler), opts)
+                });
                 let (id, resolved) = match started {
                     Ok(s) => s,
                     Err(e) => {
-                        b.deliveries(env)?.stop(env, key)?;
+                        binding.deliveries(env)?.stop(env, key)?;
                         return rejected(env, e);
                     }
                 };
-                b.loops
+                binding
+                    .loops
                     .borrow_mut()
                     .insert(key, Owner::Subscription(stream.clone(), id));
-                let b = b.clone();
+                let binding = binding.clone();
                 env.spawn_future_with_callback(async move { Ok(resolved.await) }, move |env, r| {
                     match r {
-                        Ok(()) => Ok(Subscription { id, stream, key, b }),
+                        Ok(()) => Ok(Subscription {
+                            id,
+                            stream,
+                            key,
+                            binding,
+                        }),
                         Err(e) => {
-                            b.stop_key(env, key)?;
+                            binding.stop_key(env, key)?;
                             Err(to_js(env, &e))
                         }
                     }
@@ -87,11 +99,11 @@ impl StreamsClient {
     #[napi(catch_unwind, ts_args_type = "stream: string")]
     pub fn unsubscribe(&self, env: Env, stream: Unknown) -> Result<()> {
         let stream = settle(&env, string_arg(stream, "stream"))?;
-        self.b.stop_loops(
+        self.binding.stop_loops(
             &env,
             |o| matches!(o, Owner::Subscription(s, _) if *s == stream),
         )?;
-        self.b.inner.unsubscribe(&stream);
+        self.binding.inner.unsubscribe(&stream);
         Ok(())
     }
 
@@ -130,7 +142,7 @@ pub struct Subscription {
     id: SubscriptionId,
     stream: String,
     key: u32,
-    b: Rc<Binding>,
+    binding: Rc<Binding>,
 }
 
 #[napi]
@@ -151,15 +163,15 @@ impl Subscription {
     /// or `disconnect()`.
     #[napi(getter)]
     pub fn active(&self) -> bool {
-        self.b.inner.is_subscribed(self.id)
+        self.binding.inner.is_subscribed(self.id)
     }
 
     /// Ends this subscription only: no callback of it starts after this returns (one
     /// already running finishes). Other subscriptions of the stream go on. Idempotent.
     #[napi(catch_unwind)]
     pub fn unsubscribe(&self, env: Env) -> Result<()> {
-        self.b.stop_key(&env, self.key)?;
-        self.b.inner.unsubscribe_id(self.id);
+        self.binding.stop_key(&env, self.key)?;
+        self.binding.inner.unsubscribe_id(self.id);
         Ok(())
     }
 }

@@ -3,8 +3,9 @@
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
+use super::args::{opt_object_arg, string_arg};
 use super::client::{promise, with_args, StreamsClient};
-use super::types::{opt_object_arg, string_arg, TrimOptions};
+use super::options::TrimOptions;
 use crate::error::{Error as CoreError, Result as CoreResult};
 use crate::trim::Trim;
 
@@ -34,7 +35,7 @@ impl StreamsClient {
                 Ok((stream, trim))
             },
             |(stream, trim)| {
-                let c = self.b.inner.clone();
+                let c = self.binding.inner.clone();
                 promise(env, async move {
                     Ok(c.trim(&stream, trim).await?.min(u32::MAX as u64) as u32)
                 })

@@ -1,0 +1,222 @@
+// The async iterators of client.stream() and client.consume(), with backpressure.
+// One piece of the addon's JavaScript: src/js/runtime.rs evaluates the pieces in order, each
+// given what the earlier ones returned.
+(function streamcastIterators(runtime) {
+  "use strict";
+
+  const { ON_STOP } = runtime;
+
+  const DEFAULT_HIGH_WATER_MARK = 64;
+
+  function highWaterMarkOf(value) {
+    if (value === undefined || value === null) return DEFAULT_HIGH_WATER_MARK;
+    if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > 1e6) {
+      const e = new Error(`invalid highWaterMark: ${String(value)} is not a whole number between 1 and 1000000`);
+      e.code = "ERR_INVALID_ARG";
+      throw e;
+    }
+    return value;
+  }
+
+  function checkSignal(signal) {
+    if (signal === undefined || signal === null) return null;
+    if (typeof signal !== "object" || typeof signal.aborted !== "boolean" || typeof signal.addEventListener !== "function") {
+      const e = new TypeError("invalid signal: expected an AbortSignal");
+      e.code = "ERR_INVALID_ARG";
+      throw e;
+    }
+    return signal;
+  }
+
+  // An async iterator over the messages a callback-based loop delivers, with backpressure:
+  // once `highWaterMark` messages wait unread, the callback returns a Promise that resolves
+  // when the loop takes one, so the trampoline (and behind it the reader) stops there.
+  // `start(onMessage)` starts the loop and resolves to its stop function.
+  function iterator(start, signal, highWaterMark, decorate) {
+    const buffer = [];
+    let waiter = null; // { resolve, reject } of a next() that found nothing
+    let resume = null; // resolves the callback that is waiting for room
+    let ended = false;
+    let failure = null;
+    let started = false; // the loop's start has settled (successfully or not)
+    let stopping = null;
+
+    function settleWaiter() {
+      if (waiter === null) return;
+      const w = waiter;
+      if (buffer.length > 0) {
+        waiter = null;
+        w.resolve({ value: take(), done: false });
+      } else if (failure !== null) {
+        waiter = null;
+        w.reject(failure);
+      } else if (ended) {
+        waiter = null;
+        w.resolve({ value: undefined, done: true });
+      }
+    }
+
+    function take() {
+      const value = buffer.shift();
+      if (resume !== null && buffer.length < highWaterMark) {
+        const r = resume;
+        resume = null;
+        r();
+      }
+      return value;
+    }
+
+    function onMessage(message) {
+      if (ended) return undefined;
+      buffer.push(decorate(message));
+      settleWaiter();
+      if (buffer.length >= highWaterMark) return new Promise((r) => (resume = r));
+      return undefined;
+    }
+    // The addon stopped the loop (unsubscribe, stopConsumer, disconnect, or a start that
+    // failed). While the start is still pending, its outcome decides: a failure must reach
+    // next() as an error, not as the end.
+    let stoppedByAddon = false;
+    onMessage[ON_STOP] = () => {
+      stoppedByAddon = true;
+      if (started) void end(false);
+    };
+
+    // Ends the iteration; `stop` also stops the loop (once its start settled), unless the
+    // addon stopped it already.
+    function end(stop) {
+      if (ended) return stopping ?? Promise.resolve();
+      ended = true;
+      if (signal !== null) signal.removeEventListener("abort", onAbort);
+      buffer.length = 0;
+      if (resume !== null) {
+        resume();
+        resume = null;
+      }
+      settleWaiter();
+      stopping = stop
+        ? starting.then((stopLoop) => (stopLoop !== null && !stoppedByAddon ? stopLoop() : undefined))
+        : Promise.resolve();
+      return stopping;
+    }
+
+    function onAbort() {
+      void end(true).catch(() => {});
+    }
+
+    // Resolves to the loop's stop function, or null when it never started.
+    let starting;
+    if (signal !== null && signal.aborted) {
+      ended = true;
+      started = true;
+      starting = Promise.resolve(null);
+    } else {
+      if (signal !== null) signal.addEventListener("abort", onAbort, { once: true });
+      starting = Promise.resolve()
+        .then(() => start(onMessage))
+        .then(
+          (stopLoop) => {
+            started = true;
+            if (stoppedByAddon) void end(false);
+            return stopLoop;
+          },
+          (e) => {
+            started = true;
+            if (ended) return null; // return() came first: the loop is over either way
+            failure = e;
+            ended = true;
+            if (signal !== null) signal.removeEventListener("abort", onAbort);
+            settleWaiter();
+            return null;
+          },
+        );
+    }
+
+    return {
+      next() {
+        if (buffer.length > 0) return Promise.resolve({ value: take(), done: false });
+        if (failure !== null) {
+          const f = failure;
+          failure = null;
+          return Promise.reject(f);
+        }
+        if (ended) return Promise.resolve({ value: undefined, done: true });
+        return new Promise((resolve, reject) => (waiter = { resolve, reject }));
+      },
+      async return(value) {
+        await end(true);
+        return { value, done: true };
+      },
+      async throw(error) {
+        await end(true);
+        throw error;
+      },
+      [Symbol.asyncIterator]() {
+        return this;
+      },
+    };
+  }
+
+  // client.stream(stream, options): messages of a subscription.
+  function streamIterator(client, stream, options) {
+    const { signal, highWaterMark, ...subscribeOptions } = options ?? {};
+    const abort = checkSignal(signal);
+    const hwm = highWaterMarkOf(highWaterMark);
+    return iterator(
+      async (onMessage) => {
+        const subscription = await client.subscribe(stream, onMessage, subscribeOptions);
+        return () => subscription.unsubscribe();
+      },
+      abort,
+      hwm,
+      (message) => message,
+    );
+  }
+
+  // client.consume(stream, group, consumer, options): messages of a consumer, each with ack().
+  function consumeIterator(client, stream, group, consumer, options) {
+    const { signal, highWaterMark, ...consumeOptions } = options ?? {};
+    for (const key of ["autoAck", "concurrency"]) {
+      if (key in consumeOptions) {
+        const e = new Error(
+          `invalid options: ${key} is not an option of consume(): its messages are acknowledged with ack(), one at a time (use consumeFromGroup for ${key})`,
+        );
+        e.code = "ERR_INVALID_ARG";
+        throw e;
+      }
+    }
+    const abort = checkSignal(signal);
+    const hwm = highWaterMarkOf(highWaterMark);
+    // Acks of one tick go out in one XACK.
+    let queued = [];
+    let flush = null;
+    function ack(id) {
+      queued.push(id);
+      if (flush === null) {
+        flush = Promise.resolve().then(() => {
+          const ids = queued;
+          queued = [];
+          flush = null;
+          return client.acknowledgeMessages(stream, group, ids);
+        });
+      }
+      return flush.then(() => undefined);
+    }
+    return iterator(
+      async (onMessage) => {
+        await client.consumeFromGroup(stream, group, consumer, onMessage, { ...consumeOptions, autoAck: false });
+        return () => client.stopConsumer(stream, group, consumer);
+      },
+      abort,
+      hwm,
+      (message) => {
+        // A consumer's read goes to this consumer alone, so the message object is its own.
+        const id = message.id;
+        message.ack = () => ack(id);
+        return message;
+      },
+    );
+  }
+
+  return { streamIterator, consumeIterator };
+})
