@@ -18,33 +18,36 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use futures_util::stream::{FuturesOrdered, StreamExt};
 use futures_util::FutureExt;
 use redis::Value;
 use std::panic::AssertUnwindSafe;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 
 use crate::codec::{
     check_stream_name, parse_read_reply, parse_stream_info, StartId, StreamId, StreamInfo,
 };
 use crate::config::Config;
 use crate::connection::{
-    key_slot, BlockingReader, CommandConn, NodeAddr, Placement, ReadError, ReaderSlot, Target,
-    Unblocker,
+    BlockingReader, CommandConn, NodeAddr, Placement, ReadError, ReaderSlot, Target, Unblocker,
 };
-use crate::error::{classify, Error, Failure, Result};
-use crate::handler::{Batch, Handler, Read};
+use crate::error::{classify, Failure, Result};
+use crate::handler::Handler;
 use crate::lifecycle::Lifecycle;
 use crate::status::{ConnState, Counters};
 
+mod deliver;
 mod ends;
+mod latest;
 mod options;
+mod plan;
 mod positions;
 mod registry;
 
+use deliver::deliver;
 use ends::StreamEnd;
+use plan::{slot_groups, xread_cmd, Plan};
 use registry::Sub;
 
 pub use options::{SubscribeInput, SubscribeOptions};
@@ -71,16 +74,6 @@ fn run_id(info: &str) -> Option<String> {
     info.lines()
         .find_map(|l| l.strip_prefix("run_id:"))
         .map(|v| v.trim().to_owned())
-}
-
-/// What one XREAD will ask for.
-struct Plan {
-    generation: u64,
-    keys: Vec<(Arc<str>, StreamId)>,
-    members: HashSet<SubscriptionId>,
-    unresolved: Vec<Arc<Sub>>,
-    block: Duration,
-    count: usize,
 }
 
 /// What the reader has to check before its next read.
@@ -465,180 +458,6 @@ impl Hub {
             .unblock(|_| true, None)
             .await;
         }
-    }
-
-    /// Resolves `"$"`: the stream's last generated id and its entry number, or `None`
-    /// when Redis is unavailable.
-    async fn latest_via_command(&self, stream: &str) -> Result<Option<(StreamId, u64)>> {
-        let reply: Option<Vec<Value>> =
-            self.cmd
-                .query(&latest_pipe(stream))
-                .await
-                .map_err(|e| match classify(&e) {
-                    Failure::WrongType | Failure::Refused => Error::refused(&e),
-                    _ => Error::Protocol(e.to_string()),
-                })?;
-        match reply.map(|v| latest_of(&v)) {
-            // No node could answer for the stream now: as unavailable.
-            None | Some(Err(Error::Unavailable(_))) => Ok(None),
-            Some(r) => r.map(Some),
-        }
-    }
-
-    /// Whether `node`'s reader reads `stream` (outside a cluster, the one reader reads all).
-    fn owns(&self, node: Option<&NodeAddr>, stream: &str) -> bool {
-        match (node, &**self.cmd.target()) {
-            (Some(addr), Target::Cluster(c)) => c.owner(stream).as_ref() == Some(addr),
-            _ => true,
-        }
-    }
-
-    /// Every stream with a resolved subscription that the reader of `node` reads, each once.
-    fn owned_streams(&self, node: Option<&NodeAddr>) -> Vec<Arc<str>> {
-        let subs = self.subs();
-        let mut streams: Vec<Arc<str>> = subs
-            .values()
-            .filter(|s| self.owns(node, &s.stream) && s.position().cursor.is_some())
-            .map(|s| s.stream.clone())
-            .collect();
-        streams.sort();
-        streams.dedup();
-        streams
-    }
-
-    fn plan(&self, node: Option<&NodeAddr>) -> Option<Plan> {
-        let generation = self.generation.load(Ordering::SeqCst);
-        let subs = self.subs();
-        let mut min: HashMap<Arc<str>, StreamId> = HashMap::new();
-        let mut readmitted = Vec::new();
-        let mut plan = Plan {
-            generation,
-            keys: Vec::new(),
-            members: HashSet::new(),
-            unresolved: Vec::new(),
-            block: Duration::MAX,
-            count: 1,
-        };
-        for sub in subs.values() {
-            if !self.owns(node, &sub.stream) {
-                continue;
-            }
-            sub.excluded.store(true, Ordering::SeqCst);
-            if sub.tx.capacity() == 0 {
-                sub.skipped.store(true, Ordering::Relaxed);
-                continue;
-            }
-            sub.excluded.store(false, Ordering::SeqCst);
-            if sub.skipped.swap(false, Ordering::Relaxed) {
-                readmitted.push(sub.stream.clone());
-            }
-            let Some(cursor) = sub.position().cursor else {
-                plan.unresolved.push(sub.clone());
-                continue;
-            };
-            plan.members.insert(sub.id);
-            plan.block = plan.block.min(sub.block);
-            plan.count = plan.count.max(sub.count);
-            min.entry(sub.stream.clone())
-                .and_modify(|c| *c = (*c).min(cursor))
-                .or_insert(cursor);
-        }
-        drop(subs);
-        if !readmitted.is_empty() {
-            let mut suspects = self.suspects();
-            for stream in &readmitted {
-                suspects.push(stream);
-            }
-        }
-        if min.is_empty() && plan.unresolved.is_empty() {
-            return None;
-        }
-        plan.keys = min.into_iter().collect();
-        plan.keys.sort();
-        Some(plan)
-    }
-
-    /// Hands each subscription the entries of `reply` after its position. Each stream's
-    /// entries are wrapped once in a shared [`Read`]: every subscription gets a view of it,
-    /// not a copy.
-    fn dispatch(&self, plan: &Plan, reply: Vec<(String, Vec<crate::codec::Entry>)>) {
-        let subs = self.subs();
-        let mut active = Vec::with_capacity(reply.len());
-        for (stream, entries) in reply {
-            let Some(last) = entries.last().map(|e| e.id) else {
-                continue;
-            };
-            debug!(stream = %stream, count = entries.len(), last = %last, "read");
-            let read = Read::new(Arc::from(stream.as_str()), entries);
-            active.push(read.stream.clone());
-            // A subscription whose entry number is known tells how many entries the stream
-            // had up to `last`, at least.
-            let mut end_count: Option<u64> = None;
-            for sub in subs.values() {
-                if &*sub.stream != stream.as_str() || !plan.members.contains(&sub.id) {
-                    continue;
-                }
-                let mut position = sub.position();
-                let Some(from) = position.cursor else {
-                    continue;
-                };
-                let start = read.entries.partition_point(|e| e.id <= from);
-                if start == read.entries.len() {
-                    continue;
-                }
-                let batch = Batch::shared(read.clone(), start);
-                let n = batch.len();
-                match sub.tx.try_send(batch) {
-                    Ok(()) => {
-                        sub.queued.fetch_add(n as u64, Ordering::Relaxed);
-                        position.cursor = Some(last);
-                        position.caller_given = false;
-                        if let Some(seen) = position.seen.as_mut() {
-                            *seen += n as u64;
-                            end_count = end_count.max(Some(*seen));
-                        }
-                    }
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        // Only the reader sends, and it planned with room: not reachable,
-                        // but if it were, the cursor stays and the entries are read again.
-                        warn!(stream = %stream, count = n, "subscription queue full; will re-read");
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => {}
-                }
-            }
-            self.saw_end(&read.stream, last, end_count);
-        }
-        drop(subs);
-        let mut suspects = self.suspects();
-        for stream in &active {
-            suspects.push(stream);
-        }
-    }
-
-    async fn resolve(
-        &self,
-        reader: &mut BlockingReader,
-        unresolved: &[Arc<Sub>],
-    ) -> std::result::Result<(), ReadError> {
-        for sub in unresolved {
-            let v: Vec<Value> = reader.command(&latest_pipe(&sub.stream)).await?;
-            match latest_of(&v) {
-                Ok((at, seen)) => {
-                    self.saw_end(&sub.stream, at, Some(seen));
-                    if sub.resolve(at, seen) {
-                        info!(stream = %sub.stream, cursor = %at, "resolved \"$\"");
-                    }
-                }
-                // The node cannot answer for the stream now (MOVED, ASK, a failover): the
-                // reader reacts as to a failed read, and "$" is resolved again after.
-                Err(Error::Unavailable(e)) => return Err(ReadError::Redis(e)),
-                Err(e) => {
-                    warn!(stream = %sub.stream, error = %e, "cannot resolve \"$\"; ending the subscription");
-                    self.unsubscribe_one(sub.id);
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Compares the position of every subscription of `streams` with `XINFO STREAM`:
@@ -1053,163 +872,6 @@ impl Hub {
             }
         }
     }
-}
-
-/// Hands batches to the handler, in order, until the subscription ends: up to
-/// [`Handler::max_in_flight`] at a time, so a handler that queues them on its side gets
-/// the next batch without waiting for the previous one's result to come back.
-async fn deliver(
-    hub: Arc<Hub>,
-    sub: Arc<Sub>,
-    mut rx: mpsc::Receiver<Batch>,
-    handler: Arc<dyn Handler>,
-) {
-    // However this task ends (a handler that panics included), the subscription ends with
-    // it, instead of staying registered with nobody to deliver to.
-    let _gone = Gone {
-        hub: hub.clone(),
-        id: sub.id,
-    };
-    let limit = handler.max_in_flight().max(1);
-    let mut running = FuturesOrdered::new();
-    let mut open = true;
-    while open || !running.is_empty() {
-        let result = tokio::select! {
-            biased;
-            // Stopping takes no new batch; the running ones finish (the JavaScript side
-            // skips what it had not started).
-            _ = sub.token.cancelled(), if open => {
-                open = false;
-                continue;
-            }
-            Some(r) = running.next(), if !running.is_empty() => r,
-            b = rx.recv(), if open && running.len() < limit => {
-                match b {
-                    Some(b) => {
-                        if sub.excluded.swap(false, Ordering::SeqCst) {
-                            hub.wake();
-                        }
-                        let n = b.len();
-                        running.push_back(handler.handle(b).map(move |r| (n, r.map(|o| o.clamped(n)))));
-                    }
-                    None => open = false,
-                }
-                continue;
-            }
-        };
-        let (n, result) = result;
-        sub.queued.fetch_sub(n as u64, Ordering::Relaxed);
-        match result {
-            Ok(outcome) => {
-                Counters::add(&hub.counters.delivered, outcome.handled as u64);
-                for f in &outcome.failures {
-                    warn!(stream = %sub.stream, id = %f.id, error = %f.error, "subscription callback failed; delivery goes on");
-                }
-                Counters::add(&hub.counters.callback_errors, outcome.failures.len() as u64);
-            }
-            Err(gone) => {
-                warn!(stream = %sub.stream, error = %gone, "subscription callback is gone; removing the subscription");
-                break;
-            }
-        }
-    }
-}
-
-/// Removes a subscription when its delivery task ends.
-struct Gone {
-    hub: Arc<Hub>,
-    id: SubscriptionId,
-}
-
-impl Drop for Gone {
-    fn drop(&mut self) {
-        let removed = self.hub.subs().remove(&self.id);
-        if let Some(s) = removed {
-            // Not ended by unsubscribe or disconnect (those remove it first or cancel it).
-            if !s.token.is_cancelled() {
-                error!(stream = %s.stream, subscription = self.id, "a subscription's delivery stopped unexpectedly; it has ended (subscribe again)");
-            }
-            self.hub.forget_if_unsubscribed(&s.stream);
-            self.hub.wake();
-        }
-    }
-}
-
-/// `EXISTS` + `XINFO STREAM`: where a stream is, or that it does not exist.
-fn latest_pipe(stream: &str) -> redis::Pipeline {
-    let mut pipe = redis::pipe();
-    pipe.ignore_errors();
-    pipe.cmd("EXISTS").arg(stream);
-    pipe.cmd("XINFO").arg("STREAM").arg(stream);
-    pipe
-}
-
-/// The position `"$"` stands for: the last generated id (reading after it sees every
-/// later entry) and the number of entries ever added up to it; `0-0`/0 for a missing key.
-///
-/// # Errors
-/// [`Error::Refused`] when the server refuses the lookup (`NOPERM`, `WRONGTYPE`): the
-/// caller's to fix, retrying changes nothing. [`Error::Unavailable`] when a node could not
-/// answer for the stream (its slot moved or is moving, the cluster fails over): try again
-/// later; nothing is known about the stream.
-fn latest_of(replies: &[Value]) -> Result<(StreamId, u64)> {
-    let failure = |e: &redis::ServerError| {
-        let err = redis::RedisError::from(e.clone());
-        match classify(&err) {
-            Failure::Refused | Failure::WrongType => Error::refused(&err),
-            _ => Error::Unavailable(err),
-        }
-    };
-    match replies {
-        [Value::Int(0), _] => Ok((StreamId::ZERO, 0)),
-        [Value::ServerError(e), _] => Err(failure(e)),
-        // Deleted between the two commands: a new stream starts from the beginning.
-        [_, Value::ServerError(e)]
-            if classify(&redis::RedisError::from(e.clone())) == Failure::NoSuchKey =>
-        {
-            Ok((StreamId::ZERO, 0))
-        }
-        [_, Value::ServerError(e)] => Err(failure(e)),
-        [_, info] => {
-            let i = parse_stream_info(info)?;
-            Ok((i.last_generated, i.entries_added))
-        }
-        other => Err(Error::Protocol(format!(
-            "EXISTS + XINFO STREAM replied {other:?}"
-        ))),
-    }
-}
-
-/// The planned streams grouped by hash slot (in a cluster; else one group), each group
-/// sorted as the plan is.
-fn slot_groups(plan: &Plan, cluster: bool) -> Vec<Vec<(Arc<str>, StreamId)>> {
-    if !cluster {
-        return vec![plan.keys.clone()];
-    }
-    let mut groups: BTreeMap<u16, Vec<(Arc<str>, StreamId)>> = BTreeMap::new();
-    for (k, id) in &plan.keys {
-        groups
-            .entry(key_slot(k.as_bytes()))
-            .or_default()
-            .push((k.clone(), *id));
-    }
-    groups.into_values().collect()
-}
-
-fn xread_cmd(keys: &[(Arc<str>, StreamId)], count: usize, block: Option<Duration>) -> redis::Cmd {
-    let mut cmd = redis::cmd("XREAD");
-    cmd.arg("COUNT").arg(count);
-    if let Some(b) = block {
-        cmd.arg("BLOCK").arg(b.as_millis() as u64);
-    }
-    cmd.arg("STREAMS");
-    for (k, _) in keys {
-        cmd.arg(&**k);
-    }
-    for (_, id) in keys {
-        cmd.arg(id);
-    }
-    cmd
 }
 
 #[cfg(test)]

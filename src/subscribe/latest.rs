@@ -1,0 +1,104 @@
+//! Resolving `"$"`: the stream's last generated id and its entry number, asked on the
+//! command connection when subscribing, or by the reader when that could not answer.
+
+use std::sync::Arc;
+
+use redis::Value;
+use tracing::{info, warn};
+
+use super::registry::Sub;
+use super::Hub;
+use crate::codec::{parse_stream_info, StreamId};
+use crate::connection::{BlockingReader, ReadError};
+use crate::error::{classify, Error, Failure, Result};
+
+/// `EXISTS` + `XINFO STREAM`: where a stream is, or that it does not exist.
+pub(super) fn latest_pipe(stream: &str) -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    pipe.cmd("EXISTS").arg(stream);
+    pipe.cmd("XINFO").arg("STREAM").arg(stream);
+    pipe
+}
+
+/// The position `"$"` stands for: the last generated id (reading after it sees every
+/// later entry) and the number of entries ever added up to it; `0-0`/0 for a missing key.
+///
+/// # Errors
+/// [`Error::Refused`] when the server refuses the lookup (`NOPERM`, `WRONGTYPE`): the
+/// caller's to fix, retrying changes nothing. [`Error::Unavailable`] when a node could not
+/// answer for the stream (its slot moved or is moving, the cluster fails over): try again
+/// later; nothing is known about the stream.
+pub(super) fn latest_of(replies: &[Value]) -> Result<(StreamId, u64)> {
+    let failure = |e: &redis::ServerError| {
+        let err = redis::RedisError::from(e.clone());
+        match classify(&err) {
+            Failure::Refused | Failure::WrongType => Error::refused(&err),
+            _ => Error::Unavailable(err),
+        }
+    };
+    match replies {
+        [Value::Int(0), _] => Ok((StreamId::ZERO, 0)),
+        [Value::ServerError(e), _] => Err(failure(e)),
+        // Deleted between the two commands: a new stream starts from the beginning.
+        [_, Value::ServerError(e)]
+            if classify(&redis::RedisError::from(e.clone())) == Failure::NoSuchKey =>
+        {
+            Ok((StreamId::ZERO, 0))
+        }
+        [_, Value::ServerError(e)] => Err(failure(e)),
+        [_, info] => {
+            let i = parse_stream_info(info)?;
+            Ok((i.last_generated, i.entries_added))
+        }
+        other => Err(Error::Protocol(format!(
+            "EXISTS + XINFO STREAM replied {other:?}"
+        ))),
+    }
+}
+
+impl Hub {
+    /// Resolves `"$"`: the stream's last generated id and its entry number, or `None`
+    /// when Redis is unavailable.
+    pub(super) async fn latest_via_command(&self, stream: &str) -> Result<Option<(StreamId, u64)>> {
+        let reply: Option<Vec<Value>> =
+            self.cmd
+                .query(&latest_pipe(stream))
+                .await
+                .map_err(|e| match classify(&e) {
+                    Failure::WrongType | Failure::Refused => Error::refused(&e),
+                    _ => Error::Protocol(e.to_string()),
+                })?;
+        match reply.map(|v| latest_of(&v)) {
+            // No node could answer for the stream now: as unavailable.
+            None | Some(Err(Error::Unavailable(_))) => Ok(None),
+            Some(r) => r.map(Some),
+        }
+    }
+
+    pub(super) async fn resolve(
+        &self,
+        reader: &mut BlockingReader,
+        unresolved: &[Arc<Sub>],
+    ) -> std::result::Result<(), ReadError> {
+        for sub in unresolved {
+            let v: Vec<Value> = reader.command(&latest_pipe(&sub.stream)).await?;
+            match latest_of(&v) {
+                Ok((at, seen)) => {
+                    self.saw_end(&sub.stream, at, Some(seen));
+                    if sub.resolve(at, seen) {
+                        info!(stream = %sub.stream, cursor = %at, "resolved \"$\"");
+                    }
+                }
+                // The node cannot answer for the stream now (MOVED, ASK, a failover): the
+                // reader reacts as to a failed read, and "$" is resolved again after.
+                Err(Error::Unavailable(e)) => return Err(ReadError::Redis(e)),
+                Err(e) => {
+                    warn!(stream = %sub.stream, error = %e, "cannot resolve \"$\"; ending the subscription");
+                    self.unsubscribe_one(sub.id);
+                }
+            }
+        }
+        Ok(())
+    }
+}
