@@ -12,13 +12,13 @@ use super::positions::{
     verdict, Position, Reset, Suspects, Verdict, IDLE_CHECKS_PER_BLOCK, SUSPECT_CHECKS_PER_BLOCK,
 };
 use super::reader::ReaderState;
-use super::Hub;
+use super::Subscriptions;
 use crate::codec::{parse_stream_info, StreamInfo};
 use crate::connection::{BlockingReader, ReadError};
 use crate::error::{classify, Failure};
 use crate::status::Counters;
 
-impl Hub {
+impl Subscriptions {
     pub(super) fn suspects(&self) -> MutexGuard<'_, Suspects> {
         self.suspects.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -143,15 +143,15 @@ impl Hub {
     /// The streams an idle BLOCK checks: suspects first (up to
     /// [`SUSPECT_CHECKS_PER_BLOCK`]), then the round-robin over all planned streams, up to
     /// [`IDLE_CHECKS_PER_BLOCK`] in all, each once.
-    pub(super) fn some_checks(&self, plan: &Plan, st: &mut ReaderState) -> Vec<Arc<str>> {
+    pub(super) fn some_checks(&self, plan: &Plan, state: &mut ReaderState) -> Vec<Arc<str>> {
         let planned: HashSet<&str> = plan.keys.iter().map(|(s, _)| &**s).collect();
         let mut streams = self
             .suspects()
             .take(SUSPECT_CHECKS_PER_BLOCK, |s| planned.contains(s));
         let n = plan.keys.len();
         let room = IDLE_CHECKS_PER_BLOCK.saturating_sub(streams.len()).min(n);
-        let from = st.idle_from % n;
-        st.idle_from = (from + room) % n;
+        let from = state.idle_from % n;
+        state.idle_from = (from + room) % n;
         for k in 0..room {
             let s = &plan.keys[(from + k) % n].0;
             if !streams.contains(s) {

@@ -10,8 +10,8 @@ use tokio::sync::mpsc;
 use tracing::{debug, error, warn};
 
 use super::plan::Plan;
-use super::registry::Sub;
-use super::{Hub, SubscriptionId};
+use super::registry::Registered;
+use super::{SubscriptionId, Subscriptions};
 use crate::handler::{Batch, Handler, Read};
 use crate::status::Counters;
 
@@ -19,15 +19,15 @@ use crate::status::Counters;
 /// [`Handler::max_in_flight`] at a time, so a handler that queues them on its side gets
 /// the next batch without waiting for the previous one's result to come back.
 pub(super) async fn deliver(
-    hub: Arc<Hub>,
-    sub: Arc<Sub>,
+    subs: Arc<Subscriptions>,
+    sub: Arc<Registered>,
     mut rx: mpsc::Receiver<Batch>,
     handler: Arc<dyn Handler>,
 ) {
     // However this task ends (a handler that panics included), the subscription ends with
     // it, instead of staying registered with nobody to deliver to.
-    let _gone = Gone {
-        hub: hub.clone(),
+    let _gone = RemoveOnDrop {
+        subs: subs.clone(),
         id: sub.id,
     };
     let limit = handler.max_in_flight().max(1);
@@ -47,7 +47,7 @@ pub(super) async fn deliver(
                 match b {
                     Some(b) => {
                         if sub.excluded.swap(false, Ordering::SeqCst) {
-                            hub.wake();
+                            subs.wake();
                         }
                         let n = b.len();
                         running.push_back(handler.handle(b).map(move |r| (n, r.map(|o| o.clamped(n)))));
@@ -61,11 +61,14 @@ pub(super) async fn deliver(
         sub.queued.fetch_sub(n as u64, Ordering::Relaxed);
         match result {
             Ok(outcome) => {
-                Counters::add(&hub.counters.delivered, outcome.handled as u64);
+                Counters::add(&subs.counters.delivered, outcome.handled as u64);
                 for f in &outcome.failures {
                     warn!(stream = %sub.stream, id = %f.id, error = %f.error, "subscription callback failed; delivery goes on");
                 }
-                Counters::add(&hub.counters.callback_errors, outcome.failures.len() as u64);
+                Counters::add(
+                    &subs.counters.callback_errors,
+                    outcome.failures.len() as u64,
+                );
             }
             Err(gone) => {
                 warn!(stream = %sub.stream, error = %gone, "subscription callback is gone; removing the subscription");
@@ -76,26 +79,26 @@ pub(super) async fn deliver(
 }
 
 /// Removes a subscription when its delivery task ends.
-pub(super) struct Gone {
-    pub(super) hub: Arc<Hub>,
+pub(super) struct RemoveOnDrop {
+    pub(super) subs: Arc<Subscriptions>,
     pub(super) id: SubscriptionId,
 }
 
-impl Drop for Gone {
+impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
-        let removed = self.hub.subs().remove(&self.id);
+        let removed = self.subs.subs().remove(&self.id);
         if let Some(s) = removed {
             // Not ended by unsubscribe or disconnect (those remove it first or cancel it).
             if !s.token.is_cancelled() {
                 error!(stream = %s.stream, subscription = self.id, "a subscription's delivery stopped unexpectedly; it has ended (subscribe again)");
             }
-            self.hub.forget_if_unsubscribed(&s.stream);
-            self.hub.wake();
+            self.subs.forget_if_unsubscribed(&s.stream);
+            self.subs.wake();
         }
     }
 }
 
-impl Hub {
+impl Subscriptions {
     /// Hands each subscription the entries of `reply` after its position. Each stream's
     /// entries are wrapped once in a shared [`Read`]: every subscription gets a view of it,
     /// not a copy.
@@ -137,8 +140,10 @@ impl Hub {
                         }
                     }
                     Err(mpsc::error::TrySendError::Full(_)) => {
-                        // Only the reader sends, and it planned with room: not reachable,
-                        // but if it were, the cursor stays and the entries are read again.
+                        // The reader planned with room, but in a cluster two node readers
+                        // can both plan a subscription while its slot moves between them:
+                        // the second finds the queue full. The cursor stays, and the
+                        // entries are read again.
                         warn!(stream = %stream, count = n, "subscription queue full; will re-read");
                     }
                     Err(mpsc::error::TrySendError::Closed(_)) => {}

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use redis::Value;
 use tracing::{info, warn};
 
-use super::registry::Sub;
-use super::Hub;
+use super::registry::Registered;
+use super::Subscriptions;
 use crate::codec::{parse_stream_info, StreamId};
 use crate::connection::{BlockingReader, ReadError};
 use crate::error::{classify, Error, Failure, Result};
@@ -57,10 +57,13 @@ pub(super) fn latest_of(replies: &[Value]) -> Result<(StreamId, u64)> {
     }
 }
 
-impl Hub {
+impl Subscriptions {
     /// Resolves `"$"`: the stream's last generated id and its entry number, or `None`
     /// when Redis is unavailable.
-    pub(super) async fn latest_via_command(&self, stream: &str) -> Result<Option<(StreamId, u64)>> {
+    pub(super) async fn resolve_latest_on_command(
+        &self,
+        stream: &str,
+    ) -> Result<Option<(StreamId, u64)>> {
         let reply: Option<Vec<Value>> =
             self.cmd
                 .query(&latest_pipe(stream))
@@ -76,17 +79,17 @@ impl Hub {
         }
     }
 
-    pub(super) async fn resolve(
+    pub(super) async fn resolve_latest_on_reader(
         &self,
         reader: &mut BlockingReader,
-        unresolved: &[Arc<Sub>],
+        unresolved: &[Arc<Registered>],
     ) -> std::result::Result<(), ReadError> {
         for sub in unresolved {
             let v: Vec<Value> = reader.command(&latest_pipe(&sub.stream)).await?;
             match latest_of(&v) {
                 Ok((at, seen)) => {
                     self.saw_end(&sub.stream, at, Some(seen));
-                    if sub.resolve(at, seen) {
+                    if sub.resolve_latest(at, seen) {
                         info!(stream = %sub.stream, cursor = %at, "resolved \"$\"");
                     }
                 }

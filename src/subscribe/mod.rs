@@ -41,7 +41,7 @@ mod supervisor;
 
 use deliver::deliver;
 use ends::StreamEnd;
-use registry::Sub;
+use registry::Registered;
 use supervisor::ReaderHandle;
 
 pub use options::{SubscribeInput, SubscribeOptions};
@@ -52,14 +52,14 @@ use positions::{GapReported, Position, Suspects};
 pub type SubscriptionId = u64;
 
 /// The subscriptions of one client and the reader that serves them.
-pub struct Hub {
+pub struct Subscriptions {
     cfg: Arc<Config>,
     counters: Arc<Counters>,
     cmd: Arc<CommandConn>,
-    subs: Mutex<BTreeMap<SubscriptionId, Arc<Sub>>>,
+    subs: Mutex<BTreeMap<SubscriptionId, Arc<Registered>>>,
     next_id: AtomicU64,
     /// Bumped on every change the reader must see.
-    generation: AtomicU64,
+    plan_version: AtomicU64,
     /// Wakes readers (and the cluster supervisor) that wait for subscriptions.
     changed: watch::Sender<u64>,
     unblock: Notify,
@@ -73,16 +73,16 @@ pub struct Hub {
     ends: Mutex<HashMap<Arc<str>, StreamEnd>>,
 }
 
-impl Hub {
-    /// A hub with no subscriptions; the reader starts with the first one.
+impl Subscriptions {
+    /// No subscriptions yet; the reader starts with the first one.
     pub fn new(cfg: Arc<Config>, counters: Arc<Counters>, cmd: Arc<CommandConn>) -> Self {
-        Hub {
+        Subscriptions {
             cfg,
             counters,
             cmd,
             subs: Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(1),
-            generation: AtomicU64::new(0),
+            plan_version: AtomicU64::new(0),
             changed: watch::Sender::new(0),
             unblock: Notify::new(),
             readers: Mutex::new(BTreeMap::new()),
@@ -131,7 +131,7 @@ impl Hub {
             StartId::Latest => Position::default(),
         };
         let (tx, rx) = mpsc::channel(1);
-        let sub = Arc::new(Sub {
+        let sub = Arc::new(Registered {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             stream: Arc::from(stream),
             block: opts.block.unwrap_or(self.cfg.default_block),
@@ -164,15 +164,15 @@ impl Hub {
             cursor = %position.cursor.map_or_else(|| "$".to_owned(), |c| c.to_string()),
             "subscribed"
         );
-        let hub = self.clone();
+        let subs = self.clone();
         let resolve = async move {
             if sub.position().cursor.is_some() {
-                hub.wake();
+                subs.wake();
                 return Ok(());
             }
-            match hub.latest_via_command(&sub.stream).await {
+            match subs.resolve_latest_on_command(&sub.stream).await {
                 Err(e) => {
-                    hub.unsubscribe_one(sub.id);
+                    subs.unsubscribe_one(sub.id);
                     Err(e)
                 }
                 Ok(found) => {
@@ -181,10 +181,10 @@ impl Hub {
                             // Checked under the subscriptions' lock (taken before the ends',
                             // as everywhere): an unsubscribe that came first forgot the
                             // stream's end, and recording it now would leave it stale.
-                            let subs = hub.subs();
-                            if subs.contains_key(&sub.id) {
-                                sub.resolve(at, seen);
-                                hub.saw_end(&sub.stream, at, Some(seen));
+                            let registered = subs.subs();
+                            if registered.contains_key(&sub.id) {
+                                sub.resolve_latest(at, seen);
+                                subs.saw_end(&sub.stream, at, Some(seen));
                             }
                         }
                         None => warn!(
@@ -192,7 +192,7 @@ impl Hub {
                             "Redis unavailable; \"$\" will be resolved when the reader connects"
                         ),
                     }
-                    hub.wake();
+                    subs.wake();
                     Ok(())
                 }
             }
@@ -201,10 +201,10 @@ impl Hub {
     }
 
     /// Registers a subscription and waits until `"$"` is resolved; see
-    /// [`Hub::start_subscribe`].
+    /// [`Subscriptions::start_subscribe`].
     ///
     /// # Errors
-    /// As [`Hub::start_subscribe`].
+    /// As [`Subscriptions::start_subscribe`].
     pub async fn subscribe(
         self: &Arc<Self>,
         life: &Lifecycle,
@@ -221,7 +221,7 @@ impl Hub {
     ///
     /// No batch starts for them afterwards; one already running finishes.
     pub fn unsubscribe(&self, stream: &str) -> usize {
-        let removed: Vec<Arc<Sub>> = {
+        let removed: Vec<Arc<Registered>> = {
             let mut subs = self.subs();
             let ids: Vec<SubscriptionId> = subs
                 .values()

@@ -6,17 +6,17 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::registry::Sub;
-use super::{Hub, SubscriptionId};
+use super::registry::Registered;
+use super::{SubscriptionId, Subscriptions};
 use crate::codec::StreamId;
 use crate::connection::{key_slot, NodeAddr, Target};
 
 /// What one XREAD will ask for.
 pub(super) struct Plan {
-    pub(super) generation: u64,
+    pub(super) plan_version: u64,
     pub(super) keys: Vec<(Arc<str>, StreamId)>,
     pub(super) members: HashSet<SubscriptionId>,
-    pub(super) unresolved: Vec<Arc<Sub>>,
+    pub(super) unresolved: Vec<Arc<Registered>>,
     pub(super) block: Duration,
     pub(super) count: usize,
 }
@@ -57,7 +57,7 @@ pub(super) fn xread_cmd(
     cmd
 }
 
-impl Hub {
+impl Subscriptions {
     /// Whether `node`'s reader reads `stream` (outside a cluster, the one reader reads all).
     pub(super) fn owns(&self, node: Option<&NodeAddr>, stream: &str) -> bool {
         match (node, &**self.cmd.target()) {
@@ -80,12 +80,12 @@ impl Hub {
     }
 
     pub(super) fn plan(&self, node: Option<&NodeAddr>) -> Option<Plan> {
-        let generation = self.generation.load(Ordering::SeqCst);
+        let plan_version = self.plan_version.load(Ordering::SeqCst);
         let subs = self.subs();
         let mut min: HashMap<Arc<str>, StreamId> = HashMap::new();
         let mut readmitted = Vec::new();
         let mut plan = Plan {
-            generation,
+            plan_version,
             keys: Vec::new(),
             members: HashSet::new(),
             unresolved: Vec::new(),

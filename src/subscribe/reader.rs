@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::plan::{slot_groups, xread_cmd, Plan};
-use super::Hub;
+use super::Subscriptions;
 use crate::codec::parse_read_reply;
 use crate::connection::{BlockingReader, NodeAddr, ReadError};
 use crate::error::{classify, Failure};
@@ -35,18 +35,18 @@ pub(super) fn run_id(info: &str) -> Option<String> {
 
 /// What the reader has to check before its next read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Check {
+pub(super) enum PositionCheck {
     /// Nothing.
-    None,
+    Skip,
     /// Every stream: the reader just reconnected, anything may have happened meanwhile.
-    All,
+    Everything,
     /// A few streams, round-robin: a BLOCK passed without news.
-    Some,
+    RoundRobin,
 }
 
 /// The reader's memory between steps.
 pub(super) struct ReaderState {
-    pub(super) check: Check,
+    pub(super) check: PositionCheck,
     pub(super) connected_before: bool,
     /// Where the round-robin of idle checks goes on.
     pub(super) idle_from: usize,
@@ -66,7 +66,7 @@ pub(super) struct ReaderState {
 }
 
 /// What the reader does after a step.
-pub(super) enum Flow {
+pub(super) enum StepOutcome {
     /// Plan and go on.
     Next,
     /// The client is closing.
@@ -75,7 +75,7 @@ pub(super) enum Flow {
     Failed(Plan, ReadError),
 }
 
-impl Hub {
+impl Subscriptions {
     /// The reader loop: plan, read, dispatch; reconnects with back-off and resumes every
     /// subscription from its last id. A step that panics is logged and the reader goes on
     /// with a fresh connection: the subscriptions must not go quiet with it. In a cluster
@@ -87,7 +87,7 @@ impl Hub {
         token: CancellationToken,
     ) {
         let mut state = ReaderState {
-            check: Check::None,
+            check: PositionCheck::Skip,
             connected_before: false,
             idle_from: 0,
             turn: 0,
@@ -97,13 +97,13 @@ impl Hub {
             switched: HashSet::new(),
         };
         while !token.is_cancelled() {
-            let flow = AssertUnwindSafe(self.step(&mut reader, &mut state, &token))
+            let outcome = AssertUnwindSafe(self.step(&mut reader, &mut state, &token))
                 .catch_unwind()
                 .await;
-            let stop = match flow {
-                Ok(Flow::Next) => false,
-                Ok(Flow::Stop) => true,
-                Ok(Flow::Failed(plan, e)) => {
+            let stop = match outcome {
+                Ok(StepOutcome::Next) => false,
+                Ok(StepOutcome::Stop) => true,
+                Ok(StepOutcome::Failed(plan, e)) => {
                     self.after_failure(&mut reader, &plan, e, &token).await
                 }
                 Err(panic) => {
@@ -138,14 +138,14 @@ impl Hub {
     pub(super) async fn step(
         &self,
         reader: &mut BlockingReader,
-        st: &mut ReaderState,
+        state: &mut ReaderState,
         token: &CancellationToken,
-    ) -> Flow {
-        st.changed.borrow_and_update();
-        let Some(plan) = self.plan(st.node.as_ref()) else {
+    ) -> StepOutcome {
+        state.changed.borrow_and_update();
+        let Some(plan) = self.plan(state.node.as_ref()) else {
             return tokio::select! {
-                _ = token.cancelled() => Flow::Stop,
-                _ = st.changed.changed() => Flow::Next,
+                _ = token.cancelled() => StepOutcome::Stop,
+                _ = state.changed.changed() => StepOutcome::Next,
             };
         };
         match reader.connect(token).await {
@@ -156,65 +156,69 @@ impl Hub {
                 if !token.is_cancelled() {
                     self.cmd.refresh_slots().await;
                 }
-                return Flow::Next;
+                return StepOutcome::Next;
             }
             Some(true) => {
                 let mut info = redis::cmd("INFO");
                 info.arg("server");
                 let server = match reader.command::<String>(&info).await {
                     Ok(info) => run_id(&info),
-                    Err(e) => return Flow::Failed(plan, e),
+                    Err(e) => return StepOutcome::Failed(plan, e),
                 };
                 // Whatever happened while we were away (trims, a deleted stream, a
                 // failover) shows in the positions: check them all before reading. A new
                 // cluster node reader takes over streams another node served (its master
                 // failed, or their slots moved): check those too.
-                if st.connected_before || st.node.is_some() {
-                    st.check = Check::All;
+                if state.connected_before || state.node.is_some() {
+                    state.check = PositionCheck::Everything;
                 }
-                if (st.server.is_some() && st.server != server)
-                    || (!st.connected_before && st.node.is_some())
+                if (state.server.is_some() && state.server != server)
+                    || (!state.connected_before && state.node.is_some())
                 {
-                    st.switched = self.owned_streams(st.node.as_ref()).into_iter().collect();
+                    state.switched = self
+                        .owned_streams(state.node.as_ref())
+                        .into_iter()
+                        .collect();
                 }
-                st.server = server;
-                st.connected_before = true;
+                state.server = server;
+                state.connected_before = true;
             }
             Some(false) => {}
         }
-        let result = if st.check != Check::None && !plan.keys.is_empty() {
-            let streams: Vec<Arc<str>> = match st.check {
+        let result = if state.check != PositionCheck::Skip && !plan.keys.is_empty() {
+            let streams: Vec<Arc<str>> = match state.check {
                 // Also the streams left out of the plan because their subscriptions' queues
                 // are full: after a failover they must not be read on unchecked.
-                Check::All => self.owned_streams(st.node.as_ref()),
-                _ => self.some_checks(&plan, st),
+                PositionCheck::Everything => self.owned_streams(state.node.as_ref()),
+                _ => self.some_checks(&plan, state),
             };
-            let check = std::mem::replace(&mut st.check, Check::None);
-            if check == Check::All {
+            let check = std::mem::replace(&mut state.check, PositionCheck::Skip);
+            if check == PositionCheck::Everything {
                 // Streams no longer subscribed here need no check (`streams` is sorted).
-                st.switched.retain(|s| streams.binary_search(s).is_ok());
+                state.switched.retain(|s| streams.binary_search(s).is_ok());
             }
             let checked = self
-                .check_positions(reader, &streams, &mut st.switched)
+                .check_positions(reader, &streams, &mut state.switched)
                 .await;
             if checked.is_err() {
                 // Not checked: check again once the reader can.
-                st.check = check;
+                state.check = check;
             }
             checked
         } else if !plan.unresolved.is_empty() {
-            self.resolve(reader, &plan.unresolved).await
+            self.resolve_latest_on_reader(reader, &plan.unresolved)
+                .await
         } else if plan.keys.is_empty() {
             return tokio::select! {
-                _ = token.cancelled() => Flow::Stop,
-                _ = st.changed.changed() => Flow::Next,
+                _ = token.cancelled() => StepOutcome::Stop,
+                _ = state.changed.changed() => StepOutcome::Next,
             };
         } else {
-            self.read(reader, st, &plan).await
+            self.read(reader, state, &plan).await
         };
         match result {
-            Ok(()) => Flow::Next,
-            Err(e) => Flow::Failed(plan, e),
+            Ok(()) => StepOutcome::Next,
+            Err(e) => StepOutcome::Failed(plan, e),
         }
     }
 
@@ -226,11 +230,11 @@ impl Hub {
     pub(super) async fn read(
         &self,
         reader: &mut BlockingReader,
-        st: &mut ReaderState,
+        state: &mut ReaderState,
         plan: &Plan,
     ) -> std::result::Result<(), ReadError> {
-        let groups = slot_groups(plan, st.node.is_some());
-        let stale = || self.generation.load(Ordering::SeqCst) != plan.generation;
+        let groups = slot_groups(plan, state.node.is_some());
+        let stale = || self.plan_version.load(Ordering::SeqCst) != plan.plan_version;
         if groups.len() > 1 {
             let mut pipe = redis::pipe();
             for keys in &groups {
@@ -255,9 +259,9 @@ impl Hub {
         // One slot's streams, blocking: all of them, or (in turn) the next slot's with a
         // block short enough that the other slots wait at most about that long.
         let (keys, block) = if groups.len() > 1 {
-            st.turn = (st.turn + 1) % groups.len();
+            state.turn = (state.turn + 1) % groups.len();
             let slice = IN_TURN_SLICE.saturating_mul(groups.len().div_ceil(10) as u32);
-            (&groups[st.turn], plan.block.min(slice))
+            (&groups[state.turn], plan.block.min(slice))
         } else {
             (&groups[0], plan.block)
         };
@@ -265,7 +269,7 @@ impl Hub {
             .read::<Value>(
                 &xread_cmd(keys, plan.count, Some(block)),
                 block,
-                plan.generation,
+                plan.plan_version,
                 stale,
             )
             .await?
@@ -276,7 +280,7 @@ impl Hub {
                 // A whole BLOCK without news (on every slot): a cheap moment to check that
                 // no stream was deleted or recreated under us (ids lower than our position
                 // would otherwise never be read).
-                Ok(reply) if reply.is_empty() => st.check = Check::Some,
+                Ok(reply) if reply.is_empty() => state.check = PositionCheck::RoundRobin,
                 Ok(reply) => self.dispatch(plan, reply),
                 Err(e) => error!(error = %e, "cannot parse an XREAD reply; re-reading"),
             },

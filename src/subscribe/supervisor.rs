@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use super::Hub;
+use super::Subscriptions;
 use crate::connection::{BlockingReader, NodeAddr, Placement, ReaderSlot, Target, Unblocker};
 use crate::lifecycle::Lifecycle;
 use crate::status::ConnState;
@@ -18,7 +18,7 @@ use crate::status::ConnState;
 /// Pause before asking for a cluster's slot map again when no master is known.
 pub(super) const SLOT_MAP_RETRY: Duration = Duration::from_millis(200);
 
-/// What the hub keeps of a running reader.
+/// What the subscriptions keep of a running reader.
 pub(super) struct ReaderHandle {
     pub(super) slot: Arc<ReaderSlot>,
     pub(super) state: Arc<watch::Sender<ConnState>>,
@@ -26,7 +26,7 @@ pub(super) struct ReaderHandle {
     pub(super) token: CancellationToken,
 }
 
-impl Hub {
+impl Subscriptions {
     pub(super) fn readers(&self) -> MutexGuard<'_, BTreeMap<Option<NodeAddr>, ReaderHandle>> {
         self.readers.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -58,7 +58,7 @@ impl Hub {
 
     /// Tells the readers that their plans are stale, interrupting blocked XREADs.
     pub(super) fn wake(&self) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.plan_version.fetch_add(1, Ordering::SeqCst);
         self.changed.send_modify(|n| *n += 1);
         self.unblock.notify_one();
     }
@@ -161,7 +161,7 @@ impl Hub {
                     slot,
                 }
                 .unblock(
-                    |planned| planned < self.generation.load(Ordering::SeqCst),
+                    |planned| planned < self.plan_version.load(Ordering::SeqCst),
                     Some(&token),
                 )
                 .await;
