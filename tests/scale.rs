@@ -183,3 +183,66 @@ async fn a_gap_on_one_busy_stream_among_thousands_is_reported_promptly() {
     .await;
     c.disconnect().await;
 }
+
+/// A reader whose full position check (every stream, after a reconnect) cannot fit in one
+/// `commandTimeoutMs` must still get back to reading: the check goes in chunks, each with its
+/// own timeout, and a timed-out step backs off instead of reconnecting at once (REVIEW A4:
+/// the loop connect -> INFO -> check -> timeout -> reconnect ran with no pause, and nothing
+/// was delivered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_check_too_big_for_one_timeout_neither_loops_nor_stops_delivery() {
+    const STREAMS: usize = 3_000;
+    let server = RedisServer::start().await;
+    let mut checker = server.checker().await;
+    let names = create_idle_streams(&mut checker, STREAMS).await;
+    let c = Arc::new(streamcast::Client::new(
+        streamcast::Config::from_input(streamcast::ConfigInput {
+            redis_url: Some(server.url()),
+            command_timeout_ms: Some(10.0),
+            ..Default::default()
+        })
+        .unwrap(),
+    ));
+    c.connect().await.unwrap();
+    let (handler, mut inbox) = ChannelHandler::new();
+    let from_start = SubscribeOptions {
+        start: streamcast::StartId::After(streamcast::StreamId::ZERO),
+        block: Some(Duration::from_millis(100)),
+        count: None,
+    };
+    for name in &names {
+        c.subscribe(name, handler.clone(), from_start)
+            .await
+            .expect("subscribe");
+    }
+    inbox.take(STREAMS, Duration::from_secs(30)).await;
+
+    // Every connection of the client is cut: the reader reconnects and checks all 3,000
+    // positions before it reads again.
+    let _: () = redis::cmd("CLIENT")
+        .arg(&["KILL", "TYPE", "normal", "SKIPME", "yes"])
+        .query_async(&mut checker)
+        .await
+        .map(|_: i64| ())
+        .unwrap();
+    let reconnects_before = c.status().counters.reconnects;
+    let marker: String = redis::cmd("XADD")
+        .arg(&names[0])
+        .arg("*")
+        .arg("data")
+        .arg("\"marker\"")
+        .query_async(&mut checker)
+        .await
+        .unwrap();
+    let got = inbox.one(Duration::from_secs(10)).await;
+    assert_eq!(got.id.to_string(), marker);
+    let reconnects = c.status().counters.reconnects - reconnects_before;
+    // The reader's and the command connection's, each with a back-off that only a read
+    // resets: a chunk that still misses the 10 ms under load costs a reconnect after a
+    // growing delay, never a loop.
+    assert!(
+        reconnects <= 8,
+        "{reconnects} reconnects before the reader read again"
+    );
+    c.disconnect().await;
+}

@@ -13,6 +13,9 @@ use super::positions::{
 };
 use super::reader::ReaderState;
 use super::Subscriptions;
+
+/// Streams checked in one pipeline, at most (each pipeline has its own command timeout).
+const CHECK_CHUNK: usize = 256;
 use crate::codec::{parse_stream_info, StreamInfo};
 use crate::connection::{BlockingReader, ReadError};
 use crate::error::{classify, Failure};
@@ -44,12 +47,17 @@ impl Subscriptions {
         if streams.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        for stream in streams {
-            pipe.cmd("XINFO").arg("STREAM").arg(&**stream);
+        // One pipeline per chunk, each within its own command timeout: thousands of streams
+        // in one pipeline may never fit in one, and the reader would never read again.
+        let mut replies: Vec<Value> = Vec::with_capacity(streams.len());
+        for chunk in streams.chunks(CHECK_CHUNK) {
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            for stream in chunk {
+                pipe.cmd("XINFO").arg("STREAM").arg(&**stream);
+            }
+            replies.extend(reader.command::<Vec<Value>>(&pipe).await?);
         }
-        let replies: Vec<Value> = reader.command(&pipe).await?;
         let subs = self.subs();
         for (stream, reply) in streams.iter().zip(replies) {
             let info = match &reply {

@@ -298,7 +298,19 @@ impl Subscriptions {
     ) -> bool {
         let failure = match &e {
             ReadError::Redis(re) => classify(re),
-            ReadError::Watchdog(_) | ReadError::Timeout(_) => Failure::Connection,
+            ReadError::Watchdog(_) | ReadError::Timeout(_) => {
+                // The link may be fine and the step too big or the server too slow for the
+                // timeout: reconnecting at once would repeat it in a loop. The late reply
+                // would still come on this connection, so it goes, and the reader backs off.
+                warn!(error = %e, "the reader's step timed out; reconnecting after a back-off");
+                self.cmd.probe_soon();
+                reader.disconnect();
+                let delay = reader.next_delay();
+                return tokio::select! {
+                    _ = token.cancelled() => true,
+                    _ = tokio::time::sleep(delay) => false,
+                };
+            }
         };
         let wait = match failure {
             Failure::Connection | Failure::Redirect => {
