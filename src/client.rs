@@ -47,10 +47,9 @@ impl Session {
                 .iter()
                 .take(Insight::MAX_BUSY_STREAMS)
                 .map(|stream| async move {
-                    let mut cmd = redis::cmd("XINFO");
-                    cmd.arg("STREAM").arg(stream);
+                    let cmd = crate::subscribe::stream_facts_cmd(stream);
                     if let Ok(Some(v)) = self.cmd.query::<redis::Value, _>(&cmd).await {
-                        if let Ok(info) = crate::codec::parse_stream_info(&v) {
+                        if let Ok(Some(info)) = crate::subscribe::parse_stream_facts(&v) {
                             self.hub.saw_stream_info(stream, &info);
                         }
                     }

@@ -246,3 +246,53 @@ async fn a_full_check_too_big_for_one_timeout_neither_loops_nor_stops_delivery()
     );
     c.disconnect().await;
 }
+
+/// `total_net_output_bytes` of the server (everything it sent to every client).
+async fn bytes_sent(conn: &mut MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query_async(conn)
+        .await
+        .expect("INFO stats");
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_net_output_bytes:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("total_net_output_bytes")
+}
+
+/// An idle reader's position checks do not download the entries (REVIEW A8): `XINFO STREAM`
+/// carries the first and last entry with all their fields, so each check of a stream whose
+/// entry is 1 MiB cost about 2 MiB; the stream-facts script returns a few numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_position_checks_do_not_download_payloads() {
+    const PAYLOAD: usize = 1 << 20;
+    const CHECKS: u64 = 5;
+    let server = RedisServer::start().await;
+    let mut checker = server.checker().await;
+    let _: String = redis::cmd("XADD")
+        .arg("big")
+        .arg("*")
+        .arg("data")
+        .arg(format!("\"{}\"", "x".repeat(PAYLOAD)))
+        .query_async(&mut checker)
+        .await
+        .unwrap();
+    let c = client(&server).await;
+    let (handler, _inbox) = ChannelHandler::new();
+    c.subscribe("big", handler, blocking(50)).await.unwrap();
+    let checks_from = calls(&mut checker, "xinfo|stream").await;
+    let sent_from = bytes_sent(&mut checker).await;
+    until_async("idle position checks", Duration::from_secs(20), || {
+        let mut conn = checker.clone();
+        async move { calls(&mut conn, "xinfo|stream").await >= checks_from + CHECKS }
+    })
+    .await;
+    let checks = calls(&mut checker, "xinfo|stream").await - checks_from;
+    let per_check = (bytes_sent(&mut checker).await - sent_from) / checks;
+    // The checker's own INFO replies are in the count too (a few KiB each).
+    assert!(
+        per_check < 64 * 1024,
+        "{per_check} bytes sent per position check of a stream whose entry is 1 MiB"
+    );
+    c.disconnect().await;
+}

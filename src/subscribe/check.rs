@@ -1,5 +1,6 @@
-//! The reader's position checks: which streams an idle BLOCK checks, one `XINFO STREAM` per
-//! stream, and each subscription's [`verdict`] applied, logged and counted.
+//! The reader's position checks: which streams an idle BLOCK checks, one stream-facts
+//! script (`XINFO STREAM` without payloads) per stream, and each subscription's
+//! [`verdict`] applied, logged and counted.
 
 use std::collections::HashSet;
 use std::sync::{Arc, MutexGuard};
@@ -16,9 +17,9 @@ use super::Subscriptions;
 
 /// Streams checked in one pipeline, at most (each pipeline has its own command timeout).
 const CHECK_CHUNK: usize = 256;
-use crate::codec::{parse_stream_info, StreamInfo};
+use super::stream_facts::{parse_stream_facts, stream_facts_cmd};
+use crate::codec::StreamInfo;
 use crate::connection::{BlockingReader, ReadError};
-use crate::error::{classify, Failure};
 use crate::status::Counters;
 
 impl Subscriptions {
@@ -54,30 +55,27 @@ impl Subscriptions {
             let mut pipe = redis::pipe();
             pipe.ignore_errors();
             for stream in chunk {
-                pipe.cmd("XINFO").arg("STREAM").arg(&**stream);
+                pipe.add_command(stream_facts_cmd(stream));
             }
             replies.extend(reader.command::<Vec<Value>>(&pipe).await?);
         }
         let subs = self.subs();
         for (stream, reply) in streams.iter().zip(replies) {
             let info = match &reply {
-                Value::ServerError(e) => match classify(&redis::RedisError::from(e.clone())) {
-                    // The one answer that means the stream is gone.
-                    Failure::NoSuchKey => None,
-                    // MOVED/ASK (its slot moved or is moving), TRYAGAIN/CLUSTERDOWN
-                    // (resharding, a failover), anything else: nothing is known about the
-                    // stream now. Its position stays; the read meets the same answer and
-                    // finds the node, and the next check looks again.
-                    _ => {
-                        warn!(stream = %stream, error = %e, "cannot check the subscription's position now (its slot moves, or the cluster fails over); checking again later");
-                        self.suspects().push(stream);
-                        continue;
-                    }
-                },
-                v => match parse_stream_info(v) {
-                    Ok(i) => Some(i),
+                // MOVED/ASK (its slot moved or is moving), TRYAGAIN/CLUSTERDOWN (resharding,
+                // a failover), anything else: nothing is known about the stream now. Its
+                // position stays; the read meets the same answer and finds the node, and the
+                // next check looks again.
+                Value::ServerError(e) => {
+                    warn!(stream = %stream, error = %e, "cannot check the subscription's position now (its slot moves, or the cluster fails over); checking again later");
+                    self.suspects().push(stream);
+                    continue;
+                }
+                // `None`: the stream does not exist.
+                v => match parse_stream_facts(v) {
+                    Ok(i) => i,
                     Err(e) => {
-                        warn!(stream = %stream, error = %e, "cannot read XINFO STREAM; position not checked");
+                        warn!(stream = %stream, error = %e, "cannot read where the stream is; position not checked");
                         self.suspects().push(stream);
                         continue;
                     }

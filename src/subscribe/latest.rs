@@ -7,17 +7,17 @@ use redis::Value;
 use tracing::{info, warn};
 
 use super::registry::Registered;
+use super::stream_facts::{parse_stream_facts, stream_facts_cmd};
 use super::Subscriptions;
-use crate::codec::{parse_stream_info, StreamId};
+use crate::codec::StreamId;
 use crate::connection::{BlockingReader, ReadError};
 use crate::error::{classify, Error, Failure, Result};
 
-/// `EXISTS` + `XINFO STREAM`: where a stream is, or that it does not exist.
+/// Where a stream is, as a pipeline of one command (a refusal comes back as a value).
 pub(super) fn latest_pipe(stream: &str) -> redis::Pipeline {
     let mut pipe = redis::pipe();
     pipe.ignore_errors();
-    pipe.cmd("EXISTS").arg(stream);
-    pipe.cmd("XINFO").arg("STREAM").arg(stream);
+    pipe.add_command(stream_facts_cmd(stream));
     pipe
 }
 
@@ -30,29 +30,18 @@ pub(super) fn latest_pipe(stream: &str) -> redis::Pipeline {
 /// answer for the stream (its slot moved or is moving, the cluster fails over): try again
 /// later; nothing is known about the stream.
 pub(super) fn latest_of(replies: &[Value]) -> Result<(StreamId, u64)> {
-    let failure = |e: &redis::ServerError| {
-        let err = redis::RedisError::from(e.clone());
-        match classify(&err) {
-            Failure::Refused | Failure::WrongType => Error::refused(&err),
-            _ => Error::Unavailable(err),
-        }
-    };
     match replies {
-        [Value::Int(0), _] => Ok((StreamId::ZERO, 0)),
-        [Value::ServerError(e), _] => Err(failure(e)),
-        // Deleted between the two commands: a new stream starts from the beginning.
-        [_, Value::ServerError(e)]
-            if classify(&redis::RedisError::from(e.clone())) == Failure::NoSuchKey =>
-        {
-            Ok((StreamId::ZERO, 0))
+        [Value::ServerError(e)] => {
+            let err = redis::RedisError::from(e.clone());
+            Err(match classify(&err) {
+                Failure::Refused | Failure::WrongType => Error::refused(&err),
+                _ => Error::Unavailable(err),
+            })
         }
-        [_, Value::ServerError(e)] => Err(failure(e)),
-        [_, info] => {
-            let i = parse_stream_info(info)?;
-            Ok((i.last_generated, i.entries_added))
-        }
+        [v] => Ok(parse_stream_facts(v)?
+            .map_or((StreamId::ZERO, 0), |i| (i.last_generated, i.entries_added))),
         other => Err(Error::Protocol(format!(
-            "EXISTS + XINFO STREAM replied {other:?}"
+            "the stream facts script replied {other:?}"
         ))),
     }
 }

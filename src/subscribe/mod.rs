@@ -37,7 +37,10 @@ mod plan;
 mod positions;
 mod reader;
 mod registry;
+mod stream_facts;
 mod supervisor;
+
+pub(crate) use stream_facts::{parse_stream_facts, stream_facts_cmd};
 
 use deliver::deliver;
 use ends::StreamEnd;
