@@ -11,7 +11,7 @@ use tracing::{debug, error, warn};
 
 use super::plan::Plan;
 use super::registry::Registered;
-use super::{SubscriptionId, Subscriptions};
+use super::Subscriptions;
 use crate::handler::{Batch, Handler, Read};
 use crate::status::Counters;
 
@@ -28,7 +28,8 @@ pub(super) async fn deliver(
     // it, instead of staying registered with nobody to deliver to.
     let _gone = RemoveOnDrop {
         subs: subs.clone(),
-        id: sub.id,
+        sub: sub.clone(),
+        handler: handler.clone(),
     };
     let limit = handler.max_in_flight().max(1);
     let mut running = FuturesOrdered::new();
@@ -78,22 +79,29 @@ pub(super) async fn deliver(
     }
 }
 
-/// Removes a subscription when its delivery task ends.
+/// Removes a subscription when its delivery task ends, and tells its handler when the core
+/// ended it on its own.
 pub(super) struct RemoveOnDrop {
     pub(super) subs: Arc<Subscriptions>,
-    pub(super) id: SubscriptionId,
+    pub(super) sub: Arc<Registered>,
+    pub(super) handler: Arc<dyn Handler>,
 }
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
-        let removed = self.subs.subs().remove(&self.id);
-        if let Some(s) = removed {
-            // Not ended by unsubscribe or disconnect (those remove it first or cancel it).
-            if !s.token.is_cancelled() {
-                error!(stream = %s.stream, subscription = self.id, "a subscription's delivery stopped unexpectedly; it has ended (subscribe again)");
-            }
+        let s = &self.sub;
+        let removed = self.subs.subs().remove(&s.id).is_some();
+        // Not ended by unsubscribe or disconnect (those remove it first or cancel it).
+        let unexpected = removed && !s.token.is_cancelled();
+        if unexpected {
+            error!(stream = %s.stream, subscription = s.id, "a subscription's delivery stopped unexpectedly; it has ended (subscribe again)");
+        }
+        if removed {
             self.subs.forget_if_unsubscribed(&s.stream);
             self.subs.wake();
+        }
+        if unexpected || s.ended_by_core.load(Ordering::SeqCst) {
+            self.handler.ended();
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Resolving `"$"`: the stream's last generated id and its entry number, asked on the
 //! command connection when subscribing, or by the reader when that could not answer.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use redis::Value;
@@ -87,6 +88,7 @@ impl Subscriptions {
                 Err(Error::Unavailable(e)) => return Err(ReadError::Redis(e)),
                 Err(e) => {
                     warn!(stream = %sub.stream, error = %e, "cannot resolve \"$\"; ending the subscription");
+                    sub.ended_by_core.store(true, Ordering::SeqCst);
                     self.unsubscribe_one(sub.id);
                 }
             }

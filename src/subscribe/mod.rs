@@ -145,6 +145,7 @@ impl Subscriptions {
             skipped: AtomicBool::new(false),
             queued: AtomicU64::new(0),
             token: life.token.child_token(),
+            ended_by_core: AtomicBool::new(false),
             gap_reported: Mutex::new(GapReported::default()),
         });
         self.subs().insert(sub.id, sub.clone());

@@ -30,6 +30,8 @@ pub(super) struct Registered {
     /// Entries handed over and not finished by the handler yet.
     pub(super) queued: AtomicU64,
     pub(super) token: CancellationToken,
+    /// Set when the core ends the subscription on its own, so that its handler is told.
+    pub(super) ended_by_core: AtomicBool,
     pub(super) gap_reported: Mutex<GapReported>,
 }
 
