@@ -16,7 +16,7 @@ use crate::handler::Handler;
 use crate::lifecycle::Lifecycle;
 use crate::publish;
 use crate::status::{ConnState, Counters, Insight, Status, Throttle};
-use crate::subscribe::{Hub, SubscribeOptions, SubscriptionId};
+use crate::subscribe::{SubscribeOptions, SubscriptionId, Subscriptions};
 use crate::trim::{self, run_auto_trim, Touched, Trim};
 
 /// How long `disconnect()` waits for running callbacks before it stops waiting.
@@ -26,7 +26,7 @@ pub const DISCONNECT_DEADLINE: Duration = Duration::from_secs(10);
 struct Session {
     life: Lifecycle,
     cmd: Arc<CommandConn>,
-    hub: Arc<Hub>,
+    hub: Arc<Subscriptions>,
     groups: Arc<Groups>,
     touched: Arc<Touched>,
     insight: Arc<Insight>,
@@ -47,10 +47,9 @@ impl Session {
                 .iter()
                 .take(Insight::MAX_BUSY_STREAMS)
                 .map(|stream| async move {
-                    let mut cmd = redis::cmd("XINFO");
-                    cmd.arg("STREAM").arg(stream);
+                    let cmd = crate::subscribe::stream_facts_cmd(stream);
                     if let Ok(Some(v)) = self.cmd.query::<redis::Value, _>(&cmd).await {
-                        if let Ok(info) = crate::codec::parse_stream_info(&v) {
+                        if let Ok(Some(info)) = crate::subscribe::parse_stream_facts(&v) {
                             self.hub.saw_stream_info(stream, &info);
                         }
                     }
@@ -182,7 +181,7 @@ impl Client {
             self.config.clone(),
             self.counters.clone(),
         )?);
-        let hub = Arc::new(Hub::new(
+        let hub = Arc::new(Subscriptions::new(
             self.config.clone(),
             self.counters.clone(),
             cmd.clone(),
@@ -407,7 +406,7 @@ impl Client {
 
     /// Registers a subscription of `handler` to `stream` at once (so that `unsubscribe`
     /// reaches it from now on) and returns its id with a future that resolves once `"$"`
-    /// is resolved (see [`Hub::start_subscribe`]). Needs a tokio runtime.
+    /// is resolved (see [`Subscriptions::start_subscribe`]). Needs a tokio runtime.
     ///
     /// # Errors
     /// [`Error::InvalidArg`] for a bad stream name (the future: [`Error::Refused`] for a key

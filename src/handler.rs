@@ -153,4 +153,10 @@ pub trait Handler: Send + Sync + 'static {
     fn max_in_flight(&self) -> usize {
         1
     }
+
+    /// Called once when the core ends a subscription on its own (its `"$"` could not be
+    /// resolved, its delivery stopped: a handler that panicked or whose callback is gone),
+    /// never after `unsubscribe` or `disconnect`. The binding stops its side here: nothing
+    /// more will be handed over.
+    fn ended(&self) {}
 }

@@ -619,3 +619,45 @@ async fn an_unsubscribe_racing_the_dollar_lookup_leaves_no_stale_stream_end() {
     );
     c.disconnect().await;
 }
+
+/// A subscription the core ends on its own (here: its handler panics, so its delivery stops)
+/// tells its handler, once: the binding stops its side (REVIEW A13: the JavaScript loop stayed
+/// registered and kept Node running while `sub.active` was false). An unsubscribe does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_the_core_ends_tells_its_handler() {
+    struct Panics(tokio::sync::mpsc::UnboundedSender<&'static str>);
+    impl Handler for Panics {
+        fn handle(&self, _batch: Batch) -> BoxFuture<'static, HandleResult> {
+            Box::pin(async { panic!("the handler panics") })
+        }
+        fn ended(&self) {
+            let _ = self.0.send("ended");
+        }
+    }
+    let server = RedisServer::start().await;
+    let c = client(&server).await;
+    let (tx, mut ended) = tokio::sync::mpsc::unbounded_channel();
+    c.subscribe("doomed", Arc::new(Panics(tx.clone())), latest())
+        .await
+        .unwrap();
+    c.publish("doomed", "1", PublishId::Auto, None)
+        .await
+        .unwrap()
+        .unwrap();
+    let told = within("the handler is told", ended.recv()).await;
+    assert_eq!(told, Some("ended"));
+    assert!(c.status().subscriptions.is_empty());
+
+    // Unsubscribed by the caller: nothing to tell.
+    let id = c
+        .subscribe("kept", Arc::new(Panics(tx)), latest())
+        .await
+        .unwrap();
+    assert!(c.unsubscribe_id(id));
+    c.disconnect().await;
+    assert_eq!(
+        within("the handlers are dropped", ended.recv()).await,
+        None,
+        "told after an unsubscribe"
+    );
+}

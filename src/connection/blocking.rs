@@ -202,7 +202,6 @@ impl BlockingReader {
                     );
                 }
                 self.ever_connected = true;
-                self.backoff.reset();
                 self.slot.set_client_id(Some((id, node)));
                 self.conn = Some(AnyConn::Node(conn));
                 self.state.send_replace(ConnState::Connected);
@@ -309,7 +308,14 @@ impl BlockingReader {
                 );
                 Err(ReadError::Watchdog(watchdog))
             }
-            Ok(r) => r.map(Some).map_err(ReadError::Redis),
+            Ok(Ok(v)) => {
+                // Only a read that came back proves the link works: a connect alone does not
+                // (a step that times out after every connect would retry at the first delay
+                // for ever, REVIEW A4).
+                self.backoff.reset();
+                Ok(Some(v))
+            }
+            Ok(Err(e)) => Err(ReadError::Redis(e)),
         }
     }
 

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::positions::Position;
-use super::Hub;
+use super::Subscriptions;
 use crate::codec::StreamId;
 use crate::status::SubscriptionInfo;
 
@@ -32,7 +32,7 @@ impl StreamEnd {
     }
 }
 
-impl Hub {
+impl Subscriptions {
     /// Records where `stream` ends (from a read, a check or a refresh).
     pub(super) fn saw_end(&self, stream: &Arc<str>, last_id: StreamId, entries_added: Option<u64>) {
         self.ends

@@ -10,11 +10,11 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::positions::{GapReported, Position};
-use super::{Hub, SubscriptionId};
+use super::{SubscriptionId, Subscriptions};
 use crate::codec::StreamId;
 use crate::handler::Batch;
 
-pub(super) struct Sub {
+pub(super) struct Registered {
     pub(super) id: SubscriptionId,
     pub(super) stream: Arc<str>,
     pub(super) block: Duration,
@@ -30,17 +30,19 @@ pub(super) struct Sub {
     /// Entries handed over and not finished by the handler yet.
     pub(super) queued: AtomicU64,
     pub(super) token: CancellationToken,
+    /// Set when the core ends the subscription on its own, so that its handler is told.
+    pub(super) ended_by_core: AtomicBool,
     pub(super) gap_reported: Mutex<GapReported>,
 }
 
-impl Sub {
+impl Registered {
     pub(super) fn position(&self) -> MutexGuard<'_, Position> {
         self.position.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Sets the position if it is still unresolved (`"$"`): whoever resolves it first (the
     /// subscribe call or the reader) wins, and either is right.
-    pub(super) fn resolve(&self, at: StreamId, seen: u64) -> bool {
+    pub(super) fn resolve_latest(&self, at: StreamId, seen: u64) -> bool {
         let mut p = self.position();
         if p.cursor.is_some() {
             return false;
@@ -54,8 +56,8 @@ impl Sub {
     }
 }
 
-impl Hub {
-    pub(super) fn subs(&self) -> MutexGuard<'_, BTreeMap<SubscriptionId, Arc<Sub>>> {
+impl Subscriptions {
+    pub(super) fn subs(&self) -> MutexGuard<'_, BTreeMap<SubscriptionId, Arc<Registered>>> {
         self.subs.lock().unwrap_or_else(|p| p.into_inner())
     }
 

@@ -1,0 +1,169 @@
+//! The reader's position checks: which streams an idle BLOCK checks, one stream-facts
+//! script (`XINFO STREAM` without payloads) per stream, and each subscription's
+//! [`verdict`] applied, logged and counted.
+
+use std::collections::HashSet;
+use std::sync::{Arc, MutexGuard};
+
+use redis::Value;
+use tracing::warn;
+
+use super::plan::Plan;
+use super::positions::{
+    verdict, Position, Reset, Suspects, Verdict, IDLE_CHECKS_PER_BLOCK, SUSPECT_CHECKS_PER_BLOCK,
+};
+use super::reader::ReaderState;
+use super::Subscriptions;
+
+/// Streams checked in one pipeline, at most (each pipeline has its own command timeout).
+const CHECK_CHUNK: usize = 256;
+use super::stream_facts::{parse_stream_facts, stream_facts_cmd};
+use crate::codec::StreamInfo;
+use crate::connection::{BlockingReader, ReadError};
+use crate::status::Counters;
+
+impl Subscriptions {
+    pub(super) fn suspects(&self) -> MutexGuard<'_, Suspects> {
+        self.suspects.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Compares the position of every subscription of `streams` with `XINFO STREAM`:
+    /// reports gaps (entries after the position were trimmed or deleted before they were
+    /// read) and restarts from `0-0` a subscription whose stream was deleted or recreated
+    /// (its ids went back below the position, so it would otherwise never see a new entry).
+    ///
+    /// After the stream's server changed (it is in `switched`: a failover), ids that went
+    /// back mean the new server lost the stream's last entries (replication is
+    /// asynchronous): those up to the position were delivered, and any the old server took
+    /// after them are lost. That is reported as a gap, and the subscription goes on from the
+    /// new server's last id: reading from `0-0` would deliver everything again. A stream
+    /// leaves `switched` once checked; one that could not be checked stays there and is
+    /// queued as a suspect, so an idle check looks at it again soon.
+    pub(super) async fn check_positions(
+        &self,
+        reader: &mut BlockingReader,
+        streams: &[Arc<str>],
+        switched: &mut HashSet<Arc<str>>,
+    ) -> std::result::Result<(), ReadError> {
+        if streams.is_empty() {
+            return Ok(());
+        }
+        // One pipeline per chunk, each within its own command timeout: thousands of streams
+        // in one pipeline may never fit in one, and the reader would never read again.
+        let mut replies: Vec<Value> = Vec::with_capacity(streams.len());
+        for chunk in streams.chunks(CHECK_CHUNK) {
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            for stream in chunk {
+                pipe.add_command(stream_facts_cmd(stream));
+            }
+            replies.extend(reader.command::<Vec<Value>>(&pipe).await?);
+        }
+        let subs = self.subs();
+        for (stream, reply) in streams.iter().zip(replies) {
+            let info = match &reply {
+                // MOVED/ASK (its slot moved or is moving), TRYAGAIN/CLUSTERDOWN (resharding,
+                // a failover), anything else: nothing is known about the stream now. Its
+                // position stays; the read meets the same answer and finds the node, and the
+                // next check looks again.
+                Value::ServerError(e) => {
+                    warn!(stream = %stream, error = %e, "cannot check the subscription's position now (its slot moves, or the cluster fails over); checking again later");
+                    self.suspects().push(stream);
+                    continue;
+                }
+                // `None`: the stream does not exist.
+                v => match parse_stream_facts(v) {
+                    Ok(i) => i,
+                    Err(e) => {
+                        warn!(stream = %stream, error = %e, "cannot read where the stream is; position not checked");
+                        self.suspects().push(stream);
+                        continue;
+                    }
+                },
+            };
+            let rolled_back_by_switch = switched.remove(stream);
+            if let Some(i) = &info {
+                self.saw_end(stream, i.last_generated, Some(i.entries_added));
+            }
+            for sub in subs.values().filter(|s| s.stream == *stream) {
+                let mut position = sub.position();
+                let mut reported = sub.gap_reported.lock().unwrap_or_else(|p| p.into_inner());
+                let v = verdict(*position, info.as_ref(), rolled_back_by_switch, *reported);
+                self.report(stream, *position, info.as_ref(), v);
+                *position = v.apply(*position);
+                if let Verdict::Gap { reported: r, .. } = v {
+                    *reported = r;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Logs and counts what a position check found.
+    pub(super) fn report(
+        &self,
+        stream: &str,
+        was: Position,
+        info: Option<&StreamInfo>,
+        v: Verdict,
+    ) {
+        let at = was.cursor.unwrap_or_default();
+        let last_generated = info.map(|i| i.last_generated).unwrap_or_default();
+        match v {
+            Verdict::Keep | Verdict::Recount(_) => return,
+            Verdict::Gap { missed, .. } => {
+                let first_entry = info.and_then(|i| i.first_entry);
+                warn!(
+                    stream,
+                    cursor = %at,
+                    missed = %missed.map_or_else(|| "unknown".to_owned(), |n| n.to_string()),
+                    first_entry = %first_entry.map_or_else(|| "none".to_owned(), |f| f.to_string()),
+                    max_deleted = %info.map(|i| i.max_deleted).unwrap_or_default(),
+                    "gap: entries after the last delivered id were trimmed or deleted before they could be read"
+                );
+                Counters::add(&self.counters.gaps, 1);
+                return;
+            }
+            Verdict::ResetToZero(Reset::Deleted) => {
+                warn!(stream, cursor = %at, "subscribed stream no longer exists; reading it from the start once it is created again");
+            }
+            Verdict::ResetToZero(Reset::Recreated) => {
+                warn!(stream, cursor = %at, %last_generated, "subscribed stream was recreated (its ids went back); reading it from the start");
+            }
+            Verdict::ResumeAt { lost: true, .. } => {
+                warn!(
+                    stream,
+                    cursor = %last_generated,
+                    delivered_up_to = %at,
+                    "gap: the stream went back in a failover; entries after the cursor that the old server took are lost (those up to delivered_up_to were delivered); reading on from the cursor"
+                );
+                Counters::add(&self.counters.gaps, 1);
+            }
+            Verdict::ResumeAt { lost: false, .. } => {
+                warn!(stream, cursor = %at, %last_generated, "subscribed stream lost its newest entries (a failover to a replica that had not received them); they were delivered, resuming after its new last id");
+            }
+        }
+        Counters::add(&self.counters.stream_resets, 1);
+    }
+
+    /// The streams an idle BLOCK checks: suspects first (up to
+    /// [`SUSPECT_CHECKS_PER_BLOCK`]), then the round-robin over all planned streams, up to
+    /// [`IDLE_CHECKS_PER_BLOCK`] in all, each once.
+    pub(super) fn some_checks(&self, plan: &Plan, state: &mut ReaderState) -> Vec<Arc<str>> {
+        let planned: HashSet<&str> = plan.keys.iter().map(|(s, _)| &**s).collect();
+        let mut streams = self
+            .suspects()
+            .take(SUSPECT_CHECKS_PER_BLOCK, |s| planned.contains(s));
+        let n = plan.keys.len();
+        let room = IDLE_CHECKS_PER_BLOCK.saturating_sub(streams.len()).min(n);
+        let from = state.idle_from % n;
+        state.idle_from = (from + room) % n;
+        for k in 0..room {
+            let s = &plan.keys[(from + k) % n].0;
+            if !streams.contains(s) {
+                streams.push(s.clone());
+            }
+        }
+        streams
+    }
+}

@@ -1,0 +1,168 @@
+//! Fan-out and delivery: a read's entries handed to each subscription from its position
+//! (one shared decode), and the task that hands them to the handler in order.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use futures_util::stream::{FuturesOrdered, StreamExt};
+use futures_util::FutureExt;
+use tokio::sync::mpsc;
+use tracing::{debug, error, warn};
+
+use super::plan::Plan;
+use super::registry::Registered;
+use super::Subscriptions;
+use crate::handler::{Batch, Handler, Read};
+use crate::status::Counters;
+
+/// Hands batches to the handler, in order, until the subscription ends: up to
+/// [`Handler::max_in_flight`] at a time, so a handler that queues them on its side gets
+/// the next batch without waiting for the previous one's result to come back.
+pub(super) async fn deliver(
+    subs: Arc<Subscriptions>,
+    sub: Arc<Registered>,
+    mut rx: mpsc::Receiver<Batch>,
+    handler: Arc<dyn Handler>,
+) {
+    // However this task ends (a handler that panics included), the subscription ends with
+    // it, instead of staying registered with nobody to deliver to.
+    let _gone = RemoveOnDrop {
+        subs: subs.clone(),
+        sub: sub.clone(),
+        handler: handler.clone(),
+    };
+    let limit = handler.max_in_flight().max(1);
+    let mut running = FuturesOrdered::new();
+    let mut open = true;
+    while open || !running.is_empty() {
+        let result = tokio::select! {
+            biased;
+            // Stopping takes no new batch; the running ones finish (the JavaScript side
+            // skips what it had not started).
+            _ = sub.token.cancelled(), if open => {
+                open = false;
+                continue;
+            }
+            Some(r) = running.next(), if !running.is_empty() => r,
+            b = rx.recv(), if open && running.len() < limit => {
+                match b {
+                    Some(b) => {
+                        if sub.excluded.swap(false, Ordering::SeqCst) {
+                            subs.wake();
+                        }
+                        let n = b.len();
+                        running.push_back(handler.handle(b).map(move |r| (n, r.map(|o| o.clamped(n)))));
+                    }
+                    None => open = false,
+                }
+                continue;
+            }
+        };
+        let (n, result) = result;
+        sub.queued.fetch_sub(n as u64, Ordering::Relaxed);
+        match result {
+            Ok(outcome) => {
+                Counters::add(&subs.counters.delivered, outcome.handled as u64);
+                for f in &outcome.failures {
+                    warn!(stream = %sub.stream, id = %f.id, error = %f.error, "subscription callback failed; delivery goes on");
+                }
+                Counters::add(
+                    &subs.counters.callback_errors,
+                    outcome.failures.len() as u64,
+                );
+            }
+            Err(gone) => {
+                warn!(stream = %sub.stream, error = %gone, "subscription callback is gone; removing the subscription");
+                break;
+            }
+        }
+    }
+}
+
+/// Removes a subscription when its delivery task ends, and tells its handler when the core
+/// ended it on its own.
+pub(super) struct RemoveOnDrop {
+    pub(super) subs: Arc<Subscriptions>,
+    pub(super) sub: Arc<Registered>,
+    pub(super) handler: Arc<dyn Handler>,
+}
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let s = &self.sub;
+        let removed = self.subs.subs().remove(&s.id).is_some();
+        // Not ended by unsubscribe or disconnect (those remove it first or cancel it).
+        let unexpected = removed && !s.token.is_cancelled();
+        if unexpected {
+            error!(stream = %s.stream, subscription = s.id, "a subscription's delivery stopped unexpectedly; it has ended (subscribe again)");
+        }
+        if removed {
+            self.subs.forget_if_unsubscribed(&s.stream);
+            self.subs.wake();
+        }
+        if unexpected || s.ended_by_core.load(Ordering::SeqCst) {
+            self.handler.ended();
+        }
+    }
+}
+
+impl Subscriptions {
+    /// Hands each subscription the entries of `reply` after its position. Each stream's
+    /// entries are wrapped once in a shared [`Read`]: every subscription gets a view of it,
+    /// not a copy.
+    pub(super) fn dispatch(&self, plan: &Plan, reply: Vec<(String, Vec<crate::codec::Entry>)>) {
+        let subs = self.subs();
+        let mut active = Vec::with_capacity(reply.len());
+        for (stream, entries) in reply {
+            let Some(last) = entries.last().map(|e| e.id) else {
+                continue;
+            };
+            debug!(stream = %stream, count = entries.len(), last = %last, "read");
+            let read = Read::new(Arc::from(stream.as_str()), entries);
+            active.push(read.stream.clone());
+            // A subscription whose entry number is known tells how many entries the stream
+            // had up to `last`, at least.
+            let mut end_count: Option<u64> = None;
+            for sub in subs.values() {
+                if &*sub.stream != stream.as_str() || !plan.members.contains(&sub.id) {
+                    continue;
+                }
+                let mut position = sub.position();
+                let Some(from) = position.cursor else {
+                    continue;
+                };
+                let start = read.entries.partition_point(|e| e.id <= from);
+                if start == read.entries.len() {
+                    continue;
+                }
+                let batch = Batch::shared(read.clone(), start);
+                let n = batch.len();
+                match sub.tx.try_send(batch) {
+                    Ok(()) => {
+                        sub.queued.fetch_add(n as u64, Ordering::Relaxed);
+                        position.cursor = Some(last);
+                        position.caller_given = false;
+                        if let Some(seen) = position.seen.as_mut() {
+                            *seen += n as u64;
+                            end_count = end_count.max(Some(*seen));
+                        }
+                    }
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        // The reader planned with room, but in a cluster two node readers
+                        // can both plan a subscription while its slot moves between them:
+                        // the second finds the queue full. The cursor stays, and the
+                        // entries are read again.
+                        warn!(stream = %stream, count = n, "subscription queue full; will re-read");
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+                }
+            }
+            self.saw_end(&read.stream, last, end_count);
+        }
+        drop(subs);
+        let mut suspects = self.suspects();
+        for stream in &active {
+            suspects.push(stream);
+        }
+    }
+}
