@@ -16,10 +16,11 @@ use tracing::info;
 
 use super::dial::state_error;
 use super::ledger::Ledger;
+use super::node::{AnyConn, NodeAddr};
 use super::ordered::{Ordered, ReplyTo};
 use super::queryable::Queryable;
 use super::slot::{ConnSlot, Installed};
-use super::topology::{AnyConn, NodeAddr, Target};
+use super::target::Target;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::status::{ConnState, Counters};

@@ -17,25 +17,33 @@
 //! - [`blocking`]: a connection of its own for blocking reads (`XREAD`/`XREADGROUP BLOCK`),
 //!   woken with `CLIENT UNBLOCK`; the subscription reader and every group consumer use one;
 //!   a cluster has one per master node.
-//! - [`topology`]: where the data lives (one server, a cluster, a Sentinel-named primary) and
-//!   how each kind of connection reaches it.
+//! - [`target`]: where the data lives (one server, a cluster, a Sentinel-named primary) and
+//!   how each kind of connection reaches it; [`node`]: one node's address and a connection
+//!   to it; [`cluster`]: hash slots and the slot map; [`sentinel`]: the primary Sentinel
+//!   names; [`sentinel_events`]: following a failover as the sentinels announce it.
 
 mod audit;
 mod backoff;
 mod blocking;
+mod cluster;
 mod command;
 mod dial;
 pub mod ledger;
+mod node;
 mod ordered;
 mod queryable;
+mod sentinel;
+mod sentinel_events;
 mod slot;
 mod supervisor;
-mod topology;
+mod target;
 
 pub use backoff::Backoff;
 pub use blocking::{BlockingReader, ReadError, UnblockHandle, Unblocker};
+pub use cluster::key_slot;
 pub use command::CommandConn;
 pub use dial::{connect_error, open};
+pub use node::{AnyConn, NodeAddr};
 pub use ordered::{Reply, ReplyTo};
 pub use queryable::Queryable;
-pub use topology::{key_slot, AnyConn, NodeAddr, Placement, Target};
+pub use target::{Placement, Target};

@@ -18,8 +18,9 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 
+use super::cluster::key_slot;
+use super::node::AnyConn;
 use super::slot::{ConnEpoch, ConnSlot, Installed};
-use super::topology::{key_slot, AnyConn};
 use crate::error::{classify, Failure};
 
 /// Most commands sent in one pipeline (automatic or from the offline buffer).
