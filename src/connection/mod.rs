@@ -11,7 +11,8 @@
 //!   connection is presumed broken.
 //! - [`supervisor`]: the task that opens the command connection, pings it, and reconnects.
 //! - [`ordered`]: commands whose order matters (publishes), sent in call order as automatic
-//!   pipelines, and the offline buffer that keeps them while Redis is away.
+//!   pipelines; [`buffer`]: the offline buffer that keeps them while Redis is away, and the
+//!   byte budget of both.
 //! - [`ledger`] and [`audit`]: the newest ids of this client's publishes, and the check after
 //!   a failover of which of them the new server lacks.
 //! - [`blocking`]: a connection of its own for blocking reads (`XREAD`/`XREADGROUP BLOCK`),
@@ -25,6 +26,7 @@
 mod audit;
 mod backoff;
 mod blocking;
+mod buffer;
 mod cluster;
 mod command;
 mod dial;

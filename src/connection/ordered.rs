@@ -7,7 +7,6 @@
 //! parks before the new connection is installed (and is flushed first) or is sent on it
 //! after everything parked before it.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -20,6 +19,7 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::status::Throttle;
 
+use super::buffer::{size_of, Buffer, Parked, BYTE_BUDGET, PAYLOADS_IN_BUDGET};
 use super::cluster::key_slot;
 use super::node::AnyConn;
 use super::slot::{ConnEpoch, ConnSlot, Installed};
@@ -27,23 +27,6 @@ use crate::error::{classify, Failure};
 
 /// Most commands sent in one pipeline (automatic or from the offline buffer).
 const MAX_PIPELINE: usize = 1024;
-
-/// Bytes of arguments the queue may hold, and the offline buffer may hold, each: what is
-/// published beyond it resolves `null` at once instead of growing the process without
-/// bound. At least a few of the largest payloads allowed always fit.
-const BYTE_BUDGET: usize = 256 * 1024 * 1024;
-/// Largest payloads that always fit in the budget.
-const PAYLOADS_IN_BUDGET: usize = 4;
-
-/// The bytes of a command's arguments (what holding it costs, near enough).
-fn size_of(cmd: &redis::Cmd) -> usize {
-    cmd.args_iter()
-        .map(|a| match a {
-            redis::Arg::Simple(b) => b.len(),
-            _ => 0,
-        })
-        .sum()
-}
 
 /// What a queued command resolves to.
 pub type Reply = std::result::Result<Option<Value>, RedisError>;
@@ -99,46 +82,6 @@ struct Group {
     replies: Vec<ReplyTo>,
     /// The earliest deadline among them.
     deadline: Instant,
-}
-
-/// A command waiting for the connection to come back.
-struct Parked {
-    cmd: redis::Cmd,
-    reply: ReplyTo,
-}
-
-/// The offline buffer: parked commands in call order, and the bytes they hold.
-#[derive(Default)]
-struct Buffer {
-    items: VecDeque<Parked>,
-    bytes: usize,
-}
-
-impl Buffer {
-    fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
-
-    fn push_back(&mut self, p: Parked) {
-        self.bytes += size_of(&p.cmd);
-        self.items.push_back(p);
-    }
-
-    /// Puts `chunk` back at the front, in its order.
-    fn put_back(&mut self, chunk: Vec<Parked>) {
-        for p in chunk.into_iter().rev() {
-            self.bytes += size_of(&p.cmd);
-            self.items.push_front(p);
-        }
-    }
-
-    /// Takes up to `n` from the front.
-    fn take(&mut self, n: usize) -> Vec<Parked> {
-        let n = n.min(self.items.len());
-        let chunk: Vec<Parked> = self.items.drain(..n).collect();
-        self.bytes -= chunk.iter().map(|p| size_of(&p.cmd)).sum::<usize>();
-        chunk
-    }
 }
 
 /// The queue of ordered commands and the offline buffer.
