@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use super::ordered::ReplyTo;
+use super::reply::ReplyTo;
 
 /// Bytes of arguments the queue may hold, and the offline buffer may hold, each: what is
 /// published beyond it resolves `null` at once instead of growing the process without

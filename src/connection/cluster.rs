@@ -7,8 +7,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{RedisError, Value};
 use tracing::warn;
 
-use super::node::NodeAddr;
-use super::target::{node_client, node_url, timed_out};
+use super::node::{node_client, node_url, timed_out, NodeAddr};
 use crate::config::Config;
 
 /// The hash slot of a key (CRC16 of the key, or of its `{hash tag}`, modulo 16384).

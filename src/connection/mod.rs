@@ -12,7 +12,7 @@
 //! - [`supervisor`]: the task that opens the command connection, pings it, and reconnects.
 //! - [`ordered`]: commands whose order matters (publishes), sent in call order as automatic
 //!   pipelines; [`buffer`]: the offline buffer that keeps them while Redis is away, and the
-//!   byte budget of both.
+//!   byte budget of both; [`reply`]: where a queued command's reply goes.
 //! - [`ledger`] and [`audit`]: the newest ids of this client's publishes, and the check after
 //!   a failover of which of them the new server lacks.
 //! - [`blocking`]: a connection of its own for blocking reads (`XREAD`/`XREADGROUP BLOCK`),
@@ -34,6 +34,7 @@ pub mod ledger;
 mod node;
 mod ordered;
 mod queryable;
+mod reply;
 mod sentinel;
 mod sentinel_events;
 mod slot;
@@ -46,6 +47,6 @@ pub use cluster::key_slot;
 pub use command::CommandConn;
 pub use dial::{connect_error, open};
 pub use node::{AnyConn, NodeAddr};
-pub use ordered::{Reply, ReplyTo};
 pub use queryable::Queryable;
+pub use reply::{Reply, ReplyTo};
 pub use target::{Placement, Target};

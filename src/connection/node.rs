@@ -6,7 +6,9 @@ use std::fmt;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use redis::{Cmd, Pipeline, RedisFuture, Value};
+use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
+
+use crate::config::Config;
 
 /// `host:port` of one Redis node, spelled as the server spells it (the crate's cluster
 /// client finds nodes by this spelling).
@@ -82,4 +84,43 @@ impl AnyConn {
             (conn, _) => cmd.query_async(conn).await,
         }
     }
+}
+
+/// Builds a client for one node URL, with the configured CA for TLS.
+pub(super) fn node_client(
+    url: &str,
+    cfg: &Config,
+) -> std::result::Result<redis::Client, RedisError> {
+    match &cfg.tls_ca {
+        None => redis::Client::open(url),
+        Some(pem) => redis::Client::build_with_tls(
+            url,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.clone()),
+            },
+        ),
+    }
+}
+
+/// The URL of the node at `addr`, reached as the seed or sentinel URL says (`scheme`,
+/// `user:password@`), with `/db` where a database is selected (not in a cluster).
+pub(super) fn node_url(scheme: &str, userinfo: &str, addr: &NodeAddr, db: Option<i64>) -> String {
+    match db {
+        Some(db) => format!("{scheme}://{userinfo}{}:{}/{db}", addr.host, addr.port),
+        None => format!("{scheme}://{userinfo}{}:{}", addr.host, addr.port),
+    }
+}
+
+/// A timeout, as the `redis` crate would report it.
+pub(super) fn timed_out(what: &str) -> RedisError {
+    RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("{what} timed out"),
+    ))
+}
+
+/// Nothing is known yet about where to go.
+pub(super) fn not_known(what: &'static str) -> RedisError {
+    RedisError::from(std::io::Error::new(std::io::ErrorKind::NotFound, what))
 }

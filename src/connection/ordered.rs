@@ -22,41 +22,12 @@ use crate::status::Throttle;
 use super::buffer::{size_of, Buffer, Parked, BYTE_BUDGET, PAYLOADS_IN_BUDGET};
 use super::cluster::key_slot;
 use super::node::AnyConn;
+use super::reply::ReplyTo;
 use super::slot::{ConnEpoch, ConnSlot, Installed};
 use crate::error::{classify, Failure};
 
 /// Most commands sent in one pipeline (automatic or from the offline buffer).
 const MAX_PIPELINE: usize = 1024;
-
-/// What a queued command resolves to.
-pub type Reply = std::result::Result<Option<Value>, RedisError>;
-
-/// Where the reply of a queued command goes: called exactly once, from whichever task
-/// finishes the command. Dropped unanswered (a task cancelled, the runtime shutting down),
-/// it is called with `Ok(None)`: Redis unavailable. No caller is ever left waiting.
-pub struct ReplyTo(Option<Box<dyn FnOnce(Reply) + Send>>);
-
-impl ReplyTo {
-    /// Sends the reply to `f`.
-    pub fn new(f: impl FnOnce(Reply) + Send + 'static) -> Self {
-        ReplyTo(Some(Box::new(f)))
-    }
-
-    /// Delivers `reply`.
-    pub fn send(mut self, reply: Reply) {
-        if let Some(f) = self.0.take() {
-            f(reply);
-        }
-    }
-}
-
-impl Drop for ReplyTo {
-    fn drop(&mut self) {
-        if let Some(f) = self.0.take() {
-            f(Ok(None));
-        }
-    }
-}
 
 /// A command waiting its turn in the queue.
 struct Queued {

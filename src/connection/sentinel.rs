@@ -11,9 +11,7 @@ use redis::{RedisError, Value};
 use tokio::sync::watch;
 
 use super::dial::open;
-use super::node::NodeAddr;
-use super::sentinel_events::SentinelNews;
-use super::target::{node_client, node_url, not_known, timed_out};
+use super::node::{node_client, node_url, not_known, timed_out, NodeAddr};
 use crate::config::Config;
 
 /// A primary named by Sentinel.
@@ -40,6 +38,20 @@ const PROMOTION_HINT_TTL: Duration = Duration::from_secs(10);
 
 /// How often a replica being promoted is asked whether it is the primary yet.
 const PROMOTION_POLL: Duration = Duration::from_millis(5);
+
+/// What one sentinel event says about the primary of a given master name.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum SentinelNews {
+    /// `+switch-master`: the failover ended, this is the primary.
+    Switched(NodeAddr),
+    /// `+failover-state-send-slaveof-noone` or `+promoted-slave`: this replica is being
+    /// (or was just) made the primary.
+    Promoting(NodeAddr),
+    /// `-failover-abort-slave-timeout`: the promotion did not finish in time; the old
+    /// primary stays. (The other aborts end a sentinel's own attempt before it promotes
+    /// anything, possibly while another sentinel's promotion goes on: they change nothing.)
+    Aborted,
+}
 
 impl SentinelTarget {
     pub(super) fn new(

@@ -10,27 +10,13 @@ use redis::{RedisError, Value};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::node::timed_out;
 use super::node::NodeAddr;
-use super::sentinel::SentinelTarget;
-use super::target::timed_out;
+use super::sentinel::{SentinelNews, SentinelTarget};
 use crate::config::Config;
 
 /// How often each sentinel subscription is checked with a PING.
 const SENTINEL_PING_EVERY: Duration = Duration::from_secs(1);
-
-/// What one sentinel event says about the primary of a given master name.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) enum SentinelNews {
-    /// `+switch-master`: the failover ended, this is the primary.
-    Switched(NodeAddr),
-    /// `+failover-state-send-slaveof-noone` or `+promoted-slave`: this replica is being
-    /// (or was just) made the primary.
-    Promoting(NodeAddr),
-    /// `-failover-abort-slave-timeout`: the promotion did not finish in time; the old
-    /// primary stays. (The other aborts end a sentinel's own attempt before it promotes
-    /// anything, possibly while another sentinel's promotion goes on: they change nothing.)
-    Aborted,
-}
 
 /// The channels a failover is followed on.
 const SENTINEL_CHANNELS: [&str; 4] = [

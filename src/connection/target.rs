@@ -21,7 +21,7 @@ use redis::RedisError;
 
 use super::cluster::ClusterTarget;
 use super::dial::open;
-use super::node::{AnyConn, NodeAddr};
+use super::node::{node_client, not_known, AnyConn, NodeAddr};
 use super::sentinel::SentinelTarget;
 use crate::config::{Config, Topology};
 use crate::error::{Error, Result};
@@ -47,32 +47,6 @@ pub enum Target {
     Cluster(ClusterTarget),
     /// A primary named by Sentinel.
     Sentinel(Arc<SentinelTarget>),
-}
-
-/// Builds a client for one node URL, with the configured CA for TLS.
-pub(super) fn node_client(
-    url: &str,
-    cfg: &Config,
-) -> std::result::Result<redis::Client, RedisError> {
-    match &cfg.tls_ca {
-        None => redis::Client::open(url),
-        Some(pem) => redis::Client::build_with_tls(
-            url,
-            redis::TlsCertificates {
-                client_tls: None,
-                root_cert: Some(pem.clone()),
-            },
-        ),
-    }
-}
-
-/// The URL of the node at `addr`, reached as the seed or sentinel URL says (`scheme`,
-/// `user:password@`), with `/db` where a database is selected (not in a cluster).
-pub(super) fn node_url(scheme: &str, userinfo: &str, addr: &NodeAddr, db: Option<i64>) -> String {
-    match db {
-        Some(db) => format!("{scheme}://{userinfo}{}:{}/{db}", addr.host, addr.port),
-        None => format!("{scheme}://{userinfo}{}:{}", addr.host, addr.port),
-    }
 }
 
 /// The scheme and `user:password@` of a node URL, to build URLs of other nodes.
@@ -214,15 +188,4 @@ impl Target {
 
 pub(super) fn encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
-pub(super) fn timed_out(what: &str) -> RedisError {
-    RedisError::from(std::io::Error::new(
-        std::io::ErrorKind::TimedOut,
-        format!("{what} timed out"),
-    ))
-}
-
-pub(super) fn not_known(what: &'static str) -> RedisError {
-    RedisError::from(std::io::Error::new(std::io::ErrorKind::NotFound, what))
 }
