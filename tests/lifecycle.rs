@@ -177,9 +177,17 @@ async fn a_consumer_whose_group_is_missing_can_be_started_again_once_it_exists()
 async fn disconnect_settles_parked_publishes_a_stalled_flush_holds() {
     const PARKED: usize = 20;
     let mut server = RedisServer::start().await;
+    // The client logs in as a user of its own, so that it can be kept out after the restart.
+    let mut check = server.checker().await;
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg(&["conn", "on", ">pw", "~*", "&*", "+@all"])
+        .query_async(&mut check)
+        .await
+        .unwrap();
     let c = Arc::new(Client::new(
         streamcast::Config::from_input(streamcast::ConfigInput {
-            redis_url: Some(server.url()),
+            redis_url: Some(format!("redis://conn:pw@127.0.0.1:{}", server.port())),
             connect_timeout_ms: Some(500.0),
             command_timeout_ms: Some(5000.0),
             reconnect_initial_delay_ms: Some(20.0),
@@ -199,13 +207,22 @@ async fn disconnect_settles_parked_publishes_a_stalled_flush_holds() {
         })
         .unwrap();
     }
-    server.restart().await;
-    // Writes wait; the client's PING and INFO on reconnecting do not.
+    // The client cannot reconnect (its user is off) until writes are paused: its flush then
+    // waits, while its PING and INFO on reconnecting do not.
+    let off = ["--user", "conn", "off", ">pw", "~*", "&*", "+@all"];
+    server.restart_with(&off).await;
     let mut check = server.checker().await;
     let _: () = redis::cmd("CLIENT")
         .arg("PAUSE")
         .arg(30_000)
         .arg("WRITE")
+        .query_async(&mut check)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("conn")
+        .arg("on")
         .query_async(&mut check)
         .await
         .unwrap();

@@ -25,8 +25,9 @@ use tracing::{info, warn};
 use super::backoff::Backoff;
 use super::command::CommandConn;
 use super::dial::{connect_error, open};
+use super::node::{AnyConn, NodeAddr};
 use super::queryable::Queryable;
-use super::topology::{AnyConn, NodeAddr, Placement, Target};
+use super::target::{Placement, Target};
 use crate::config::Config;
 use crate::status::{ConnState, Counters};
 

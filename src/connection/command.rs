@@ -15,11 +15,13 @@ use tracing::info;
 
 use super::dial::state_error;
 use super::ledger::Ledger;
-use super::ordered::{Ordered, ReplyTo};
+use super::node::{AnyConn, NodeAddr};
+use super::ordered::Ordered;
 use super::queryable::Queryable;
+use super::reply::ReplyTo;
 use super::server_info::{ServerFacts, ServerInfo};
 use super::slot::{ConnSlot, Installed};
-use super::topology::{AnyConn, NodeAddr, Target};
+use super::target::Target;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::status::{ConnState, Counters};

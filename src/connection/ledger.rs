@@ -7,7 +7,7 @@
 //! master), the recent ids are looked up there, and the missing ones are reported: a `warn`
 //! record per stream and `counters.publishLost`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::codec::StreamId;
@@ -26,6 +26,9 @@ struct Recent {
 #[derive(Default)]
 struct Inner {
     streams: HashMap<Arc<str>, Recent>,
+    /// The streams by when they were last written to: the first is evicted next, found
+    /// without scanning every stream.
+    by_age: BTreeMap<u64, Arc<str>>,
     clock: u64,
 }
 
@@ -45,26 +48,30 @@ impl Ledger {
         let mut inner = self.inner();
         inner.clock += 1;
         let now = inner.clock;
-        if let Some(r) = inner.streams.get_mut(stream) {
+        let Inner {
+            streams, by_age, ..
+        } = &mut *inner;
+        if let Some(r) = streams.get_mut(stream) {
             if r.ids.len() == IDS_PER_STREAM {
                 r.ids.pop_front();
             }
             r.ids.push_back(id);
+            let key = by_age
+                .remove(&r.touched)
+                .unwrap_or_else(|| Arc::from(stream));
+            by_age.insert(now, key);
             r.touched = now;
             return;
         }
-        if inner.streams.len() == STREAMS {
-            let oldest = inner
-                .streams
-                .iter()
-                .min_by_key(|(_, r)| r.touched)
-                .map(|(k, _)| k.clone());
-            if let Some(k) = oldest {
-                inner.streams.remove(&k);
+        if streams.len() == STREAMS {
+            if let Some((_, oldest)) = by_age.pop_first() {
+                streams.remove(&oldest);
             }
         }
-        inner.streams.insert(
-            Arc::from(stream),
+        let key: Arc<str> = Arc::from(stream);
+        by_age.insert(now, key.clone());
+        streams.insert(
+            key,
             Recent {
                 ids: VecDeque::from([id]),
                 touched: now,
@@ -139,6 +146,23 @@ mod tests {
             .snapshot()
             .iter()
             .any(|(k, v)| &**k == "s0" && v.is_empty()));
+    }
+
+    #[test]
+    fn writing_to_a_stream_again_keeps_it_over_streams_written_to_since() {
+        let l = Ledger::default();
+        l.record("a", id(1));
+        for s in 0..STREAMS - 1 {
+            l.record(&format!("s{s}"), id(1));
+        }
+        l.record("a", id(2));
+        l.record("new", id(1));
+        let snap = l.snapshot();
+        assert_eq!(snap.len(), STREAMS);
+        assert!(snap
+            .iter()
+            .any(|(k, v)| &**k == "a" && v == &[id(1), id(2)]));
+        assert!(snap.iter().all(|(k, _)| &**k != "s0"));
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //!   connection is presumed broken.
 //! - [`supervisor`]: the task that opens the command connection, pings it, and reconnects.
 //! - [`ordered`]: commands whose order matters (publishes), sent in call order as automatic
-//!   pipelines, and the offline buffer that keeps them while Redis is away.
+//!   pipelines; [`buffer`]: the offline buffer that keeps them while Redis is away, and the
+//!   byte budget of both; [`reply`]: where a queued command's reply goes.
 //! - [`ledger`] and [`audit`]: the newest ids of this client's publishes, and the check after
 //!   a failover of which of them the new server lacks.
 //! - [`blocking`]: a connection of its own for blocking reads (`XREAD`/`XREADGROUP BLOCK`),
@@ -19,27 +20,37 @@
 //!   a cluster has one per master node.
 //! - [`server_info`]: which server the connection reached (family, version, the stream
 //!   features it has, `run_id`), read from `INFO server`.
-//! - [`topology`]: where the data lives (one server, a cluster, a Sentinel-named primary) and
-//!   how each kind of connection reaches it.
+//! - [`target`]: where the data lives (one server, a cluster, a Sentinel-named primary) and
+//!   how each kind of connection reaches it; [`node`]: one node's address and a connection
+//!   to it; [`cluster`]: hash slots and the slot map; [`sentinel`]: the primary Sentinel
+//!   names; [`sentinel_events`]: following a failover as the sentinels announce it.
 
 mod audit;
 mod backoff;
 mod blocking;
+mod buffer;
+mod cluster;
 mod command;
 mod dial;
 pub mod ledger;
+mod node;
 mod ordered;
 mod queryable;
+mod reply;
+mod sentinel;
+mod sentinel_events;
 mod server_info;
 mod slot;
 mod supervisor;
-mod topology;
+mod target;
 
 pub use backoff::Backoff;
 pub use blocking::{BlockingReader, ReadError, UnblockHandle, Unblocker};
+pub use cluster::key_slot;
 pub use command::CommandConn;
 pub use dial::{connect_error, open};
-pub use ordered::{Reply, ReplyTo};
+pub use node::{AnyConn, NodeAddr};
 pub use queryable::Queryable;
+pub use reply::{Reply, ReplyTo};
 pub use server_info::{ServerFamily, ServerInfo};
-pub use topology::{key_slot, AnyConn, NodeAddr, Placement, Target};
+pub use target::{Placement, Target};

@@ -7,7 +7,7 @@
 //! parks before the new connection is installed (and is flushed first) or is sent on it
 //! after everything parked before it.
 
-use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use redis::{RedisError, Value};
@@ -17,47 +17,23 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::status::Throttle;
 
+use super::buffer::{size_of, Buffer, Parked, BYTE_BUDGET, PAYLOADS_IN_BUDGET};
+use super::cluster::key_slot;
+use super::node::AnyConn;
+use super::reply::ReplyTo;
 use super::slot::{ConnEpoch, ConnSlot, Installed};
-use super::topology::{key_slot, AnyConn};
 use crate::error::{classify, Failure};
 
 /// Most commands sent in one pipeline (automatic or from the offline buffer).
 const MAX_PIPELINE: usize = 1024;
 
-/// What a queued command resolves to.
-pub type Reply = std::result::Result<Option<Value>, RedisError>;
-
-/// Where the reply of a queued command goes: called exactly once, from whichever task
-/// finishes the command. Dropped unanswered (a task cancelled, the runtime shutting down),
-/// it is called with `Ok(None)`: Redis unavailable. No caller is ever left waiting.
-pub struct ReplyTo(Option<Box<dyn FnOnce(Reply) + Send>>);
-
-impl ReplyTo {
-    /// Sends the reply to `f`.
-    pub fn new(f: impl FnOnce(Reply) + Send + 'static) -> Self {
-        ReplyTo(Some(Box::new(f)))
-    }
-
-    /// Delivers `reply`.
-    pub fn send(mut self, reply: Reply) {
-        if let Some(f) = self.0.take() {
-            f(reply);
-        }
-    }
-}
-
-impl Drop for ReplyTo {
-    fn drop(&mut self) {
-        if let Some(f) = self.0.take() {
-            f(Ok(None));
-        }
-    }
-}
-
 /// A command waiting its turn in the queue.
 struct Queued {
     cmd: redis::Cmd,
+    /// [`size_of`] the command.
+    bytes: usize,
     /// The hash slot of its key, in a cluster.
     slot: Option<u16>,
     /// After this the caller has been told "unavailable", so it is not sent any more.
@@ -79,12 +55,6 @@ struct Group {
     deadline: Instant,
 }
 
-/// A command waiting for the connection to come back.
-struct Parked {
-    cmd: redis::Cmd,
-    reply: ReplyTo,
-}
-
 /// The queue of ordered commands and the offline buffer.
 pub(super) struct Ordered {
     link: Arc<ConnSlot>,
@@ -93,23 +63,32 @@ pub(super) struct Ordered {
     cluster: bool,
     tx: mpsc::UnboundedSender<Queued>,
     rx: Mutex<Option<mpsc::UnboundedReceiver<Queued>>>,
-    parked: Mutex<VecDeque<Parked>>,
+    parked: Mutex<Buffer>,
+    /// Bytes of the commands in the queue now.
+    queued_bytes: AtomicUsize,
+    /// Bytes the queue may hold, and the buffer may hold (see [`BYTE_BUDGET`]).
+    budget: usize,
+    over_budget_log: Throttle,
 }
 
 impl Ordered {
     pub(super) fn new(link: Arc<ConnSlot>, cfg: Arc<Config>, cluster: bool) -> Self {
+        let budget = BYTE_BUDGET.max(PAYLOADS_IN_BUDGET.saturating_mul(cfg.max_payload_bytes));
         let (tx, rx) = mpsc::unbounded_channel();
         Ordered {
+            budget,
             link,
             cfg,
             cluster,
             tx,
             rx: Mutex::new(Some(rx)),
-            parked: Mutex::new(VecDeque::new()),
+            parked: Mutex::new(Buffer::default()),
+            queued_bytes: AtomicUsize::new(0),
+            over_budget_log: Throttle::default(),
         }
     }
 
-    fn parked(&self) -> MutexGuard<'_, VecDeque<Parked>> {
+    fn parked(&self) -> MutexGuard<'_, Buffer> {
         self.parked.lock().unwrap_or_else(|p| p.into_inner())
     }
     /// Queues a command to be sent in exactly the order of the calls. Never blocks.
@@ -126,8 +105,16 @@ impl Ordered {
         } else {
             None
         };
+        let bytes = size_of(&cmd);
+        if self.queued_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes > self.budget {
+            self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+            self.over_budget("queue");
+            reply.send(Ok(None));
+            return;
+        }
         let q = Queued {
             cmd,
+            bytes,
             slot,
             deadline: Instant::now() + self.cfg.command_timeout,
             reply,
@@ -157,6 +144,8 @@ impl Ordered {
                     Err(_) => break,
                 }
             }
+            let bytes: usize = batch.iter().map(|q| q.bytes).sum();
+            self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
             self.send_ordered(batch).await;
         }
         rx.close();
@@ -324,24 +313,18 @@ impl Ordered {
         values.truncate(at);
         let replies = chunk.into_iter().map(|p| p.reply).collect();
         self.settle(epoch, replies, values);
-        let mut parked = self.parked();
-        for p in back.into_iter().rev() {
-            parked.push_front(p);
-        }
+        self.parked().put_back(back);
         Err(e)
     }
 
     /// Keeps what fits in the offline buffer (in order); the rest resolves `None`.
     /// `pipe` holds the commands of `replies`, one each, in the same order.
-    fn park_or_fail(
-        &self,
-        parked: &mut VecDeque<Parked>,
-        pipe: &redis::Pipeline,
-        replies: Vec<ReplyTo>,
-    ) {
+    fn park_or_fail(&self, parked: &mut Buffer, pipe: &redis::Pipeline, replies: Vec<ReplyTo>) {
         let mut dropped = 0;
         for (cmd, reply) in pipe.cmd_iter().zip(replies) {
-            if parked.len() < self.cfg.offline_buffer {
+            if parked.items.len() < self.cfg.offline_buffer
+                && parked.bytes + size_of(cmd) <= self.budget
+            {
                 parked.push_back(Parked {
                     cmd: cmd.clone(),
                     reply,
@@ -354,7 +337,20 @@ impl Ordered {
         if dropped > 0 && self.cfg.offline_buffer > 0 {
             warn!(
                 capacity = self.cfg.offline_buffer,
-                dropped, "offline buffer full; publishes not kept"
+                budget_bytes = self.budget,
+                dropped,
+                "offline buffer full (entries or bytes); publishes not kept"
+            );
+        }
+    }
+
+    /// Logs (throttled) a command refused because `what` holds its byte budget already.
+    fn over_budget(&self, what: &'static str) {
+        if let Some(held_back) = self.over_budget_log.allow() {
+            warn!(
+                budget_bytes = self.budget,
+                similar_since_last = held_back,
+                "the {what} of ordered commands holds its byte budget; publish resolves null"
             );
         }
     }
@@ -387,8 +383,7 @@ impl Ordered {
                     });
                     return Ok(());
                 }
-                let n = parked.len().min(MAX_PIPELINE);
-                parked.drain(..n).collect()
+                parked.take(MAX_PIPELINE)
             };
             if !announced {
                 announced = true;
@@ -417,10 +412,7 @@ impl Ordered {
                     self.settle_flushed(epoch, chunk, values)?;
                 }
                 other => {
-                    let mut parked = self.parked();
-                    for p in chunk.into_iter().rev() {
-                        parked.push_front(p);
-                    }
+                    self.parked().put_back(chunk);
                     return Err(match other {
                         Ok(Err(e)) => e,
                         Ok(Ok(_)) => RedisError::from(std::io::Error::other(
@@ -438,12 +430,97 @@ impl Ordered {
 
     /// Resolves every parked command `None` (the client is closing).
     pub(super) fn fail_parked(&self) {
-        let left: Vec<Parked> = self.parked().drain(..).collect();
+        let left: Vec<Parked> = self.parked().take(usize::MAX);
         if !left.is_empty() {
             warn!(count = left.len(), "closing: parked publishes resolve null");
         }
         for p in left {
             p.reply.send(Ok(None));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connection::target::Target;
+
+    /// An ordered queue that nothing sends (no task runs it), with a small byte budget.
+    fn ordered(budget: usize) -> Ordered {
+        let cfg = Arc::new(
+            Config::from_input(crate::config::ConfigInput {
+                redis_url: Some("redis://127.0.0.1:1".into()),
+                offline_buffer: Some(100.0),
+                ..Default::default()
+            })
+            .unwrap(),
+        );
+        let target = Arc::new(Target::new(&cfg).unwrap());
+        let link = Arc::new(ConnSlot::new(target, cfg.clone(), Arc::default()));
+        let mut o = Ordered::new(link, cfg, false);
+        o.budget = budget;
+        o
+    }
+
+    fn xadd(payload: usize) -> redis::Cmd {
+        let mut c = redis::cmd("XADD");
+        c.arg("s").arg("*").arg("data").arg("x".repeat(payload));
+        c
+    }
+
+    /// A reply that records whether (and how) it was answered.
+    fn reply() -> (ReplyTo, Arc<Mutex<Option<bool>>>) {
+        let got = Arc::new(Mutex::new(None));
+        let g = got.clone();
+        let r = ReplyTo::new(move |r| {
+            *g.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some(matches!(r, Ok(None)))
+        });
+        (r, got)
+    }
+
+    #[test]
+    fn the_queue_resolves_null_what_exceeds_its_byte_budget() {
+        let o = ordered(1000);
+        let answers: Vec<_> = (0..3)
+            .map(|_| {
+                let (r, got) = reply();
+                o.submit(xadd(400), r);
+                got
+            })
+            .collect();
+        // Two fit and wait their turn; the third would pass the budget.
+        assert_eq!(*answers[0].lock().unwrap(), None);
+        assert_eq!(*answers[1].lock().unwrap(), None);
+        assert_eq!(
+            *answers[2].lock().unwrap(),
+            Some(true),
+            "resolved null at once"
+        );
+    }
+
+    #[test]
+    fn the_offline_buffer_keeps_only_what_fits_its_byte_budget() {
+        let o = ordered(1000);
+        let mut pipe = redis::pipe();
+        let mut answers = Vec::new();
+        let mut replies = Vec::new();
+        for _ in 0..3 {
+            pipe.add_command(xadd(400));
+            let (r, got) = reply();
+            replies.push(r);
+            answers.push(got);
+        }
+        o.park_or_fail(&mut o.parked(), &pipe, replies);
+        assert_eq!(o.parked().items.len(), 2);
+        assert_eq!(*answers[0].lock().unwrap(), None);
+        assert_eq!(
+            *answers[2].lock().unwrap(),
+            Some(true),
+            "resolved null at once"
+        );
+        // Taking the buffer gives its bytes back.
+        let chunk = o.parked().take(MAX_PIPELINE);
+        assert_eq!((chunk.len(), o.parked().bytes), (2, 0));
     }
 }

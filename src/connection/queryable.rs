@@ -3,7 +3,7 @@
 
 use redis::{FromRedisValue, RedisError};
 
-use super::topology::AnyConn;
+use super::node::AnyConn;
 
 /// Something that can be sent on a multiplexed connection: a command or a pipeline.
 pub trait Queryable: Sync {

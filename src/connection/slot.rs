@@ -15,7 +15,8 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use super::backoff::reconnecting;
-use super::topology::{AnyConn, Target};
+use super::node::AnyConn;
+use super::target::Target;
 use crate::config::Config;
 use crate::error::{classify, Failure};
 use crate::status::{ConnState, Counters, Throttle};
