@@ -29,6 +29,8 @@ const RESET = /no longer exists|was recreated/;
 
 const gaps: GapReport[] = [];
 const warnings: string[] = [];
+/** Log records at warn or above, counted by message, for the summary. */
+const logged = new Map<string, number>();
 setLogger((r) => {
   const gap = gapReportOf(r);
   if (gap) gaps.push(gap);
@@ -36,7 +38,11 @@ setLogger((r) => {
     gaps.push({ stream: r.stream, after: r.cursor, at: Date.parse(String(r.timestamp)), message: String(r.message) });
   }
   const level = String(r.level).toLowerCase();
-  if (level === "warn" || level === "error") warnings.push(`${level} ${String(r.message)} ${JSON.stringify(r)}`);
+  if (level === "warn" || level === "error") {
+    warnings.push(`${level} ${String(r.message)} ${JSON.stringify(r)}`);
+    const key = `${level} ${String(r.message)}`;
+    logged.set(key, (logged.get(key) ?? 0) + 1);
+  }
 });
 
 const summary: string[] = [];
@@ -53,6 +59,8 @@ for (const [index, name] of TOPOLOGIES.entries()) {
     const topology: Topology = await startTopology(name);
     const streams = [0, 1, 2, 3].map((i) => `chaos-${name}-${i}`);
     gaps.length = 0;
+    warnings.length = 0;
+    logged.clear();
     let workload: Workload | undefined;
     const schedule: string[] = [];
     const byKind = new Map<string, number>();
@@ -65,6 +73,7 @@ for (const [index, name] of TOPOLOGIES.entries()) {
       while (Date.now() - started < SECONDS * 1000) {
         const fault = await topology.nextFault(rng, streams, (s, first) => workload!.trimmed(s, first));
         const t = Date.now();
+        if (fault.loses) workload.lossPoint();
         await fault.apply();
         // What an application does after its server lost everything: create its groups again.
         if (fault.kind === "sigkill-restart") await workload.createGroups();
@@ -83,13 +92,14 @@ for (const [index, name] of TOPOLOGIES.entries()) {
     }
     const kinds = [...byKind].map(([k, n]) => `${k} ${n}`).join(", ");
     summary.push(`[chaos] ${name}: ${((Date.now() - started) / 60_000).toFixed(1)} min, faults: ${kinds || "none"}`, ...schedule);
+    summary.push(`[chaos] ${name} logs:`, ...[...logged].sort((a, b) => b[1] - a[1]).map(([m, n]) => `  ${String(n).padStart(6)}  ${m}`));
     if (counts) summary.push(`[chaos] ${name} counts: ${Object.entries(counts).map(([k, v]) => `${k}=${v}`).join(" ")}`);
     if (failure) {
       summary.push(`[chaos] ${name} FAILED: ${String(failure)}`, ...warnings.slice(-15).map((w) => `    ${w.slice(0, 400)}`));
       throw failure;
     }
     const violations = Workload.violations(counts!);
-    if (violations.length > 0) summary.push(`[chaos] ${name} VIOLATIONS: ${violations.join("; ")}`, ...warnings.slice(-15).map((w) => `    ${w.slice(0, 400)}`));
+    if (violations.length > 0) summary.push(`[chaos] ${name} VIOLATIONS: ${violations.join("; ")}`, ...workload!.examples.map((e) => `    e.g. ${e}`), ...warnings.slice(-15).map((w) => `    ${w.slice(0, 400)}`));
     expect(violations, `seed ${SEED} on ${name}: rerun with pnpm test:chaos --seed ${SEED} --topology ${name}`).toEqual([]);
   });
 }

@@ -17,6 +17,8 @@ export interface Fault {
   kind: string;
   /** What exactly it does, e.g. "SIGSTOP :7001 for 800 ms". */
   detail: string;
+  /** It can lose acknowledged writes (a restart without persistence, a failover). */
+  loses?: boolean;
   apply(): Promise<void>;
 }
 
@@ -84,6 +86,7 @@ export async function single(): Promise<Topology> {
     },
     () => ({
       kind: "sigkill-restart",
+      loses: true,
       detail: `SIGKILL the primary :${port()} and start it again empty (no persistence)`,
       apply: async () => {
         const s = servers[primary]!;
@@ -130,6 +133,7 @@ export async function single(): Promise<Topology> {
       const cut = rng.next() < 0.5;
       return {
         kind: "failover-read-only",
+        loses: true,
         detail: `promote the replica :${servers[1 - primary]!.port}, demote :${port()} (answers READONLY), retarget the proxy${cut ? ", cut" : ""}`,
         apply: async () => {
           const [oldP, newP] = [servers[primary]!, servers[1 - primary]!];
@@ -167,6 +171,7 @@ export async function cluster(): Promise<Topology> {
       const master = await c.masterForKey(stream);
       return {
         kind: "master-kill",
+        loses: true,
         detail: `SIGKILL master :${master}, wait for its replica's promotion, start it again as a replica`,
         apply: async () => {
           await c.killMaster(master);
@@ -216,9 +221,10 @@ export async function sentinel(): Promise<Topology> {
   const s: RedisSentinel = await startSentinel();
   const call = (port: number, ...args: (string | number)[]) => s.call(port, ...args);
   const faults: ((rng: Random, streams: string[], trimmed: (st: string, f: string | undefined) => void) => Fault)[] = [
-    () => ({ kind: "sentinel-failover", detail: "SENTINEL FAILOVER", apply: async () => void (await s.failover()) }),
+    () => ({ kind: "sentinel-failover", loses: true, detail: "SENTINEL FAILOVER", apply: async () => void (await s.failover()) }),
     () => ({
       kind: "master-kill",
+      loses: true,
       detail: "SIGKILL the master, wait for the promotion, start it again as a replica",
       apply: async () => {
         const old = await s.masterPort();
