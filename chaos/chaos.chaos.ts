@@ -78,7 +78,10 @@ for (const [index, name] of TOPOLOGIES.entries()) {
         // What an application does after its server lost everything: create its groups again.
         if (fault.kind === "sigkill-restart") await workload.createGroups();
         await workload.waitResumed(`after ${fault.detail}`, RECOVER_MS);
-        schedule.push(`  ${((t - started) / 1000).toFixed(1).padStart(6)} s  ${fault.kind.padEnd(20)} ${fault.detail} (back in ${Date.now() - t} ms)`);
+        const line = `  ${((t - started) / 1000).toFixed(1).padStart(6)} s  ${fault.kind.padEnd(20)} ${fault.detail} (back in ${Date.now() - t} ms)`;
+        schedule.push(line);
+        // Live, so that a run that hangs still shows how far it got.
+        console.log(`[chaos] ${name}${line}`);
         byKind.set(fault.kind, (byKind.get(fault.kind) ?? 0) + 1);
         // The gap between two faults, drawn from the seed (load runs undisturbed meanwhile).
         await new Promise((r) => setTimeout(r, rng.int(0, 1_000)));

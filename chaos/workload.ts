@@ -71,6 +71,8 @@ export interface Counts {
   groupPending: number;
   /** Gap reports logged. */
   gapReports: number;
+  /** Errors the library threw at the workload (an iterator ended, a publish rejected): must be 0. */
+  libraryErrors: number;
   /** Deliveries whose payload belongs to another publish (an id a failover gave away again). */
   reusedIds: number;
 }
@@ -99,6 +101,8 @@ export class Workload {
   private readonly reused: string[] = [];
   /** Per stream, the publish count at each fault that can lose data (see `lossPoint`). */
   private readonly lossPoints = new Map<string, number[]>();
+  /** Errors the library threw at the workload (an iterator that ended, a publish that rejected). */
+  readonly failures: string[] = [];
   /** A few examples of each violation of the last count, for the report. */
   examples: string[] = [];
   private readonly clients: StreamsClient[] = [];
@@ -175,7 +179,8 @@ export class Workload {
         await m.ack();
       }
     })().catch((err: unknown) => {
-      if (!abort.signal.aborted) throw err;
+      // A `for await` loop of an application ends here: that is a failure of the library.
+      if (!abort.signal.aborted) this.failures.push(`${stream}: the consume() iterator threw ${String(err)} (code ${(err as { code?: string }).code})`);
     });
   }
 
@@ -195,7 +200,13 @@ export class Workload {
     const list = this.publishes.get(stream)!;
     const entry: Publish = { publisher: p.name, n: list.length, id: undefined };
     list.push(entry);
-    entry.id = await p.client.publishMessage(stream, { s: stream, p: p.name, n: entry.n } satisfies Payload);
+    try {
+      entry.id = await p.client.publishMessage(stream, { s: stream, p: p.name, n: entry.n } satisfies Payload);
+    } catch (err) {
+      // Publishing fails open: a rejection is a failure of the library, not of the server.
+      this.failures.push(`${stream}: publishMessage rejected: ${String(err)} (code ${(err as { code?: string }).code})`);
+      entry.id = null;
+    }
     return entry.id;
   }
 
@@ -271,7 +282,7 @@ export class Workload {
     const c: Counts = {
       published: 0, resolved: 0, failOpen: 0, deliveries: 0, gapReported: 0, lostUnreported: 0, duplicates: 0, outOfOrder: 0,
       beforeStart: 0, lostByServer: 0, lostReportable: 0, reportedLost: 0, groupUnhandled: 0, groupRedelivered: 0, groupPending: 0,
-      gapReports: this.gaps.length, reusedIds: this.reused.length,
+      gapReports: this.gaps.length, reusedIds: this.reused.length, libraryErrors: this.failures.length,
     };
     const examples = new Map<string, string[]>();
     const example = (kind: string, text: string): void => {
@@ -330,6 +341,7 @@ export class Workload {
       c.groupPending += pendingNow;
       if (pendingNow > 0) example("groupPending", `${stream}: ${pendingNow}`);
     }
+    if (this.failures.length > 0) examples.set("libraryErrors", this.failures.slice(0, 4));
     this.examples = [...examples].map(([k, v]) => `${k}: ${v.join("; ")}`);
     return c;
   }
@@ -342,6 +354,7 @@ export class Workload {
     if (c.outOfOrder > 0) out.push(`${c.outOfOrder} deliveries out of id order`);
     if (c.beforeStart > 0) out.push(`${c.beforeStart} deliveries at or before the subscription's start id`);
     if (c.groupUnhandled > 0) out.push(`${c.groupUnhandled} entries in the streams no group consumer handled`);
+    if (c.libraryErrors > 0) out.push(`${c.libraryErrors} errors thrown by the library`);
     if (c.groupPending > 0) out.push(`${c.groupPending} entries left pending in the group`);
     if (c.reportedLost < c.lostReportable) out.push(`the servers lost ${c.lostReportable} resolved publishes the publishers could report (${c.lostByServer} in all), they reported ${c.reportedLost}`);
     return out;
