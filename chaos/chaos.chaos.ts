@@ -86,10 +86,13 @@ for (const [index, name] of TOPOLOGIES.entries()) {
         // The gap between two faults, drawn from the seed (load runs undisturbed meanwhile).
         await new Promise((r) => setTimeout(r, rng.int(0, 1_000)));
       }
+      console.log(`[chaos] ${name}: faults over, settling`);
       counts = await workload.finish(SETTLE_MS);
+      console.log(`[chaos] ${name}: settled`);
     } catch (err) {
       failure = err;
     } finally {
+      console.log(`[chaos] ${name}: closing`);
       await workload?.close();
       await topology.stop();
     }

@@ -272,10 +272,19 @@ export class Workload {
     });
   }
 
-  /** Stops publishing and waits for the publishes in flight (a parked one resolves when Redis is back). */
-  async stopPublishing(): Promise<void> {
+  /**
+   * Stops publishing and waits for the publishes in flight (a parked one resolves when Redis is
+   * back); one still unresolved after `timeoutMs` is a library error (a promise that never
+   * settles hangs a request handler).
+   */
+  async stopPublishing(timeoutMs: number): Promise<void> {
     this.running = false;
-    await Promise.all(this.loops);
+    const done = Promise.all(this.loops).then(() => true);
+    const late = new Promise<false>((r) => setTimeout(() => r(false), timeoutMs));
+    if (await Promise.race([done, late])) return;
+    for (const [stream, list] of this.publishes) {
+      for (const p of list) if (p.id === undefined) this.failures.push(`${stream}: publish ${p.publisher} #${p.n} unresolved ${timeoutMs} ms after publishing stopped`);
+    }
   }
 
   private async count(): Promise<Counts> {
@@ -365,7 +374,7 @@ export class Workload {
    * as they stand then (a violation that did not settle stays in them).
    */
   async finish(settleMs: number): Promise<Counts> {
-    await this.stopPublishing();
+    await this.stopPublishing(settleMs);
     let counts = await this.count();
     try {
       await waitFor("every invariant holds", settleMs, async () => {
