@@ -217,6 +217,8 @@ export interface ConsumeIteratorOptions {
   deadLetterStream?: string
   /** Create the group (from id `0`) when it is missing. Defaults to false. */
   createIfMissing?: boolean
+  /** `ack()` also deletes the entry from the stream (as `consumeFromGroup`'s `deleteOnAck`). Defaults to false. */
+  deleteOnAck?: boolean
   /** Aborting it stops the consumer and ends the loop (normally, without an error); messages not acknowledged stay pending. */
   signal?: AbortSignal
   /** Messages that may wait unread before reading pauses. Defaults to 64. */
@@ -243,6 +245,8 @@ export interface ConsumeOptions {
   concurrency?: number
   /** Create the group (from id `0`, creating the stream too) when it is missing at start or is deleted while consuming, instead of rejecting with `ERR_NOGROUP` or waiting for it. Defaults to false. */
   createIfMissing?: boolean
+  /** Delete each entry from the stream once it is acknowledged: handled (with `autoAck`), acknowledged with `acknowledgeMessages` for this group by this client (the consumer running), or dead-lettered. A pure work queue then does not grow and needs no trimming (like BullMQ's `removeOnComplete`). `XACKDEL` on Redis 8.2+, `XACK` + `XDEL` in one MULTI on older Redis and Valkey. The entry leaves the stream even if other groups have not read it: use it on a stream that one group consumes. Defaults to false. */
+  deleteOnAck?: boolean
 }
 
 /** One consumer's connection, in `getStatus().consumers`. */
@@ -293,6 +297,20 @@ export interface PublishOptions {
   approximate?: boolean
 }
 
+/** The server the client's command connection last reached. */
+export interface ServerStatus {
+  /** `redis` or `valkey`. */
+  family: string
+  /** The server's own version, e.g. `8.2.3` (Valkey's, not the `redis_version` it reports). */
+  version: string
+  /**
+   * The stream features of Redis 8.2+ this server has: `XACKDEL`, `XDELEX`,
+   * `XTRIM/XADD KEEPREF|DELREF|ACKED` (the client uses `XACKDEL` for `deleteOnAck` and
+   * exact `XTRIM … ACKED`); empty on older Redis and on Valkey.
+   */
+  features: Array<string>
+}
+
 /**
  * Routes log records to `logger` (for example pino) instead of stderr; `null` restores
  * stderr. Records are objects with `timestamp`, `level`, `message`, `target` and fields
@@ -328,6 +346,8 @@ export interface Status {
   config: StatusConfig
   /** Counters. */
   counters: StatusCounters
+  /** The server reached (family, version, features); absent before the first connection. */
+  server?: ServerStatus
 }
 
 /** The effective configuration, as `getStatus()` shows it (the password is `***`). */

@@ -33,6 +33,12 @@ describe("config validation", () => {
     ["reconnectInitialDelayMs", { reconnectInitialDelayMs: -1 }],
     ["reconnectJitter", { reconnectJitter: 1.5 }],
     ["logLevel", { logLevel: "wran" }],
+    // A fragment would pass and then fail every connection attempt as ERR_UNAVAILABLE
+    // (`#insecure` asks the redis crate to skip TLS checks, a feature this build leaves out).
+    ["redisUrl", { redisUrl: "rediss://127.0.0.1:6379#insecure" }],
+    ["redisUrl", { redisUrl: "redis://127.0.0.1:6379/0#x" }],
+    ["redisUrl", { redisUrl: "rediss+cluster://127.0.0.1:7000,127.0.0.1:7001#insecure" }],
+    ["redisUrl", { redisUrl: "redis+sentinel://127.0.0.1:26379/mymaster#insecure" }],
   ];
 
   test.each(invalid)("rejects a bad %s with ERR_INVALID_ARG naming the field (%j)", (field, config) => {

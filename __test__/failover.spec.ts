@@ -7,6 +7,7 @@ import { afterEach, describe, expect, test } from "vitest";
 import { StreamsClient } from "../index.js";
 import { startProxy, type Proxy } from "./helpers/proxy.js";
 import { startRedis, type RedisServer } from "./helpers/redis-server.js";
+import { startSentinel, SENTINEL_MASTER_NAME } from "./helpers/sentinel.js";
 import { until } from "./helpers/until.js";
 
 const fresh = (): string => `t:failover:${randomUUID()}`;
@@ -65,4 +66,36 @@ describe("failover", () => {
     expect(c.getStatus().counters.serverStateErrors).toBeGreaterThanOrEqual(1);
     expect((await b.r.xrange(stream, "-", "+")).map(([x]) => x)).toEqual([before, id]);
   });
+
+  test("a sentinel subscription that goes silent (no FIN) is found by its PING and replaced", async () => {
+    const setup = await startSentinel();
+    cleanups.push(() => setup.stop());
+    const sentinelPort = setup.sentinelPorts[0]!;
+    const proxy = await startProxy(sentinelPort);
+    cleanups.push(() => proxy.close());
+    const c = new StreamsClient({
+      redisUrl: `redis+sentinel://127.0.0.1:${proxy.port}/${SENTINEL_MASTER_NAME}`,
+      logLevel: "error",
+      enableAutoTrim: false,
+      commandTimeoutMs: 500,
+      reconnectMaxDelayMs: 100,
+    });
+    cleanups.push(() => c.disconnect());
+    expect(await c.publishMessage(fresh(), { n: 0 })).toMatch(/^\d+-\d+$/);
+    // The ids of the sentinel's clients subscribed to the four failover channels: ours.
+    const followers = async (): Promise<string[]> =>
+      String(await setup.call(sentinelPort, "CLIENT", "LIST"))
+        .split("\n")
+        .filter((l) => / sub=4 /.test(l))
+        .map((l) => /\bid=(\d+)/.exec(l)![1]!);
+    let before: string[] = [];
+    await until(async () => (before = await followers()).length === 1, 10_000, "the client follows failovers on the sentinel");
+
+    proxy.stall();
+    await until(
+      async () => (await followers()).some((id) => !before.includes(id)),
+      10_000,
+      "a new subscription replaces the silent one",
+    );
+  }, 60_000);
 });

@@ -283,7 +283,7 @@ test("3. SIGSTOP: publishes resolve null while Redis is stopped, then recover; t
   let stopped = true;
   process.kill(pid, "SIGSTOP");
   onCleanup("SIGCONT", () => stopped && process.kill(pid, "SIGCONT"));
-  const states = new Set<string>();
+  const states: string[] = [];
   const latencies: number[] = [];
   let duringStop = 0;
   let nullsDuringStop = 0;
@@ -295,7 +295,7 @@ test("3. SIGSTOP: publishes resolve null while Redis is stopped, then recover; t
     latencies.push(Date.now() - started);
     duringStop++;
     if (id === null) nullsDuringStop++;
-    states.add(publisher.getStatus().connection.state);
+    states.push(publisher.getStatus().connection.state);
   }
   const failedDuring = publisher.getStatus().counters.publishFailed - failedBefore;
   process.kill(pid, "SIGCONT");
@@ -316,13 +316,16 @@ test("3. SIGSTOP: publishes resolve null while Redis is stopped, then recover; t
   await sleep(200); // nothing more may arrive (a wait for something NOT to happen)
   console.log(
     `[3] during the stop: ${duringStop} publishes, ${nullsDuringStop} null (publishFailed +${failedDuring}), slowest ${Math.max(...latencies)} ms, ` +
-      `states seen ${[...states].join("/")}; recovered in ${recoveredIn} ms; in stream ${stored.ids.length}; subscriber received ${received.length}, ` +
+      `states seen ${states.join("/")}; recovered in ${recoveredIn} ms; in stream ${stored.ids.length}; subscriber received ${received.length}, ` +
       `reconnects pub ${publisher.getStatus().counters.reconnects} sub ${subscriber.getStatus().counters.reconnects}`,
   );
 
   expect(duringStop).toBe(10);
   expect(nullsDuringStop).toBe(duringStop);
-  expect(states.has("connected") && states.size === 1 && failedDuring === 0).toBe(false);
+  // Three command timeouts in a row (the third publish's at the latest) presume the
+  // connection dead: from then on status says so, although no attempt to reconnect has
+  // finished yet.
+  expect(states.slice(2), `state after each publish: ${states.join(",")}`).not.toContain("connected");
   expect(failedDuring).toBe(nullsDuringStop);
   // Everything published after the recovery is stored and delivered; the subscriber's view is
   // the whole stream (XADDs that timed out during the stop may have run on SIGCONT), in order.

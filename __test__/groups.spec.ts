@@ -136,11 +136,11 @@ describe("createConsumerGroup", () => {
     expect(await redis.exists(stream)).toBe(0);
   });
 
-  test("a key that is not a stream rejects with ERR_INVALID_ARG and stays untouched", async () => {
+  test("a key that is not a stream rejects with ERR_REFUSED (redisCode WRONGTYPE) and stays untouched", async () => {
     const client = await connected();
     const key = fresh();
     await redis.set(key, "not a stream");
-    await expect(client.createConsumerGroup(key, freshGroup())).rejects.toMatchObject({ code: "ERR_INVALID_ARG" });
+    await expect(client.createConsumerGroup(key, freshGroup())).rejects.toMatchObject({ code: "ERR_REFUSED", redisCode: "WRONGTYPE" });
     expect(await redis.get(key)).toBe("not a stream");
   });
 
@@ -155,7 +155,8 @@ describe("createConsumerGroup", () => {
       logLevel: "error",
     });
     clients.track(client);
-    await expect(client.connect()).rejects.toBeInstanceOf(Error);
+    // Nothing listens there: the connection is refused, not timed out.
+    await expect(client.connect()).rejects.toMatchObject({ code: "ERR_UNAVAILABLE" });
     await expect(client.createConsumerGroup(fresh(), freshGroup())).resolves.toBe(false);
   });
 });
@@ -390,6 +391,57 @@ describe("consumeFromGroup", () => {
     expect(client.getStatus().counters.deadLettered).toBe(1);
   });
 
+  test("deleteOnAck: handled entries are acknowledged and deleted, a dead-lettered one too; other streams keep theirs (on every server)", async () => {
+    const client = await connected({ logLevel: "error" });
+    const stream = fresh();
+    const group = freshGroup();
+    const ids = await seed(stream, 0, 10);
+    await client.createConsumerGroup(stream, group, "0");
+    await client.consumeFromGroup(
+      stream,
+      group,
+      "c",
+      (m) => {
+        if (m.id === ids[4]) throw new Error("poison");
+      },
+      { deleteOnAck: true, maxDeliveries: 1, retryDelayMs: 10 },
+    );
+    await until(async () => (await redis.xlen(stream)) === 0, 10_000, "the stream emptied");
+    await until(() => client.getStatus().counters.deadLettered === 1, 10_000, "the poison entry dead-lettered");
+    expect(await pendingCount(stream, group)).toBe(0);
+    expect(await redis.xlen(`${stream}:dead`)).toBe(1);
+    // Without deleteOnAck, acknowledged entries stay.
+    const plain = fresh();
+    await seed(plain, 0, 5);
+    await client.createConsumerGroup(plain, group, "0");
+    await client.consumeFromGroup(plain, group, "c", () => {});
+    await until(async () => (await pendingCount(plain, group)) === 0 && client.getStatus().counters.acked >= 14, 10_000, "the plain stream acknowledged");
+    expect(await redis.xlen(plain)).toBe(5);
+  });
+
+  test("auto-trim trims the dead-letter stream the consumer writes to (it does not grow without bound)", async () => {
+    const client = await connected({ enableAutoTrim: true, autoTrimInterval: 200, defaultMaxLen: 10, logLevel: "off" }); // 400 dead-letter errors
+    const stream = fresh();
+    const group = freshGroup();
+    await seed(stream, 0, 400);
+    await client.createConsumerGroup(stream, group, "0");
+    await client.consumeFromGroup(
+      stream,
+      group,
+      "c",
+      () => {
+        throw new Error("always");
+      },
+      { maxDeliveries: 1, retryDelayMs: 1, count: 100 },
+    );
+    const dead = `${stream}:dead`;
+    await until(async () => client.getStatus().counters.deadLettered === 400, 20_000, () => `all 400 dead-lettered (${client.getStatus().counters.deadLettered})`);
+    // Approximate: whole nodes of up to 100 entries go.
+    await until(async () => (await redis.xlen(dead)) <= 110, 10_000, "the dead-letter stream is trimmed to about defaultMaxLen");
+    // The source stream is only read by this client: auto-trim leaves it alone.
+    expect(await redis.xlen(stream)).toBe(400);
+  });
+
   test("concurrency 4 runs up to 4 callbacks at once (count 16), all acked; the default runs one at a time", async () => {
     const client = await connected();
     const run = async (concurrency: number | undefined): Promise<number> => {
@@ -571,5 +623,33 @@ describe("consumer connection status", () => {
       await client.disconnect();
       await closeRedis(own, check);
     }
+  });
+});
+
+describe("consumer identity (REVIEW A16)", () => {
+  test("stream a:b / group c and stream a / group b:c are two consumers: both start, stopping one leaves the other consuming", async () => {
+    const client = await connected();
+    const base = fresh();
+    // Joined with ":", both read `${base}:b:c:x`: a key built that way cannot tell them apart.
+    const one = { stream: `${base}:b`, group: "c" };
+    const two = { stream: base, group: "b:c" };
+    for (const k of [one, two]) expect(await client.createConsumerGroup(k.stream, k.group, "$")).toBe(true);
+    const got = { one: [] as string[], two: [] as string[] };
+    await client.consumeFromGroup(one.stream, one.group, "x", (m) => void got.one.push(m.id), { blockMs: 200 });
+    await client.consumeFromGroup(two.stream, two.group, "x", (m) => void got.two.push(m.id), { blockMs: 200 });
+    // getStatus keeps the documented "stream:group:consumer" strings.
+    const name = `${base}:b:c:x`;
+    expect(client.getStatus().consumerGroups).toEqual([name, name]);
+
+    const before = [await client.publishMessage(one.stream, { n: 1 }), await client.publishMessage(two.stream, { n: 2 })];
+    await until(() => got.one.includes(before[0]!) && got.two.includes(before[1]!), 5_000, "both consumers consume");
+
+    await client.stopConsumer(one.stream, one.group, "x");
+    expect(client.getStatus().consumerGroups).toEqual([name]);
+    const after = await client.publishMessage(two.stream, { n: 3 });
+    await until(() => got.two.includes(after!), 5_000, "the consumer that was not stopped still consumes");
+    // Stopping the other one now finds it (it was not stopped by the first call).
+    await client.stopConsumer(two.stream, two.group, "x");
+    expect(client.getStatus().consumerGroups).toEqual([]);
   });
 });

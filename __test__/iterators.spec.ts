@@ -161,6 +161,22 @@ describe("client.consume()", () => {
     expect(await redis.xpending(stream, "g")).toEqual([0, null, null, null]);
   });
 
+  test("deleteOnAck: ack() also deletes the entry from the stream (on every server)", async () => {
+    const client = await pool.connected();
+    const stream = fresh();
+    await client.createConsumerGroup(stream, "g", "0");
+    const published = (await client.publishBatch(stream, [1, 2, 3, 4])) as string[];
+    const seen: string[] = [];
+    for await (const m of client.consume(stream, "g", "c", { deleteOnAck: true })) {
+      seen.push(m.id);
+      if (seen.length <= 2) await m.ack();
+      if (seen.length === 4) break;
+    }
+    // The two acknowledged are gone, the two others stay (and pending).
+    expect((await redis.xrange(stream, "-", "+")).map(([id]) => id)).toEqual(published.slice(2));
+    expect(await redis.xpending(stream, "g")).toEqual([2, published[2], published[3], [["c", "2"]]]);
+  });
+
   test("acks of one tick go out in one XACK", async () => {
     const client = await pool.connected();
     const stream = fresh();

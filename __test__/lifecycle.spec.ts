@@ -174,6 +174,17 @@ describe("connect / disconnect", () => {
   });
 });
 
+describe("a read JavaScript cannot take", () => {
+  test("an entry whose JSON exceeds V8's longest string fails alone: the process lives, every subscription goes on", async () => {
+    // About 170 MB in Redis and up to about 2.5 GB in the child for a few seconds.
+    const fixture = resolve(here, "fixtures", "oversized-read.mjs");
+    const result = await runNode([fixture, server.url, fresh()], 90_000);
+    expect(result.killedByTimeout, `stdout=${result.stdout} stderr=${result.stderr}`).toBe(false);
+    expect(result.code, result.stderr).toBe(0);
+    expect(JSON.parse(result.stdout.trim())).toEqual({ small: ["small"], big: ["wide", "wide", "after"], callbackErrors: 1 });
+  }, 120_000);
+});
+
 describe("getStreamsClient", () => {
   test("returns the same StreamsClient every call and ignores a later config", async () => {
     const a = getStreamsClient({ redisUrl: server.url, logLevel: "error" });
@@ -248,6 +259,44 @@ describe("loading", () => {
     expect(messages[0]!.gotId).toBe(messages[0]!.id);
     expect(messages[0]!.singleton).toBe(true);
     expect((await redis.xrange(stream, "-", "+")).map(([x]) => x)).toEqual([messages[0]!.id]);
+  });
+});
+
+describe("worker environments", () => {
+  test("a worker terminated mid-subscription takes only its own environment: the main thread and a new worker go on", async () => {
+    const code = `
+      const { parentPort, workerData } = require("node:worker_threads");
+      const { StreamsClient } = require(workerData.addonPath);
+      (async () => {
+        const c = new StreamsClient({ redisUrl: workerData.url, logLevel: "error" });
+        await c.subscribe(workerData.stream, (m) => parentPort.postMessage({ got: m.data.n }));
+        await c.publishMessage(workerData.stream, { n: workerData.n });
+      })().catch((e) => parentPort.postMessage({ error: String(e) }));`;
+    const stream = fresh();
+    const run = async (n: number): Promise<void> => {
+      const worker = new Worker(code, { eval: true, workerData: { addonPath, url: server.url, stream, n } });
+      const messages: unknown[] = [];
+      worker.on("message", (m) => messages.push(m));
+      try {
+        await until(() => messages.length > 0, 15_000, () => `worker ${n} delivers (messages: ${JSON.stringify(messages)})`);
+        expect(messages[0]).toEqual({ got: n });
+      } finally {
+        // Still subscribed: its environment is torn down under a running subscription.
+        await worker.terminate();
+      }
+    };
+    await run(1);
+    const client = new StreamsClient({ redisUrl: server.url, logLevel: "error" });
+    try {
+      const seen: unknown[] = [];
+      await client.subscribe(stream, (m) => void seen.push(m.data));
+      await client.publishMessage(stream, { n: "main" });
+      await until(() => seen.length > 0, 5_000, "the main thread still delivers");
+      expect(seen).toEqual([{ n: "main" }]);
+      await run(2);
+    } finally {
+      await client.disconnect();
+    }
   });
 });
 
@@ -406,6 +455,15 @@ describe("getStreamsClient keeps its client on globalThis", () => {
 });
 
 describe("a client that becomes garbage without disconnect()", () => {
+  test("leaves nothing behind once dropped: its delivery hub and the messages it cached are collected", async () => {
+    // Each round: new client, subscribe, one message delivered, disconnect(), drop it.
+    const fixture = resolve(here, "fixtures", "dropped-clients.mjs");
+    const result = await runNode(["--expose-gc", fixture, server.url, fresh(), "20"], 30_000);
+    expect(result.killedByTimeout, `stdout=${result.stdout} stderr=${result.stderr}`).toBe(false);
+    expect(result.code, result.stderr).toBe(0);
+    expect(JSON.parse(result.stdout.trim())).toEqual({ rounds: 20, clientsCollected: 20, messagesCollected: 20 });
+  });
+
   test("closes its connections (finalizer), but not while a subscription runs", async () => {
     const own = await startRedis({ private: true });
     const checker = new Redis(own.url);

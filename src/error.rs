@@ -192,12 +192,26 @@ pub fn classify(err: &RedisError) -> Failure {
     }
 }
 
-/// The error for a key that holds something other than a stream.
+/// The error for a key that holds something other than a stream: the server's `WRONGTYPE`,
+/// naming the key (the server's own text does not).
 pub fn not_a_stream(stream: &str) -> Error {
-    Error::invalid(
-        "stream",
-        format!("key {stream:?} holds a value that is not a stream"),
-    )
+    Error::Refused {
+        redis_code: "WRONGTYPE".to_owned(),
+        message: format!("key {stream:?} holds a value that is not a stream"),
+    }
+}
+
+/// The error for a command on `stream` that the server answered with an error the
+/// connection did not already turn into "unavailable" (the server's state, a lost
+/// connection) and the caller did not expect (`NOGROUP`, `BUSYGROUP`, ...): a refusal
+/// ([`Error::Refused`], `WRONGTYPE` naming the key), or [`Error::Protocol`] for a reply
+/// this client cannot place.
+pub fn refusal(stream: &str, err: &RedisError) -> Error {
+    match classify(err) {
+        Failure::WrongType => not_a_stream(stream),
+        Failure::Refused => Error::refused(err),
+        _ => Error::Protocol(err.to_string()),
+    }
 }
 
 #[cfg(test)]
@@ -309,5 +323,24 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(classify(&server(text)), want, "{text}");
         }
+    }
+
+    #[test]
+    fn refusals_carry_the_servers_code() {
+        let noperm = refusal(
+            "s",
+            &server("NOPERM this user has no permissions to run the 'xadd' command"),
+        );
+        assert_eq!(noperm.code(), "ERR_REFUSED");
+        assert_eq!(noperm.redis_code(), Some("NOPERM"));
+        assert!(noperm.to_string().contains("'xadd'"), "{noperm}");
+        let wrongtype = refusal(
+            "orders",
+            &server("WRONGTYPE Operation against a key holding the wrong kind of value"),
+        );
+        assert_eq!(wrongtype.redis_code(), Some("WRONGTYPE"));
+        assert!(wrongtype.to_string().contains("\"orders\""), "{wrongtype}");
+        let moved = refusal("s", &server("MOVED 3999 127.0.0.1:6381"));
+        assert_eq!(moved.code(), "ERR_PROTOCOL");
     }
 }

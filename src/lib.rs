@@ -35,6 +35,7 @@ mod js;
 pub use client::Client;
 pub use codec::{Entry, PublishId, StartId, StreamId};
 pub use config::{Config, ConfigInput};
+pub use connection::{ServerFamily, ServerInfo};
 pub use error::{Error, Result};
 pub use group::{ConsumeInput, ConsumeOptions};
 pub use handler::{Batch, CallbackFailure, HandleResult, Handler, HandlerGone, Outcome};

@@ -9,7 +9,7 @@ use tracing::{debug, warn};
 use crate::codec::{now_ms, PublishId, StreamId, DATA_FIELD, TIMESTAMP_FIELD};
 use crate::connection::ledger::Ledger;
 use crate::connection::{CommandConn, Reply, ReplyTo};
-use crate::error::{classify, not_a_stream, Error, Failure, Result};
+use crate::error::{self, Error, Result};
 use crate::status::Counters;
 use crate::trim::Trim;
 
@@ -28,22 +28,23 @@ fn xadd(stream: &str, id: PublishId, json: &str, timestamp: u64, trim: Option<Tr
 }
 
 /// Names a server refusal of XADD. Only refusals reach here (the server's state and lost
-/// connections fail open before, in the connection), and every one is the caller's to fix
-/// (we checked the shape of everything else), so it becomes `InvalidArg` on the field the
-/// server disliked.
+/// connections fail open before, in the connection). A plain `ERR` for an id the caller
+/// chose can only be about that id (its shape was checked before, so it is not above the
+/// stream's top): the caller's mistake, on `id`. Anything else (`NOPERM`, `WRONGTYPE`) is
+/// the server's refusal, whatever the id: never a complaint about the payload.
 fn refusal(stream: &str, id: PublishId, err: &RedisError) -> Error {
-    if classify(err) == Failure::WrongType {
-        return not_a_stream(stream);
-    }
+    let refused = error::refusal(stream, err);
     match id {
-        PublishId::Auto => Error::invalid("data", format!("Redis refused the entry: {err}")),
-        _ => Error::invalid(
-            "id",
-            format!(
-                "Redis refused id {}: {err}; ids must be greater than the stream's last id",
-                id.to_arg()
-            ),
-        ),
+        PublishId::Exact(_) | PublishId::AutoSeq(_) if refused.redis_code() == Some("ERR") => {
+            Error::invalid(
+                "id",
+                format!(
+                    "Redis refused id {}: {err}; ids must be greater than the stream's last id",
+                    id.to_arg()
+                ),
+            )
+        }
+        _ => refused,
     }
 }
 
@@ -103,9 +104,10 @@ fn finish_one(
 /// given (the cheapest way to bound a stream). Never blocks; the order of calls is the
 /// order in the stream.
 ///
-/// `done` receives the entry id, `None` when Redis is unavailable (fail open), or
-/// [`Error::InvalidArg`] when Redis refuses the entry (an id not above the stream's top,
-/// a key that is not a stream). It is called exactly once, from a runtime thread.
+/// `done` receives the entry id, `None` when Redis is unavailable (fail open),
+/// [`Error::InvalidArg`] for an id not above the stream's top, or [`Error::Refused`] when
+/// Redis refuses the entry otherwise (a missing permission, a key that is not a stream).
+/// It is called exactly once, from a runtime thread.
 pub fn enqueue(
     conn: &CommandConn,
     counters: Arc<Counters>,
@@ -134,9 +136,10 @@ struct BatchReplies<F> {
 /// Queues one XADD per item, back to back in the order given (they go out in one
 /// pipeline unless the batch is larger than a pipeline).
 ///
-/// `done` receives one id per item (`None` for an item Redis refused, logged, or when
-/// Redis was unavailable), or [`Error::Protocol`] when a reply is not an id. It is called
-/// exactly once, from a runtime thread (at once for an empty batch).
+/// `done` receives one id per item (`None` for an item written while Redis was
+/// unavailable), [`Error::Refused`] when Redis refused an item (see [`finish_batch`]), or
+/// [`Error::Protocol`] when a reply is not an id. It is called exactly once, from a
+/// runtime thread (at once for an empty batch).
 pub fn enqueue_batch<F>(
     conn: &CommandConn,
     counters: Arc<Counters>,
@@ -181,6 +184,11 @@ pub fn enqueue_batch<F>(
 }
 
 /// Turns the replies of a batch into one id (or `None`) per item, counting and logging.
+///
+/// A refused item fails the whole batch with the first refusal: `null` would say
+/// "unavailable", and the server refuses for the key or the user (`NOPERM`, `WRONGTYPE`),
+/// so in practice every item of the batch is refused alike. Items written anyway are
+/// logged with their count.
 fn finish_batch(
     stream: &str,
     counters: &Counters,
@@ -189,6 +197,7 @@ fn finish_batch(
 ) -> Result<Vec<Option<StreamId>>> {
     let mut out = Vec::with_capacity(replies.len());
     let (mut refused, mut unavailable) = (0u64, 0u64);
+    let mut first_refusal = None;
     for reply in replies {
         match reply.unwrap_or(Ok(None)) {
             Ok(Some(v)) => {
@@ -201,9 +210,7 @@ fn finish_batch(
                 out.push(None);
             }
             Err(e) => {
-                if refused == 0 {
-                    warn!(stream, error = %e, "Redis refused an entry of a batch");
-                }
+                first_refusal.get_or_insert_with(|| error::refusal(stream, &e));
                 refused += 1;
                 out.push(None);
             }
@@ -221,6 +228,10 @@ fn finish_batch(
                 "Redis unavailable; batch entries not published"
             );
         }
+    }
+    if let Some(err) = first_refusal {
+        warn!(stream, refused, written = ok, error = %err, "Redis refused entries of a batch; the batch rejects");
+        return Err(err);
     }
     debug!(stream, count = ok, "published a batch");
     Ok(out)

@@ -144,7 +144,7 @@ pub struct Status {
     /// Streams with at least one subscription, sorted, each once.
     pub subscriptions: Vec<String>,
     /// Every subscription, by id.
-    pub subscription_details: Vec<crate::subscribe::SubscriptionInfo>,
+    pub subscription_details: Vec<SubscriptionInfo>,
     /// `stream:group:consumer` of each running consumer.
     pub consumer_groups: Vec<String>,
     /// Each consumer's connection state, by `stream:group:consumer`.
@@ -154,6 +154,8 @@ pub struct Status {
     pub groups: Vec<GroupInfo>,
     /// Counter values.
     pub counters: CountersSnapshot,
+    /// The server the command connection last reached (`None` before the first connection).
+    pub server: Option<crate::connection::ServerInfo>,
 }
 
 /// A consumer group as `XINFO GROUPS` reported it.
@@ -279,6 +281,27 @@ impl Throttle {
         self.suppressed.fetch_add(1, Ordering::Relaxed);
         None
     }
+}
+
+/// One subscription as `getStatus()` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionInfo {
+    /// Its id, unique within the client (`subscribe::SubscriptionId`).
+    pub id: u64,
+    /// The stream it reads.
+    pub stream: String,
+    /// The last id handed to it (or the id it starts after); `None` while `"$"` is not
+    /// resolved yet.
+    pub last_id: Option<StreamId>,
+    /// Entries read for it that its handler has not finished yet (queued or running).
+    pub queued: u64,
+    /// The newest id the client knows the stream has (from its reads, position checks and
+    /// status refreshes); `None` before the stream was read or checked.
+    pub stream_last_id: Option<StreamId>,
+    /// How many entries of the stream it has not handled yet: `queued` plus the entries
+    /// after `last_id`. `None` when that count is unknown (a subscription started after an
+    /// explicit id, whose entry number Redis cannot tell, while it trails its stream).
+    pub behind: Option<u64>,
 }
 
 #[cfg(test)]

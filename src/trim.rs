@@ -5,9 +5,15 @@
 //! delivered and not seen acknowledged, is a task nobody has done. So a trim (automatic or
 //! `trimStream`) removes at most the entries every group of the stream is done with: it
 //! stops at the oldest id some group still needs (its first pending entry, or else the entry
-//! after its last delivered one). On Redis 8.2 and later `XTRIM … ACKED` does this in the
-//! server; before, a small Lua script does it atomically, so that nothing a consumer reads
-//! meanwhile slips between the check and the trim.
+//! after its last delivered one). A small Lua script does this atomically, so that nothing a
+//! consumer reads meanwhile slips between the check and the trim.
+//!
+//! Redis 8.2 added `XTRIM … ACKED`, which keeps whatever a group has not had delivered and
+//! acknowledged. Exact trims use it there (it may also remove acknowledged entries after a
+//! pending one, which the rule allows). Approximate trims do not: on 8.2.3
+//! `XTRIM s MAXLEN ~ 100 ACKED` removes nothing, even from a stream without groups, while
+//! `~` without `ACKED` removes whole nodes; so they take the script on every server, which
+//! trims with `~` to the threshold or to the oldest id a group needs.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -20,7 +26,7 @@ use tracing::{debug, info, warn};
 use crate::codec::{check_stream_name, StreamId};
 use crate::config::whole_number;
 use crate::connection::CommandConn;
-use crate::error::{classify, not_a_stream, Error, Failure, Result};
+use crate::error::{refusal, Error, Result};
 
 /// Streams remembered for automatic trimming, at most; beyond, the least recently used one
 /// is forgotten (it is trimmed again once it is published to again).
@@ -167,10 +173,20 @@ if safe ~= nil then
   if kind == 'MINID' then
     if id_less(safe, threshold) then args[4] = safe; limited = 1 end
   else
-    -- MAXLEN n keeps the n newest: safe unless more than n entries are at or above `safe`.
+    -- MAXLEN n keeps the n newest: safe unless more than n entries are at or above `safe`,
+    -- that is unless fewer than len - n are below it. Count on the side that reads fewer
+    -- entries: at most min(n + 1, len - n), never a whole large maxLen.
     local n = tonumber(threshold)
-    local needed = redis.call('XRANGE', key, safe, '+', 'COUNT', n + 1)
-    if #needed > n then args = {key, 'MINID', op, safe}; limited = 1 end
+    local len = redis.call('XLEN', key)
+    if len <= n then return {0, 0, safe} end
+    if len - n <= n + 1 then
+      local below = redis.call('XRANGE', key, '-', '(' .. safe, 'COUNT', len - n)
+      if #below < len - n then limited = 1 end
+    else
+      local needed = redis.call('XRANGE', key, safe, '+', 'COUNT', n + 1)
+      if #needed > n then limited = 1 end
+    end
+    if limited == 1 then args = {key, 'MINID', op, safe} end
   end
 end
 return {redis.call('XTRIM', unpack(args)), limited, safe or ''}
@@ -185,12 +201,15 @@ fn safe_trim_script() -> &'static redis::Script {
 /// Trims `stream`; returns the number of entries removed, `0` when Redis is unavailable.
 ///
 /// # Errors
-/// [`Error::InvalidArg`] for a bad stream name or a key that is not a stream.
+/// [`Error::InvalidArg`] for a bad stream name; [`Error::Refused`] when Redis refuses it (a key
+/// that is not a stream, a missing permission).
 pub async fn trim(cmd: &CommandConn, stream: &str, t: Trim) -> Result<u64> {
     check_stream_name(stream)?;
     let sent = if !t.keep_unacknowledged {
         cmd.query::<u64, _>(&t.xtrim(stream)).await
-    } else if cmd.server_has_xtrim_acked() {
+    } else if !t.approximate && cmd.server_has_xtrim_acked() {
+        // Redis 8.2's `~ … ACKED` removes nothing at all (8.2.3: not even without a group),
+        // so only the exact form is left to the server; approximate trims take the script.
         cmd.query::<u64, _>(&t.xtrim_acked(stream)).await
     } else {
         let (threshold, kind) = match t.to {
@@ -219,10 +238,7 @@ pub async fn trim(cmd: &CommandConn, stream: &str, t: Trim) -> Result<u64> {
             warn!(stream, "Redis unavailable; stream not trimmed");
             Ok(0)
         }
-        Err(e) => match classify(&e) {
-            Failure::WrongType => Err(not_a_stream(stream)),
-            _ => Err(Error::Protocol(e.to_string())),
-        },
+        Err(e) => Err(refusal(stream, &e)),
     }
 }
 

@@ -169,3 +169,74 @@ async fn a_consumer_whose_group_is_missing_can_be_started_again_once_it_exists()
     .await;
     c.disconnect().await;
 }
+
+/// `disconnect()` settles the offline buffer before it returns: a flush still waiting on
+/// the server is abandoned and what it held resolves `null`, instead of being written after
+/// the caller was told the client is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_settles_parked_publishes_a_stalled_flush_holds() {
+    const PARKED: usize = 20;
+    let mut server = RedisServer::start().await;
+    let c = Arc::new(Client::new(
+        streamcast::Config::from_input(streamcast::ConfigInput {
+            redis_url: Some(server.url()),
+            connect_timeout_ms: Some(500.0),
+            command_timeout_ms: Some(5000.0),
+            reconnect_initial_delay_ms: Some(20.0),
+            reconnect_max_delay_ms: Some(200.0),
+            offline_buffer: Some(1000.0),
+            ..Default::default()
+        })
+        .unwrap(),
+    ));
+    c.connect().await.unwrap();
+    server.kill();
+    let settled = Arc::new(std::sync::Mutex::new(Vec::new()));
+    for n in 0..PARKED {
+        let settled = settled.clone();
+        c.start_publish("parked", &n.to_string(), PublishId::Auto, None, move |r| {
+            settled.lock().unwrap().push(r.unwrap());
+        })
+        .unwrap();
+    }
+    server.restart().await;
+    // Writes wait; the client's PING and INFO on reconnecting do not.
+    let mut check = server.checker().await;
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(30_000)
+        .arg("WRITE")
+        .query_async(&mut check)
+        .await
+        .unwrap();
+    until_async("the flush waits on the paused server", DELIVERY, || {
+        let mut check = check.clone();
+        async move {
+            let list: String = redis::cmd("CLIENT")
+                .arg("LIST")
+                .query_async(&mut check)
+                .await
+                .unwrap();
+            list.lines().any(|l| {
+                l.split(' ')
+                    .any(|f| f.starts_with("flags=") && f.contains('b'))
+            })
+        }
+    })
+    .await;
+    assert!(settled.lock().unwrap().is_empty());
+
+    c.disconnect().await;
+    let settled = settled.lock().unwrap().clone();
+    assert_eq!(
+        settled.len(),
+        PARKED,
+        "disconnect() returned with parked publishes unsettled"
+    );
+    assert!(settled.iter().all(Option::is_none), "{settled:?}");
+    let _: () = redis::cmd("CLIENT")
+        .arg("UNPAUSE")
+        .query_async(&mut check)
+        .await
+        .unwrap();
+}

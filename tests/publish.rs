@@ -42,7 +42,7 @@ async fn publish_writes_exactly_data_then_timestamp() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ids_redis_refuses_are_invalid_arg_and_write_nothing() {
+async fn ids_redis_refuses_are_invalid_arg_other_refusals_are_refused_and_write_nothing() {
     let server = RedisServer::start().await;
     let c = client(&server).await;
     let mut check = server.checker().await;
@@ -81,11 +81,18 @@ async fn ids_redis_refuses_are_invalid_arg_and_write_nothing() {
         .query_async(&mut check)
         .await
         .unwrap();
+    // A key of another type is the server's refusal, whatever the id: never a complaint
+    // about the payload or the id.
+    for id in [PublishId::Auto, PublishId::Exact(StreamId::new(9, 0))] {
+        let err = c.publish("plain", "1", id, None).await.unwrap_err();
+        assert_eq!(err.code(), "ERR_REFUSED", "{id:?}: {err}");
+        assert_eq!(err.redis_code(), Some("WRONGTYPE"), "{id:?}: {err}");
+    }
     let err = c
-        .publish("plain", "1", PublishId::Auto, None)
+        .publish_batch("plain", &["1".to_owned(), "2".to_owned()])
         .await
         .unwrap_err();
-    assert_eq!(err.code(), "ERR_INVALID_ARG");
+    assert_eq!(err.redis_code(), Some("WRONGTYPE"), "{err}");
     let v: String = redis::cmd("GET")
         .arg("plain")
         .query_async(&mut check)
@@ -220,4 +227,55 @@ async fn unreachable_redis_fails_connect_and_publish_fails_open() {
         None
     );
     assert_eq!(c.status().counters.publish_failed, 4);
+}
+
+/// "`null` within `commandTimeoutMs`" holds for a publish that waited its turn behind a
+/// pipeline the server never answered: its deadline runs from the call, not from the send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_queued_behind_a_stalled_pipeline_resolves_null_within_the_command_timeout() {
+    const TIMEOUT: Duration = Duration::from_millis(2000);
+    // Scheduling slack on a loaded machine; the bug this guards against adds half a timeout
+    // (1000 ms) here.
+    const SLACK: Duration = Duration::from_millis(600);
+    let server = RedisServer::start().await;
+    let c = Arc::new(Client::new(
+        Config::from_input(ConfigInput {
+            redis_url: Some(server.url()),
+            command_timeout_ms: Some(TIMEOUT.as_millis() as f64),
+            ..Default::default()
+        })
+        .unwrap(),
+    ));
+    c.connect().await.unwrap();
+    c.publish("stall", "0", PublishId::Auto, None)
+        .await
+        .unwrap()
+        .expect("written before the stall");
+
+    server.pause();
+    let (tx, first) = tokio::sync::oneshot::channel();
+    c.start_publish("stall", "1", PublishId::Auto, None, move |r| {
+        let _ = tx.send(r);
+    })
+    .unwrap();
+    // The first pipeline is on the wire, unanswered, for half its timeout; the second publish
+    // queues behind it.
+    tokio::time::sleep(TIMEOUT / 2).await;
+    let queued_at = std::time::Instant::now();
+    let second = c
+        .publish("stall", "2", PublishId::Auto, None)
+        .await
+        .unwrap();
+    let waited = queued_at.elapsed();
+    assert_eq!(second, None, "the server is stopped");
+    assert!(
+        waited < TIMEOUT + SLACK,
+        "a publish resolved null {waited:?} after the call; the contract is within commandTimeoutMs ({TIMEOUT:?})"
+    );
+    assert_eq!(
+        within("the first publish", first).await.unwrap().unwrap(),
+        None
+    );
+    server.resume();
+    c.disconnect().await;
 }

@@ -188,3 +188,183 @@ async fn a_rollback_the_first_check_could_not_read_is_still_reported_as_a_gap() 
     inbox.assert_quiet(Duration::from_millis(300)).await;
     c.disconnect().await;
 }
+
+/// How a server that is back can still refuse writes for its state.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    /// A failover behind one address: the address now leads to a replica (`READONLY`).
+    Replica,
+    /// The server is out of memory (`OOM`).
+    OutOfMemory,
+}
+
+/// A port nothing listens on.
+fn dead_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The offline buffer keeps what it holds until a server takes it: a server that is back but
+/// refuses writes (a replica, or out of memory) is not a reason to resolve them `null`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_publishes_wait_out_a_server_that_refuses_writes() {
+    for refusal in [Refusal::Replica, Refusal::OutOfMemory] {
+        let mut server = RedisServer::start().await;
+        let cfg = Config::from_input(ConfigInput {
+            redis_url: Some(server.url()),
+            connect_timeout_ms: Some(500.0),
+            command_timeout_ms: Some(500.0),
+            reconnect_initial_delay_ms: Some(20.0),
+            reconnect_max_delay_ms: Some(200.0),
+            offline_buffer: Some(1000.0),
+            ..Default::default()
+        })
+        .unwrap();
+        let c = Arc::new(Client::new(cfg));
+        c.connect().await.unwrap();
+        c.publish("parked", "\"first\"", PublishId::Auto, None)
+            .await
+            .unwrap()
+            .expect("written while connected");
+
+        server.kill();
+        let mut waiting = Vec::new();
+        for n in 0..50 {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            c.start_publish("parked", &n.to_string(), PublishId::Auto, None, move |r| {
+                let _ = tx.send(r);
+            })
+            .unwrap();
+            waiting.push(rx);
+        }
+        let master = dead_port().to_string();
+        let args: Vec<&str> = match refusal {
+            Refusal::Replica => vec!["--replicaof", "127.0.0.1", &master],
+            Refusal::OutOfMemory => vec!["--maxmemory", "1"],
+        };
+        server.restart_with(&args).await;
+        // The client reconnected and met the refusal while writing the buffer.
+        until("the client met the server's refusal", DELIVERY, || {
+            c.status().counters.server_state_errors >= 1
+        })
+        .await;
+        for rx in &mut waiting {
+            assert!(
+                matches!(
+                    rx.try_recv(),
+                    Err(tokio::sync::oneshot::error::TryRecvError::Empty)
+                ),
+                "{refusal:?}: a parked publish settled while the server refused writes"
+            );
+        }
+        assert!(!c.status().connected, "{refusal:?}: status says connected");
+
+        let mut check = server.checker().await;
+        match refusal {
+            Refusal::Replica => {
+                let _: () = redis::cmd("REPLICAOF")
+                    .arg("NO")
+                    .arg("ONE")
+                    .query_async(&mut check)
+                    .await
+                    .unwrap();
+            }
+            Refusal::OutOfMemory => {
+                let _: () = redis::cmd("CONFIG")
+                    .arg("SET")
+                    .arg("maxmemory")
+                    .arg("0")
+                    .query_async(&mut check)
+                    .await
+                    .unwrap();
+            }
+        }
+        let mut ids = Vec::new();
+        for rx in waiting {
+            let id = support::within("a parked publish settles", rx)
+                .await
+                .unwrap()
+                .unwrap();
+            ids.push(id.unwrap_or_else(|| panic!("{refusal:?}: a parked publish resolved null")));
+        }
+        let stored: Vec<StreamId> = support::xrange(&mut check, "parked")
+            .await
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(
+            stored, ids,
+            "{refusal:?}: the buffer was written in call order"
+        );
+        c.disconnect().await;
+    }
+}
+
+/// The failover audit does not hold up the command connection: when the connection that just
+/// reached a new server (a restart, a failover) drops again while the audit runs, it is
+/// redialled at once, not when the audit has given up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_connection_is_redialled_while_the_audit_runs() {
+    const TIMEOUT: Duration = Duration::from_millis(2000);
+    let mut server = RedisServer::start().await;
+    let cfg = Config::from_input(ConfigInput {
+        redis_url: Some(server.url()),
+        connect_timeout_ms: Some(500.0),
+        command_timeout_ms: Some(TIMEOUT.as_millis() as f64),
+        reconnect_initial_delay_ms: Some(20.0),
+        reconnect_max_delay_ms: Some(2000.0),
+        ..Default::default()
+    })
+    .unwrap();
+    let c = Arc::new(Client::new(cfg));
+    c.connect().await.unwrap();
+    // Something for the audit to look up.
+    c.publish("audited", "1", PublishId::Auto, None)
+        .await
+        .unwrap()
+        .expect("written");
+    server.restart().await;
+    until("the client reached the restarted server", DELIVERY, || {
+        c.status().counters.reconnects >= 1 && c.status().connected
+    })
+    .await;
+    // The audit waits a command timeout before it looks: this lands inside it.
+    let mut check = server.checker().await;
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .query_async(&mut check)
+        .await
+        .unwrap();
+    assert!(killed >= 1);
+    let killed_at = std::time::Instant::now();
+    loop {
+        // Another stream: an entry older than a stream's first is taken for trimmed.
+        if c.publish("probe", "2", PublishId::Auto, None)
+            .await
+            .unwrap()
+            .is_some()
+        {
+            break;
+        }
+        // The reconnect is immediate (its back-off was reset by the last success); with
+        // the audit in the way it took commandTimeoutMs plus retries.
+        assert!(
+            killed_at.elapsed() < TIMEOUT,
+            "no publish succeeded {:?} after the connection was killed",
+            killed_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The audit still reports the publish the restart lost, once.
+    until("the lost publish is reported", DELIVERY * 2, || {
+        c.status().counters.publish_lost >= 1
+    })
+    .await;
+    assert_eq!(c.status().counters.publish_lost, 1);
+    c.disconnect().await;
+}

@@ -9,28 +9,13 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use redis::aio::MultiplexedConnection;
 use streamcast::{Batch, HandleResult, Handler, Outcome, PublishId, SubscribeOptions};
-use support::{client, until, until_async, ChannelHandler, RedisServer};
+use support::{calls, client, until, until_async, ChannelHandler, RedisServer};
 use tokio::sync::Semaphore;
 
 /// Idle subscribed streams, one subscription each.
 const IDLE_STREAMS: usize = 2_000;
 /// The most `XINFO STREAM` commands one idle BLOCK may cost (the reader's bound).
 const CHECKS_PER_BLOCK: u64 = 16;
-
-/// `calls` of one command in `INFO commandstats` (`cmdstat_xinfo|stream`, ...).
-async fn calls(conn: &mut MultiplexedConnection, cmd: &str) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(conn)
-        .await
-        .expect("INFO commandstats");
-    let prefix = format!("cmdstat_{cmd}:calls=");
-    info.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
 
 /// Creates `n` streams of one entry each, named `idle:00000`... (sorted before `zz-hot`).
 async fn create_idle_streams(conn: &mut MultiplexedConnection, n: usize) -> Vec<String> {

@@ -1,5 +1,6 @@
 //! Broadcast subscriptions: order, `"$"` and `"0"`, fan-out, unsubscribe, failing and slow
-//! handlers, waking a blocked reader, and entries written by other programs.
+//! handlers, waking a blocked reader, entries written by other programs, and start ids
+//! beyond the stream's end.
 
 mod support;
 
@@ -14,7 +15,10 @@ use serde_json::json;
 use streamcast::{
     Batch, HandleResult, Handler, Outcome, PublishId, StartId, StreamId, SubscribeOptions,
 };
-use support::{client, until, wait_reader_blocked, ChannelHandler, RedisServer, DELIVERY};
+use support::{
+    calls, client, until, until_async, wait_reader_blocked, within, ChannelHandler, RedisServer,
+    DELIVERY,
+};
 use tokio::sync::Semaphore;
 
 /// Subscriptions kept open by the churn test.
@@ -434,6 +438,184 @@ async fn a_handler_may_take_four_batches_early_and_gets_them_in_order() {
         held.max_seen.load(SeqCst),
         4,
         "never more than four at once"
+    );
+    c.disconnect().await;
+}
+
+/// Adds an entry with the explicit id `ms-0` through the checker.
+async fn xadd_at(conn: &mut redis::aio::MultiplexedConnection, stream: &str, ms: u64) -> StreamId {
+    let id: String = redis::cmd("XADD")
+        .arg(stream)
+        .arg(format!("{ms}-0"))
+        .arg("data")
+        .arg(ms.to_string())
+        .query_async(conn)
+        .await
+        .expect("XADD with an explicit id");
+    id.parse().expect("an id")
+}
+
+/// A start id beyond the stream's last entry means "entries after it": the position checks
+/// of an idle reader must not take it for a stream that went back (recreated, or rolled back
+/// in a failover) and replay history. Both branches of that decision are met: the last entry
+/// 60 s behind the start id (taken for a recreated stream: everything replayed from `0-0`) and
+/// 5 s behind (taken for a lost tail: resumed after the last entry, so an entry added later
+/// below the start id was delivered). The ids are explicit, so no clock is waited for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_id_60_s_beyond_the_stream_delivers_only_later_entries() {
+    start_beyond_the_stream(60_000).await;
+}
+
+/// As above, with the stream's last entry 5 s behind the start id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_id_5_s_beyond_the_stream_delivers_only_later_entries() {
+    start_beyond_the_stream(5_000).await;
+}
+
+async fn start_beyond_the_stream(behind_ms: u64) {
+    // A server of its own: its XINFO STREAM calls are this subscription's checks alone.
+    let server = RedisServer::start().await;
+    let c = client(&server).await;
+    let mut check = server.checker().await;
+    const T: u64 = 1_000_000_000_000;
+    let stream = "ahead";
+    for k in 0..5 {
+        xadd_at(&mut check, stream, T - behind_ms + k).await;
+    }
+    let start = StreamId { ms: T, seq: 0 };
+    let checks_before = calls(&mut check, "xinfo|stream").await;
+    let (handler, mut inbox) = ChannelHandler::new();
+    c.subscribe(
+        stream,
+        handler,
+        SubscribeOptions {
+            start: StartId::After(start),
+            block: Some(Duration::from_millis(50)),
+            count: None,
+        },
+    )
+    .await
+    .unwrap();
+    // An idle BLOCK ends and the reader checks the position against XINFO STREAM: every
+    // entry added after that check is read from the position it left.
+    until_async(
+        "an idle position check of the subscription",
+        DELIVERY,
+        || {
+            let mut conn = check.clone();
+            async move { calls(&mut conn, "xinfo|stream").await > checks_before }
+        },
+    )
+    .await;
+    xadd_at(&mut check, stream, T - 1_000).await;
+    let after = xadd_at(&mut check, stream, T + 1_000).await;
+    let first = inbox.one(DELIVERY).await;
+    assert_eq!(
+        (first.id, first.data),
+        (after, json!(T + 1_000)),
+        "the first delivery must be the first entry after the start id {start}"
+    );
+    inbox.assert_quiet(Duration::from_millis(200)).await;
+    let counters = c.status().counters;
+    assert_eq!(
+        (counters.stream_resets, counters.gaps),
+        (0, 0),
+        "nothing went back, nothing was lost"
+    );
+    c.disconnect().await;
+}
+
+/// A server's refusal of the `"$"` lookup (an ACL user without `EXISTS`/`XINFO`, a key that
+/// is not a stream) rejects `subscribe` with `ERR_REFUSED` carrying the server's code, and
+/// removes the subscription: it is not "Redis unavailable", which resolved and then retried
+/// `"$"` for ever with nothing ever delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_dollar_lookup_rejects_subscribe_with_the_servers_code() {
+    let server = RedisServer::start().await;
+    let mut check = server.checker().await;
+    let ok: String = redis::cmd("ACL")
+        .arg(&[
+            "SETUSER", "no-xinfo", "on", ">pw", "~*", "&*", "+@all", "-xinfo", "-exists",
+        ])
+        .query_async(&mut check)
+        .await
+        .expect("ACL SETUSER");
+    assert_eq!(ok, "OK");
+    let url = format!("redis://no-xinfo:pw@127.0.0.1:{}", server.port());
+    let limited = Arc::new(streamcast::Client::new(support::config(&url)));
+    limited
+        .connect()
+        .await
+        .expect("connect as the limited user");
+    let (handler, _inbox) = ChannelHandler::new();
+    let err = within(
+        "subscribe settles",
+        limited.subscribe("private", handler, latest()),
+    )
+    .await
+    .expect_err("NOPERM on EXISTS/XINFO must reject");
+    assert_eq!(
+        (err.code(), err.redis_code()),
+        ("ERR_REFUSED", Some("NOPERM")),
+        "{err}"
+    );
+    assert!(limited.status().subscriptions.is_empty());
+    limited.disconnect().await;
+
+    let c = client(&server).await;
+    let _: () = redis::cmd("SET")
+        .arg("plain")
+        .arg("x")
+        .query_async(&mut check)
+        .await
+        .unwrap();
+    let (handler, _inbox) = ChannelHandler::new();
+    let err = c
+        .subscribe("plain", handler, latest())
+        .await
+        .expect_err("WRONGTYPE must reject");
+    assert_eq!(
+        (err.code(), err.redis_code()),
+        ("ERR_REFUSED", Some("WRONGTYPE")),
+        "{err}"
+    );
+    assert!(c.status().subscriptions.is_empty());
+    c.disconnect().await;
+}
+
+/// A subscription removed before its `"$"` lookup came back leaves nothing behind: the lookup
+/// used to record the stream's end after the unsubscribe had forgotten it, and a later
+/// subscription of the stream then showed that stale end (an end never moves back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsubscribe_racing_the_dollar_lookup_leaves_no_stale_stream_end() {
+    let server = RedisServer::start().await;
+    let c = client(&server).await;
+    let mut check = server.checker().await;
+    xadd_at(&mut check, "raced", 5_000).await;
+    let (handler, _inbox) = ChannelHandler::new();
+    let (id, resolved) = c.start_subscribe("raced", handler, latest()).unwrap();
+    assert!(c.unsubscribe_id(id));
+    resolved.await.unwrap();
+
+    let _: () = redis::cmd("DEL")
+        .arg("raced")
+        .query_async(&mut check)
+        .await
+        .unwrap();
+    let first = xadd_at(&mut check, "raced", 1_000).await;
+    let (handler, mut inbox) = ChannelHandler::new();
+    c.subscribe("raced", handler, from_start()).await.unwrap();
+    assert_eq!(inbox.one(DELIVERY).await.id, first);
+    let ends: Vec<Option<StreamId>> = c
+        .status()
+        .subscription_details
+        .iter()
+        .map(|s| s.stream_last_id)
+        .collect();
+    assert_eq!(
+        ends,
+        vec![Some(first)],
+        "the stream's end as the client knows it"
     );
     c.disconnect().await;
 }

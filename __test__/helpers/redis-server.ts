@@ -1,8 +1,9 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { serverLauncher } from "./server-binary.js";
 
 export interface RedisServer {
   /** redis:// URL of the server (without credentials). */
@@ -23,12 +24,10 @@ export interface StartOptions {
   private?: boolean;
   /** Extra redis-server arguments, e.g. ["--requirepass", "pw"]. Implies a private server. */
   args?: string[];
+  /** The server binary; default the one STREAMCAST_TEST_SERVER selects (see server-binary.ts). Implies a private server. */
+  binary?: string;
 }
 
-// Where available, setpriv makes the kernel kill redis-server when this process dies in any way
-// (even a SIGKILL from the test runner), so no orphaned server outlives a test file.
-const SETPRIV = "/usr/bin/setpriv";
-const launcher: string[] = existsSync(SETPRIV) ? [SETPRIV, "--pdeathsig", "KILL", "redis-server"] : ["redis-server"];
 
 const live = new Set<ChildProcess>();
 process.on("exit", () => {
@@ -38,7 +37,7 @@ process.on("exit", () => {
 /** Starts a private redis-server on a free port (or returns the shared REDIS_URL server). */
 export async function startRedis(options: StartOptions = {}): Promise<RedisServer> {
   const shared = process.env.REDIS_URL;
-  if (shared && !options.private && !options.args) {
+  if (shared && !options.private && !options.args && !options.binary) {
     const port = Number(new URL(shared).port || 6379);
     const notOwned = async (): Promise<void> => {
       throw new Error("kill/restart need a private server: startRedis({ private: true })");
@@ -48,6 +47,7 @@ export async function startRedis(options: StartOptions = {}): Promise<RedisServe
 
   const dir = mkdtempSync(join(tmpdir(), "streamcast-redis-"));
   const extra = options.args ?? [];
+  const launcher = serverLauncher(options.binary);
   let port = 0;
   let proc: ChildProcess | undefined;
 

@@ -1,10 +1,11 @@
 // What the cluster and sentinel fixtures share: private redis-server processes that can be
 // killed and restarted, free ports, cached per-node connections and condition waits.
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { createServer, createConnection, type Server } from "node:net";
 import { join } from "node:path";
 import { Redis } from "ioredis";
+import { serverLauncher } from "./server-binary.js";
 
 /** `CLIENT SETNAME` of the fixtures' own connections, so tests can leave them out of `CLIENT LIST` counts. */
 export const FIXTURE_CLIENT_NAME = "topology-fixture";
@@ -13,10 +14,6 @@ export const FIXTURE_CLIENT_NAME = "topology-fixture";
 export const SETTLE_MS = 60_000;
 const PROCESS_START_MS = 10_000;
 
-// Where available, setpriv makes the kernel kill each server when this process dies in any way
-// (even a SIGKILL from the test runner), so no orphaned server outlives a test file.
-const SETPRIV = "/usr/bin/setpriv";
-const launcher: string[] = existsSync(SETPRIV) ? [SETPRIV, "--pdeathsig", "KILL", "redis-server"] : ["redis-server"];
 
 const live = new Set<ChildProcess>();
 process.on("exit", () => {
@@ -84,6 +81,7 @@ export class ServerProcess {
   async start(): Promise<void> {
     await this.kill();
     const log = join(this.dir, "redis.log");
+    const launcher = serverLauncher();
     const child = spawn(launcher[0]!, [...launcher.slice(1), ...this.args, "--logfile", log], {
       cwd: this.dir,
       stdio: ["ignore", "pipe", "pipe"],

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
+use crate::codec::now_ms;
 use crate::config::BackoffConfig;
+use crate::status::ConnState;
 
 /// Exponential back-off with a random share ("jitter") taken off each delay.
 #[derive(Debug, Clone)]
@@ -35,6 +37,33 @@ impl Backoff {
         self.attempt = self.attempt.saturating_add(1);
         let cut = base * self.cfg.jitter * fastrand::f64();
         Duration::from_secs_f64((base - cut).max(0.0))
+    }
+
+    /// The state to show while waiting `delay` for the next attempt, after the last one
+    /// failed with `last_error`.
+    pub fn reconnecting(
+        &self,
+        delay: Duration,
+        last_error: String,
+        last_error_code: &'static str,
+    ) -> ConnState {
+        reconnecting(self.attempt, delay, last_error, last_error_code)
+    }
+}
+
+/// The state of a connection that is down: `attempt` attempts have failed since the last
+/// success, and the next one starts after `delay`.
+pub fn reconnecting(
+    attempt: u32,
+    delay: Duration,
+    last_error: String,
+    last_error_code: &'static str,
+) -> ConnState {
+    ConnState::Reconnecting {
+        attempt,
+        next_retry_at_ms: now_ms() + delay.as_millis() as u64,
+        last_error,
+        last_error_code,
     }
 }
 

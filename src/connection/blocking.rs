@@ -4,8 +4,10 @@
 //! share the command connection (it would stall every publish). Dropping the read's future
 //! does not cancel it on the server either: the server keeps the connection blocked, and an
 //! `XREADGROUP` may already have moved entries into the consumer's pending list. So a read is
-//! never raced against cancellation: whoever wants it to end sends `CLIENT UNBLOCK` with the
+//! not dropped to stop it: whoever wants it to end sends `CLIENT UNBLOCK` with the
 //! connection's `CLIENT ID` from the command connection ([`Unblocker`]) and lets it return.
+//! The one exception is a Sentinel switch of the primary: the read is then abandoned and its
+//! connection closed with it, which ends the read on the (old) server as well.
 //!
 //! A read that has not returned long after its BLOCK time (a silent link: no FIN, no RST) is
 //! presumed dead by a watchdog, and the connection is replaced. The subscription reader and
@@ -21,10 +23,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::backoff::Backoff;
-use super::command::{CommandConn, Queryable};
+use super::command::CommandConn;
 use super::dial::{connect_error, open};
+use super::queryable::Queryable;
 use super::topology::{AnyConn, NodeAddr, Placement, Target};
-use crate::codec::now_ms;
 use crate::config::Config;
 use crate::status::{ConnState, Counters};
 
@@ -40,14 +42,14 @@ const UNBLOCK_RETRY: Duration = Duration::from_millis(2);
 /// What `CLIENT UNBLOCK` needs to know about a reader: its connection's `CLIENT ID`, and
 /// which read (if any) is on the way. Shared between the reader and whoever wakes it.
 #[derive(Debug, Default)]
-pub struct ReaderSlot {
+pub struct UnblockHandle {
     /// `CLIENT ID` of the connection, and its node (in a cluster).
     client_id: Mutex<Option<(i64, Option<NodeAddr>)>>,
     /// The tag of the read in progress plus one; 0 while not reading.
     reading: AtomicU64,
 }
 
-impl ReaderSlot {
+impl UnblockHandle {
     fn set_client_id(&self, id: Option<(i64, Option<NodeAddr>)>) {
         *self.client_id.lock().unwrap_or_else(|p| p.into_inner()) = id;
     }
@@ -113,7 +115,7 @@ pub struct BlockingReader {
     ever_connected: bool,
     what: &'static str,
     conn: Option<AnyConn>,
-    slot: Arc<ReaderSlot>,
+    slot: Arc<UnblockHandle>,
     /// Sentinel's primary (for a reader of the primary): a switch ends the read at once.
     primary: Option<watch::Receiver<Option<NodeAddr>>>,
 }
@@ -138,7 +140,7 @@ impl BlockingReader {
             ever_connected: false,
             what,
             conn: None,
-            slot: Arc::new(ReaderSlot::default()),
+            slot: Arc::new(UnblockHandle::default()),
         }
     }
 
@@ -148,7 +150,7 @@ impl BlockingReader {
     }
 
     /// What an [`Unblocker`] needs to wake this reader.
-    pub fn slot(&self) -> Arc<ReaderSlot> {
+    pub fn slot(&self) -> Arc<UnblockHandle> {
         self.slot.clone()
     }
 
@@ -216,12 +218,11 @@ impl BlockingReader {
                     error = %e,
                     "cannot connect to Redis"
                 );
-                self.state.send_replace(ConnState::Reconnecting {
-                    attempt: self.backoff.attempt(),
-                    next_retry_at_ms: now_ms() + delay.as_millis() as u64,
-                    last_error: e.to_string(),
-                    last_error_code: err.code(),
-                });
+                self.state.send_replace(self.backoff.reconnecting(
+                    delay,
+                    e.to_string(),
+                    err.code(),
+                ));
                 tokio::select! {
                     _ = token.cancelled() => {}
                     _ = tokio::time::sleep(delay) => {}
@@ -344,7 +345,7 @@ pub struct Unblocker<'a> {
     /// The command connection to send it on.
     pub cmd: &'a CommandConn,
     /// The reader to wake.
-    pub slot: &'a ReaderSlot,
+    pub slot: &'a UnblockHandle,
 }
 
 impl Unblocker<'_> {

@@ -2,76 +2,45 @@
 //!
 //! One multiplexed socket: concurrent commands are written back to back and their replies
 //! matched in order, which is Redis pipelining without any batching code of ours. One task
-//! ([`CommandConn::run`]) opens it, replaces it when it fails, and checks an idle one with a
-//! PING.
+//! (`supervisor.rs`) opens it, replaces it when it fails, and pings it every second.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::{FromRedisValue, RedisError, Value};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::info;
 
-use super::backoff::Backoff;
-use super::dial::{connect_error, state_error};
-use super::ledger::{self, Ledger};
-use super::ordered::Ordered;
+use super::dial::state_error;
+use super::ledger::Ledger;
+use super::ordered::{Ordered, ReplyTo};
+use super::queryable::Queryable;
+use super::server_info::{ServerFacts, ServerInfo};
+use super::slot::{ConnSlot, Installed};
 use super::topology::{AnyConn, NodeAddr, Target};
-use crate::codec::{now_ms, parse_stream_info, StreamId};
 use crate::config::Config;
-use crate::error::{classify, Error, Failure, Result};
-use crate::status::{ConnState, Counters, Throttle};
-
-/// How often an otherwise idle command connection is checked with a PING.
-const HEALTH_CHECK_EVERY: Duration = Duration::from_secs(1);
-
-/// Tries at looking up the newest publishes after a failover while Redis is unavailable.
-const LOST_CHECK_ATTEMPTS: u32 = 5;
-
-/// Consecutive command timeouts after which the command connection is presumed dead.
-const TIMEOUTS_BEFORE_RECONNECT: u32 = 3;
-
-/// Which connection a result came from: a failure drops only the connection it happened on,
-/// never one that replaced it meanwhile.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Generation(u64);
-
-/// The connection that commands use now.
-#[derive(Clone)]
-pub(super) struct Installed {
-    pub(super) generation: Generation,
-    pub(super) conn: AnyConn,
-}
+use crate::error::{Error, Result};
+use crate::status::{ConnState, Counters};
 
 /// The command connection every non-blocking command of a client shares.
 pub struct CommandConn {
     target: Arc<Target>,
     pub(super) cfg: Arc<Config>,
     counters: Arc<Counters>,
-    slot: RwLock<Option<Installed>>,
+    /// The installed connection and the judgement of its results.
+    pub(super) link: Arc<ConnSlot>,
     pub(super) ordered: Ordered,
-    generation: AtomicU64,
-    /// The server's version as `major * 1000 + minor` (0 until known).
-    server_version: AtomicU32,
-    /// The connection was dropped because the server refused it for its state (READONLY):
-    /// the next one waits out the back-off, so that a server stuck in that state is not
-    /// reconnected to once per command.
-    state_break: AtomicBool,
-    timeouts: AtomicU32,
-    timeout_log: Throttle,
-    server_state_log: Throttle,
-    state: watch::Sender<ConnState>,
-    kick: Notify,
-    probe: Notify,
+    pub(super) ping_soon: Notify,
     /// Bumped when the cluster's slot map changed: readers re-plan.
     topology: watch::Sender<u64>,
     /// The newest ids of this client's publishes, to find those a failover lost.
     ledger: Arc<Ledger>,
-    /// `run_id` of the server the connection last reached (not in a cluster).
-    run_id: std::sync::Mutex<Option<String>>,
+    /// Bumped to ask for a failover audit (see `audit.rs`).
+    pub(super) audits: watch::Sender<u64>,
+    /// The server the connection last reached: family, version, features, `run_id`.
+    server: ServerFacts,
 }
 
 impl CommandConn {
@@ -81,27 +50,33 @@ impl CommandConn {
     /// [`Error::InvalidArg`] when the URL cannot be used.
     pub fn new(cfg: Arc<Config>, counters: Arc<Counters>) -> Result<Self> {
         let target = Arc::new(Target::new(&cfg)?);
+        let link = Arc::new(ConnSlot::new(target.clone(), cfg.clone(), counters.clone()));
         Ok(CommandConn {
+            ordered: Ordered::new(link.clone(), cfg.clone(), target.is_cluster()),
             target,
             cfg,
             counters,
-            slot: RwLock::new(None),
-            ordered: Ordered::new(),
-            generation: AtomicU64::new(0),
-            server_version: AtomicU32::new(0),
-            state_break: AtomicBool::new(false),
-            timeouts: AtomicU32::new(0),
-            timeout_log: Throttle::default(),
-            server_state_log: Throttle::default(),
-            // A session's connection is being opened from the moment it exists: calls made
-            // before the first attempt finishes wait for it (see `conn_or_first`).
-            state: watch::Sender::new(ConnState::Connecting),
-            kick: Notify::new(),
-            probe: Notify::new(),
+            link,
+            ping_soon: Notify::new(),
             topology: watch::Sender::new(0),
             ledger: Arc::new(Ledger::default()),
-            run_id: std::sync::Mutex::new(None),
+            audits: watch::Sender::new(0),
+            server: ServerFacts::default(),
         })
+    }
+
+    /// Queues a command to be sent in exactly the order of the calls. Never blocks.
+    ///
+    /// The reply goes to `reply`: `Ok(Some(reply))`, `Ok(None)` when Redis is unavailable
+    /// (within the command timeout, or later from the offline buffer), or the server's
+    /// refusal.
+    pub fn submit(&self, cmd: redis::Cmd, reply: ReplyTo) {
+        self.ordered.submit(cmd, reply);
+    }
+
+    /// Sends the queued ordered commands until `token` is cancelled (see [`Ordered`]).
+    pub async fn run_ordered(self: Arc<Self>, token: CancellationToken) {
+        self.ordered.run(token).await;
     }
 
     /// Where the data lives, for opening the dedicated reader connections.
@@ -110,7 +85,7 @@ impl CommandConn {
     }
 
     /// The cluster's masters as the slot map names them (empty outside a cluster).
-    fn masters(&self) -> Vec<NodeAddr> {
+    pub(super) fn masters(&self) -> Vec<NodeAddr> {
         match &*self.target {
             crate::connection::Target::Cluster(t) => t.masters(),
             _ => Vec::new(),
@@ -146,8 +121,8 @@ impl CommandConn {
 
     /// Replaces the connection now (Sentinel named a new primary): the next one goes there.
     pub fn primary_switched(&self) {
-        if let Some(i) = self.get() {
-            self.broken(i.generation, "Sentinel switched the primary");
+        if let Some(i) = self.link.get() {
+            self.link.broken(i.epoch, "Sentinel switched the primary");
         }
     }
 
@@ -170,44 +145,18 @@ impl CommandConn {
     }
 
     /// Runs `send` on the installed connection (waiting for the first one) within the
-    /// command timeout, and judges the result with [`CommandConn::outcome`].
+    /// command timeout, and judges the result with [`ConnSlot::outcome`].
     async fn timed<T, F, Fut>(&self, send: F) -> std::result::Result<Option<T>, RedisError>
     where
         F: FnOnce(AnyConn) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<T, RedisError>>,
     {
         let deadline = Instant::now() + self.cfg.command_timeout;
-        let Some(Installed { generation, conn }) = self.conn_or_first(deadline).await else {
+        let Some(Installed { epoch, conn }) = self.link.conn_or_first(deadline).await else {
             return Ok(None);
         };
-        self.outcome(
-            generation,
-            tokio::time::timeout_at(deadline, send(conn)).await,
-        )
-    }
-
-    /// What a command that ran against `deadline` means for its caller: a reply, `None`
-    /// when Redis is unavailable (timeout, connection failed, the server's state; see
-    /// [`CommandConn::judge`]), or the server's refusal.
-    fn outcome<T>(
-        &self,
-        generation: Generation,
-        sent: std::result::Result<std::result::Result<T, RedisError>, tokio::time::error::Elapsed>,
-    ) -> std::result::Result<Option<T>, RedisError> {
-        match sent {
-            Err(_) => {
-                self.timed_out(generation);
-                Ok(None)
-            }
-            Ok(Err(e)) => {
-                self.answered();
-                self.judge(generation, e)
-            }
-            Ok(Ok(v)) => {
-                self.answered();
-                Ok(Some(v))
-            }
-        }
+        self.link
+            .outcome(epoch, tokio::time::timeout_at(deadline, send(conn)).await)
     }
 
     /// The configuration.
@@ -223,277 +172,41 @@ impl CommandConn {
     /// Asks for a PING soon: another connection of this client just failed, so this one
     /// may be dead too.
     pub fn probe_soon(&self) {
-        self.probe.notify_one();
+        self.ping_soon.notify_one();
     }
 
     /// Watches the connection state.
     pub fn state(&self) -> watch::Receiver<ConnState> {
-        self.state.subscribe()
+        self.link.state.subscribe()
     }
 
     /// The current state.
     pub fn current_state(&self) -> ConnState {
-        self.state.borrow().clone()
+        self.link.state.borrow().clone()
     }
 
     /// Marks the connection closing/closed for status.
     pub fn set_state(&self, s: ConnState) {
-        self.state.send_replace(s);
-    }
-
-    pub(super) fn get(&self) -> Option<Installed> {
-        self.slot.read().ok()?.clone()
-    }
-
-    /// Hands out `conn` (called with the offline buffer's lock held, once it is empty).
-    pub(super) fn install(&self, installed: Installed) {
-        if let Ok(mut slot) = self.slot.write() {
-            *slot = Some(installed);
-        }
-    }
-
-    /// Whether the session's first connection attempt is still running.
-    pub(super) fn is_first_attempt(&self) -> bool {
-        matches!(*self.state.borrow(), ConnState::Connecting)
-    }
-
-    /// The connection; while the first attempt of the session is still running (a client
-    /// that connects on its first call), waits for it, but not past `until`. While Sentinel
-    /// promotes a replica, waits (not past `until`) for the connection to it: the new primary
-    /// is milliseconds away, and failing open at once would drop what it will take.
-    pub(super) async fn conn_or_first(&self, until: Instant) -> Option<Installed> {
-        if let Some(c) = self.get() {
-            return Some(c);
-        }
-        let mut rx = self.state.subscribe();
-        if matches!(*rx.borrow_and_update(), ConnState::Connecting) {
-            let _ = tokio::time::timeout_at(
-                until,
-                rx.wait_for(|s| !matches!(s, ConnState::Connecting)),
-            )
-            .await;
-        } else if self.target.promotion_under_way() {
-            // Every install is followed by a state update: look again after each one.
-            let _ = tokio::time::timeout_at(until, async {
-                while self.get().is_none() && rx.changed().await.is_ok() {}
-            })
-            .await;
-        }
-        self.get()
-    }
-
-    /// Drops the connection of `generation` (if still current) and wakes the reconnect loop.
-    pub(super) fn broken(&self, generation: Generation, why: &str) {
-        let mut slot = match self.slot.write() {
-            Ok(s) => s,
-            Err(p) => p.into_inner(),
-        };
-        if slot.as_ref().is_some_and(|i| i.generation == generation) {
-            *slot = None;
-            drop(slot);
-            warn!(error = %why, "command connection lost; reconnecting");
-            self.kick.notify_one();
-        }
-    }
-
-    /// What a command's failure means for its caller: `Ok(None)` when Redis is unavailable
-    /// (the connection failed, or the server's state refuses it for now: fail open), `Err`
-    /// for a refusal the caller has to hear about.
-    pub(super) fn judge<T>(
-        &self,
-        generation: Generation,
-        e: RedisError,
-    ) -> std::result::Result<Option<T>, RedisError> {
-        match classify(&e) {
-            Failure::Connection => {
-                self.broken(generation, &e.to_string());
-                Ok(None)
-            }
-            Failure::ServerState { reconnect } => {
-                self.server_state(&e, reconnect);
-                if reconnect {
-                    self.state_break.store(true, Ordering::SeqCst);
-                    self.broken(generation, &e.to_string());
-                }
-                Ok(None)
-            }
-            _ => Err(e),
-        }
-    }
-
-    /// Counts and logs (throttled) a command refused because of the server's state.
-    fn server_state(&self, e: &RedisError, reconnect: bool) {
-        Counters::add(&self.counters.server_state_errors, 1);
-        if let Some(held_back) = self.server_state_log.allow() {
-            warn!(
-                error = %e,
-                reconnect,
-                similar_since_last = held_back,
-                "Redis refused a command because of its own state (failover, loading, memory, busy); failing open"
-            );
-        }
-    }
-
-    /// Keeps the connection up until `token` is cancelled: connects, waits for a failure,
-    /// reconnects with back-off. The only task that opens command connections.
-    pub async fn run(self: Arc<Self>, token: CancellationToken) {
-        let mut backoff = Backoff::new(self.cfg.reconnect);
-        let mut ever_connected = false;
-        // The last connection was dropped for the server's state: keep backing off.
-        let mut penalty = false;
-        // The connection reached another server than before (a failover, a restart).
-        let mut moved = false;
-        self.state.send_replace(ConnState::Connecting);
-        loop {
-            let attempt = tokio::select! {
-                biased;
-                _ = token.cancelled() => break,
-                r = self.target.open_command(&self.cfg) => r,
-            };
-            let failed = match attempt {
-                Ok(mut conn) => {
-                    // Sticky until checked: a failed attempt must not hide the move.
-                    moved |= self.learn_server(&mut conn).await;
-                    let generation =
-                        Generation(self.generation.fetch_add(1, Ordering::Relaxed) + 1);
-                    match self.flush_parked(&mut conn, generation).await {
-                        Ok(()) => None,
-                        Err(e) => {
-                            warn!(error = %e, "connection failed while writing parked publishes");
-                            Some(e)
-                        }
-                    }
-                }
-                Err(e) => Some(e),
-            };
-            if let Some(e) = failed {
-                let delay = backoff.next_delay();
-                let err = connect_error(&e, &self.cfg);
-                warn!(
-                    attempt = backoff.attempt(),
-                    retry_in_ms = delay.as_millis() as u64,
-                    url = %self.cfg.redis_url,
-                    error = %e,
-                    "cannot connect to Redis"
-                );
-                self.state.send_replace(ConnState::Reconnecting {
-                    attempt: backoff.attempt(),
-                    next_retry_at_ms: now_ms() + delay.as_millis() as u64,
-                    last_error: e.to_string(),
-                    last_error_code: err.code(),
-                });
-                tokio::select! {
-                    _ = token.cancelled() => break,
-                    _ = tokio::time::sleep(delay) => {}
-                }
-                continue;
-            }
-            self.timeouts.store(0, Ordering::Relaxed);
-            if ever_connected {
-                Counters::add(&self.counters.reconnects, 1);
-                info!(
-                    attempt = backoff.attempt(),
-                    url = %self.cfg.redis_url,
-                    "command connection re-established"
-                );
-            } else {
-                info!(url = %self.cfg.redis_url, "connected to Redis");
-            }
-            ever_connected = true;
-            if !penalty {
-                backoff.reset();
-            }
-            self.state.send_replace(ConnState::Connected);
-            if self.target.is_cluster() {
-                self.refresh_slots().await;
-            }
-            if moved {
-                info!(url = %self.cfg.redis_url, "the command connection reached another server (a failover or a restart); checking the newest publishes");
-                self.report_lost_publishes(&token).await;
-                moved = false;
-            }
-            let mut topology = self.topology();
-            let mut masters = self.masters();
-            // A connection whose server went away is only noticed when used: probe it now
-            // and then, and at once when another connection of this client just failed, so
-            // status and the next publish see the truth.
-            loop {
-                tokio::select! {
-                    _ = token.cancelled() => break,
-                    _ = self.kick.notified() => break,
-                    _ = self.probe.notified() => {}
-                    _ = tokio::time::sleep(HEALTH_CHECK_EVERY) => {}
-                    r = topology.changed(), if self.target.is_cluster() => {
-                        if r.is_ok() {
-                            // A master that left the slot map failed (or was removed): the
-                            // replica promoted in its place may lack its newest entries.
-                            let now = self.masters();
-                            if masters.iter().any(|m| !now.contains(m)) {
-                                info!("a cluster master left the slot map; checking the newest publishes");
-                                self.report_lost_publishes(&token).await;
-                            }
-                            masters = now;
-                        }
-                        continue;
-                    }
-                }
-                let _ = self.query::<Value, _>(&redis::cmd("PING")).await;
-                if self.get().is_none() {
-                    break;
-                }
-            }
-            if token.is_cancelled() {
-                break;
-            }
-            penalty = self.state_break.swap(false, Ordering::SeqCst);
-            if penalty {
-                let delay = backoff.next_delay();
-                self.state.send_replace(ConnState::Reconnecting {
-                    attempt: backoff.attempt(),
-                    next_retry_at_ms: now_ms() + delay.as_millis() as u64,
-                    last_error: "Redis refused writes for its state (a failover?)".into(),
-                    last_error_code: "ERR_UNAVAILABLE",
-                });
-                tokio::select! {
-                    _ = token.cancelled() => break,
-                    _ = tokio::time::sleep(delay) => {}
-                }
-            }
-        }
-        if let Ok(mut slot) = self.slot.write() {
-            *slot = None;
-        }
-        self.fail_parked();
+        self.link.state.send_replace(s);
     }
 
     /// Reads the server's version (for features of newer servers), best effort.
     /// Learns the server's version and, outside a cluster, whether this is another server
     /// than the connection reached before (its `run_id` changed: a failover, or a restart
     /// that may have lost data). Returns the latter.
-    async fn learn_server(&self, conn: &mut AnyConn) -> bool {
+    pub(super) async fn learn_server(&self, conn: &mut AnyConn) -> bool {
         let info = tokio::time::timeout(
             self.cfg.command_timeout,
-            redis::cmd("INFO").arg("server").query_async::<String>(conn),
+            redis::cmd("INFO").arg("server").query_async::<Value>(conn),
         )
         .await;
         let Ok(Ok(info)) = info else { return false };
-        if let Some(v) = parse_version(&info) {
-            self.server_version.store(v, Ordering::Relaxed);
-        }
-        if self.target.is_cluster() {
-            return false;
-        }
-        let Some(run_id) = info
-            .lines()
-            .find_map(|l| l.strip_prefix("run_id:"))
-            .map(|r| r.trim().to_owned())
-        else {
-            return false;
-        };
-        let mut known = self.run_id.lock().unwrap_or_else(|p| p.into_inner());
-        let changed = known.as_ref().is_some_and(|k| *k != run_id);
-        *known = Some(run_id);
-        changed
+        self.server.learn_reply(&info) && !self.target.is_cluster()
+    }
+
+    /// The server the connection last reached, if any.
+    pub fn server(&self) -> Option<ServerInfo> {
+        self.server.get()
     }
 
     /// The record of this client's newest publish ids.
@@ -501,122 +214,9 @@ impl CommandConn {
         &self.ledger
     }
 
-    /// After the connection moved to another server: looks the newest publish ids up there
-    /// and reports those it does not have (a failover lost them: `warn` per stream and
-    /// `counters.publishLost`). Waits `commandTimeoutMs` first, so that every publish still
-    /// on the old connection has resolved (or failed open) and is in the record. Retries a
-    /// few times while Redis is unavailable.
-    async fn report_lost_publishes(&self, token: &CancellationToken) {
-        tokio::select! {
-            _ = token.cancelled() => return,
-            _ = tokio::time::sleep(self.cfg.command_timeout) => {}
-        }
-        let mut pending = self.ledger.snapshot();
-        for attempt in 1..=LOST_CHECK_ATTEMPTS {
-            let checks = pending.iter().map(|(stream, ids)| async move {
-                (self.lost_in(stream, ids).await, stream.clone(), ids.clone())
-            });
-            let mut retry = Vec::new();
-            for (result, stream, ids) in futures_util::future::join_all(checks).await {
-                match result {
-                    Some(lost) if lost.is_empty() => {}
-                    Some(lost) => {
-                        warn!(
-                            stream = %stream,
-                            lost = lost.len(),
-                            first = %lost[0],
-                            last = %lost[lost.len() - 1],
-                            "a failover lost publishes that Redis had acknowledged (replication is asynchronous): the new primary does not have them"
-                        );
-                        Counters::add(&self.counters.publish_lost, lost.len() as u64);
-                        self.ledger.forget(&stream, &lost);
-                    }
-                    None => retry.push((stream, ids)),
-                }
-            }
-            if retry.is_empty() {
-                return;
-            }
-            pending = retry;
-            if attempt < LOST_CHECK_ATTEMPTS {
-                tokio::select! {
-                    _ = token.cancelled() => return,
-                    _ = tokio::time::sleep(self.cfg.reconnect.max) => {}
-                }
-            }
-        }
-        warn!(
-            streams = pending.len(),
-            "cannot check whether the failover lost publishes: Redis stayed unavailable"
-        );
-    }
-
-    /// Which of `ids` the server's `stream` lacks (see [`ledger::lost`]); `None` when it
-    /// cannot tell now.
-    async fn lost_in(&self, stream: &str, ids: &[StreamId]) -> Option<Vec<StreamId>> {
-        if ids.is_empty() {
-            return Some(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        pipe.cmd("XINFO").arg("STREAM").arg(stream);
-        for id in ids {
-            pipe.cmd("XRANGE")
-                .arg(stream)
-                .arg(id)
-                .arg(id)
-                .arg("COUNT")
-                .arg(1);
-        }
-        let replies: Vec<Value> = self.query(&pipe).await.ok()??;
-        let (info, ranges) = replies.split_first()?;
-        let (exists, max_deleted, first) = match info {
-            Value::ServerError(e)
-                if classify(&RedisError::from(e.clone())) == Failure::NoSuchKey =>
-            {
-                (false, StreamId::ZERO, None)
-            }
-            Value::ServerError(_) => return None,
-            v => {
-                let i = parse_stream_info(v).ok()?;
-                (true, i.max_deleted, i.first_entry)
-            }
-        };
-        let mut present = Vec::with_capacity(ranges.len());
-        for r in ranges {
-            match r {
-                Value::Array(a) => present.push(!a.is_empty()),
-                _ => return None,
-            }
-        }
-        Some(ledger::lost(ids, &present, exists, max_deleted, first))
-    }
-
-    /// Whether the server has `XTRIM … ACKED` (Redis 8.2 and later).
+    /// Whether the server has `XTRIM … ACKED` and `XACKDEL` (Redis 8.2 and later).
     pub fn server_has_xtrim_acked(&self) -> bool {
-        self.server_version.load(Ordering::Relaxed) >= 8_002
-    }
-
-    /// Counts a command timeout (logged, throttled); after a few in a row the connection
-    /// of `generation` is presumed dead and replaced.
-    pub(super) fn timed_out(&self, generation: Generation) {
-        let n = self.timeouts.fetch_add(1, Ordering::Relaxed) + 1;
-        if let Some(held_back) = self.timeout_log.allow() {
-            warn!(
-                timeout_ms = self.cfg.command_timeout.as_millis() as u64,
-                consecutive = n,
-                similar_since_last = held_back,
-                "Redis did not answer in time"
-            );
-        }
-        if n >= TIMEOUTS_BEFORE_RECONNECT {
-            self.broken(generation, "too many consecutive timeouts");
-        }
-    }
-
-    /// Notes that a command got its answer in time.
-    pub(super) fn answered(&self) {
-        self.timeouts.store(0, Ordering::Relaxed);
+        self.server.has_redis_82_streams()
     }
 
     /// Waits until the connection works, a new attempt fails, or `within` passes.
@@ -624,7 +224,7 @@ impl CommandConn {
     /// # Errors
     /// The failure of the attempt, or [`Error::Timeout`].
     pub async fn wait_connected(&self, within: Duration) -> Result<()> {
-        let mut rx = self.state.subscribe();
+        let mut rx = self.link.state.subscribe();
         let failed_before = match &*rx.borrow() {
             ConnState::Reconnecting { attempt, .. } => *attempt,
             _ => 0,
@@ -668,68 +268,5 @@ impl CommandConn {
     {
         self.timed(|mut conn| async move { cmd.send(&mut conn).await })
             .await
-    }
-}
-
-/// `redis_version:7.0.15` of an `INFO server` reply as `7 * 1000 + 0`.
-fn parse_version(info: &str) -> Option<u32> {
-    let v = info
-        .lines()
-        .find_map(|l| l.strip_prefix("redis_version:"))?
-        .trim();
-    let mut parts = v.split('.');
-    let major: u32 = parts.next()?.parse().ok()?;
-    let minor: u32 = parts.next()?.parse().ok()?;
-    Some(major * 1000 + minor.min(999))
-}
-
-/// Something that can be sent on a multiplexed connection: a command or a pipeline.
-pub trait Queryable: Sync {
-    /// Sends it and parses the reply.
-    fn send<T: FromRedisValue + Send>(
-        &self,
-        conn: &mut AnyConn,
-    ) -> impl std::future::Future<Output = std::result::Result<T, RedisError>> + Send;
-}
-
-impl Queryable for redis::Cmd {
-    fn send<T: FromRedisValue + Send>(
-        &self,
-        conn: &mut AnyConn,
-    ) -> impl std::future::Future<Output = std::result::Result<T, RedisError>> + Send {
-        self.query_async(conn)
-    }
-}
-
-impl Queryable for redis::Pipeline {
-    fn send<T: FromRedisValue + Send>(
-        &self,
-        conn: &mut AnyConn,
-    ) -> impl std::future::Future<Output = std::result::Result<T, RedisError>> + Send {
-        self.query_async(conn)
-    }
-}
-
-impl Queryable for redis::ScriptInvocation<'_> {
-    fn send<T: FromRedisValue + Send>(
-        &self,
-        conn: &mut AnyConn,
-    ) -> impl std::future::Future<Output = std::result::Result<T, RedisError>> + Send {
-        self.invoke_async(conn)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn versions_are_read_from_info() {
-        assert_eq!(
-            parse_version("# Server\r\nredis_version:7.0.15\r\nredis_git_sha1:0\r\n"),
-            Some(7_000)
-        );
-        assert_eq!(parse_version("redis_version:8.2.1\n"), Some(8_002));
-        assert_eq!(parse_version("no version here"), None);
     }
 }

@@ -1,29 +1,45 @@
 //! Connections to Redis.
 //!
-//! - [`backoff`]: the reconnect schedule (exponential, capped, with jitter).
+//! - [`backoff`]: the reconnect schedule (exponential, capped, with jitter) and the state
+//!   shown while waiting it out.
 //! - [`dial`]: opening one connection (TCP or TLS, AUTH, SELECT, a PING) and naming why it
 //!   failed.
 //! - [`command`]: the command connection every non-blocking command of a client shares,
-//!   multiplexed (concurrent commands pipeline on one socket), kept up by its own task.
+//!   multiplexed (concurrent commands pipeline on one socket); [`queryable`]: what can be
+//!   sent on it.
+//! - [`slot`]: the connection installed now, which epoch a result came from, and when the
+//!   connection is presumed broken.
+//! - [`supervisor`]: the task that opens the command connection, pings it, and reconnects.
 //! - [`ordered`]: commands whose order matters (publishes), sent in call order as automatic
 //!   pipelines, and the offline buffer that keeps them while Redis is away.
+//! - [`ledger`] and [`audit`]: the newest ids of this client's publishes, and the check after
+//!   a failover of which of them the new server lacks.
 //! - [`blocking`]: a connection of its own for blocking reads (`XREAD`/`XREADGROUP BLOCK`),
-//!   woken with `CLIENT UNBLOCK` and never dropped mid-read; the subscription reader and every
-//!   group consumer use one; a cluster has one per master node.
+//!   woken with `CLIENT UNBLOCK`; the subscription reader and every group consumer use one;
+//!   a cluster has one per master node.
+//! - [`server_info`]: which server the connection reached (family, version, the stream
+//!   features it has, `run_id`), read from `INFO server`.
 //! - [`topology`]: where the data lives (one server, a cluster, a Sentinel-named primary) and
 //!   how each kind of connection reaches it.
 
+mod audit;
 mod backoff;
 mod blocking;
 mod command;
 mod dial;
 pub mod ledger;
 mod ordered;
+mod queryable;
+mod server_info;
+mod slot;
+mod supervisor;
 mod topology;
 
 pub use backoff::Backoff;
-pub use blocking::{BlockingReader, ReadError, ReaderSlot, Unblocker};
-pub use command::{CommandConn, Queryable};
+pub use blocking::{BlockingReader, ReadError, UnblockHandle, Unblocker};
+pub use command::CommandConn;
 pub use dial::{connect_error, open};
 pub use ordered::{Reply, ReplyTo};
+pub use queryable::Queryable;
+pub use server_info::{ServerFamily, ServerInfo};
 pub use topology::{key_slot, AnyConn, NodeAddr, Placement, Target};

@@ -16,8 +16,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::command::{CommandConn, Generation, Installed};
+use crate::config::Config;
+
+use super::slot::{ConnEpoch, ConnSlot, Installed};
 use super::topology::{key_slot, AnyConn};
+use crate::error::{classify, Failure};
 
 /// Most commands sent in one pipeline (automatic or from the offline buffer).
 const MAX_PIPELINE: usize = 1024;
@@ -62,6 +65,20 @@ struct Queued {
     reply: ReplyTo,
 }
 
+/// Why a flush stopped when the client is closing.
+fn closing() -> RedisError {
+    RedisError::from(std::io::Error::other("the client is closing"))
+}
+
+/// Queued commands of one hash slot, sent as one pipeline.
+struct Group {
+    slot: Option<u16>,
+    pipe: redis::Pipeline,
+    replies: Vec<ReplyTo>,
+    /// The earliest deadline among them.
+    deadline: Instant,
+}
+
 /// A command waiting for the connection to come back.
 struct Parked {
     cmd: redis::Cmd,
@@ -70,15 +87,22 @@ struct Parked {
 
 /// The queue of ordered commands and the offline buffer.
 pub(super) struct Ordered {
+    link: Arc<ConnSlot>,
+    cfg: Arc<Config>,
+    /// In a cluster, commands are grouped by hash slot.
+    cluster: bool,
     tx: mpsc::UnboundedSender<Queued>,
     rx: Mutex<Option<mpsc::UnboundedReceiver<Queued>>>,
     parked: Mutex<VecDeque<Parked>>,
 }
 
 impl Ordered {
-    pub(super) fn new() -> Self {
+    pub(super) fn new(link: Arc<ConnSlot>, cfg: Arc<Config>, cluster: bool) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         Ordered {
+            link,
+            cfg,
+            cluster,
             tx,
             rx: Mutex::new(Some(rx)),
             parked: Mutex::new(VecDeque::new()),
@@ -88,16 +112,13 @@ impl Ordered {
     fn parked(&self) -> MutexGuard<'_, VecDeque<Parked>> {
         self.parked.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
-
-impl CommandConn {
     /// Queues a command to be sent in exactly the order of the calls. Never blocks.
     ///
     /// The reply goes to `reply`: `Ok(Some(reply))`, `Ok(None)` when Redis is unavailable
     /// (within the command timeout, or later from the offline buffer), or the server's
     /// refusal.
-    pub fn submit(&self, cmd: redis::Cmd, reply: ReplyTo) {
-        let slot = if self.target().is_cluster() {
+    pub(super) fn submit(&self, cmd: redis::Cmd, reply: ReplyTo) {
+        let slot = if self.cluster {
             match cmd.args_iter().nth(1) {
                 Some(redis::Arg::Simple(key)) => Some(key_slot(key)),
                 _ => None,
@@ -111,7 +132,7 @@ impl CommandConn {
             deadline: Instant::now() + self.cfg.command_timeout,
             reply,
         };
-        if let Err(mpsc::error::SendError(q)) = self.ordered.tx.send(q) {
+        if let Err(mpsc::error::SendError(q)) = self.tx.send(q) {
             q.reply.send(Ok(None));
         }
     }
@@ -119,14 +140,8 @@ impl CommandConn {
     /// Sends the queued commands, in order, as pipelines: everything queued while the
     /// previous pipeline was on the wire goes out in the next one (automatic pipelining).
     /// Runs until `token` is cancelled; what is still queued then resolves `None`.
-    pub async fn run_ordered(self: Arc<Self>, token: CancellationToken) {
-        let Some(mut rx) = self
-            .ordered
-            .rx
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        else {
+    pub(super) async fn run(&self, token: CancellationToken) {
+        let Some(mut rx) = self.rx.lock().unwrap_or_else(|p| p.into_inner()).take() else {
             return;
         };
         loop {
@@ -164,63 +179,69 @@ impl CommandConn {
             let Some(first) = batch.first().map(|q| q.deadline) else {
                 return;
             };
-            if self.conn_or_first(first).await.is_some() || !self.is_first_attempt() {
+            if self.link.conn_or_first(first).await.is_some() || !self.link.is_first_attempt() {
                 break;
             }
         }
         // In a cluster a pipeline can only hold keys of one slot: one pipeline per slot, each
         // in call order (the order of entries of one stream is all that call order means).
-        let mut groups: Vec<(Option<u16>, redis::Pipeline, Vec<ReplyTo>)> = Vec::new();
+        let mut groups: Vec<Group> = Vec::new();
         for q in batch {
-            let i = match groups.iter().position(|(slot, _, _)| *slot == q.slot) {
+            let i = match groups.iter().position(|g| g.slot == q.slot) {
                 Some(i) => i,
                 None => {
                     let mut pipe = redis::pipe();
                     pipe.ignore_errors();
-                    groups.push((q.slot, pipe, Vec::new()));
+                    groups.push(Group {
+                        slot: q.slot,
+                        pipe,
+                        replies: Vec::new(),
+                        deadline: q.deadline,
+                    });
                     groups.len() - 1
                 }
             };
-            groups[i].1.add_command(q.cmd);
-            groups[i].2.push(q.reply);
+            let g = &mut groups[i];
+            g.pipe.add_command(q.cmd);
+            g.replies.push(q.reply);
+            g.deadline = g.deadline.min(q.deadline);
         }
         // Send or park, decided under the buffer's lock (see the module doc).
         let installed = {
-            let mut parked = self.ordered.parked();
-            match self.get() {
+            let mut parked = self.parked();
+            match self.link.get() {
                 Some(i) if parked.is_empty() => i,
                 _ => {
-                    for (_, pipe, replies) in groups {
-                        self.park_or_fail(&mut parked, &pipe, replies);
+                    for g in groups {
+                        self.park_or_fail(&mut parked, &g.pipe, g.replies);
                     }
                     return;
                 }
             }
         };
-        let sends = groups.into_iter().map(|(_, pipe, replies)| {
+        let sends = groups.into_iter().map(|g| {
             let conn = installed.conn.clone();
-            self.send_pipeline(installed.generation, conn, pipe, replies)
+            self.send_pipeline(installed.epoch, conn, g)
         });
         futures_util::future::join_all(sends).await;
     }
 
-    /// Sends one pipeline of ordered commands and settles its replies.
-    async fn send_pipeline(
-        &self,
-        generation: Generation,
-        mut conn: AnyConn,
-        pipe: redis::Pipeline,
-        replies: Vec<ReplyTo>,
-    ) {
-        let sent = tokio::time::timeout(
-            self.cfg.command_timeout,
-            pipe.query_async::<Vec<Value>>(&mut conn),
-        )
-        .await;
+    /// Sends one pipeline of ordered commands and settles its replies, by the earliest
+    /// deadline among them: a command that waited its turn behind a slow pipeline has used
+    /// part of its `commandTimeoutMs` already.
+    async fn send_pipeline(&self, epoch: ConnEpoch, mut conn: AnyConn, group: Group) {
+        let Group {
+            pipe,
+            replies,
+            deadline,
+            ..
+        } = group;
+        let sent =
+            tokio::time::timeout_at(deadline, pipe.query_async::<Vec<Value>>(&mut conn)).await;
         match sent {
             Ok(Ok(values)) if values.len() == replies.len() => {
-                self.answered();
-                self.settle(generation, replies, values);
+                self.link.answered();
+                self.settle(epoch, replies, values);
             }
             Ok(Ok(_)) => {
                 warn!("pipeline reply count did not match; resolving the batch as unavailable");
@@ -229,22 +250,23 @@ impl CommandConn {
                 }
             }
             Ok(Err(e)) => {
-                self.broken(generation, &e.to_string());
+                self.link.broken(epoch, &e.to_string());
                 // Whether Redis wrote them is unknown: with an offline buffer they are sent
                 // again after the reconnect (at least once), else they resolve null.
-                self.park_or_fail(&mut self.ordered.parked(), &pipe, replies);
+                self.park_or_fail(&mut self.parked(), &pipe, replies);
                 // A newer connection may have been installed while this pipeline failed on
                 // the old one. The parked commands must not wait behind it for a reconnect
                 // that may never come, nor be overtaken on it: replace it, so that the one
                 // task that flushes the buffer (`run`) writes them first on the next one.
-                if let Some(newer) = self.get().map(|i| i.generation) {
-                    if newer != generation && !self.ordered.parked().is_empty() {
-                        self.broken(newer, "parked publishes must go out before newer ones");
+                if let Some(newer) = self.link.get().map(|i| i.epoch) {
+                    if newer != epoch && !self.parked().is_empty() {
+                        self.link
+                            .broken(newer, "parked publishes must go out before newer ones");
                     }
                 }
             }
             Err(_) => {
-                self.timed_out(generation);
+                self.link.timed_out(epoch);
                 for reply in replies {
                     reply.send(Ok(None));
                 }
@@ -252,15 +274,61 @@ impl CommandConn {
         }
     }
 
-    /// Hands each reply of a pipeline to its caller; a refusal goes through [`CommandConn::judge`].
-    fn settle(&self, generation: Generation, replies: Vec<ReplyTo>, values: Vec<Value>) {
+    /// Hands each reply of a pipeline to its caller; a refusal goes through [`ConnSlot::judge`].
+    fn settle(&self, epoch: ConnEpoch, replies: Vec<ReplyTo>, values: Vec<Value>) {
         for (reply, v) in replies.into_iter().zip(values) {
             let r = match v {
-                Value::ServerError(e) => self.judge(generation, RedisError::from(e)),
+                Value::ServerError(e) => self.link.judge(epoch, RedisError::from(e)),
                 v => Ok(Some(v)),
             };
             reply.send(r);
         }
+    }
+
+    /// Settles the replies to a chunk of parked commands, up to the first one the server
+    /// refused for its state (`READONLY` from a replica, `OOM`) or the connection failed:
+    /// that one and every later one go back to the front of the buffer (a later one may
+    /// have been stored: at least once), because the buffer exists to wait out exactly
+    /// such a server; a `null` would drop what the caller was promised to get written.
+    ///
+    /// # Errors
+    /// The reply that stopped the flush.
+    fn settle_flushed(
+        &self,
+        epoch: ConnEpoch,
+        chunk: Vec<Parked>,
+        values: Vec<Value>,
+    ) -> std::result::Result<(), RedisError> {
+        let stop = values.iter().enumerate().find_map(|(i, v)| match v {
+            Value::ServerError(e) => {
+                let e = RedisError::from(e.clone());
+                match classify(&e) {
+                    Failure::Connection => Some((i, e)),
+                    Failure::ServerState { reconnect } => {
+                        self.link.server_state(&e, reconnect);
+                        Some((i, e))
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        });
+        let Some((at, e)) = stop else {
+            let replies = chunk.into_iter().map(|p| p.reply).collect();
+            self.settle(epoch, replies, values);
+            return Ok(());
+        };
+        let mut chunk = chunk;
+        let back = chunk.split_off(at);
+        let mut values = values;
+        values.truncate(at);
+        let replies = chunk.into_iter().map(|p| p.reply).collect();
+        self.settle(epoch, replies, values);
+        let mut parked = self.parked();
+        for p in back.into_iter().rev() {
+            parked.push_front(p);
+        }
+        Err(e)
     }
 
     /// Keeps what fits in the offline buffer (in order); the rest resolves `None`.
@@ -300,15 +368,21 @@ impl CommandConn {
     pub(super) async fn flush_parked(
         &self,
         conn: &mut AnyConn,
-        generation: Generation,
+        epoch: ConnEpoch,
+        token: &CancellationToken,
     ) -> std::result::Result<(), RedisError> {
         let mut announced = false;
         loop {
+            // `disconnect()` resolves what is still parked `null` (see `fail_parked`): nothing
+            // is written after it returned.
+            if token.is_cancelled() {
+                return Err(closing());
+            }
             let chunk: Vec<Parked> = {
-                let mut parked = self.ordered.parked();
+                let mut parked = self.parked();
                 if parked.is_empty() {
-                    self.install(Installed {
-                        generation,
+                    self.link.install(Installed {
+                        epoch,
                         conn: conn.clone(),
                     });
                     return Ok(());
@@ -328,18 +402,22 @@ impl CommandConn {
             for p in &chunk {
                 pipe.add_command(p.cmd.clone());
             }
-            let sent = tokio::time::timeout(
-                self.cfg.command_timeout * 2,
-                pipe.query_async::<Vec<Value>>(conn),
-            )
-            .await;
+            // Parked commands have no deadline of their own (they wait for Redis); this
+            // only tells a dead connection from a slow one.
+            let sent = tokio::select! {
+                biased;
+                _ = token.cancelled() => Ok(Err(closing())),
+                sent = tokio::time::timeout(
+                    self.cfg.command_timeout,
+                    pipe.query_async::<Vec<Value>>(conn),
+                ) => sent,
+            };
             match sent {
                 Ok(Ok(values)) if values.len() == chunk.len() => {
-                    let replies = chunk.into_iter().map(|p| p.reply).collect();
-                    self.settle(generation, replies, values);
+                    self.settle_flushed(epoch, chunk, values)?;
                 }
                 other => {
-                    let mut parked = self.ordered.parked();
+                    let mut parked = self.parked();
                     for p in chunk.into_iter().rev() {
                         parked.push_front(p);
                     }
@@ -360,7 +438,7 @@ impl CommandConn {
 
     /// Resolves every parked command `None` (the client is closing).
     pub(super) fn fail_parked(&self) {
-        let left: Vec<Parked> = self.ordered.parked().drain(..).collect();
+        let left: Vec<Parked> = self.parked().drain(..).collect();
         if !left.is_empty() {
             warn!(count = left.len(), "closing: parked publishes resolve null");
         }

@@ -444,14 +444,20 @@ impl ClusterTarget {
                 let Some(Value::Int(port)) = master.get(1) else {
                     continue;
                 };
-                map.push((
-                    *from as u16,
-                    *to as u16,
-                    NodeAddr {
-                        host,
-                        port: *port as u16,
-                    },
-                ));
+                let (Ok(from), Ok(to), Ok(port)) = (
+                    u16::try_from(*from),
+                    u16::try_from(*to),
+                    u16::try_from(*port),
+                ) else {
+                    warn!(
+                        from,
+                        to,
+                        port,
+                        "CLUSTER SLOTS named a slot or port out of range; skipping that range"
+                    );
+                    continue;
+                };
+                map.push((from, to, NodeAddr { host, port }));
             }
         }
         map.sort();
@@ -497,6 +503,9 @@ pub struct SentinelTarget {
 /// neither `+switch-master` nor an abort arrived by then (the subscription was lost), the
 /// sentinels are asked again.
 const PROMOTION_HINT_TTL: Duration = Duration::from_secs(10);
+
+/// How often each sentinel subscription is checked with a PING.
+const SENTINEL_PING_EVERY: Duration = Duration::from_secs(1);
 
 /// How often a replica being promoted is asked whether it is the primary yet.
 const PROMOTION_POLL: Duration = Duration::from_millis(5);
@@ -674,7 +683,7 @@ impl SentinelTarget {
                 while !token.is_cancelled() {
                     let listened = tokio::select! {
                         _ = token.cancelled() => return,
-                        r = me.listen(&sentinel, &switched, &mut backoff) => r,
+                        r = me.listen(&sentinel, &cfg, &switched, &mut backoff) => r,
                     };
                     if let Err(e) = listened {
                         let delay = backoff.next_delay();
@@ -693,17 +702,40 @@ impl SentinelTarget {
         }
     }
 
+    /// Follows one sentinel's failover events until its subscription fails. A link that
+    /// dies silently (no FIN: a partition, a frozen sentinel) is found by a PING every
+    /// [`SENTINEL_PING_EVERY`] that must be answered within the command timeout.
     async fn listen(
         &self,
         sentinel: &redis::Client,
+        cfg: &Config,
         switched: &Arc<dyn Fn() + Send + Sync>,
         backoff: &mut super::backoff::Backoff,
     ) -> std::result::Result<(), RedisError> {
-        let mut pubsub = sentinel.get_async_pubsub().await?;
-        pubsub.subscribe(&SENTINEL_CHANNELS[..]).await?;
+        let subscribed = tokio::time::timeout(cfg.connect_timeout + cfg.command_timeout, async {
+            let mut pubsub = sentinel.get_async_pubsub().await?;
+            pubsub.subscribe(&SENTINEL_CHANNELS[..]).await?;
+            Ok::<_, RedisError>(pubsub)
+        })
+        .await
+        .map_err(|_| timed_out("subscribing to a sentinel"))??;
         backoff.reset();
-        let mut messages = pubsub.into_on_message();
-        while let Some(msg) = messages.next().await {
+        let (mut sink, mut messages) = subscribed.split();
+        let mut ping = tokio::time::interval(SENTINEL_PING_EVERY);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let msg = tokio::select! {
+                msg = messages.next() => match msg {
+                    Some(msg) => msg,
+                    None => break,
+                },
+                _ = ping.tick() => {
+                    tokio::time::timeout(cfg.command_timeout, sink.ping::<Value>())
+                        .await
+                        .map_err(|_| timed_out("a sentinel's subscription answering PING"))??;
+                    continue;
+                }
+            };
             let payload: String = msg.get_payload()?;
             let channel = msg.get_channel_name();
             let Some(news) = sentinel_news(channel, &payload, &self.master) else {
@@ -845,6 +877,40 @@ mod tests {
         *t.promoting.lock().unwrap() = Some((at(6380), Instant::now() - PROMOTION_HINT_TTL));
         assert_eq!(t.promoting(), None);
         assert!(t.promoting.lock().unwrap().is_none());
+    }
+
+    /// A value out of range in `CLUSTER SLOTS` (a port above 65535) is skipped, not wrapped
+    /// into another node's address.
+    #[test]
+    fn a_slot_map_entry_out_of_range_is_skipped() {
+        let t = ClusterTarget {
+            client: redis::cluster::ClusterClient::new(vec!["redis://127.0.0.1:7000"]).unwrap(),
+            scheme: "redis".into(),
+            userinfo: String::new(),
+            slots: RwLock::default(),
+        };
+        let range = |from: i64, to: i64, port: i64| {
+            Value::Array(vec![
+                Value::Int(from),
+                Value::Int(to),
+                Value::Array(vec![
+                    Value::BulkString(b"10.0.0.1".to_vec()),
+                    Value::Int(port),
+                ]),
+            ])
+        };
+        assert!(t.set_slots(&Value::Array(vec![
+            range(0, 8191, 7000),
+            range(8192, 16383, 70_000),
+            range(70_000, 70_001, 7001),
+        ])));
+        assert_eq!(
+            t.masters(),
+            vec![NodeAddr {
+                host: "10.0.0.1".into(),
+                port: 7000
+            }]
+        );
     }
 
     #[test]

@@ -18,9 +18,9 @@ use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
 use super::dead_letter::{dead_letter, deliveries};
-use super::{xack, Consumer, Groups};
+use super::{xack, AckQuery, Consumer, Groups};
 use crate::codec::{parse_read_reply, Entry, StartId, StreamId};
-use crate::connection::{AnyConn, BlockingReader, ReadError};
+use crate::connection::{AnyConn, BlockingReader, Queryable, ReadError};
 use crate::error::{classify, Failure};
 use crate::handler::{Batch, Handler, Outcome};
 use crate::status::Counters;
@@ -119,11 +119,12 @@ impl Acks {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).extend(ids);
     }
 
-    /// Sends the XACK of `ids` on `conn` and counts it; on failure the ids are kept.
+    /// Sends the XACK of `ids` on `conn` (with deleteOnAck, the XACKDEL or XACK + XDEL) and
+    /// counts it; on failure the ids are kept.
     async fn send(
         &self,
         c: &Consumer,
-        counters: &Counters,
+        groups: &Groups,
         timeout: Duration,
         conn: &mut AnyConn,
         ids: Vec<StreamId>,
@@ -131,14 +132,11 @@ impl Acks {
         if ids.is_empty() {
             return Ok(());
         }
-        let r = tokio::time::timeout(
-            timeout,
-            xack(&c.stream, &c.group, &ids).query_async::<u64>(conn),
-        )
-        .await;
+        let q = AckQuery::new(&c.stream, &c.group, &ids, c.opts.delete_on_ack, &groups.cmd);
+        let r = tokio::time::timeout(timeout, q.pipe.send::<Vec<Value>>(conn)).await;
         let e = match r {
-            Ok(Ok(n)) => {
-                Counters::add(&counters.acked, n);
+            Ok(Ok(reply)) => {
+                Counters::add(&groups.counters.acked, q.acked(&reply));
                 return Ok(());
             }
             Ok(Err(e)) => StepError::from(ReadError::Redis(e)),
@@ -323,7 +321,7 @@ impl ConsumerLoop {
         };
         let timeout = self.reader.config().command_timeout;
         self.acks
-            .send(&self.c, &self.groups.counters, timeout, &mut conn, ids)
+            .send(&self.c, &self.groups, timeout, &mut conn, ids)
             .await
     }
 
@@ -409,12 +407,11 @@ impl ConsumerLoop {
         let ids = self.acks.take();
         let mut ack_conn = self.reader.conn_clone();
         let timeout = self.reader.config().command_timeout;
-        let (c, counters, acks, reader) =
-            (&self.c, &self.groups.counters, &self.acks, &mut self.reader);
+        let (c, groups, acks, reader) = (&self.c, &*self.groups, &self.acks, &mut self.reader);
         let token = c.token.clone();
         let ack = async {
             match ack_conn.as_mut() {
-                Some(conn) => acks.send(c, counters, timeout, conn, ids).await,
+                Some(conn) => acks.send(c, groups, timeout, conn, ids).await,
                 None => {
                     acks.keep(ids);
                     Ok(())
@@ -468,7 +465,7 @@ impl ConsumerLoop {
                         (e, n)
                     })
                     .collect();
-                dead_letter(&self.groups.cmd, &mut self.reader, &c, &with_counts).await?;
+                dead_letter(&self.groups, &mut self.reader, &c, &with_counts).await?;
                 Counters::add(
                     &self.groups.counters.dead_lettered,
                     with_counts.len() as u64,

@@ -6,9 +6,9 @@ use redis::streams::StreamPendingCountReply;
 use tracing::error;
 
 use super::consumer::StepError;
-use super::{xack, Consumer};
+use super::{AckQuery, Consumer, Groups};
 use crate::codec::{Entry, StreamId};
-use crate::connection::{BlockingReader, CommandConn, ReadError};
+use crate::connection::{BlockingReader, ReadError};
 
 /// Suffix of the default dead-letter stream: `<stream>:dead`.
 pub const DEAD_LETTER_SUFFIX: &str = ":dead";
@@ -37,7 +37,9 @@ pub(super) async fn deliveries(
         .collect())
 }
 
-/// Moves poison entries to the dead-letter stream, then acknowledges them.
+/// Moves poison entries to the dead-letter stream, then acknowledges them (and with
+/// deleteOnAck deletes them from the source stream). The dead-letter
+/// stream is then trimmed by auto-trim like the streams the client publishes to.
 ///
 /// The dead letters go out first, in one MULTI on the command connection (routed by the
 /// dead-letter stream's own key: in a cluster it usually lives in another slot than the
@@ -46,7 +48,7 @@ pub(super) async fn deliveries(
 /// the XACK fails, the entry stays pending and is dead-lettered again later (a duplicate dead
 /// letter, never a lost entry).
 pub(super) async fn dead_letter(
-    cmd: &CommandConn,
+    groups: &Groups,
     reader: &mut BlockingReader,
     c: &Consumer,
     poison: &[(Entry, u64)],
@@ -71,8 +73,8 @@ pub(super) async fn dead_letter(
             .arg(*n);
         pipe.add_command(add).ignore();
     }
-    match cmd.query::<(), _>(&pipe).await {
-        Ok(Some(())) => {}
+    match groups.cmd.query::<(), _>(&pipe).await {
+        Ok(Some(())) => groups.touched.add(&c.dead_letter),
         Ok(None) => {
             return Err(StepError::Connection(
                 "the command connection is unavailable; the dead letters were not written"
@@ -82,9 +84,8 @@ pub(super) async fn dead_letter(
         Err(e) => return Err(ReadError::Redis(e).into()),
     }
     let ids: Vec<StreamId> = poison.iter().map(|(e, _)| e.id).collect();
-    reader
-        .command::<u64>(&xack(&c.stream, &c.group, &ids))
-        .await?;
+    let q = AckQuery::new(&c.stream, &c.group, &ids, c.opts.delete_on_ack, &groups.cmd);
+    reader.command::<Vec<redis::Value>>(&q.pipe).await?;
     for (e, n) in poison {
         error!(stream = %c.stream, group = %c.group, consumer = %c.name, id = %e.id, deliveries = n, dead_letter = %c.dead_letter, "entry exceeded maxDeliveries; moved to the dead-letter stream");
     }

@@ -26,11 +26,12 @@ use tracing::{info, warn};
 
 use crate::codec::{check_stream_name, parse_groups_info, StartId, StreamId};
 use crate::config::{opt_count, opt_ms, whole_number, Config, MAX_BLOCK_MS};
-use crate::connection::{BlockingReader, CommandConn, Placement, ReaderSlot, Unblocker};
-use crate::error::{classify, not_a_stream, Error, Failure, Result};
+use crate::connection::{BlockingReader, CommandConn, Placement, UnblockHandle, Unblocker};
+use crate::error::{classify, refusal, Error, Failure, Result};
 use crate::handler::Handler;
 use crate::lifecycle::Lifecycle;
 use crate::status::{ConnState, Counters, GroupInfo};
+use crate::trim::Touched;
 
 pub use dead_letter::DEAD_LETTER_SUFFIX;
 
@@ -58,6 +59,9 @@ pub struct ConsumeOptions {
     /// Create the group (from `0`, with MKSTREAM) when it is missing at start or vanishes
     /// while consuming, instead of failing or waiting for someone else to create it.
     pub create_if_missing: bool,
+    /// Delete each entry from the stream when it is acknowledged (handled, dead-lettered,
+    /// or acknowledged by the caller for this group): a work queue that needs no trimming.
+    pub delete_on_ack: bool,
 }
 
 impl Default for ConsumeOptions {
@@ -71,6 +75,7 @@ impl Default for ConsumeOptions {
             dead_letter_stream: None,
             retry_delay: DEFAULT_RETRY_DELAY,
             create_if_missing: false,
+            delete_on_ack: false,
         }
     }
 }
@@ -94,6 +99,8 @@ pub struct ConsumeInput {
     pub retry_delay_ms: Option<f64>,
     /// See [`ConsumeOptions::create_if_missing`].
     pub create_if_missing: Option<bool>,
+    /// See [`ConsumeOptions::delete_on_ack`].
+    pub delete_on_ack: Option<bool>,
 }
 
 impl ConsumeOptions {
@@ -120,6 +127,7 @@ impl ConsumeOptions {
             retry_delay: opt_ms("retryDelayMs", input.retry_delay_ms, 1, u32::MAX as u64)?
                 .unwrap_or(DEFAULT_RETRY_DELAY),
             create_if_missing: input.create_if_missing.unwrap_or(false),
+            delete_on_ack: input.delete_on_ack.unwrap_or(false),
         })
     }
 }
@@ -150,8 +158,34 @@ pub fn check_name(field: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
-fn key(stream: &str, group: &str, consumer: &str) -> String {
-    format!("{stream}:{group}:{consumer}")
+/// Names one consumer of a client. A tuple, not a joined string: `:` may appear in stream
+/// and group names, so `a:b`/`c` and `a`/`b:c` would collide.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConsumerKey {
+    /// The stream read.
+    pub stream: String,
+    /// The consumer group.
+    pub group: String,
+    /// The consumer's name in the group.
+    pub consumer: String,
+}
+
+impl ConsumerKey {
+    /// The key of `consumer` of `group` on `stream`.
+    pub fn new(stream: &str, group: &str, consumer: &str) -> Self {
+        ConsumerKey {
+            stream: stream.to_owned(),
+            group: group.to_owned(),
+            consumer: consumer.to_owned(),
+        }
+    }
+}
+
+/// `stream:group:consumer`, as status shows it (for people; never parsed back).
+impl std::fmt::Display for ConsumerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.stream, self.group, self.consumer)
+    }
 }
 
 fn nogroup(stream: &str, group: &str) -> Error {
@@ -172,7 +206,7 @@ struct Consumer {
     dead_letter: String,
     token: CancellationToken,
     /// Its reader, for `CLIENT UNBLOCK`.
-    slot: Arc<ReaderSlot>,
+    slot: Arc<UnblockHandle>,
     finished: watch::Sender<bool>,
     state: Arc<watch::Sender<ConnState>>,
 }
@@ -180,7 +214,7 @@ struct Consumer {
 /// Marks a consumer finished when its task ends, however it ends.
 struct Finished {
     groups: Arc<Groups>,
-    key: String,
+    key: ConsumerKey,
     c: Arc<Consumer>,
 }
 
@@ -204,34 +238,43 @@ pub struct Groups {
     cfg: Arc<Config>,
     counters: Arc<Counters>,
     cmd: Arc<CommandConn>,
-    consumers: Mutex<BTreeMap<String, Arc<Consumer>>>,
+    /// The client's streams for auto-trim: dead-letter streams are written here, so they
+    /// are trimmed like any stream the client publishes to (else they grow without bound).
+    touched: Arc<Touched>,
+    consumers: Mutex<BTreeMap<ConsumerKey, Arc<Consumer>>>,
 }
 
 impl Groups {
     /// No consumers yet.
-    pub fn new(cfg: Arc<Config>, counters: Arc<Counters>, cmd: Arc<CommandConn>) -> Self {
+    pub fn new(
+        cfg: Arc<Config>,
+        counters: Arc<Counters>,
+        cmd: Arc<CommandConn>,
+        touched: Arc<Touched>,
+    ) -> Self {
         Groups {
             cfg,
             counters,
             cmd,
+            touched,
             consumers: Mutex::new(BTreeMap::new()),
         }
     }
 
-    fn consumers(&self) -> MutexGuard<'_, BTreeMap<String, Arc<Consumer>>> {
+    fn consumers(&self) -> MutexGuard<'_, BTreeMap<ConsumerKey, Arc<Consumer>>> {
         self.consumers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// `stream:group:consumer` of every running consumer, sorted.
     pub fn names(&self) -> Vec<String> {
-        self.consumers().keys().cloned().collect()
+        self.consumers().keys().map(ToString::to_string).collect()
     }
 
     /// Each running consumer's `stream:group:consumer` with the state of its connection.
     pub fn states(&self) -> Vec<(String, ConnState)> {
         self.consumers()
             .iter()
-            .map(|(k, c)| (k.clone(), c.state.borrow().clone()))
+            .map(|(k, c)| (k.to_string(), c.state.borrow().clone()))
             .collect()
     }
 
@@ -285,7 +328,8 @@ impl Groups {
     /// `Ok(false)` when Redis is unavailable.
     ///
     /// # Errors
-    /// [`Error::InvalidArg`] for bad names or a key that is not a stream.
+    /// [`Error::InvalidArg`] for bad names; [`Error::Refused`] when Redis refuses it (a key that
+    /// is not a stream, a missing permission).
     pub async fn create_group(&self, stream: &str, group: &str, start: StartId) -> Result<bool> {
         check_stream_name(stream)?;
         check_name("group", group)?;
@@ -313,8 +357,7 @@ impl Groups {
             }
             Err(e) => match classify(&e) {
                 Failure::AlreadyExists => Ok(true),
-                Failure::WrongType => Err(not_a_stream(stream)),
-                _ => Err(Error::Protocol(e.to_string())),
+                _ => Err(refusal(stream, &e)),
             },
         }
     }
@@ -341,7 +384,7 @@ impl Groups {
         check_stream_name(stream)?;
         check_name("group", group)?;
         check_name("consumer", consumer)?;
-        let k = key(stream, group, consumer);
+        let k = ConsumerKey::new(stream, group, consumer);
         let reader =
             BlockingReader::new("consumer", &self.cmd, consumer_placement(&self.cmd, stream));
         let c = Arc::new(Consumer {
@@ -442,8 +485,7 @@ impl Groups {
                     .await
                     .map(|_| ()),
                 Failure::NoGroup => Err(nogroup(stream, group)),
-                Failure::WrongType => Err(not_a_stream(stream)),
-                _ => Err(Error::Protocol(e.to_string())),
+                _ => Err(refusal(stream, &e)),
             },
         }
     }
@@ -457,7 +499,10 @@ impl Groups {
         consumer: &str,
         deadline: Duration,
     ) -> bool {
-        let found = self.consumers().get(&key(stream, group, consumer)).cloned();
+        let found = self
+            .consumers()
+            .get(&ConsumerKey::new(stream, group, consumer))
+            .cloned();
         let Some(c) = found else {
             return false;
         };
@@ -506,8 +551,15 @@ impl Groups {
         if ids.is_empty() {
             return Ok(0);
         }
-        match self.cmd.query::<u64, _>(&xack(stream, group, ids)).await {
-            Ok(Some(n)) => Ok(n),
+        // A consumer of this client with deleteOnAck owns the group's entries: they go when
+        // acknowledged, by it or by the caller (autoAck: false, or `consume()`'s ack()).
+        let delete = self
+            .consumers()
+            .values()
+            .any(|c| &*c.stream == stream && c.group == group && c.opts.delete_on_ack);
+        let q = AckQuery::new(stream, group, ids, delete, &self.cmd);
+        match self.cmd.query::<Vec<Value>, _>(&q.pipe).await {
+            Ok(Some(reply)) => Ok(q.acked(&reply)),
             Ok(None) => {
                 warn!(
                     stream,
@@ -519,7 +571,7 @@ impl Groups {
             }
             Err(e) => match classify(&e) {
                 Failure::NoGroup => Err(nogroup(stream, group)),
-                _ => Err(Error::Protocol(e.to_string())),
+                _ => Err(refusal(stream, &e)),
             },
         }
     }
@@ -538,4 +590,57 @@ fn xack(stream: &str, group: &str, ids: &[StreamId]) -> redis::Cmd {
     let mut cmd = redis::cmd("XACK");
     cmd.arg(stream).arg(group).arg(ids);
     cmd
+}
+
+/// The acknowledgement of some entries: `XACK`, or with deleteOnAck `XACKDEL … KEEPREF` on
+/// Redis 8.2+ and `XACK` + `XDEL` in one MULTI elsewhere (the same effect: the entries leave
+/// the stream whatever other groups have read; their pending lists keep the ids).
+struct AckQuery {
+    pipe: redis::Pipeline,
+    xackdel: bool,
+}
+
+impl AckQuery {
+    fn new(
+        stream: &str,
+        group: &str,
+        ids: &[StreamId],
+        delete: bool,
+        cmd: &CommandConn,
+    ) -> AckQuery {
+        let mut pipe = redis::pipe();
+        let xackdel = delete && cmd.server_has_xtrim_acked();
+        if xackdel {
+            pipe.cmd("XACKDEL")
+                .arg(stream)
+                .arg(group)
+                .arg("KEEPREF")
+                .arg("IDS")
+                .arg(ids.len())
+                .arg(ids);
+        } else if delete {
+            pipe.atomic()
+                .add_command(xack(stream, group, ids))
+                .cmd("XDEL")
+                .arg(stream)
+                .arg(ids)
+                .ignore();
+        } else {
+            pipe.add_command(xack(stream, group, ids));
+        }
+        AckQuery { pipe, xackdel }
+    }
+
+    /// How many entries the reply says were acknowledged.
+    fn acked(&self, reply: &[Value]) -> u64 {
+        match reply.first() {
+            // XACKDEL: one code per id; -1 for an id the group did not have pending.
+            Some(Value::Array(codes)) if self.xackdel => codes
+                .iter()
+                .filter(|c| !matches!(c, Value::Int(-1)))
+                .count() as u64,
+            Some(Value::Int(n)) => (*n).max(0) as u64,
+            _ => 0,
+        }
+    }
 }

@@ -16,6 +16,7 @@
 use std::cell::RefCell;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+use std::ops::Range;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
@@ -99,8 +100,8 @@ impl ValueRef {
 
 /// State touched only on the JavaScript thread.
 struct JsSide {
-    /// The hub object of `runtime.js`.
-    hub: ValueRef,
+    /// The hub object of `runtime.js`; `None` once [`Deliveries::release`] let it go.
+    hub: Option<ValueRef>,
     /// Reads whose JSON JavaScript has (and keeps parsed), by sequence number; once Rust
     /// drops a read, the next hand-over tells JavaScript to forget it.
     sent: HashMap<u64, Weak<Read>>,
@@ -113,7 +114,10 @@ struct JsSide {
 
 impl JsSide {
     fn hub<'e>(&self, env: &'e Env) -> Result<Object<'e>> {
-        let v = self.hub.value(env)?;
+        let hub = self.hub.as_ref().ok_or_else(|| {
+            Error::from_reason("streamcast: the client's delivery hub is released")
+        })?;
+        let v = hub.value(env)?;
         unsafe { Object::from_napi_value(env.raw(), v) }
     }
 }
@@ -129,7 +133,7 @@ impl Deliveries {
     pub fn new(env: &Env, runtime: &Runtime) -> Result<Self> {
         let hub = runtime.create_deliveries(env)?;
         let js = Rc::new(RefCell::new(JsSide {
-            hub: ValueRef::new(env, hub.raw())?,
+            hub: Some(ValueRef::new(env, hub.raw())?),
             sent: HashMap::new(),
             active: 0,
             keep: None,
@@ -143,8 +147,16 @@ impl Deliveries {
             .callee_handled::<false>()
             .weak::<true>()
             .build_callback(move |ctx: ThreadsafeCallContext<()>| {
+                // An Err returned here would be a fatal exception (the process exits), and a
+                // panic would abort it: failures are answered per item instead.
                 let items = std::mem::take(&mut *lock(&q));
-                hand_over(&ctx.env, &side, items)
+                let handed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    hand_over(&ctx.env, &side, items)
+                }));
+                if handed.is_err() {
+                    tracing::error!("handing batches to JavaScript panicked; they are dropped");
+                }
+                Ok(())
             })?;
         js.borrow_mut().wake = wake.raw();
         Ok(Deliveries {
@@ -178,6 +190,16 @@ impl Deliveries {
         })
     }
 
+    /// Lets go of the hub (and with it the reads it keeps parsed) and of the client object;
+    /// for the client's finalizer. A reference left undeleted keeps its value alive for as
+    /// long as the environment lives.
+    pub fn release(&self, env: &Env) -> Result<()> {
+        let mut js = self.js.borrow_mut();
+        let refs = [js.hub.take(), js.keep.take()];
+        let deleted: Vec<Result<()>> = refs.into_iter().flatten().map(|r| r.delete(env)).collect();
+        deleted.into_iter().collect()
+    }
+
     /// Stops the loop `key`: no callback of it starts afterwards (one running finishes).
     pub fn stop(&self, env: &Env, key: u32) -> Result<()> {
         let mut js = self.js.borrow_mut();
@@ -202,12 +224,37 @@ impl Deliveries {
     }
 }
 
+/// The longest JSON text handed to JavaScript as one string. V8 refuses a string over 2^29 - 24
+/// characters (bytes of UTF-8, as Node-API checks it); a read whose JSON is longer than this
+/// crosses in parts of about this size.
+const MAX_JSON_PART: usize = 64 << 20;
+
 /// Hands the queued batches to the hub, on the JavaScript thread, and routes each
-/// trampoline's answer back to its handler.
-fn hand_over(env: &Env, side: &Rc<RefCell<JsSide>>, items: Vec<Item>) -> Result<()> {
+/// trampoline's answer back to its handler. Never fails as a whole: a batch that cannot be
+/// handed over is answered with its error, which its handler reports as failed deliveries.
+fn hand_over(env: &Env, side: &Rc<RefCell<JsSide>>, items: Vec<Item>) {
     if items.is_empty() {
-        return Ok(());
+        return;
     }
+    let answers = dispatch(env, side, &items).unwrap_or_else(|e| {
+        tracing::warn!(error = %e.reason, batches = items.len(), "cannot hand batches to JavaScript");
+        items.iter().map(|_| Err(copy(&e))).collect()
+    });
+    for (item, answer) in items.into_iter().zip(answers) {
+        let _ = item.reply.send(answer);
+    }
+}
+
+fn copy(e: &Error) -> Error {
+    Error::new(e.status, e.reason.clone())
+}
+
+/// Calls the hub's `dispatch` with every item; one answer per item.
+fn dispatch(
+    env: &Env,
+    side: &Rc<RefCell<JsSide>>,
+    items: &[Item],
+) -> Result<Vec<Result<Returned>>> {
     let (dispatch, released, flat) = {
         let mut js = side.borrow_mut();
         let mut released = Vec::new();
@@ -227,7 +274,7 @@ fn hand_over(env: &Env, side: &Rc<RefCell<JsSide>>, items: Vec<Item>) -> Result<
             match js.sent.entry(read.seq) {
                 Entry::Occupied(_) => flat.set(at + 2, Null)?,
                 Entry::Vacant(slot) => {
-                    flat.set(at + 2, batch_json(&read.stream, &read.entries))?;
+                    flat.set(at + 2, read_json(env, read)?)?;
                     slot.insert(Arc::downgrade(read));
                 }
             }
@@ -239,21 +286,100 @@ fn hand_over(env: &Env, side: &Rc<RefCell<JsSide>>, items: Vec<Item>) -> Result<
     };
     let results = match dispatch.call(FnArgs::from((released, flat))) {
         Ok(r) => r,
-        Err(e) => {
-            for item in items {
-                let _ = item.reply.send(Err(Error::new(e.status, e.reason.clone())));
-            }
-            return Ok(());
-        }
+        Err(e) => return Ok(items.iter().map(|_| Err(copy(&e))).collect()),
     };
-    for (i, item) in items.into_iter().enumerate() {
-        let r = results
-            .get::<Unknown>(i as u32)
-            .and_then(|v| v.ok_or_else(|| Error::from_reason("the hub returned no report")))
-            .and_then(returned);
-        let _ = item.reply.send(r);
+    Ok((0..items.len())
+        .map(|i| {
+            results
+                .get::<Unknown>(i as u32)
+                .and_then(|v| v.ok_or_else(|| Error::from_reason("the hub returned no report")))
+                .and_then(returned)
+        })
+        .collect())
+}
+
+/// A read's entries as the hub takes them: one JSON text, or for a read longer than
+/// [`MAX_JSON_PART`] an array of parts in entry order, each a JSON text or, for entries that
+/// could not become a string, `[reason, id, id, ...]` (the hub reports those as failed).
+fn read_json<'e>(env: &'e Env, read: &Read) -> Result<Unknown<'e>> {
+    let parts = json_parts(&read.stream, &read.entries, MAX_JSON_PART);
+    if parts.len() == 1 {
+        if let Ok(text) = env.create_string(&parts[0].1) {
+            return Ok(text.to_unknown());
+        }
+        clear_exception(env);
     }
-    Ok(())
+    let mut out = env.create_array(parts.len() as u32)?;
+    for (i, (entries, text)) in parts.iter().enumerate() {
+        match env.create_string(text) {
+            Ok(s) => out.set(i as u32, s)?,
+            Err(e) => {
+                clear_exception(env);
+                tracing::warn!(
+                    stream = %read.stream,
+                    entries = entries.len(),
+                    bytes = text.len(),
+                    status = %e.status,
+                    "entries too long for a JavaScript string; reported as failed deliveries"
+                );
+                let reason = format!("cannot hand {} bytes of JSON to JavaScript", text.len());
+                let failed: Vec<String> = std::iter::once(reason)
+                    .chain(
+                        read.entries[entries.clone()]
+                            .iter()
+                            .map(|e| e.id.to_string()),
+                    )
+                    .collect();
+                out.set(i as u32, failed)?;
+            }
+        }
+    }
+    Ok(out.to_unknown())
+}
+
+/// The JSON of `entries` in parts of at most `max` bytes (an entry longer than that is a
+/// part of its own), with the range of entries each holds.
+fn json_parts(
+    stream: &str,
+    entries: &[crate::codec::Entry],
+    max: usize,
+) -> Vec<(Range<usize>, String)> {
+    let whole = batch_json(stream, entries);
+    if whole.len() <= max || entries.len() <= 1 {
+        return vec![(0..entries.len(), whole)];
+    }
+    drop(whole);
+    let mut parts = Vec::new();
+    let mut text = String::new();
+    let mut start = 0;
+    for i in 0..entries.len() {
+        let one = batch_json(stream, &entries[i..=i]);
+        // Without its brackets.
+        let body = &one[1..one.len() - 1];
+        if text.len() > 1 && text.len() + body.len() + 2 > max {
+            text.push(']');
+            parts.push((start..i, std::mem::take(&mut text)));
+            start = i;
+        }
+        text.push(if text.is_empty() { '[' } else { ',' });
+        text.push_str(body);
+    }
+    text.push(']');
+    parts.push((start..entries.len(), text));
+    parts
+}
+
+/// Clears the exception a failed call may have left pending, so that the next call works.
+fn clear_exception(env: &Env) {
+    let mut pending = false;
+    unsafe {
+        if sys::napi_is_exception_pending(env.raw(), &mut pending) == sys::Status::napi_ok
+            && pending
+        {
+            let mut e = std::ptr::null_mut();
+            sys::napi_get_and_clear_last_exception(env.raw(), &mut e);
+        }
+    }
 }
 
 /// Reads a trampoline's return value on the JavaScript thread.

@@ -1,7 +1,7 @@
 //! The napi binding: the only code that names napi. Each export converts its arguments,
 //! calls the core, and converts the result; no Redis logic lives here.
 
-mod client;
+mod binding;
 #[cfg(coverage)]
 mod coverage;
 mod deliveries;
@@ -11,6 +11,21 @@ mod option_keys;
 mod promises;
 mod runtime;
 mod types;
+
+// The `StreamsClient` class, one `#[napi] impl` block per job. napi-rs lists the class's
+// methods in index.d.ts in the order it expands them: these lines' order (kept apart so that
+// rustfmt does not sort them) is that order.
+mod client;
+
+mod publish;
+
+mod subscribe;
+
+mod groups;
+
+mod trim;
+
+mod status;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
@@ -32,15 +47,22 @@ struct EnvData {
     runtime: Runtime,
 }
 
-fn env_data(env: &Env) -> Result<&'static mut EnvData> {
+/// The data of `env`, made on first use. Shared and borrowed for no longer than `env`: napi
+/// hands out `&'static mut`, but two calls alias it, and a worker's data is freed when the
+/// worker's environment is torn down.
+fn env_data(env: &Env) -> Result<&EnvData> {
     if env.get_instance_data::<EnvData>()?.is_none() {
         let data = EnvData {
             runtime: Runtime::compile(env)?,
         };
         env.set_instance_data(data, (), |_| {})?;
     }
-    env.get_instance_data::<EnvData>()?
-        .ok_or_else(|| Error::from_reason("streamcast: per-environment data is missing"))
+    match env.get_instance_data::<EnvData>()? {
+        Some(data) => Ok(&*data),
+        None => Err(Error::from_reason(
+            "streamcast: per-environment data is missing",
+        )),
+    }
 }
 
 /// Tokio worker threads unless `STREAMCAST_WORKER_THREADS` says otherwise.

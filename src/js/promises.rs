@@ -100,7 +100,17 @@ impl Promises {
             .build_threadsafe_function()
             .callee_handled::<false>()
             .weak::<true>()
-            .build_callback(move |ctx: ThreadsafeCallContext<()>| settle_all(&ctx.env, &w, &q))?;
+            .build_callback(move |ctx: ThreadsafeCallContext<()>| {
+                // An Err returned here would be a fatal exception (the process exits), and a
+                // panic would abort it: each failure is logged where it happens instead.
+                let settled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    settle_all(&ctx.env, &w, &q)
+                }));
+                if settled.is_err() {
+                    tracing::error!("settling publish promises panicked");
+                }
+                Ok(())
+            })?;
         waiting.borrow_mut().wake = wake.raw();
         Ok(Promises {
             waiting,
@@ -141,24 +151,25 @@ impl Promises {
 }
 
 /// Settles every queued result, in arrival order; unreferences the wake-up when nothing
-/// waits any more.
-fn settle_all(env: &Env, waiting: &RefCell<Waiting>, queue: &Queue) -> Result<()> {
+/// waits any more. One failure (say, a string Node refuses to create) is logged and does not
+/// strand the others.
+fn settle_all(env: &Env, waiting: &RefCell<Waiting>, queue: &Queue) {
     let done = std::mem::take(&mut *queue.lock().unwrap_or_else(|p| p.into_inner()));
-    let mut failed = None;
     for (seq, r) in done {
         let Some(deferred) = waiting.borrow_mut().deferreds.remove(&seq) else {
             continue;
         };
-        // One failure (say, a string Node refuses to create) must not strand the others.
         if let Err(e) = settle_one(env, deferred, r) {
-            failed.get_or_insert(e);
+            tracing::warn!(error = %e.reason, "cannot settle a publish promise");
         }
     }
     let w = waiting.borrow();
     if w.deferreds.is_empty() {
-        check_status!(unsafe { sys::napi_unref_threadsafe_function(env.raw(), w.wake) })?;
+        let status = unsafe { sys::napi_unref_threadsafe_function(env.raw(), w.wake) };
+        if status != sys::Status::napi_ok {
+            tracing::warn!(status, "cannot unreference the publish wake-up");
+        }
     }
-    failed.map_or(Ok(()), Err)
 }
 
 fn settle_one(env: &Env, deferred: sys::napi_deferred, r: CoreResult<Settled>) -> Result<()> {

@@ -56,6 +56,15 @@
 
   // ---- delivering batches to one callback ------------------------------------------------
 
+  // An entry the addon could not hand over (its JSON is longer than a string can be): it is
+  // reported as a failed delivery instead of being passed to the callback.
+  class Undeliverable {
+    constructor(id, reason) {
+      this.id = id;
+      this.reason = reason;
+    }
+  }
+
   function isThenable(value) {
     return value !== null && typeof value === "object" && typeof value.then === "function";
   }
@@ -81,6 +90,10 @@
     function callFrom(batch, i, failed) {
       for (; i < batch.length && !stopped; i++) {
         const message = batch[i];
+        if (message instanceof Undeliverable) {
+          failed.push(message.id, message.reason);
+          continue;
+        }
         try {
           const returned = callback(message);
           if (isThenable(returned)) return [i, returned];
@@ -115,6 +128,10 @@
       }
       let i = from;
       for (; i < batch.length && !stopped; i++) {
+        if (batch[i] instanceof Undeliverable) {
+          failed.push(batch[i].id, batch[i].reason);
+          continue;
+        }
         const p = one(batch[i]).then(() => running.delete(p));
         running.add(p);
         if (running.size >= concurrency) await Promise.race(running);
@@ -194,6 +211,21 @@
       return true;
     }
 
+    // A read's JSON: one text, or (for a read too long for one string) its parts in order,
+    // each a text or [reason, id, id, ...] for entries that could not cross.
+    function parseRead(json) {
+      if (typeof json === "string") return JSON.parse(json);
+      const batch = [];
+      for (const part of json) {
+        if (typeof part === "string") {
+          for (const message of JSON.parse(part)) batch.push(message);
+        } else {
+          for (let k = 1; k < part.length; k++) batch.push(new Undeliverable(part[k], part[0]));
+        }
+      }
+      return batch;
+    }
+
     // released: sequence numbers of reads the addon no longer holds; items: flat
     // [key, seq, json or null, from, ...], json given the first time a read is handed over.
     // Returns one report (or Promise of it) per item.
@@ -206,11 +238,11 @@
         let batch = reads.get(seq);
         if (batch === undefined) {
           const json = items[i + 2];
-          if (typeof json !== "string") {
+          if (typeof json !== "string" && !Array.isArray(json)) {
             out[j] = Promise.reject(new Error(`streamcast: read ${seq} is neither cached nor given`));
             continue;
           }
-          batch = JSON.parse(json);
+          batch = parseRead(json);
           reads.set(seq, batch);
         }
         const loop = loops.get(key);

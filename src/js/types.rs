@@ -124,6 +124,8 @@ pub struct ConsumeIteratorOptions {
     pub dead_letter_stream: Option<String>,
     /// Create the group (from id `0`) when it is missing. Defaults to false.
     pub create_if_missing: Option<bool>,
+    /// `ack()` also deletes the entry from the stream (as `consumeFromGroup`'s `deleteOnAck`). Defaults to false.
+    pub delete_on_ack: Option<bool>,
     /// Aborting it stops the consumer and ends the loop (normally, without an error); messages not acknowledged stay pending.
     #[napi(ts_type = "AbortSignal")]
     pub signal: Option<Unknown<'static>>,
@@ -199,6 +201,7 @@ impl From<ConsumeOptions> for ConsumeInput {
             dead_letter_stream: o.dead_letter_stream,
             retry_delay_ms: o.retry_delay_ms,
             create_if_missing: o.create_if_missing,
+            delete_on_ack: o.delete_on_ack,
         }
     }
 }
@@ -225,6 +228,8 @@ pub struct ConsumeOptions {
     pub concurrency: Option<f64>,
     /// Create the group (from id `0`, creating the stream too) when it is missing at start or is deleted while consuming, instead of rejecting with `ERR_NOGROUP` or waiting for it. Defaults to false.
     pub create_if_missing: Option<bool>,
+    /// Delete each entry from the stream once it is acknowledged: handled (with `autoAck`), acknowledged with `acknowledgeMessages` for this group by this client (the consumer running), or dead-lettered. A pure work queue then does not grow and needs no trimming (like BullMQ's `removeOnComplete`). `XACKDEL` on Redis 8.2+, `XACK` + `XDEL` in one MULTI on older Redis and Valkey. The entry leaves the stream even if other groups have not read it: use it on a stream that one group consumes. Defaults to false.
+    pub delete_on_ack: Option<bool>,
 }
 
 /// The effective configuration, as `getStatus()` shows it (the password is `***`).
@@ -358,6 +363,19 @@ pub struct GroupStatus {
     pub checked_at: f64,
 }
 
+/// The server the client's command connection last reached.
+#[napi(object)]
+pub struct ServerStatus {
+    /// `redis` or `valkey`.
+    pub family: String,
+    /// The server's own version, e.g. `8.2.3` (Valkey's, not the `redis_version` it reports).
+    pub version: String,
+    /// The stream features of Redis 8.2+ this server has: `XACKDEL`, `XDELEX`,
+    /// `XTRIM/XADD KEEPREF|DELREF|ACKED` (the client uses `XACKDEL` for `deleteOnAck` and
+    /// exact `XTRIM … ACKED`); empty on older Redis and on Valkey.
+    pub features: Vec<String>,
+}
+
 /// What `getStatus()` returns.
 #[napi(object)]
 pub struct Status {
@@ -385,6 +403,8 @@ pub struct Status {
     pub config: StatusConfig,
     /// Counters.
     pub counters: StatusCounters,
+    /// The server reached (family, version, features); absent before the first connection.
+    pub server: Option<ServerStatus>,
 }
 
 fn conn_status(s: &ConnState) -> ConnectionStatus {
@@ -414,6 +434,11 @@ impl Status {
     pub fn from_core(s: CoreStatus, c: &crate::config::Config) -> Self {
         let ms = |d: std::time::Duration| d.as_millis() as f64;
         Status {
+            server: s.server.as_ref().map(|i| ServerStatus {
+                family: i.family.as_str().to_owned(),
+                version: i.version.clone(),
+                features: i.features().iter().map(|f| (*f).to_owned()).collect(),
+            }),
             connected: s.connected,
             state: s.state.name().to_owned(),
             connection: conn_status(&s.state),

@@ -21,6 +21,33 @@ use streamcast::{
 };
 use tokio::sync::mpsc;
 
+/// The server binary the tests run: `STREAMCAST_TEST_SERVER` names one of the matrix
+/// (docs/servers.md), installed by `scripts/servers.sh install` into `.servers/<name>/bin/`;
+/// unset or `redis-7.0`, `redis-server` from PATH. Panics with the command that installs it
+/// when the selected server is missing, so a run never silently tests another server.
+pub fn server_binary() -> std::path::PathBuf {
+    let name = std::env::var("STREAMCAST_TEST_SERVER").unwrap_or_default();
+    let program = match name.as_str() {
+        "" | "redis-7.0" => return "redis-server".into(),
+        n if n.starts_with("redis-") => "redis-server",
+        n if n.starts_with("valkey-") => "valkey-server",
+        other => panic!(
+            "STREAMCAST_TEST_SERVER={other:?} is not a test server (redis-7.0, redis-8.2, valkey-8.1, valkey-9.1)"
+        ),
+    };
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(".servers")
+        .join(&name)
+        .join("bin")
+        .join(program);
+    assert!(
+        path.is_file(),
+        "STREAMCAST_TEST_SERVER={name}: {} is missing; run `scripts/servers.sh install {name}`",
+        path.display()
+    );
+    path
+}
+
 /// How long a fresh `redis-server` may take to answer PING.
 const START_DEADLINE: Duration = Duration::from_secs(10);
 /// Default time allowed for an expected delivery.
@@ -74,6 +101,27 @@ impl RedisServer {
         }
     }
 
+    /// SIGSTOPs the server: connections stay open and nothing is answered (a stall).
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// SIGCONTs a paused server.
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let pid = self.child.as_ref().expect("server running").id();
+        let ok = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -{name} {pid} failed");
+    }
+
     /// Starts the server again on the same port (empty: nothing is persisted).
     pub async fn restart(&mut self) {
         self.restart_with(&[]).await;
@@ -116,7 +164,7 @@ async fn launch(port: u16, dir: &Path) -> Result<Child, String> {
 
 async fn launch_with(port: u16, dir: &Path, extra: &[&str]) -> Result<Child, String> {
     let log = dir.join(format!("redis-{port}.log"));
-    let mut child = Command::new("redis-server")
+    let mut child = Command::new(server_binary())
         .arg("--port")
         .arg(port.to_string())
         .arg("--bind")
@@ -413,4 +461,19 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock after 1970")
         .as_millis() as u64
+}
+
+/// `calls` of one command in `INFO commandstats` (`cmdstat_xinfo|stream`, ...).
+pub async fn calls(conn: &mut MultiplexedConnection, cmd: &str) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .expect("INFO commandstats");
+    let prefix = format!("cmdstat_{cmd}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }

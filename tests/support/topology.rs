@@ -143,12 +143,13 @@ impl Process {
         self.kill();
         // The kernel SIGKILLs the server when the spawning thread dies (see the module doc).
         let setpriv = Path::new("/usr/bin/setpriv");
+        let server = super::server_binary();
         let mut cmd = if setpriv.exists() {
             let mut c = Command::new(setpriv);
-            c.args(["--pdeathsig", "KILL", "redis-server"]);
+            c.args(["--pdeathsig", "KILL"]).arg(server);
             c
         } else {
-            Command::new("redis-server")
+            Command::new(server)
         };
         let child = cmd
             .args(&self.args)

@@ -12,7 +12,7 @@
 //! leaves a busy subscription's stream out of its next XREAD. Redis is the buffer, not our
 //! heap.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -26,34 +26,33 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::codec::{check_stream_name, parse_read_reply, parse_stream_info, StartId, StreamId};
-use crate::config::{opt_count, opt_ms, Config, MAX_BLOCK_MS};
+use crate::codec::{
+    check_stream_name, parse_read_reply, parse_stream_info, StartId, StreamId, StreamInfo,
+};
+use crate::config::Config;
 use crate::connection::{
-    key_slot, BlockingReader, CommandConn, NodeAddr, Placement, ReadError, ReaderSlot, Target,
+    key_slot, BlockingReader, CommandConn, NodeAddr, Placement, ReadError, Target, UnblockHandle,
     Unblocker,
 };
-use crate::error::{classify, not_a_stream, Error, Failure, Result};
+use crate::error::{classify, Error, Failure, Result};
 use crate::handler::{Batch, Handler, Read};
 use crate::lifecycle::Lifecycle;
 use crate::status::{ConnState, Counters};
 
-/// Streams whose position an idle BLOCK checks, at most: with thousands of idle
-/// subscriptions, the checks go round over the streams instead of costing a command per
-/// stream per BLOCK period.
-const IDLE_CHECKS_PER_BLOCK: usize = 16;
+mod ends;
+mod options;
+mod positions;
+mod registry;
 
-/// Of those, how many go to suspects first (see [`Suspects`]); the rest keep the
-/// round-robin over every stream going, so a stream deleted or recreated while nobody read
-/// it is still found.
-const SUSPECT_CHECKS_PER_BLOCK: usize = 12;
+use ends::StreamEnd;
+use registry::Sub;
 
-/// A stream whose last id went back below a subscription's position by at most this much
-/// (in the ids' milliseconds) lost its newest entries in a failover: asynchronous replication
-/// let the old primary acknowledge entries the promoted replica never got. The subscription
-/// delivered them, so it resumes after the stream's new last id (reading from the start would
-/// deliver the whole stream again). Further back, the stream was deleted and recreated with
-/// smaller ids, and is read from the start.
-const LOST_TAIL_WINDOW_MS: u64 = 10_000;
+pub use options::{SubscribeInput, SubscribeOptions};
+
+use positions::{
+    verdict, GapReported, Position, Reset, Suspects, Verdict, IDLE_CHECKS_PER_BLOCK,
+    SUSPECT_CHECKS_PER_BLOCK,
+};
 
 /// In a cluster, the blocking part of a read in turn lasts this long per ten slots that one
 /// node reader reads (capped by BLOCK): a message on another slot of the node waits about
@@ -64,166 +63,14 @@ const IN_TURN_SLICE: Duration = Duration::from_millis(100);
 /// Pause before asking for a cluster's slot map again when no master is known.
 const SLOT_MAP_RETRY: Duration = Duration::from_millis(200);
 
-/// Options of one subscription.
-#[derive(Debug, Clone, Copy)]
-pub struct SubscribeOptions {
-    /// Where to start reading.
-    pub start: StartId,
-    /// BLOCK time; the config's default when `None`.
-    pub block: Option<Duration>,
-    /// COUNT per read; the config's default when `None`.
-    pub count: Option<usize>,
-}
-
-/// The options of `subscribe` as a caller gives them.
-#[derive(Debug, Clone, Default)]
-pub struct SubscribeInput {
-    /// `"$"`, `"0"` or an id.
-    pub start_id: Option<String>,
-    /// BLOCK in milliseconds.
-    pub block_ms: Option<f64>,
-    /// COUNT.
-    pub count: Option<f64>,
-}
-
-impl SubscribeOptions {
-    /// Validates a caller's options.
-    ///
-    /// # Errors
-    /// [`Error::InvalidArg`] naming the option that is out of range or malformed.
-    pub fn from_input(input: SubscribeInput) -> Result<SubscribeOptions> {
-        Ok(SubscribeOptions {
-            start: match input.start_id.as_deref() {
-                Some(s) => s.parse()?,
-                None => StartId::Latest,
-            },
-            block: opt_ms("blockMs", input.block_ms, 1, MAX_BLOCK_MS)?,
-            count: opt_count("count", input.count)?,
-        })
-    }
-}
-
-impl Default for SubscribeOptions {
-    fn default() -> Self {
-        SubscribeOptions {
-            start: StartId::Latest,
-            block: None,
-            count: None,
-        }
-    }
-}
-
 /// Identifies one subscription of a client.
 pub type SubscriptionId = u64;
-
-/// One subscription as `getStatus()` shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubscriptionInfo {
-    /// Its id, unique within the client.
-    pub id: SubscriptionId,
-    /// The stream it reads.
-    pub stream: String,
-    /// The last id handed to it (or the id it starts after); `None` while `"$"` is not
-    /// resolved yet.
-    pub last_id: Option<StreamId>,
-    /// Entries read for it that its handler has not finished yet (queued or running).
-    pub queued: u64,
-    /// The newest id the client knows the stream has (from its reads, position checks and
-    /// status refreshes); `None` before the stream was read or checked.
-    pub stream_last_id: Option<StreamId>,
-    /// How many entries of the stream it has not handled yet: `queued` plus the entries
-    /// after `last_id`. `None` when that count is unknown (a subscription started after an
-    /// explicit id, whose entry number Redis cannot tell, while it trails its stream).
-    pub behind: Option<u64>,
-}
-
-/// What the client knows about a subscribed stream's end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct StreamEnd {
-    /// The newest id known.
-    last_id: StreamId,
-    /// Entries ever added up to it, when known.
-    entries_added: Option<u64>,
-}
-
-impl StreamEnd {
-    /// Moves the end forward (never back: a read may report less than a check saw).
-    fn advance(&mut self, last_id: StreamId, entries_added: Option<u64>) {
-        if last_id > self.last_id {
-            self.last_id = last_id;
-            self.entries_added = entries_added.or(self.entries_added);
-        } else if let (Some(a), Some(b)) = (entries_added, self.entries_added) {
-            self.entries_added = Some(a.max(b));
-        } else if self.entries_added.is_none() {
-            self.entries_added = entries_added;
-        }
-    }
-}
-
-/// Where a subscription is in its stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-struct Position {
-    /// Last id handed to the subscription; `None` until `"$"` is resolved.
-    cursor: Option<StreamId>,
-    /// How many entries were ever added to the stream up to the cursor (its entry number),
-    /// when known: with it, a trim that removed unread entries shows as `removed > seen`.
-    /// Unknown after an explicit start id.
-    seen: Option<u64>,
-}
 
 /// The `run_id` in an `INFO server` reply: it differs on another server, and after a restart.
 fn run_id(info: &str) -> Option<String> {
     info.lines()
         .find_map(|l| l.strip_prefix("run_id:"))
         .map(|v| v.trim().to_owned())
-}
-
-/// What has been reported as a gap already, so that each gap is reported once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-struct GapReported {
-    /// The stream's `removed` count when last reported (with a known entry number).
-    removed: u64,
-    /// The largest deleted id when last reported (without one).
-    max_deleted: StreamId,
-}
-
-struct Sub {
-    id: SubscriptionId,
-    stream: Arc<str>,
-    block: Duration,
-    count: usize,
-    position: Mutex<Position>,
-    tx: mpsc::Sender<Batch>,
-    /// Set by the reader when it left this subscription out of a read because its queue was
-    /// full; the delivery task then wakes the reader when there is room again.
-    excluded: AtomicBool,
-    /// Set when a plan left this subscription out because it was busy: when it is planned
-    /// again, its stream is a suspect (entries may have been trimmed meanwhile).
-    skipped: AtomicBool,
-    /// Entries handed over and not finished by the handler yet.
-    queued: AtomicU64,
-    token: CancellationToken,
-    gap_reported: Mutex<GapReported>,
-}
-
-impl Sub {
-    fn position(&self) -> MutexGuard<'_, Position> {
-        self.position.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Sets the position if it is still unresolved (`"$"`): whoever resolves it first (the
-    /// subscribe call or the reader) wins, and either is right.
-    fn resolve(&self, at: StreamId, seen: u64) -> bool {
-        let mut p = self.position();
-        if p.cursor.is_some() {
-            return false;
-        }
-        *p = Position {
-            cursor: Some(at),
-            seen: Some(seen),
-        };
-        true
-    }
 }
 
 /// What one XREAD will ask for.
@@ -234,50 +81,6 @@ struct Plan {
     unresolved: Vec<Arc<Sub>>,
     block: Duration,
     count: usize,
-}
-
-/// Streams whose position should be checked before the others: those that delivered
-/// entries since their last check, and those read again after their subscription was too
-/// busy to be read (while it was left out, a trim may have removed entries it never saw).
-/// An idle stream that never changed needs a check only for deletion or recreation, which
-/// the round-robin finds; with thousands of idle streams, a gap on an active one is
-/// reported within a few BLOCK periods instead of after a round over all of them.
-#[derive(Default)]
-struct Suspects {
-    order: VecDeque<Arc<str>>,
-    queued: HashSet<Arc<str>>,
-}
-
-impl Suspects {
-    /// Queues `stream` unless it is queued already.
-    fn push(&mut self, stream: &Arc<str>) {
-        if self.queued.insert(stream.clone()) {
-            self.order.push_back(stream.clone());
-        }
-    }
-
-    /// Takes up to `n` suspects that `wanted` accepts, oldest first; the others keep their
-    /// place (in a cluster, each node reader takes its own streams).
-    fn take(&mut self, n: usize, wanted: impl Fn(&str) -> bool) -> Vec<Arc<str>> {
-        let mut taken = Vec::new();
-        let mut kept = VecDeque::with_capacity(self.order.len());
-        while let Some(s) = self.order.pop_front() {
-            if taken.len() < n && wanted(&s) {
-                self.queued.remove(&s);
-                taken.push(s);
-            } else {
-                kept.push_back(s);
-            }
-        }
-        self.order = kept;
-        taken
-    }
-
-    /// Forgets streams nobody subscribes to any more.
-    fn retain(&mut self, keep: impl Fn(&str) -> bool) {
-        self.order.retain(|s| keep(s));
-        self.queued.retain(|s| keep(s));
-    }
 }
 
 /// What the reader has to check before its next read.
@@ -346,7 +149,7 @@ pub struct Hub {
 
 /// What the hub keeps of a running reader.
 struct ReaderHandle {
-    slot: Arc<ReaderSlot>,
+    slot: Arc<UnblockHandle>,
     state: Arc<watch::Sender<ConnState>>,
     /// Stops this reader alone (its node is no master any more).
     token: CancellationToken,
@@ -371,49 +174,9 @@ impl Hub {
         }
     }
 
-    fn subs(&self) -> MutexGuard<'_, BTreeMap<SubscriptionId, Arc<Sub>>> {
-        self.subs.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// Streams with at least one subscription, sorted, each once.
     pub fn streams(&self) -> Vec<String> {
         let mut v: Vec<String> = self.subs().values().map(|s| s.stream.to_string()).collect();
-        v.sort();
-        v.dedup();
-        v
-    }
-
-    /// Records where `stream` ends (from a read, a check or a refresh).
-    fn saw_end(&self, stream: &Arc<str>, last_id: StreamId, entries_added: Option<u64>) {
-        self.ends
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(stream.clone())
-            .and_modify(|e| e.advance(last_id, entries_added))
-            .or_insert(StreamEnd {
-                last_id,
-                entries_added,
-            });
-    }
-
-    /// Records what `XINFO STREAM` said about `stream` (used by status refreshes).
-    pub fn saw_stream_info(&self, stream: &str, info: &crate::codec::StreamInfo) {
-        self.saw_end(
-            &Arc::from(stream),
-            info.last_generated,
-            Some(info.entries_added),
-        );
-    }
-
-    /// Streams whose subscriptions are too busy to be read now, sorted, each once: how far
-    /// their streams ran ahead only Redis can tell.
-    pub fn busy_streams(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .subs()
-            .values()
-            .filter(|s| s.tx.capacity() == 0)
-            .map(|s| s.stream.to_string())
-            .collect();
         v.sort();
         v.dedup();
         v
@@ -537,8 +300,9 @@ impl Hub {
     /// anyway, and the reader resolves `"$"` as soon as it connects.
     ///
     /// # Errors
-    /// [`Error::InvalidArg`] for a bad stream name (at once) or, from the future, a key that
-    /// is not a stream (the subscription is then removed again).
+    /// [`Error::InvalidArg`] for a bad stream name (at once); from the future,
+    /// [`Error::Refused`] when the server refuses the `"$"` lookup (`NOPERM`, a key that is
+    /// not a stream: the subscription is then removed again).
     pub fn start_subscribe(
         self: &Arc<Self>,
         life: &Lifecycle,
@@ -551,13 +315,10 @@ impl Hub {
     )> {
         check_stream_name(stream)?;
         let position = match opts.start {
-            StartId::After(StreamId::ZERO) => Position {
-                cursor: Some(StreamId::ZERO),
-                seen: Some(0),
-            },
             StartId::After(id) => Position {
                 cursor: Some(id),
-                seen: None,
+                seen: (id == StreamId::ZERO).then_some(0),
+                caller_given: true,
             },
             StartId::Latest => Position::default(),
         };
@@ -609,8 +370,14 @@ impl Hub {
                 Ok(found) => {
                     match found {
                         Some((at, seen)) => {
-                            sub.resolve(at, seen);
-                            hub.saw_end(&sub.stream, at, Some(seen));
+                            // Checked under the subscriptions' lock (taken before the ends',
+                            // as everywhere): an unsubscribe that came first forgot the
+                            // stream's end, and recording it now would leave it stale.
+                            let subs = hub.subs();
+                            if subs.contains_key(&sub.id) {
+                                sub.resolve(at, seen);
+                                hub.saw_end(&sub.stream, at, Some(seen));
+                            }
                         }
                         None => warn!(
                             stream = %sub.stream,
@@ -687,50 +454,10 @@ impl Hub {
         self.subs().contains_key(&id)
     }
 
-    /// Every subscription with its stream and position, by id.
-    pub fn details(&self) -> Vec<SubscriptionInfo> {
-        // Locked in the order the reader takes them (subscriptions, then ends): no copy of
-        // every stream's end per call.
-        let subs = self.subs();
-        let ends = self.ends.lock().unwrap_or_else(|p| p.into_inner());
-        subs.values()
-            .map(|s| {
-                let position = *s.position();
-                let queued = s.queued.load(Ordering::Relaxed);
-                let end = ends.get(&s.stream);
-                let unread = match (position, end) {
-                    (
-                        Position {
-                            cursor: Some(at), ..
-                        },
-                        Some(e),
-                    ) if at >= e.last_id => Some(0),
-                    (
-                        Position {
-                            seen: Some(seen), ..
-                        },
-                        Some(StreamEnd {
-                            entries_added: Some(added),
-                            ..
-                        }),
-                    ) => Some(added.saturating_sub(seen)),
-                    _ => None,
-                };
-                SubscriptionInfo {
-                    id: s.id,
-                    stream: s.stream.to_string(),
-                    last_id: position.cursor,
-                    queued,
-                    stream_last_id: end.map(|e| e.last_id),
-                    behind: unread.map(|u| u + queued),
-                }
-            })
-            .collect()
-    }
-
     /// Interrupts the readers' XREADs now (used by `disconnect()`).
     pub async fn interrupt(&self) {
-        let slots: Vec<Arc<ReaderSlot>> = self.readers().values().map(|r| r.slot.clone()).collect();
+        let slots: Vec<Arc<UnblockHandle>> =
+            self.readers().values().map(|r| r.slot.clone()).collect();
         for slot in &slots {
             Unblocker {
                 cmd: &self.cmd,
@@ -749,10 +476,10 @@ impl Hub {
                 .query(&latest_pipe(stream))
                 .await
                 .map_err(|e| match classify(&e) {
-                    Failure::WrongType => not_a_stream(stream),
+                    Failure::WrongType | Failure::Refused => Error::refused(&e),
                     _ => Error::Protocol(e.to_string()),
                 })?;
-        match reply.map(|v| latest_of(stream, &v)) {
+        match reply.map(|v| latest_of(&v)) {
             // No node could answer for the stream now: as unavailable.
             None | Some(Err(Error::Unavailable(_))) => Ok(None),
             Some(r) => r.map(Some),
@@ -866,6 +593,7 @@ impl Hub {
                     Ok(()) => {
                         sub.queued.fetch_add(n as u64, Ordering::Relaxed);
                         position.cursor = Some(last);
+                        position.caller_given = false;
                         if let Some(seen) = position.seen.as_mut() {
                             *seen += n as u64;
                             end_count = end_count.max(Some(*seen));
@@ -895,7 +623,7 @@ impl Hub {
     ) -> std::result::Result<(), ReadError> {
         for sub in unresolved {
             let v: Vec<Value> = reader.command(&latest_pipe(&sub.stream)).await?;
-            match latest_of(&sub.stream, &v) {
+            match latest_of(&v) {
                 Ok((at, seen)) => {
                     self.saw_end(&sub.stream, at, Some(seen));
                     if sub.resolve(at, seen) {
@@ -972,83 +700,57 @@ impl Hub {
             }
             for sub in subs.values().filter(|s| s.stream == *stream) {
                 let mut position = sub.position();
-                let Some(at) = position.cursor else { continue };
-                match info {
-                    None if at != StreamId::ZERO => {
-                        warn!(stream = %stream, cursor = %at, "subscribed stream no longer exists; reading it from the start once it is created again");
-                        Counters::add(&self.counters.stream_resets, 1);
-                        *position = Position {
-                            cursor: Some(StreamId::ZERO),
-                            seen: Some(0),
-                        };
-                    }
-                    None => {}
-                    Some(i) if i.last_generated < at && rolled_back_by_switch => {
-                        warn!(
-                            stream = %stream,
-                            cursor = %i.last_generated,
-                            delivered_up_to = %at,
-                            "gap: the stream went back in a failover; entries after the cursor that the old server took are lost (those up to delivered_up_to were delivered); reading on from the cursor"
-                        );
-                        Counters::add(&self.counters.gaps, 1);
-                        Counters::add(&self.counters.stream_resets, 1);
-                        *position = Position {
-                            cursor: Some(i.last_generated),
-                            seen: Some(i.entries_added),
-                        };
-                    }
-                    Some(i)
-                        if i.last_generated < at
-                            && at.ms - i.last_generated.ms <= LOST_TAIL_WINDOW_MS =>
-                    {
-                        warn!(stream = %stream, cursor = %at, last_generated = %i.last_generated, "subscribed stream lost its newest entries (a failover to a replica that had not received them); they were delivered, resuming after its new last id");
-                        Counters::add(&self.counters.stream_resets, 1);
-                        *position = Position {
-                            cursor: Some(i.last_generated),
-                            seen: Some(i.entries_added),
-                        };
-                    }
-                    Some(i) if i.last_generated < at => {
-                        warn!(stream = %stream, cursor = %at, last_generated = %i.last_generated, "subscribed stream was recreated (its ids went back); reading it from the start");
-                        Counters::add(&self.counters.stream_resets, 1);
-                        *position = Position {
-                            cursor: Some(StreamId::ZERO),
-                            seen: Some(0),
-                        };
-                    }
-                    Some(i) => {
-                        let mut reported =
-                            sub.gap_reported.lock().unwrap_or_else(|p| p.into_inner());
-                        // Known entry number: more entries removed than existed up to the
-                        // cursor means unread ones went. Unknown: only deletions (XDEL)
-                        // past the cursor can be seen.
-                        let missed = match position.seen {
-                            Some(seen) => (i.removed() > seen.max(reported.removed)).then(|| {
-                                reported.removed = i.removed();
-                                (i.removed() - seen).to_string()
-                            }),
-                            None => (i.max_deleted > at && i.max_deleted > reported.max_deleted)
-                                .then(|| {
-                                    reported.max_deleted = i.max_deleted;
-                                    "unknown".to_owned()
-                                }),
-                        };
-                        if let Some(missed) = missed {
-                            warn!(
-                                stream = %stream,
-                                cursor = %at,
-                                missed = %missed,
-                                first_entry = %i.first_entry.map_or_else(|| "none".to_owned(), |f| f.to_string()),
-                                max_deleted = %i.max_deleted,
-                                "gap: entries after the last delivered id were trimmed or deleted before they could be read"
-                            );
-                            Counters::add(&self.counters.gaps, 1);
-                        }
-                    }
+                let mut reported = sub.gap_reported.lock().unwrap_or_else(|p| p.into_inner());
+                let v = verdict(*position, info.as_ref(), rolled_back_by_switch, *reported);
+                self.report(stream, *position, info.as_ref(), v);
+                *position = v.apply(*position);
+                if let Verdict::Gap { reported: r, .. } = v {
+                    *reported = r;
                 }
             }
         }
         Ok(())
+    }
+
+    /// Logs and counts what a position check found.
+    fn report(&self, stream: &str, was: Position, info: Option<&StreamInfo>, v: Verdict) {
+        let at = was.cursor.unwrap_or_default();
+        let last_generated = info.map(|i| i.last_generated).unwrap_or_default();
+        match v {
+            Verdict::Keep | Verdict::Recount(_) => return,
+            Verdict::Gap { missed, .. } => {
+                let first_entry = info.and_then(|i| i.first_entry);
+                warn!(
+                    stream,
+                    cursor = %at,
+                    missed = %missed.map_or_else(|| "unknown".to_owned(), |n| n.to_string()),
+                    first_entry = %first_entry.map_or_else(|| "none".to_owned(), |f| f.to_string()),
+                    max_deleted = %info.map(|i| i.max_deleted).unwrap_or_default(),
+                    "gap: entries after the last delivered id were trimmed or deleted before they could be read"
+                );
+                Counters::add(&self.counters.gaps, 1);
+                return;
+            }
+            Verdict::ResetToZero(Reset::Deleted) => {
+                warn!(stream, cursor = %at, "subscribed stream no longer exists; reading it from the start once it is created again");
+            }
+            Verdict::ResetToZero(Reset::Recreated) => {
+                warn!(stream, cursor = %at, %last_generated, "subscribed stream was recreated (its ids went back); reading it from the start");
+            }
+            Verdict::ResumeAt { lost: true, .. } => {
+                warn!(
+                    stream,
+                    cursor = %last_generated,
+                    delivered_up_to = %at,
+                    "gap: the stream went back in a failover; entries after the cursor that the old server took are lost (those up to delivered_up_to were delivered); reading on from the cursor"
+                );
+                Counters::add(&self.counters.gaps, 1);
+            }
+            Verdict::ResumeAt { lost: false, .. } => {
+                warn!(stream, cursor = %at, %last_generated, "subscribed stream lost its newest entries (a failover to a replica that had not received them); they were delivered, resuming after its new last id");
+            }
+        }
+        Counters::add(&self.counters.stream_resets, 1);
     }
 
     /// The reader loop: plan, read, dispatch; reconnects with back-off and resumes every
@@ -1214,18 +916,6 @@ impl Hub {
         streams
     }
 
-    /// Forgets `stream` as a suspect when nobody subscribes to it any more.
-    fn forget_if_unsubscribed(&self, stream: &str) {
-        let subscribed = self.subs().values().any(|s| &*s.stream == stream);
-        if !subscribed {
-            self.suspects().retain(|s| s != stream);
-            self.ends
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(stream);
-        }
-    }
-
     /// Reads the planned streams: one blocking XREAD when they share one slot (always
     /// outside a cluster). In a cluster one XREAD can only name keys of one slot, and a node
     /// reader has one connection, so streams of several slots are read in turn: one
@@ -1349,7 +1039,7 @@ impl Hub {
                 _ = token.cancelled() => return,
                 _ = self.unblock.notified() => {}
             }
-            let slots: Vec<Arc<ReaderSlot>> =
+            let slots: Vec<Arc<UnblockHandle>> =
                 self.readers().values().map(|r| r.slot.clone()).collect();
             for slot in &slots {
                 Unblocker {
@@ -1459,22 +1149,28 @@ fn latest_pipe(stream: &str) -> redis::Pipeline {
 /// later entry) and the number of entries ever added up to it; `0-0`/0 for a missing key.
 ///
 /// # Errors
-/// [`Error::Unavailable`] when a node could not answer for the stream (its slot moved or is
-/// moving, the cluster fails over): try again later; nothing is known about the stream.
-fn latest_of(stream: &str, replies: &[Value]) -> Result<(StreamId, u64)> {
+/// [`Error::Refused`] when the server refuses the lookup (`NOPERM`, `WRONGTYPE`): the
+/// caller's to fix, retrying changes nothing. [`Error::Unavailable`] when a node could not
+/// answer for the stream (its slot moved or is moving, the cluster fails over): try again
+/// later; nothing is known about the stream.
+fn latest_of(replies: &[Value]) -> Result<(StreamId, u64)> {
     let failure = |e: &redis::ServerError| {
         let err = redis::RedisError::from(e.clone());
-        (classify(&err), err)
+        match classify(&err) {
+            Failure::Refused | Failure::WrongType => Error::refused(&err),
+            _ => Error::Unavailable(err),
+        }
     };
     match replies {
         [Value::Int(0), _] => Ok((StreamId::ZERO, 0)),
-        [Value::ServerError(e), _] => Err(Error::Unavailable(failure(e).1)),
-        [_, Value::ServerError(e)] => match failure(e) {
-            (Failure::WrongType, _) => Err(not_a_stream(stream)),
-            // Deleted between the two commands: a new stream starts from the beginning.
-            (Failure::NoSuchKey, _) => Ok((StreamId::ZERO, 0)),
-            (_, err) => Err(Error::Unavailable(err)),
-        },
+        [Value::ServerError(e), _] => Err(failure(e)),
+        // Deleted between the two commands: a new stream starts from the beginning.
+        [_, Value::ServerError(e)]
+            if classify(&redis::RedisError::from(e.clone())) == Failure::NoSuchKey =>
+        {
+            Ok((StreamId::ZERO, 0))
+        }
+        [_, Value::ServerError(e)] => Err(failure(e)),
         [_, info] => {
             let i = parse_stream_info(info)?;
             Ok((i.last_generated, i.entries_added))
@@ -1526,25 +1222,5 @@ mod tests {
         let info = "# Server\r\nredis_version:7.0.15\r\nrun_id:4f1c0a\r\ntcp_port:6379\r\n";
         assert_eq!(run_id(info).as_deref(), Some("4f1c0a"));
         assert_eq!(run_id("# Server\r\nredis_version:7.0.15\r\n"), None);
-    }
-
-    fn s(name: &str) -> Arc<str> {
-        Arc::from(name)
-    }
-
-    #[test]
-    fn suspects_come_out_once_each_oldest_first_and_only_where_wanted() {
-        let mut q = Suspects::default();
-        for name in ["a", "b", "a", "c", "d"] {
-            q.push(&s(name));
-        }
-        // "b" belongs to another node reader: it keeps its place.
-        assert_eq!(q.take(2, |x| x != "b"), vec![s("a"), s("c")]);
-        assert_eq!(q.take(10, |_| true), vec![s("b"), s("d")]);
-        assert!(q.take(10, |_| true).is_empty());
-        q.push(&s("a"));
-        q.push(&s("e"));
-        q.retain(|x| x != "a");
-        assert_eq!(q.take(10, |_| true), vec![s("e")]);
     }
 }

@@ -6,6 +6,14 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 
+mod log_filter;
+mod numbers;
+
+use log_filter::is_log_filter;
+pub use log_filter::LOG_LEVELS;
+use numbers::{float, int};
+pub use numbers::{opt_count, opt_ms, whole_number};
+
 /// Redis URL used when neither the config nor `REDIS_URL` gives one.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 /// XREAD/XREADGROUP BLOCK time.
@@ -38,7 +46,8 @@ pub const DEFAULT_MAX_PAYLOAD_BYTES: u64 = 1024 * 1024;
 pub const DEFAULT_OFFLINE_BUFFER: u64 = 0;
 
 /// The configuration as it arrives from a caller: every field optional and unvalidated.
-#[derive(Debug, Clone, Default)]
+/// Its `Debug` shows `redis_url` without the password.
+#[derive(Clone, Default)]
 pub struct ConfigInput {
     /// `redis://` or `rediss://` URL; falls back to `REDIS_URL`, then [`DEFAULT_REDIS_URL`].
     pub redis_url: Option<String>,
@@ -320,78 +329,9 @@ impl Config {
     }
 }
 
-/// Log levels accepted as a bare word.
-pub const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
-
-/// A level name, or an EnvFilter directive list with a target (`streamcast=debug,info`).
-///
-/// A bare word that is not a level would parse as a target name and silently switch
-/// streamcast's own logs off, so a typo such as `"wran"` is rejected.
-fn is_log_filter(level: &str) -> bool {
-    let level = level.trim();
-    if LOG_LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
-        return true;
-    }
-    level.contains('=') && tracing_subscriber::EnvFilter::try_new(level).is_ok()
-}
-
-/// Checks an optional whole number from JavaScript against `[min, max]`.
-fn int(field: &str, value: Option<f64>, default: u64, min: u64, max: u64) -> Result<u64> {
-    value.map_or(Ok(default), |v| whole_number(field, v, min, max))
-}
-
-/// Checks that a number from JavaScript is whole and within `[min, max]`.
-///
-/// # Errors
-/// [`Error::InvalidArg`] naming `field` otherwise.
-pub fn whole_number(field: &str, v: f64, min: u64, max: u64) -> Result<u64> {
-    if !v.is_finite() || v.fract() != 0.0 {
-        return Err(Error::invalid(
-            field,
-            format!("{v} is not a whole number between {min} and {max}"),
-        ));
-    }
-    if v < min as f64 || v > max as f64 {
-        return Err(Error::invalid(
-            field,
-            format!("{v} is not between {min} and {max}"),
-        ));
-    }
-    Ok(v as u64)
-}
-
-/// Checks an optional duration in milliseconds from JavaScript against `[min, max]`.
-///
-/// # Errors
-/// [`Error::InvalidArg`] naming `field`.
-pub fn opt_ms(field: &str, v: Option<f64>, min: u64, max: u64) -> Result<Option<Duration>> {
-    v.map(|n| whole_number(field, n, min, max).map(Duration::from_millis))
-        .transpose()
-}
-
-/// Checks an optional entry count (`COUNT` of a read) from JavaScript.
-///
-/// # Errors
-/// [`Error::InvalidArg`] naming `field`.
-pub fn opt_count(field: &str, v: Option<f64>) -> Result<Option<usize>> {
-    v.map(|n| whole_number(field, n, 1, MAX_COUNT as u64).map(|n| n as usize))
-        .transpose()
-}
-
-/// Checks an optional number from JavaScript against `[min, max]`.
-fn float(field: &str, value: Option<f64>, default: f64, min: f64, max: f64) -> Result<f64> {
-    let Some(v) = value else { return Ok(default) };
-    if !v.is_finite() || v < min || v > max {
-        return Err(Error::invalid(
-            field,
-            format!("{v} is not between {min} and {max}"),
-        ));
-    }
-    Ok(v)
-}
-
 /// Where the data lives: one server, a Redis Cluster, or a primary found through Sentinel.
-#[derive(Clone, PartialEq, Eq, Debug)]
+/// Its `Debug` shows no password.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Topology {
     /// One server (`redis://`, `rediss://`, `unix://`).
     Standalone,
@@ -435,6 +375,15 @@ impl RedisUrl {
     /// # Errors
     /// [`Error::InvalidArg`] for `redisUrl` when it does not parse or has another scheme.
     pub fn parse(raw: &str) -> Result<RedisUrl> {
+        // The redis crate reads a fragment as an option (`#insecure`: skip TLS checks, which
+        // this build cannot do), so such a URL would pass here and then fail every attempt
+        // to connect. The fragment is not quoted back: it may hold part of a password.
+        if raw.contains('#') {
+            return Err(Error::invalid(
+                "redisUrl",
+                "a URL fragment (#...) is not accepted; write a # in a user name or password as %23",
+            ));
+        }
         if let Some((scheme, rest)) = raw.split_once("://") {
             match scheme {
                 "redis+cluster" | "rediss+cluster" => {
@@ -710,6 +659,75 @@ impl fmt::Display for RedisUrl {
     }
 }
 
+impl fmt::Debug for ConfigInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redis_url = self
+            .redis_url
+            .as_deref()
+            .map(|raw| match RedisUrl::parse(raw) {
+                Ok(u) => u.redacted,
+                // A URL that does not parse may still hold a password somewhere.
+                Err(_) => "(a URL that does not parse, not shown)".to_owned(),
+            });
+        f.debug_struct("ConfigInput")
+            .field("redis_url", &redis_url)
+            .field("default_block_ms", &self.default_block_ms)
+            .field("default_count", &self.default_count)
+            .field("auto_trim_interval", &self.auto_trim_interval)
+            .field("default_max_len", &self.default_max_len)
+            .field("enable_auto_trim", &self.enable_auto_trim)
+            .field("auto_trim_streams", &self.auto_trim_streams)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("command_timeout_ms", &self.command_timeout_ms)
+            .field(
+                "reconnect_initial_delay_ms",
+                &self.reconnect_initial_delay_ms,
+            )
+            .field("reconnect_max_delay_ms", &self.reconnect_max_delay_ms)
+            .field("reconnect_factor", &self.reconnect_factor)
+            .field("reconnect_jitter", &self.reconnect_jitter)
+            .field("log_level", &self.log_level)
+            .field("offline_buffer", &self.offline_buffer)
+            .field("max_payload_bytes", &self.max_payload_bytes)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .finish()
+    }
+}
+
+/// A node URL of a [`Topology`] (`redis[s]://[user:password@]host:port`) without its password.
+fn redacted_node(u: &str) -> String {
+    url::Url::parse(u).map_or_else(|_| "(not shown)".to_owned(), |p| redacted(&p))
+}
+
+impl fmt::Debug for Topology {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let nodes = |urls: &[String]| urls.iter().map(|u| redacted_node(u)).collect::<Vec<_>>();
+        match self {
+            Topology::Standalone => f.write_str("Standalone"),
+            Topology::Cluster { seeds } => f
+                .debug_struct("Cluster")
+                .field("seeds", &nodes(seeds))
+                .finish(),
+            Topology::Sentinel {
+                sentinels,
+                master,
+                username,
+                password,
+                db,
+                tls,
+            } => f
+                .debug_struct("Sentinel")
+                .field("sentinels", &nodes(sentinels))
+                .field("master", master)
+                .field("username", username)
+                .field("password", &password.as_ref().map(|_| "***"))
+                .field("db", db)
+                .field("tls", tls)
+                .finish(),
+        }
+    }
+}
+
 impl fmt::Debug for RedisUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "RedisUrl({})", self.redacted)
@@ -795,16 +813,6 @@ mod tests {
     }
 
     #[test]
-    fn log_levels() {
-        for ok in ["info", "DEBUG", "streamcast=debug,info", "off"] {
-            assert!(is_log_filter(ok), "{ok}");
-        }
-        for bad in ["", "wran", "verbose", "a=b=c"] {
-            assert!(!is_log_filter(bad), "{bad}");
-        }
-    }
-
-    #[test]
     fn bad_urls_are_rejected() {
         for raw in [
             "not a url",
@@ -867,6 +875,48 @@ mod tests {
                 "redisUrl",
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn url_fragments_are_rejected() {
+        for raw in [
+            "rediss://h:6379#insecure",
+            "redis://:pw@h:6379/0#x",
+            "rediss+cluster://h1:7000,h2:7001#insecure",
+            "redis+sentinel://s1:26379/mymaster#insecure",
+            "redis+sentinel://s1:26379/m?sentinelPassword=p#insecure",
+        ] {
+            let err = RedisUrl::parse(raw).unwrap_err();
+            assert!(err.to_string().contains("fragment"), "{raw}: {err}");
+            assert_eq!(field_of(err), "redisUrl", "{raw}");
+        }
+        // A `#` in a password is written %23 and stays accepted.
+        RedisUrl::parse("redis://:p%23w@h:6379").unwrap();
+    }
+
+    #[test]
+    fn debug_never_prints_credentials() {
+        let input = ConfigInput {
+            redis_url: Some("redis://alice:s3cret@h:6379".into()),
+            ..Default::default()
+        };
+        let shown = format!("{input:?} {input:#?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("alice:***@h"), "{shown}");
+        let unparsable = ConfigInput {
+            redis_url: Some("redis://alice:s3cret@h:notaport".into()),
+            ..Default::default()
+        };
+        assert!(!format!("{unparsable:?}").contains("s3cret"));
+        for raw in [
+            "redis+cluster://app:s3cret@h1:7000,h2:7001",
+            "rediss+sentinel://app:s3cret@s1:26379/m?sentinelPassword=s3cret",
+        ] {
+            let t = RedisUrl::parse(raw).unwrap().topology().clone();
+            let shown = format!("{t:?} {t:#?}");
+            assert!(!shown.contains("s3cret"), "{shown}");
+            assert!(shown.contains("***"), "{shown}");
         }
     }
 
