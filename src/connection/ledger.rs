@@ -197,17 +197,17 @@ mod tests {
         // Four of ours are below the new stream's first entry, but the stream never removed
         // anything (a restarted server, and another client wrote to it since): lost, not trimmed.
         let rec = [id(1), id(2), id(3), id(4)];
-        let recreated = Some(StreamFacts {
+        let recreated = StreamFacts {
             first: Some(id(10)),
             max_deleted: StreamId::ZERO,
             removed: 0,
-        });
-        assert_eq!(lost(&rec, &[false; 4], recreated), rec);
+        };
+        assert_eq!(lost(&rec, &[false; 4], Some(recreated)), rec);
         // Fewer removals than missing ids below the first entry: the same.
-        let partly = Some(StreamFacts {
+        let partly = StreamFacts {
             removed: 3,
-            ..recreated.unwrap()
-        });
-        assert_eq!(lost(&rec, &[false; 4], partly), rec);
+            ..recreated
+        };
+        assert_eq!(lost(&rec, &[false; 4], Some(partly)), rec);
     }
 }

@@ -83,6 +83,8 @@ struct Group {
 struct Parked {
     cmd: redis::Cmd,
     reply: ReplyTo,
+    /// The hash slot of its key in a cluster (a pipeline holds one slot's keys only).
+    slot: Option<u16>,
 }
 
 /// The queue of ordered commands and the offline buffer.
@@ -213,7 +215,7 @@ impl Ordered {
                 Some(i) if parked.is_empty() => i,
                 _ => {
                     for g in groups {
-                        self.park_or_fail(&mut parked, &g.pipe, g.replies);
+                        self.park_or_fail(&mut parked, g.slot, &g.pipe, g.replies);
                     }
                     return;
                 }
@@ -231,10 +233,10 @@ impl Ordered {
     /// part of its `commandTimeoutMs` already.
     async fn send_pipeline(&self, epoch: ConnEpoch, mut conn: AnyConn, group: Group) {
         let Group {
+            slot,
             pipe,
             replies,
             deadline,
-            ..
         } = group;
         let sent =
             tokio::time::timeout_at(deadline, pipe.query_async::<Vec<Value>>(&mut conn)).await;
@@ -253,7 +255,7 @@ impl Ordered {
                 self.link.broken(epoch, &e.to_string());
                 // Whether Redis wrote them is unknown: with an offline buffer they are sent
                 // again after the reconnect (at least once), else they resolve null.
-                self.park_or_fail(&mut self.parked(), &pipe, replies);
+                self.park_or_fail(&mut self.parked(), slot, &pipe, replies);
                 // A newer connection may have been installed while this pipeline failed on
                 // the old one. The parked commands must not wait behind it for a reconnect
                 // that may never come, nor be overtaken on it: replace it, so that the one
@@ -332,10 +334,12 @@ impl Ordered {
     }
 
     /// Keeps what fits in the offline buffer (in order); the rest resolves `None`.
-    /// `pipe` holds the commands of `replies`, one each, in the same order.
+    /// `pipe` holds the commands of `replies`, one each, in the same order, all for keys
+    /// of hash slot `slot` (in a cluster).
     fn park_or_fail(
         &self,
         parked: &mut VecDeque<Parked>,
+        slot: Option<u16>,
         pipe: &redis::Pipeline,
         replies: Vec<ReplyTo>,
     ) {
@@ -345,6 +349,7 @@ impl Ordered {
                 parked.push_back(Parked {
                     cmd: cmd.clone(),
                     reply,
+                    slot,
                 });
             } else {
                 dropped += 1;
@@ -387,8 +392,17 @@ impl Ordered {
                     });
                     return Ok(());
                 }
+                // One slot per pipeline (a cluster refuses a pipeline across slots; on one
+                // server every slot is `None`): the first entry's, from the next
+                // MAX_PIPELINE. The others keep their place, so each stream stays in order.
+                let slot = parked[0].slot;
                 let n = parked.len().min(MAX_PIPELINE);
-                parked.drain(..n).collect()
+                let (chunk, others): (Vec<Parked>, Vec<Parked>) =
+                    parked.drain(..n).partition(|p| p.slot == slot);
+                for p in others.into_iter().rev() {
+                    parked.push_front(p);
+                }
+                chunk
             };
             if !announced {
                 announced = true;
