@@ -368,3 +368,40 @@ async fn the_command_connection_is_redialled_while_the_audit_runs() {
     assert_eq!(c.status().counters.publish_lost, 1);
     c.disconnect().await;
 }
+
+/// Found by the chaos run (seed 2, single): a server that restarted empty while other clients
+/// kept publishing holds the stream again, created anew, before the audit looks. The lost ids
+/// are then below its first entry, which the audit took for a trim: nothing was reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_lost_in_a_restart_are_reported_even_when_the_stream_was_created_again() {
+    let mut server = RedisServer::start().await;
+    let c = quick_client(&server).await;
+    for i in 0..5 {
+        c.publish("a", &format!("{i}"), PublishId::Auto, None)
+            .await
+            .unwrap()
+            .expect("written");
+    }
+    server.restart().await;
+    // Another publisher writes to the stream before this client's audit (which waits
+    // commandTimeoutMs after the reconnect) looks at it.
+    let mut other = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg("a")
+        .arg("*")
+        .arg("data")
+        .arg("\"other\"")
+        .query_async(&mut other)
+        .await
+        .unwrap();
+    until("the lost publishes are reported", DELIVERY, || {
+        c.status().counters.publish_lost >= 5
+    })
+    .await;
+    assert_eq!(c.status().counters.publish_lost, 5);
+    c.disconnect().await;
+}

@@ -173,6 +173,22 @@ const SETTLE_MS = 30_000;
 /** Messages of log records that report entries a subscription may have missed. */
 const GAP_MESSAGE = /\bgap\b/i;
 
+/** The gap a client log record reports (a `warn`/`error` record whose message names a gap), if any. */
+export function gapReportOf(r: Record<string, unknown>): GapReport | undefined {
+  const level = String(r.level).toLowerCase();
+  if (level !== "warn" && level !== "error") return undefined;
+  const message = String(r.message);
+  if (!GAP_MESSAGE.test(message) || typeof r.stream !== "string" || typeof r.cursor !== "string") return undefined;
+  const first = typeof r.first_entry === "string" && /^\d+-\d+$/.test(r.first_entry) ? r.first_entry : undefined;
+  return { stream: r.stream, after: r.cursor, before: first, at: Date.parse(String(r.timestamp)), message };
+}
+
+/** Whether entry `id` of `stream` lies inside one of the reported `gaps`. */
+export function inReportedGap(gaps: readonly GapReport[], stream: string, id: string): boolean {
+  const ms = Number(id.split("-")[0]);
+  return gaps.some((g) => g.stream === stream && compareIds(g.after, id) < 0 && (g.before === undefined ? ms <= g.at : compareIds(id, g.before) < 0));
+}
+
 export class FailoverLoad {
   private readonly publishes = new Map<string, Publish[]>();
   /** Per subscription (stream, index), the ids in delivery order. */
@@ -225,10 +241,8 @@ export class FailoverLoad {
     if (level !== "warn" && level !== "error") return;
     const message = String(r.message);
     this.warnings.push(`${level} ${message} ${JSON.stringify(r)}`);
-    if (GAP_MESSAGE.test(message) && typeof r.stream === "string" && typeof r.cursor === "string") {
-      const first = typeof r.first_entry === "string" && /^\d+-\d+$/.test(r.first_entry) ? r.first_entry : undefined;
-      this.gaps.push({ stream: r.stream, after: r.cursor, before: first, at: Date.parse(String(r.timestamp)), message });
-    }
+    const gap = gapReportOf(r);
+    if (gap) this.gaps.push(gap);
   }
 
   private onMessage(stream: string, inbox: string[], m: StreamMessage<Payload>): void {
@@ -290,8 +304,7 @@ export class FailoverLoad {
   }
 
   private covered(stream: string, id: string): boolean {
-    const ms = Number(id.split("-")[0]);
-    return this.gaps.some((g) => g.stream === stream && compareIds(g.after, id) < 0 && (g.before === undefined ? ms <= g.at : compareIds(id, g.before) < 0));
+    return inReportedGap(this.gaps, stream, id);
   }
 
   /** The counts as they stand now (`stored`: the ids each stream holds now). */

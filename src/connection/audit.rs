@@ -22,23 +22,26 @@ const LOST_CHECK_ATTEMPTS: u32 = 5;
 const STREAMS_AT_ONCE: usize = 8;
 
 /// One stream's facts for the audit, computed on the server so that no payload crosses the
-/// network: whether it exists, its first id, its largest deleted id, and a `1`/`0` per id
-/// in `ARGV` for present/absent.
+/// network: whether it exists, its first id, its largest deleted id, how many entries it
+/// ever removed (`entries-added` − `length`), and a `1`/`0` per id in `ARGV` for
+/// present/absent.
 const LOOKUP: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return {0, '', '', ''} end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, '', '', 0, ''} end
 local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
 local first_id = ''
 if #first > 0 then first_id = first[1][1] end
 local info = redis.call('XINFO', 'STREAM', KEYS[1])
-local max_deleted = '0-0'
+local max_deleted, added, length = '0-0', 0, 0
 for i = 1, #info, 2 do
   if info[i] == 'max-deleted-entry-id' then max_deleted = info[i + 1] end
+  if info[i] == 'entries-added' then added = info[i + 1] end
+  if info[i] == 'length' then length = info[i + 1] end
 end
 local present = {}
 for i, id in ipairs(ARGV) do
   if #redis.call('XRANGE', KEYS[1], id, id, 'COUNT', 1) > 0 then present[i] = '1' else present[i] = '0' end
 end
-return {1, first_id, max_deleted, table.concat(present)}
+return {1, first_id, max_deleted, added - length, table.concat(present)}
 ";
 
 impl CommandConn {
@@ -130,11 +133,11 @@ impl CommandConn {
         for id in ids {
             call.arg(id.to_string());
         }
-        let (exists, first, max_deleted, present): (i64, String, String, String) =
+        let (exists, first, max_deleted, removed, present): (i64, String, String, i64, String) =
             self.query(&call).await.ok()??;
         if exists == 0 {
             let absent = vec![false; ids.len()];
-            return Some(ledger::lost(ids, &absent, false, StreamId::ZERO, None));
+            return Some(ledger::lost(ids, &absent, None));
         }
         let present: Vec<bool> = present.bytes().map(|b| b == b'1').collect();
         if present.len() != ids.len() {
@@ -145,7 +148,11 @@ impl CommandConn {
         } else {
             Some(first.parse().ok()?)
         };
-        let max_deleted = max_deleted.parse().ok()?;
-        Some(ledger::lost(ids, &present, true, max_deleted, first))
+        let facts = ledger::StreamFacts {
+            first,
+            max_deleted: max_deleted.parse().ok()?,
+            removed: u64::try_from(removed).unwrap_or(0),
+        };
+        Some(ledger::lost(ids, &present, Some(facts)))
     }
 }

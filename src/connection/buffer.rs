@@ -26,6 +26,8 @@ pub(super) fn size_of(cmd: &redis::Cmd) -> usize {
 pub(super) struct Parked {
     pub(super) cmd: redis::Cmd,
     pub(super) reply: ReplyTo,
+    /// The hash slot of its key in a cluster (a pipeline holds one slot's keys only).
+    pub(super) slot: Option<u16>,
 }
 
 /// The offline buffer: parked commands in call order, and the bytes they hold.
@@ -53,11 +55,26 @@ impl Buffer {
         }
     }
 
-    /// Takes up to `n` from the front.
-    pub(super) fn take(&mut self, n: usize) -> Vec<Parked> {
+    /// Takes every parked command (the client is closing).
+    pub(super) fn take_all(&mut self) -> Vec<Parked> {
+        self.bytes = 0;
+        self.items.drain(..).collect()
+    }
+
+    /// Takes, of the first `n`, those of the first one's hash slot: one pipeline's worth (a
+    /// cluster refuses a pipeline across slots; on one server every slot is `None`). The
+    /// others keep their place, so each stream stays in call order.
+    pub(super) fn take_one_slot(&mut self, n: usize) -> Vec<Parked> {
+        let Some(slot) = self.items.front().map(|p| p.slot) else {
+            return Vec::new();
+        };
         let n = n.min(self.items.len());
-        let chunk: Vec<Parked> = self.items.drain(..n).collect();
+        let (chunk, others): (Vec<Parked>, Vec<Parked>) =
+            self.items.drain(..n).partition(|p| p.slot == slot);
         self.bytes -= chunk.iter().map(|p| size_of(&p.cmd)).sum::<usize>();
+        for p in others.into_iter().rev() {
+            self.items.push_front(p);
+        }
         chunk
     }
 }

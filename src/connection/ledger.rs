@@ -97,25 +97,39 @@ impl Ledger {
     }
 }
 
+/// What the audit learns of a stream on the server it reached now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamFacts {
+    /// Its oldest entry (`None`: the stream exists but is empty).
+    pub first: Option<StreamId>,
+    /// The largest id deleted from it (`XDEL`; `0-0` when none).
+    pub max_deleted: StreamId,
+    /// Entries ever removed from it, by trims or deletions (`entries-added` − `length`).
+    pub removed: u64,
+}
+
 /// Of the `recorded` ids of a stream, those a server does not have although nothing says they
 /// were trimmed or deleted there: `present[i]` tells whether `recorded[i]` is in the stream,
-/// `max_deleted` is the stream's largest deleted or trimmed id and `first` its oldest entry
-/// (`None` with `exists` false: the stream is not there at all).
-pub fn lost(
-    recorded: &[StreamId],
-    present: &[bool],
-    exists: bool,
-    max_deleted: StreamId,
-    first: Option<StreamId>,
-) -> Vec<StreamId> {
-    recorded
+/// and `facts` is what the server says of the stream (`None`: it is not there at all).
+///
+/// An id below the first entry (or up to the largest deleted one) may have been trimmed
+/// away, but only as many as the stream ever removed: when more of ours are missing, the
+/// stream was created anew after a restart or failover lost it (other clients kept
+/// publishing), and every missing id is lost.
+pub fn lost(recorded: &[StreamId], present: &[bool], facts: Option<StreamFacts>) -> Vec<StreamId> {
+    let missing: Vec<StreamId> = recorded
         .iter()
         .zip(present)
-        .filter(|(id, here)| {
-            !**here && (!exists || (**id > max_deleted && first.is_none_or(|f| **id >= f)))
-        })
+        .filter(|(_, here)| !**here)
         .map(|(id, _)| *id)
-        .collect()
+        .collect();
+    let Some(f) = facts else { return missing };
+    let removable = |id: &StreamId| *id <= f.max_deleted || f.first.is_none_or(|first| *id < first);
+    let explained = missing.iter().filter(|id| removable(id)).count() as u64;
+    if explained > f.removed {
+        return missing;
+    }
+    missing.into_iter().filter(|id| !removable(id)).collect()
 }
 
 #[cfg(test)]
@@ -168,17 +182,56 @@ mod tests {
     #[test]
     fn missing_ids_are_lost_unless_trimmed_or_deleted() {
         let rec = [id(1), id(2), id(3), id(4)];
-        // 1 trimmed (below the first entry), 2 present, 3 and 4 missing.
+        let facts = |max_deleted, first, removed| {
+            Some(StreamFacts {
+                first,
+                max_deleted,
+                removed,
+            })
+        };
+        // 1 trimmed (below the first entry; the stream removed 5), 2 present, 3 and 4 missing.
         assert_eq!(
-            lost(&rec, &[false, true, false, false], true, id(1), Some(id(2))),
+            lost(
+                &rec,
+                &[false, true, false, false],
+                facts(StreamId::ZERO, Some(id(2)), 5)
+            ),
             vec![id(3), id(4)]
         );
         // 3 deleted (max_deleted covers it): only 4 lost.
         assert_eq!(
-            lost(&rec, &[false, true, false, false], true, id(3), Some(id(2))),
+            lost(
+                &rec,
+                &[false, true, false, false],
+                facts(id(3), Some(id(2)), 5)
+            ),
             vec![id(4)]
         );
         // No stream at all on the new server: everything recorded is lost.
-        assert_eq!(lost(&rec, &[false; 4], false, StreamId::ZERO, None), rec);
+        assert_eq!(lost(&rec, &[false; 4], None), rec);
+        // An empty stream that removed at least as many: trimmed to nothing.
+        assert_eq!(
+            lost(&rec, &[false; 4], facts(StreamId::ZERO, None, 4)),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn a_stream_created_again_after_a_loss_does_not_pass_for_a_trim() {
+        // Four of ours are below the new stream's first entry, but the stream never removed
+        // anything (a restarted server, and another client wrote to it since): lost, not trimmed.
+        let rec = [id(1), id(2), id(3), id(4)];
+        let recreated = StreamFacts {
+            first: Some(id(10)),
+            max_deleted: StreamId::ZERO,
+            removed: 0,
+        };
+        assert_eq!(lost(&rec, &[false; 4], Some(recreated)), rec);
+        // Fewer removals than missing ids below the first entry: the same.
+        let partly = StreamFacts {
+            removed: 3,
+            ..recreated
+        };
+        assert_eq!(lost(&rec, &[false; 4], Some(partly)), rec);
     }
 }

@@ -202,7 +202,7 @@ impl Ordered {
                 Some(i) if parked.is_empty() => i,
                 _ => {
                     for g in groups {
-                        self.park_or_fail(&mut parked, &g.pipe, g.replies);
+                        self.park_or_fail(&mut parked, g.slot, &g.pipe, g.replies);
                     }
                     return;
                 }
@@ -220,10 +220,10 @@ impl Ordered {
     /// part of its `commandTimeoutMs` already.
     async fn send_pipeline(&self, epoch: ConnEpoch, mut conn: AnyConn, group: Group) {
         let Group {
+            slot,
             pipe,
             replies,
             deadline,
-            ..
         } = group;
         let sent =
             tokio::time::timeout_at(deadline, pipe.query_async::<Vec<Value>>(&mut conn)).await;
@@ -242,7 +242,7 @@ impl Ordered {
                 self.link.broken(epoch, &e.to_string());
                 // Whether Redis wrote them is unknown: with an offline buffer they are sent
                 // again after the reconnect (at least once), else they resolve null.
-                self.park_or_fail(&mut self.parked(), &pipe, replies);
+                self.park_or_fail(&mut self.parked(), slot, &pipe, replies);
                 // A newer connection may have been installed while this pipeline failed on
                 // the old one. The parked commands must not wait behind it for a reconnect
                 // that may never come, nor be overtaken on it: replace it, so that the one
@@ -318,8 +318,15 @@ impl Ordered {
     }
 
     /// Keeps what fits in the offline buffer (in order); the rest resolves `None`.
-    /// `pipe` holds the commands of `replies`, one each, in the same order.
-    fn park_or_fail(&self, parked: &mut Buffer, pipe: &redis::Pipeline, replies: Vec<ReplyTo>) {
+    /// `pipe` holds the commands of `replies`, one each, in the same order, all for keys
+    /// of hash slot `slot` (in a cluster).
+    fn park_or_fail(
+        &self,
+        parked: &mut Buffer,
+        slot: Option<u16>,
+        pipe: &redis::Pipeline,
+        replies: Vec<ReplyTo>,
+    ) {
         let mut dropped = 0;
         for (cmd, reply) in pipe.cmd_iter().zip(replies) {
             if parked.items.len() < self.cfg.offline_buffer
@@ -328,6 +335,7 @@ impl Ordered {
                 parked.push_back(Parked {
                     cmd: cmd.clone(),
                     reply,
+                    slot,
                 });
             } else {
                 dropped += 1;
@@ -383,7 +391,7 @@ impl Ordered {
                     });
                     return Ok(());
                 }
-                parked.take(MAX_PIPELINE)
+                parked.take_one_slot(MAX_PIPELINE)
             };
             if !announced {
                 announced = true;
@@ -430,7 +438,7 @@ impl Ordered {
 
     /// Resolves every parked command `None` (the client is closing).
     pub(super) fn fail_parked(&self) {
-        let left: Vec<Parked> = self.parked().take(usize::MAX);
+        let left: Vec<Parked> = self.parked().take_all();
         if !left.is_empty() {
             warn!(count = left.len(), "closing: parked publishes resolve null");
         }
