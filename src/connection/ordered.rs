@@ -519,7 +519,7 @@ mod tests {
             replies.push(r);
             answers.push(got);
         }
-        o.park_or_fail(&mut o.parked(), &pipe, replies);
+        o.park_or_fail(&mut o.parked(), None, &pipe, replies);
         assert_eq!(o.parked().items.len(), 2);
         assert_eq!(*answers[0].lock().unwrap(), None);
         assert_eq!(
@@ -528,7 +528,7 @@ mod tests {
             "resolved null at once"
         );
         // Taking the buffer gives its bytes back.
-        let chunk = o.parked().take(MAX_PIPELINE);
+        let chunk = o.parked().take_one_slot(MAX_PIPELINE);
         assert_eq!((chunk.len(), o.parked().bytes), (2, 0));
     }
 }
