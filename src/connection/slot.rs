@@ -210,6 +210,14 @@ impl ConnSlot {
                 }
                 Ok(None)
             }
+            // A slot moving while a reshard or failover runs: the cluster client follows
+            // MOVED and ASK itself and refreshes its map, so one that reaches us is a slot
+            // that did not settle within its retries: the cluster's state, not the caller's
+            // mistake (it was rejected as ERR_PROTOCOL: a consume() loop ended on it).
+            Failure::Redirect => {
+                self.server_state(&e, false);
+                Ok(None)
+            }
             _ => Err(e),
         }
     }
@@ -247,5 +255,45 @@ impl ConnSlot {
     /// Notes that a command got its answer in time.
     pub(super) fn answered(&self) {
         self.timeouts.store(0, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot() -> ConnSlot {
+        let cfg = Arc::new(
+            Config::from_input(crate::config::ConfigInput {
+                redis_url: Some("redis://127.0.0.1:1".into()),
+                ..Default::default()
+            })
+            .unwrap(),
+        );
+        let target = Arc::new(Target::new(&cfg).unwrap());
+        ConnSlot::new(target, cfg, Arc::default())
+    }
+
+    /// The error a server reply `-<text>` becomes, as the crate parses it.
+    fn server(text: &str) -> RedisError {
+        match redis::parse_redis_value(format!("-{text}\r\n").as_bytes()) {
+            Ok(redis::Value::ServerError(e)) => RedisError::from(e),
+            other => panic!("{text}: parsed as {other:?}"),
+        }
+    }
+
+    // Found by the chaos run (seed 4, cluster): a MOVED that reached the caller during a
+    // reshard made acknowledgeMessages reject ERR_PROTOCOL, which ended a consume() loop.
+    #[test]
+    fn a_redirect_the_cluster_client_did_not_follow_fails_open() {
+        let s = slot();
+        let r: std::result::Result<Option<u64>, RedisError> =
+            s.judge(ConnEpoch(0), server("MOVED 1990 127.0.0.1:35547"));
+        assert!(matches!(r, Ok(None)), "{r:?}");
+        assert_eq!(s.counters.server_state_errors.load(Ordering::Relaxed), 1);
+        // A refusal still reaches the caller.
+        let r: std::result::Result<Option<u64>, RedisError> =
+            s.judge(ConnEpoch(0), server("NOPERM no permissions"));
+        assert!(r.is_err());
     }
 }
