@@ -11,6 +11,14 @@
 //! queued in Rust and [`Handler::max_in_flight`] handed to its handler, and the reader
 //! leaves a busy subscription's stream out of its next XREAD. Redis is the buffer, not our
 //! heap.
+//!
+//! Here: [`Subscriptions`] and the public API. `options`: what a caller gives.
+//! `registry`: one entry per subscription. `ends`: where each stream ends, and the
+//! status views. `plan`: what the next XREAD asks for. `reader`: the reader's state
+//! machine. `supervisor`: one reader per master, waking them. `latest`: resolving `"$"`.
+//! `stream_facts`: where a stream is, without payloads. `positions`: whether a position
+//! still fits its stream (a pure decision). `check`: the checks that apply it.
+//! `deliver`: fan-out and delivery to the handler.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -111,8 +119,8 @@ impl Subscriptions {
     /// anyway, and the reader resolves `"$"` as soon as it connects.
     ///
     /// # Errors
-    /// [`Error::InvalidArg`] for a bad stream name (at once); from the future,
-    /// [`Error::Refused`] when the server refuses the `"$"` lookup (`NOPERM`, a key that is
+    /// [`Error::InvalidArg`](crate::Error::InvalidArg) for a bad stream name (at once); from the future,
+    /// [`Error::Refused`](crate::Error::Refused) when the server refuses the `"$"` lookup (`NOPERM`, a key that is
     /// not a stream: the subscription is then removed again).
     pub fn start_subscribe(
         self: &Arc<Self>,
@@ -168,40 +176,42 @@ impl Subscriptions {
             cursor = %position.cursor.map_or_else(|| "$".to_owned(), |c| c.to_string()),
             "subscribed"
         );
-        let subs = self.clone();
-        let resolve = async move {
-            if sub.position().cursor.is_some() {
-                subs.wake();
-                return Ok(());
+        Ok((id, self.clone().resolve_latest(sub)))
+    }
+
+    /// Resolves `"$"` for a new subscription on the command connection (nothing to do for
+    /// an explicit start id); when Redis is unavailable, the reader resolves it later.
+    async fn resolve_latest(self: Arc<Self>, sub: Arc<Registered>) -> Result<()> {
+        if sub.position().cursor.is_some() {
+            self.wake();
+            return Ok(());
+        }
+        match self.resolve_latest_on_command(&sub.stream).await {
+            Err(e) => {
+                self.unsubscribe_one(sub.id);
+                Err(e)
             }
-            match subs.resolve_latest_on_command(&sub.stream).await {
-                Err(e) => {
-                    subs.unsubscribe_one(sub.id);
-                    Err(e)
-                }
-                Ok(found) => {
-                    match found {
-                        Some((at, seen)) => {
-                            // Checked under the subscriptions' lock (taken before the ends',
-                            // as everywhere): an unsubscribe that came first forgot the
-                            // stream's end, and recording it now would leave it stale.
-                            let registered = subs.subs();
-                            if registered.contains_key(&sub.id) {
-                                sub.resolve_latest(at, seen);
-                                subs.saw_end(&sub.stream, at, Some(seen));
-                            }
+            Ok(found) => {
+                match found {
+                    Some((at, seen)) => {
+                        // Checked under the subscriptions' lock (taken before the ends',
+                        // as everywhere): an unsubscribe that came first forgot the
+                        // stream's end, and recording it now would leave it stale.
+                        let registered = self.subs();
+                        if registered.contains_key(&sub.id) {
+                            sub.resolve_latest(at, seen);
+                            self.saw_end(&sub.stream, at, Some(seen));
                         }
-                        None => warn!(
-                            stream = %sub.stream,
-                            "Redis unavailable; \"$\" will be resolved when the reader connects"
-                        ),
                     }
-                    subs.wake();
-                    Ok(())
+                    None => warn!(
+                        stream = %sub.stream,
+                        "Redis unavailable; \"$\" will be resolved when the reader connects"
+                    ),
                 }
+                self.wake();
+                Ok(())
             }
-        };
-        Ok((id, resolve))
+        }
     }
 
     /// Registers a subscription and waits until `"$"` is resolved; see

@@ -32,7 +32,7 @@ impl SubscribeOptions {
     /// Validates a caller's options.
     ///
     /// # Errors
-    /// [`Error::InvalidArg`] naming the option that is out of range or malformed.
+    /// [`Error::InvalidArg`](crate::Error::InvalidArg) naming the option that is out of range or malformed.
     pub fn from_input(input: SubscribeInput) -> Result<SubscribeOptions> {
         Ok(SubscribeOptions {
             start: match input.start_id.as_deref() {

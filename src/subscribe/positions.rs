@@ -211,6 +211,12 @@ pub(super) fn verdict(
             Verdict::ResetToZero(Reset::Recreated)
         };
     }
+    gap(position, at, info, reported)
+}
+
+/// The verdict for a cursor behind the stream's last id: a gap when entries after it went
+/// before they were read, else [`Verdict::Keep`].
+fn gap(position: Position, at: StreamId, info: &StreamInfo, reported: GapReported) -> Verdict {
     // Trims remove the oldest entries and leave `max-deleted-entry-id` alone: with a known
     // entry number, more entries removed than existed up to the cursor means unread ones
     // went. XDEL moves `max-deleted-entry-id`: past the cursor, an unread entry went. The

@@ -133,6 +133,36 @@ impl Subscriptions {
         }
     }
 
+    /// After a connect: learns the server (`run_id`), and schedules the position checks
+    /// that whatever happened while the reader was away needs.
+    async fn connected(
+        &self,
+        reader: &mut BlockingReader,
+        state: &mut ReaderState,
+    ) -> std::result::Result<(), ReadError> {
+        let mut info = redis::cmd("INFO");
+        info.arg("server");
+        let server = run_id(&reader.command::<String>(&info).await?);
+        // Whatever happened while we were away (trims, a deleted stream, a
+        // failover) shows in the positions: check them all before reading. A new
+        // cluster node reader takes over streams another node served (its master
+        // failed, or their slots moved): check those too.
+        if state.connected_before || state.node.is_some() {
+            state.check = PositionCheck::Everything;
+        }
+        if (state.server.is_some() && state.server != server)
+            || (!state.connected_before && state.node.is_some())
+        {
+            state.switched = self
+                .owned_streams(state.node.as_ref())
+                .into_iter()
+                .collect();
+        }
+        state.server = server;
+        state.connected_before = true;
+        Ok(())
+    }
+
     /// One step of the reader: wait for subscriptions, connect, check positions, resolve
     /// `"$"`, or read.
     pub(super) async fn step(
@@ -159,29 +189,9 @@ impl Subscriptions {
                 return StepOutcome::Next;
             }
             Some(true) => {
-                let mut info = redis::cmd("INFO");
-                info.arg("server");
-                let server = match reader.command::<String>(&info).await {
-                    Ok(info) => run_id(&info),
-                    Err(e) => return StepOutcome::Failed(plan, e),
-                };
-                // Whatever happened while we were away (trims, a deleted stream, a
-                // failover) shows in the positions: check them all before reading. A new
-                // cluster node reader takes over streams another node served (its master
-                // failed, or their slots moved): check those too.
-                if state.connected_before || state.node.is_some() {
-                    state.check = PositionCheck::Everything;
+                if let Err(e) = self.connected(reader, state).await {
+                    return StepOutcome::Failed(plan, e);
                 }
-                if (state.server.is_some() && state.server != server)
-                    || (!state.connected_before && state.node.is_some())
-                {
-                    state.switched = self
-                        .owned_streams(state.node.as_ref())
-                        .into_iter()
-                        .collect();
-                }
-                state.server = server;
-                state.connected_before = true;
             }
             Some(false) => {}
         }
