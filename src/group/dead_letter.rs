@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use redis::streams::StreamPendingCountReply;
 use tracing::error;
 
-use super::consumer::StepError;
+use super::step::StepError;
 use super::{AckQuery, Consumer, Groups};
 use crate::codec::{Entry, StreamId};
 use crate::connection::{BlockingReader, ReadError};

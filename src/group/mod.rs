@@ -6,13 +6,15 @@
 //!   XREADGROUP can never share the command connection): its own pending entries first (what
 //!   a crash left behind), then new ones, one XACK per batch, claims of entries abandoned by
 //!   dead consumers;
-//! - [`dead_letter`]: moving poison messages to a dead-letter stream.
+//! - [`dead_letter`]: moving poison messages to a dead-letter stream;
+//! - [`step`]: what a step of that loop can fail with.
 //!
 //! A blocked XREADGROUP is never dropped: it may already have put entries in this
 //! consumer's pending list. Stopping wakes it with `CLIENT UNBLOCK` and lets it return.
 
 mod consumer;
 mod dead_letter;
+mod step;
 
 use std::collections::BTreeMap;
 use std::future::Future;
