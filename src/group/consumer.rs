@@ -17,9 +17,10 @@ use redis::Value;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
+use super::commands::{xack, xautoclaim, xreadgroup, AckQuery};
 use super::dead_letter::{dead_letter, deliveries};
+use super::registry::{Consumer, Groups};
 use super::step::StepError;
-use super::{xack, AckQuery, Consumer, Groups};
 use crate::codec::{parse_read_reply, Entry, StartId, StreamId};
 use crate::connection::{AnyConn, BlockingReader, Queryable, ReadError};
 use crate::handler::{Batch, Handler, Outcome};
@@ -287,21 +288,6 @@ impl ConsumerLoop {
             .await
     }
 
-    fn xreadgroup(&self, block: Option<Duration>, id: &str) -> redis::Cmd {
-        let c = &self.c;
-        let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP")
-            .arg(&c.group)
-            .arg(&c.name)
-            .arg("COUNT")
-            .arg(c.count);
-        if let Some(b) = block {
-            cmd.arg("BLOCK").arg(b.as_millis() as u64);
-        }
-        cmd.arg("STREAMS").arg(&*c.stream).arg(id);
-        cmd
-    }
-
     fn entries_of(v: &Value) -> Result<Vec<Entry>, StepError> {
         Ok(parse_read_reply(v)?
             .into_iter()
@@ -313,7 +299,7 @@ impl ConsumerLoop {
         self.flush_acks().await?;
         let v: Value = self
             .reader
-            .command(&self.xreadgroup(None, &from.to_string()))
+            .command(&xreadgroup(&self.c, None, &from.to_string()))
             .await?;
         let entries = Self::entries_of(&v)?;
         let Some(last) = entries.last().map(|e| e.id) else {
@@ -328,15 +314,7 @@ impl ConsumerLoop {
         self.flush_acks().await?;
         let c = self.c.clone();
         let idle = c.opts.claim_idle.unwrap_or_default();
-        let mut cmd = redis::cmd("XAUTOCLAIM");
-        cmd.arg(&*c.stream)
-            .arg(&c.group)
-            .arg(&c.name)
-            .arg(idle.as_millis() as u64)
-            .arg(from)
-            .arg("COUNT")
-            .arg(c.count);
-        let v: Value = self.reader.command(&cmd).await?;
+        let v: Value = self.reader.command(&xautoclaim(&c, idle, from)).await?;
         // The crate's reply type gives the cursor; entries keep our own decoding, which never
         // drops a foreign field or a deleted entry.
         let next = redis::from_redis_value_ref::<StreamAutoClaimReply>(&v)
@@ -362,7 +340,7 @@ impl ConsumerLoop {
     }
 
     async fn new_entries(&mut self, p: &mut Progress, block: Duration) -> Result<(), StepError> {
-        let cmd = self.xreadgroup(Some(block), ">");
+        let cmd = xreadgroup(&self.c, Some(block), ">");
         // The previous batch's XACK goes first on the same connection (a biased join polls
         // it first, and the connection writes in that order); its reply comes back before
         // the read blocks.
