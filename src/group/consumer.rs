@@ -1,5 +1,6 @@
 //! One consumer's loop: a small state machine over [`Step`]s, on a [`BlockingReader`] of
-//! its own.
+//! its own. Its decisions (which step next, which entries are poison) are pure functions in
+//! `step.rs`; this file carries them out.
 //!
 //! After every (re)connect it reads its own pending entries first (what a crash or a lost
 //! connection left behind), then new ones; every `claimIdleMs / 2` it scans for entries
@@ -17,87 +18,14 @@ use redis::Value;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
+use super::commands::{xack, xautoclaim, xreadgroup, AckQuery};
 use super::dead_letter::{dead_letter, deliveries};
-use super::{xack, AckQuery, Consumer, Groups};
+use super::registry::{Consumer, Groups};
+use super::step::{next_step, split_poison, Progress, Source, Step, StepError};
 use crate::codec::{parse_read_reply, Entry, StartId, StreamId};
 use crate::connection::{AnyConn, BlockingReader, Queryable, ReadError};
-use crate::error::{classify, Failure};
 use crate::handler::{Batch, Handler, Outcome};
 use crate::status::Counters;
-
-/// Shortest pause between two XAUTOCLAIM scans.
-const MIN_CLAIM_PERIOD: Duration = Duration::from_millis(50);
-
-/// What the loop does next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step {
-    /// No connection: dial one.
-    Connect,
-    /// Read this consumer's own pending entries after this id.
-    OwnPending(StreamId),
-    /// Take over entries other consumers left pending too long, scanning from this id.
-    Claim(StreamId),
-    /// Read new entries, blocking at most this long, with the outstanding XACK ahead.
-    New(Duration),
-}
-
-/// Where a batch came from; entries from a pending list may be redeliveries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Source {
-    OwnPending,
-    Claimed,
-    New,
-}
-
-/// Why a step failed, and so what to do next.
-#[derive(Debug)]
-pub(super) enum StepError {
-    /// The connection is gone: reconnect.
-    Connection(String),
-    /// The group (or stream) is missing.
-    NoGroup,
-    /// The server cannot serve it now (failover, loading, memory): wait, maybe reconnect.
-    ServerState { reconnect: bool, why: String },
-    /// The server refused something else.
-    Refused(String),
-}
-
-impl From<ReadError> for StepError {
-    fn from(e: ReadError) -> Self {
-        let ReadError::Redis(re) = &e else {
-            return StepError::Connection(e.to_string());
-        };
-        match classify(re) {
-            Failure::Connection => StepError::Connection(e.to_string()),
-            // The stream's slot lives on another node now: find it and reconnect there.
-            Failure::Redirect => StepError::Connection(e.to_string()),
-            Failure::NoGroup => StepError::NoGroup,
-            Failure::ServerState { reconnect } => StepError::ServerState {
-                reconnect,
-                why: e.to_string(),
-            },
-            _ => StepError::Refused(e.to_string()),
-        }
-    }
-}
-
-impl From<crate::error::Error> for StepError {
-    fn from(e: crate::error::Error) -> Self {
-        StepError::Refused(e.to_string())
-    }
-}
-
-/// Where the loop is.
-struct Progress {
-    /// `Some(id)`: reading this consumer's own pending entries after `id`.
-    pending_from: Option<StreamId>,
-    claim_from: StreamId,
-    claim_due: Instant,
-    /// When failed entries are delivered again (with `maxDeliveries` and auto-ack).
-    retry_due: Option<Instant>,
-    /// The group was found missing and has not been seen since.
-    missing_group: bool,
-}
 
 /// Handled entries whose XACK has not been answered yet.
 #[derive(Default)]
@@ -176,35 +104,6 @@ impl ConsumerLoop {
         }
     }
 
-    fn claim_due(&self, at: Instant) -> bool {
-        self.c.opts.claim_idle.is_some() && Instant::now() >= at
-    }
-
-    fn next_step(&self, p: &mut Progress) -> Step {
-        if !self.reader.is_connected() {
-            return Step::Connect;
-        }
-        let now = Instant::now();
-        if p.retry_due.is_some_and(|t| now >= t) {
-            p.retry_due = None;
-            p.pending_from = Some(StreamId::ZERO);
-        }
-        if let Some(from) = p.pending_from {
-            return Step::OwnPending(from);
-        }
-        if self.claim_due(p.claim_due) {
-            return Step::Claim(p.claim_from);
-        }
-        let mut block = self.c.block;
-        if self.c.opts.claim_idle.is_some() {
-            block = block.min(p.claim_due.saturating_duration_since(now));
-        }
-        if let Some(t) = p.retry_due {
-            block = block.min(t.saturating_duration_since(now));
-        }
-        Step::New(block.max(Duration::from_millis(1)))
-    }
-
     pub(super) async fn run(mut self) {
         let mut p = Progress {
             pending_from: Some(StreamId::ZERO),
@@ -214,7 +113,13 @@ impl ConsumerLoop {
             missing_group: false,
         };
         while !self.c.token.is_cancelled() {
-            let step = self.next_step(&mut p);
+            let step = next_step(
+                &mut p,
+                self.reader.is_connected(),
+                Instant::now(),
+                self.c.opts.claim_idle,
+                self.c.block,
+            );
             let result = match step {
                 Step::Connect => {
                     match self.reader.connect(&self.c.token).await {
@@ -325,21 +230,6 @@ impl ConsumerLoop {
             .await
     }
 
-    fn xreadgroup(&self, block: Option<Duration>, id: &str) -> redis::Cmd {
-        let c = &self.c;
-        let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP")
-            .arg(&c.group)
-            .arg(&c.name)
-            .arg("COUNT")
-            .arg(c.count);
-        if let Some(b) = block {
-            cmd.arg("BLOCK").arg(b.as_millis() as u64);
-        }
-        cmd.arg("STREAMS").arg(&*c.stream).arg(id);
-        cmd
-    }
-
     fn entries_of(v: &Value) -> Result<Vec<Entry>, StepError> {
         Ok(parse_read_reply(v)?
             .into_iter()
@@ -351,14 +241,13 @@ impl ConsumerLoop {
         self.flush_acks().await?;
         let v: Value = self
             .reader
-            .command(&self.xreadgroup(None, &from.to_string()))
+            .command(&xreadgroup(&self.c, None, &from.to_string()))
             .await?;
         let entries = Self::entries_of(&v)?;
-        let Some(last) = entries.last().map(|e| e.id) else {
-            p.pending_from = None;
+        p.own_pending_read(entries.last().map(|e| e.id));
+        if entries.is_empty() {
             return Ok(());
-        };
-        p.pending_from = Some(last);
+        }
         self.process(p, entries, Source::OwnPending).await
     }
 
@@ -366,15 +255,7 @@ impl ConsumerLoop {
         self.flush_acks().await?;
         let c = self.c.clone();
         let idle = c.opts.claim_idle.unwrap_or_default();
-        let mut cmd = redis::cmd("XAUTOCLAIM");
-        cmd.arg(&*c.stream)
-            .arg(&c.group)
-            .arg(&c.name)
-            .arg(idle.as_millis() as u64)
-            .arg(from)
-            .arg("COUNT")
-            .arg(c.count);
-        let v: Value = self.reader.command(&cmd).await?;
+        let v: Value = self.reader.command(&xautoclaim(&c, idle, from)).await?;
         // The crate's reply type gives the cursor; entries keep our own decoding, which never
         // drops a foreign field or a deleted entry.
         let next = redis::from_redis_value_ref::<StreamAutoClaimReply>(&v)
@@ -388,10 +269,7 @@ impl ConsumerLoop {
             },
             other => return Err(StepError::Refused(format!("XAUTOCLAIM replied {other:?}"))),
         };
-        p.claim_from = next;
-        if next == StreamId::ZERO {
-            p.claim_due = Instant::now() + (idle / 2).max(MIN_CLAIM_PERIOD);
-        }
+        p.claim_scanned(next, Instant::now(), idle);
         if !entries.is_empty() {
             Counters::add(&self.groups.counters.claimed, entries.len() as u64);
             info!(stream = %c.stream, group = %c.group, consumer = %c.name, count = entries.len(), idle_ms = idle.as_millis() as u64, "claimed idle pending entries");
@@ -400,7 +278,7 @@ impl ConsumerLoop {
     }
 
     async fn new_entries(&mut self, p: &mut Progress, block: Duration) -> Result<(), StepError> {
-        let cmd = self.xreadgroup(Some(block), ">");
+        let cmd = xreadgroup(&self.c, Some(block), ">");
         // The previous batch's XACK goes first on the same connection (a biased join polls
         // it first, and the connection writes in that order); its reply comes back before
         // the read blocks.
@@ -451,20 +329,11 @@ impl ConsumerLoop {
                 .command::<u64>(&xack(&c.stream, &c.group, &ids))
                 .await?;
         }
-        if let (Some(max), true) = (c.opts.max_deliveries, source != Source::New) {
+        if let (Some(max), true) = (c.opts.max_deliveries, source.may_redeliver()) {
             let counts: HashMap<StreamId, u64> = deliveries(&mut self.reader, &c, &entries).await?;
-            let (poison, ok): (Vec<Entry>, Vec<Entry>) = entries
-                .into_iter()
-                .partition(|e| counts.get(&e.id).is_some_and(|n| *n > max));
-            entries = ok;
-            if !poison.is_empty() {
-                let with_counts: Vec<(Entry, u64)> = poison
-                    .into_iter()
-                    .map(|e| {
-                        let n = counts.get(&e.id).copied().unwrap_or_default();
-                        (e, n)
-                    })
-                    .collect();
+            let with_counts;
+            (entries, with_counts) = split_poison(entries, &counts, max);
+            if !with_counts.is_empty() {
                 dead_letter(&self.groups, &mut self.reader, &c, &with_counts).await?;
                 Counters::add(
                     &self.groups.counters.dead_lettered,

@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use redis::streams::StreamPendingCountReply;
 use tracing::error;
 
-use super::consumer::StepError;
-use super::{AckQuery, Consumer, Groups};
+use super::commands::{xpending_range, AckQuery};
+use super::registry::{Consumer, Groups};
+use super::step::StepError;
 use crate::codec::{Entry, StreamId};
 use crate::connection::{BlockingReader, ReadError};
 
@@ -22,13 +23,7 @@ pub(super) async fn deliveries(
     let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
         return Ok(HashMap::new());
     };
-    let mut cmd = redis::cmd("XPENDING");
-    cmd.arg(&*c.stream)
-        .arg(&c.group)
-        .arg(first.id)
-        .arg(last.id)
-        .arg(entries.len())
-        .arg(&c.name);
+    let cmd = xpending_range(c, first.id, last.id, entries.len());
     let reply: StreamPendingCountReply = reader.command(&cmd).await?;
     Ok(reply
         .ids

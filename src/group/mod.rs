@@ -1,192 +1,50 @@
 //! Consumer groups: the work-queue half.
 //!
-//! - this module: the API (`createConsumerGroup`, starting and stopping consumers, XACK) and
-//!   the registry of running consumers;
+//! - this module: the API (`createConsumerGroup`, starting and stopping consumers, XACK);
+//! - [`options`]: a consumer's options and their validation;
+//! - [`registry`]: the running consumers of a client ([`Groups`], [`ConsumerKey`]);
 //! - [`consumer`]: one consumer's loop, on a [`BlockingReader`] of its own (a blocking
 //!   XREADGROUP can never share the command connection): its own pending entries first (what
 //!   a crash left behind), then new ones, one XACK per batch, claims of entries abandoned by
 //!   dead consumers;
-//! - [`dead_letter`]: moving poison messages to a dead-letter stream.
+//! - [`dead_letter`]: moving poison messages to a dead-letter stream;
+//! - [`step`]: what a step of that loop can fail with;
+//! - [`commands`]: the XACK, XREADGROUP, XAUTOCLAIM and XPENDING commands they send.
 //!
 //! A blocked XREADGROUP is never dropped: it may already have put entries in this
 //! consumer's pending list. Stopping wakes it with `CLIENT UNBLOCK` and lets it return.
 
+mod commands;
 mod consumer;
 mod dead_letter;
+mod options;
+mod registry;
+mod step;
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::Value;
 use tokio::sync::{oneshot, watch};
-use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::codec::{check_stream_name, parse_groups_info, StartId, StreamId};
-use crate::config::{opt_count, opt_ms, whole_number, Config, MAX_BLOCK_MS};
-use crate::connection::{BlockingReader, CommandConn, Placement, UnblockHandle, Unblocker};
+use crate::connection::{BlockingReader, CommandConn, Placement, Unblocker};
 use crate::error::{classify, refusal, Error, Failure, Result};
 use crate::handler::Handler;
 use crate::lifecycle::Lifecycle;
-use crate::status::{ConnState, Counters, GroupInfo};
-use crate::trim::Touched;
+use crate::status::GroupInfo;
 
 pub use dead_letter::DEAD_LETTER_SUFFIX;
+pub use options::{
+    check_name, concurrency, ConsumeInput, ConsumeOptions, DEFAULT_RETRY_DELAY, MAX_CONCURRENCY,
+};
+pub use registry::{ConsumerKey, Groups};
 
-/// Delay before a failed entry is retried, when `maxDeliveries` asks for retries.
-pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_millis(1000);
-
-/// Options of one consumer.
-#[derive(Debug, Clone)]
-pub struct ConsumeOptions {
-    /// XACK each entry whose callback resolved. Defaults to true.
-    pub auto_ack: bool,
-    /// COUNT per read; the config's default when `None`.
-    pub count: Option<usize>,
-    /// BLOCK time; the config's default when `None`.
-    pub block: Option<Duration>,
-    /// Claim entries of any consumer of the group that stayed pending longer than this.
-    pub claim_idle: Option<Duration>,
-    /// Deliveries after which an entry goes to the dead-letter stream instead of the callback.
-    pub max_deliveries: Option<u64>,
-    /// Where poison entries go; `<stream>:dead` when `None`.
-    pub dead_letter_stream: Option<String>,
-    /// With `max_deliveries` and auto-ack: how long a failed entry waits before it is
-    /// delivered again.
-    pub retry_delay: Duration,
-    /// Create the group (from `0`, with MKSTREAM) when it is missing at start or vanishes
-    /// while consuming, instead of failing or waiting for someone else to create it.
-    pub create_if_missing: bool,
-    /// Delete each entry from the stream when it is acknowledged (handled, dead-lettered,
-    /// or acknowledged by the caller for this group): a work queue that needs no trimming.
-    pub delete_on_ack: bool,
-}
-
-impl Default for ConsumeOptions {
-    fn default() -> Self {
-        ConsumeOptions {
-            auto_ack: true,
-            count: None,
-            block: None,
-            claim_idle: None,
-            max_deliveries: None,
-            dead_letter_stream: None,
-            retry_delay: DEFAULT_RETRY_DELAY,
-            create_if_missing: false,
-            delete_on_ack: false,
-        }
-    }
-}
-
-/// The options of `consumeFromGroup` as a caller gives them.
-#[derive(Debug, Clone, Default)]
-pub struct ConsumeInput {
-    /// See [`ConsumeOptions::auto_ack`].
-    pub auto_ack: Option<bool>,
-    /// COUNT.
-    pub count: Option<f64>,
-    /// BLOCK in milliseconds.
-    pub block_ms: Option<f64>,
-    /// See [`ConsumeOptions::claim_idle`], in milliseconds.
-    pub claim_idle_ms: Option<f64>,
-    /// See [`ConsumeOptions::max_deliveries`].
-    pub max_deliveries: Option<f64>,
-    /// See [`ConsumeOptions::dead_letter_stream`].
-    pub dead_letter_stream: Option<String>,
-    /// See [`ConsumeOptions::retry_delay`], in milliseconds.
-    pub retry_delay_ms: Option<f64>,
-    /// See [`ConsumeOptions::create_if_missing`].
-    pub create_if_missing: Option<bool>,
-    /// See [`ConsumeOptions::delete_on_ack`].
-    pub delete_on_ack: Option<bool>,
-}
-
-impl ConsumeOptions {
-    /// Validates a caller's options.
-    ///
-    /// # Errors
-    /// [`Error::InvalidArg`] naming the option that is out of range or malformed.
-    pub fn from_input(input: ConsumeInput) -> Result<ConsumeOptions> {
-        if let Some(d) = &input.dead_letter_stream {
-            check_stream_name(d).map_err(|_| {
-                Error::invalid("deadLetterStream", "the stream name is empty or too long")
-            })?;
-        }
-        Ok(ConsumeOptions {
-            auto_ack: input.auto_ack.unwrap_or(true),
-            count: opt_count("count", input.count)?,
-            block: opt_ms("blockMs", input.block_ms, 1, MAX_BLOCK_MS)?,
-            claim_idle: opt_ms("claimIdleMs", input.claim_idle_ms, 1, u32::MAX as u64)?,
-            max_deliveries: input
-                .max_deliveries
-                .map(|n| whole_number("maxDeliveries", n, 1, u32::MAX as u64))
-                .transpose()?,
-            dead_letter_stream: input.dead_letter_stream,
-            retry_delay: opt_ms("retryDelayMs", input.retry_delay_ms, 1, u32::MAX as u64)?
-                .unwrap_or(DEFAULT_RETRY_DELAY),
-            create_if_missing: input.create_if_missing.unwrap_or(false),
-            delete_on_ack: input.delete_on_ack.unwrap_or(false),
-        })
-    }
-}
-
-/// Most callbacks of one consumer that may run at once.
-pub const MAX_CONCURRENCY: u64 = 10_000;
-
-/// Validates `concurrency` (callbacks of one batch at once; the handler's business).
-///
-/// # Errors
-/// [`Error::InvalidArg`] unless a whole number between 1 and [`MAX_CONCURRENCY`].
-pub fn concurrency(v: Option<f64>) -> Result<u32> {
-    Ok(
-        v.map(|n| whole_number("concurrency", n, 1, MAX_CONCURRENCY))
-            .transpose()?
-            .unwrap_or(1) as u32,
-    )
-}
-
-/// Checks a group or consumer name.
-///
-/// # Errors
-/// [`Error::InvalidArg`] when empty.
-pub fn check_name(field: &str, name: &str) -> Result<()> {
-    if name.is_empty() {
-        return Err(Error::invalid(field, format!("the {field} name is empty")));
-    }
-    Ok(())
-}
-
-/// Names one consumer of a client. A tuple, not a joined string: `:` may appear in stream
-/// and group names, so `a:b`/`c` and `a`/`b:c` would collide.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ConsumerKey {
-    /// The stream read.
-    pub stream: String,
-    /// The consumer group.
-    pub group: String,
-    /// The consumer's name in the group.
-    pub consumer: String,
-}
-
-impl ConsumerKey {
-    /// The key of `consumer` of `group` on `stream`.
-    pub fn new(stream: &str, group: &str, consumer: &str) -> Self {
-        ConsumerKey {
-            stream: stream.to_owned(),
-            group: group.to_owned(),
-            consumer: consumer.to_owned(),
-        }
-    }
-}
-
-/// `stream:group:consumer`, as status shows it (for people; never parsed back).
-impl std::fmt::Display for ConsumerKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}:{}", self.stream, self.group, self.consumer)
-    }
-}
+use commands::{xpending_summary, AckQuery};
+use registry::{Consumer, Finished};
 
 fn nogroup(stream: &str, group: &str) -> Error {
     Error::NoGroup {
@@ -195,89 +53,7 @@ fn nogroup(stream: &str, group: &str) -> Error {
     }
 }
 
-/// One running consumer.
-struct Consumer {
-    stream: Arc<str>,
-    group: String,
-    name: String,
-    opts: ConsumeOptions,
-    count: usize,
-    block: Duration,
-    dead_letter: String,
-    token: CancellationToken,
-    /// Its reader, for `CLIENT UNBLOCK`.
-    slot: Arc<UnblockHandle>,
-    finished: watch::Sender<bool>,
-    state: Arc<watch::Sender<ConnState>>,
-}
-
-/// Marks a consumer finished when its task ends, however it ends.
-struct Finished {
-    groups: Arc<Groups>,
-    key: ConsumerKey,
-    c: Arc<Consumer>,
-}
-
-impl Drop for Finished {
-    fn drop(&mut self) {
-        let mut consumers = self.groups.consumers();
-        if consumers
-            .get(&self.key)
-            .is_some_and(|c| Arc::ptr_eq(c, &self.c))
-        {
-            consumers.remove(&self.key);
-        }
-        drop(consumers);
-        self.c.state.send_replace(ConnState::Closed);
-        self.c.finished.send_replace(true);
-    }
-}
-
-/// The consumers of one client.
-pub struct Groups {
-    cfg: Arc<Config>,
-    counters: Arc<Counters>,
-    cmd: Arc<CommandConn>,
-    /// The client's streams for auto-trim: dead-letter streams are written here, so they
-    /// are trimmed like any stream the client publishes to (else they grow without bound).
-    touched: Arc<Touched>,
-    consumers: Mutex<BTreeMap<ConsumerKey, Arc<Consumer>>>,
-}
-
 impl Groups {
-    /// No consumers yet.
-    pub fn new(
-        cfg: Arc<Config>,
-        counters: Arc<Counters>,
-        cmd: Arc<CommandConn>,
-        touched: Arc<Touched>,
-    ) -> Self {
-        Groups {
-            cfg,
-            counters,
-            cmd,
-            touched,
-            consumers: Mutex::new(BTreeMap::new()),
-        }
-    }
-
-    fn consumers(&self) -> MutexGuard<'_, BTreeMap<ConsumerKey, Arc<Consumer>>> {
-        self.consumers.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// `stream:group:consumer` of every running consumer, sorted.
-    pub fn names(&self) -> Vec<String> {
-        self.consumers().keys().map(ToString::to_string).collect()
-    }
-
-    /// Each running consumer's `stream:group:consumer` with the state of its connection.
-    pub fn states(&self) -> Vec<(String, ConnState)> {
-        self.consumers()
-            .iter()
-            .map(|(k, c)| (k.to_string(), c.state.borrow().clone()))
-            .collect()
-    }
-
     /// Each consumer group this client consumes, as `XINFO GROUPS` says now (one command per
     /// consumed stream, sent together); groups Redis cannot tell about now are left out.
     pub async fn infos(&self) -> Vec<GroupInfo> {
@@ -466,9 +242,11 @@ impl Groups {
     /// Checks that the consumer's group exists (creating it with `createIfMissing`).
     async fn probe(&self, c: &Consumer) -> Result<()> {
         let (stream, group) = (&*c.stream, c.group.as_str());
-        let mut probe = redis::cmd("XPENDING");
-        probe.arg(stream).arg(group);
-        match self.cmd.query::<Value, _>(&probe).await {
+        match self
+            .cmd
+            .query::<Value, _>(&xpending_summary(stream, group))
+            .await
+        {
             Ok(Some(_)) => Ok(()),
             Ok(None) => {
                 warn!(
@@ -583,64 +361,5 @@ fn consumer_placement(cmd: &CommandConn, stream: &str) -> Placement {
         Placement::KeyOwner(Arc::from(stream))
     } else {
         Placement::Primary
-    }
-}
-
-fn xack(stream: &str, group: &str, ids: &[StreamId]) -> redis::Cmd {
-    let mut cmd = redis::cmd("XACK");
-    cmd.arg(stream).arg(group).arg(ids);
-    cmd
-}
-
-/// The acknowledgement of some entries: `XACK`, or with deleteOnAck `XACKDEL … KEEPREF` on
-/// Redis 8.2+ and `XACK` + `XDEL` in one MULTI elsewhere (the same effect: the entries leave
-/// the stream whatever other groups have read; their pending lists keep the ids).
-struct AckQuery {
-    pipe: redis::Pipeline,
-    xackdel: bool,
-}
-
-impl AckQuery {
-    fn new(
-        stream: &str,
-        group: &str,
-        ids: &[StreamId],
-        delete: bool,
-        cmd: &CommandConn,
-    ) -> AckQuery {
-        let mut pipe = redis::pipe();
-        let xackdel = delete && cmd.server_has_xtrim_acked();
-        if xackdel {
-            pipe.cmd("XACKDEL")
-                .arg(stream)
-                .arg(group)
-                .arg("KEEPREF")
-                .arg("IDS")
-                .arg(ids.len())
-                .arg(ids);
-        } else if delete {
-            pipe.atomic()
-                .add_command(xack(stream, group, ids))
-                .cmd("XDEL")
-                .arg(stream)
-                .arg(ids)
-                .ignore();
-        } else {
-            pipe.add_command(xack(stream, group, ids));
-        }
-        AckQuery { pipe, xackdel }
-    }
-
-    /// How many entries the reply says were acknowledged.
-    fn acked(&self, reply: &[Value]) -> u64 {
-        match reply.first() {
-            // XACKDEL: one code per id; -1 for an id the group did not have pending.
-            Some(Value::Array(codes)) if self.xackdel => codes
-                .iter()
-                .filter(|c| !matches!(c, Value::Int(-1)))
-                .count() as u64,
-            Some(Value::Int(n)) => (*n).max(0) as u64,
-            _ => 0,
-        }
     }
 }
