@@ -45,6 +45,18 @@ setLogger((r) => {
   }
 });
 
+/**
+ * JavaScript memory (heap and external) after a full collection: what the clients leave
+ * behind once they are disconnected and dropped must come back to where it started.
+ */
+function jsMemory(): number {
+  (globalThis as { gc?: () => void }).gc?.();
+  const m = process.memoryUsage();
+  return m.heapUsed + m.external;
+}
+/** What a run may leave in JavaScript memory (fixtures, vitest's own bookkeeping). */
+const MEMORY_SLACK = 64 * 1024 * 1024;
+
 const summary: string[] = [];
 afterAll(() => {
   setLogger(null);
@@ -61,6 +73,7 @@ for (const [index, name] of TOPOLOGIES.entries()) {
     gaps.length = 0;
     warnings.length = 0;
     logged.clear();
+    const memoryBefore = jsMemory();
     let workload: Workload | undefined;
     const schedule: string[] = [];
     const byKind = new Map<string, number>();
@@ -96,16 +109,22 @@ for (const [index, name] of TOPOLOGIES.entries()) {
       await workload?.close();
       await topology.stop();
     }
+    const examples = workload?.examples ?? [];
+    workload = undefined;
+    const memoryAfter = jsMemory();
+    const memoryLine = `[chaos] ${name} memory: ${(memoryBefore / 2 ** 20).toFixed(1)} MiB before, ${(memoryAfter / 2 ** 20).toFixed(1)} MiB after the clients were dropped`;
     const kinds = [...byKind].map(([k, n]) => `${k} ${n}`).join(", ");
     summary.push(`[chaos] ${name}: ${((Date.now() - started) / 60_000).toFixed(1)} min, faults: ${kinds || "none"}`, ...schedule);
     summary.push(`[chaos] ${name} logs:`, ...[...logged].sort((a, b) => b[1] - a[1]).map(([m, n]) => `  ${String(n).padStart(6)}  ${m}`));
+    summary.push(memoryLine);
     if (counts) summary.push(`[chaos] ${name} counts: ${Object.entries(counts).map(([k, v]) => `${k}=${v}`).join(" ")}`);
     if (failure) {
       summary.push(`[chaos] ${name} FAILED: ${String(failure)}`, ...warnings.slice(-15).map((w) => `    ${w.slice(0, 400)}`));
       throw failure;
     }
     const violations = Workload.violations(counts!);
-    if (violations.length > 0) summary.push(`[chaos] ${name} VIOLATIONS: ${violations.join("; ")}`, ...workload!.examples.map((e) => `    e.g. ${e}`), ...warnings.slice(-15).map((w) => `    ${w.slice(0, 400)}`));
+    if (memoryAfter - memoryBefore > MEMORY_SLACK) violations.push(`JavaScript memory grew by ${((memoryAfter - memoryBefore) / 2 ** 20).toFixed(1)} MiB`);
+    if (violations.length > 0) summary.push(`[chaos] ${name} VIOLATIONS: ${violations.join("; ")}`, ...examples.map((e) => `    e.g. ${e}`), ...warnings.slice(-15).map((w) => `    ${w.slice(0, 400)}`));
     expect(violations, `seed ${SEED} on ${name}: rerun with pnpm test:chaos --seed ${SEED} --topology ${name}`).toEqual([]);
   });
 }

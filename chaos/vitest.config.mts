@@ -6,6 +6,8 @@ export default defineConfig({
   test: {
     include: ["chaos/**/*.chaos.ts"],
     pool: "forks",
+    // global.gc, for the memory check after each topology.
+    execArgv: ["--expose-gc"],
     fileParallelism: false,
     hookTimeout: 120_000,
     teardownTimeout: 30_000,
