@@ -10,7 +10,7 @@
 //! stopping: callbacks that finished are always acknowledged.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::streams::StreamAutoClaimReply;
@@ -20,33 +20,14 @@ use tracing::{debug, error, info, warn};
 
 use super::commands::{xack, xautoclaim, xreadgroup, AckQuery};
 use super::dead_letter::{dead_letter, deliveries};
-use super::registry::{Consumer, Groups};
+use super::registry::{Acks, Consumer, Groups};
 use super::step::{next_step, split_poison, Progress, Source, Step, StepError};
 use crate::codec::{parse_read_reply, Entry, StartId, StreamId};
 use crate::connection::{AnyConn, BlockingReader, Queryable, ReadError};
 use crate::handler::{Batch, Handler, Outcome};
 use crate::status::Counters;
 
-/// Handled entries whose XACK has not been answered yet.
-#[derive(Default)]
-struct Acks(Mutex<Vec<StreamId>>);
-
 impl Acks {
-    fn take(&self) -> Vec<StreamId> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-
-    /// Puts ids whose XACK failed back in front, to be sent again (XACK is idempotent).
-    fn keep(&self, ids: Vec<StreamId>) {
-        let mut u = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let newer = std::mem::replace(&mut *u, ids);
-        u.extend(newer);
-    }
-
-    fn extend(&self, ids: Vec<StreamId>) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).extend(ids);
-    }
-
     /// Sends the XACK of `ids` on `conn` (with deleteOnAck, the XACKDEL or XACK + XDEL) and
     /// counts it; on failure the ids are kept.
     async fn send(
@@ -85,7 +66,6 @@ pub(super) struct ConsumerLoop {
     c: Arc<Consumer>,
     handler: Arc<dyn Handler>,
     reader: BlockingReader,
-    acks: Acks,
 }
 
 impl ConsumerLoop {
@@ -100,7 +80,6 @@ impl ConsumerLoop {
             c,
             handler,
             reader,
-            acks: Acks::default(),
         }
     }
 
@@ -156,7 +135,7 @@ impl ConsumerLoop {
         }
         // Callbacks that finished are always acknowledged, also when stopping.
         let _ = self.flush_acks().await;
-        let left = self.acks.take();
+        let left = self.c.acks.take();
         let c = &self.c;
         if !left.is_empty() {
             warn!(stream = %c.stream, group = %c.group, consumer = %c.name, count = left.len(), "stopped without a connection; handled entries stay pending and will be redelivered");
@@ -219,13 +198,14 @@ impl ConsumerLoop {
 
     /// Sends the outstanding XACK on its own and waits for it.
     async fn flush_acks(&mut self) -> Result<(), StepError> {
-        let ids = self.acks.take();
+        let ids = self.c.acks.take();
         let Some(mut conn) = self.reader.conn_clone() else {
-            self.acks.keep(ids);
+            self.c.acks.keep(ids);
             return Ok(());
         };
         let timeout = self.reader.config().command_timeout;
-        self.acks
+        self.c
+            .acks
             .send(&self.c, &self.groups, timeout, &mut conn, ids)
             .await
     }
@@ -282,10 +262,10 @@ impl ConsumerLoop {
         // The previous batch's XACK goes first on the same connection (a biased join polls
         // it first, and the connection writes in that order); its reply comes back before
         // the read blocks.
-        let ids = self.acks.take();
+        let ids = self.c.acks.take();
         let mut ack_conn = self.reader.conn_clone();
         let timeout = self.reader.config().command_timeout;
-        let (c, groups, acks, reader) = (&self.c, &*self.groups, &self.acks, &mut self.reader);
+        let (c, groups, acks, reader) = (&self.c, &*self.groups, &self.c.acks, &mut self.reader);
         let token = c.token.clone();
         let ack = async {
             match ack_conn.as_mut() {
@@ -378,7 +358,7 @@ impl ConsumerLoop {
         }
         // Sent with the next read, or on its own before any other step and when stopping:
         // callbacks that finished are always acknowledged.
-        self.acks.extend(done);
+        self.c.acks.extend(done);
         Ok(())
     }
 }

@@ -44,7 +44,7 @@ pub use options::{
 pub use registry::{ConsumerKey, Groups};
 
 use commands::{xpending_summary, AckQuery};
-use registry::{Consumer, Finished};
+use registry::{Acks, Consumer, Finished};
 
 fn nogroup(stream: &str, group: &str) -> Error {
     Error::NoGroup {
@@ -178,6 +178,7 @@ impl Groups {
             slot: reader.slot(),
             finished: watch::Sender::new(false),
             state: reader.state(),
+            acks: Acks::default(),
         });
         {
             let mut consumers = self.consumers();
@@ -339,12 +340,27 @@ impl Groups {
         match self.cmd.query::<Vec<Value>, _>(&q.pipe).await {
             Ok(Some(reply)) => Ok(q.acked(&reply)),
             Ok(None) => {
-                warn!(
-                    stream,
-                    group,
-                    count = ids.len(),
-                    "Redis unavailable; nothing acknowledged"
-                );
+                // A consumer of the group in this client sends them with its next read: its
+                // own connection may be up while this one is not, and it re-reads its pending
+                // entries only after a reconnect, so an ack dropped here would leave an entry
+                // that was handled pending for good.
+                let running = self
+                    .consumers()
+                    .values()
+                    .find(|c| &*c.stream == stream && c.group == group)
+                    .cloned();
+                match running {
+                    Some(c) => {
+                        warn!(stream, group, consumer = %c.name, count = ids.len(), "Redis unavailable; the running consumer acknowledges them when it can");
+                        c.acks.extend(ids.to_vec());
+                    }
+                    None => warn!(
+                        stream,
+                        group,
+                        count = ids.len(),
+                        "Redis unavailable; nothing acknowledged"
+                    ),
+                }
                 Ok(0)
             }
             Err(e) => match classify(&e) {

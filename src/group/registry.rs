@@ -8,6 +8,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::options::ConsumeOptions;
+use crate::codec::StreamId;
 use crate::config::Config;
 use crate::connection::{CommandConn, UnblockHandle};
 use crate::status::{ConnState, Counters};
@@ -57,6 +58,30 @@ pub(super) struct Consumer {
     pub(super) slot: Arc<UnblockHandle>,
     pub(super) finished: watch::Sender<bool>,
     pub(super) state: Arc<watch::Sender<ConnState>>,
+    /// Handled entries whose XACK has not gone through yet: the loop sends them with its next
+    /// read, and `acknowledgeMessages` leaves here what Redis could not take when it was made.
+    pub(super) acks: Acks,
+}
+
+/// Entry ids waiting for their XACK (it is idempotent: sending one twice is harmless).
+#[derive(Default)]
+pub(super) struct Acks(Mutex<Vec<StreamId>>);
+
+impl Acks {
+    pub(super) fn take(&self) -> Vec<StreamId> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Puts ids whose XACK failed back in front, to be sent again.
+    pub(super) fn keep(&self, ids: Vec<StreamId>) {
+        let mut u = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let newer = std::mem::replace(&mut *u, ids);
+        u.extend(newer);
+    }
+
+    pub(super) fn extend(&self, ids: Vec<StreamId>) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).extend(ids);
+    }
 }
 
 /// Marks a consumer finished when its task ends, however it ends.
