@@ -195,8 +195,10 @@ pub(super) fn verdict(
         if position.caller_given {
             // "Entries after this id": nothing went back. Its entry number is not learnt
             // here: entries the stream gets below the id are never read, and would make it
-            // fall behind (a false gap at the stream's end).
-            return Verdict::Keep;
+            // fall behind (a false gap at the stream's end). One learnt when the stream was
+            // at the id counted a stream that has since gone back (recreated, rolled back):
+            // kept, it would hide the next entries lost unread.
+            return recount(None);
         }
         let resume = |lost| Verdict::ResumeAt {
             at: last,
@@ -414,6 +416,11 @@ mod tests {
              given(FAR + 100), Some(info(100, 100, 100, 0)), true, NONE, Verdict::Keep),
             ("caller's id at the end: count learnt",
              given(100), Some(info(100, 100, 100, 0)), false, NONE, Verdict::Recount(Some(100))),
+            ("caller's id beyond the end of a stream that went back: the count learnt is forgotten",
+             Position { seen: Some(100), ..given(100) }, Some(info(3, 3, 3, 0)), false, NONE,
+             Verdict::Recount(None)),
+            ("caller's id beyond the end, count never learnt: nothing to forget",
+             given(100), Some(info(3, 3, 3, 0)), false, NONE, Verdict::Keep),
             ("caller's id beyond a missing stream: stays the limit",
              given(105), None, false, NONE, Verdict::Keep),
             ("caller's id at the end of a stream then deleted: the count learnt is forgotten",
