@@ -661,3 +661,50 @@ async fn a_subscription_the_core_ends_tells_its_handler() {
         "told after an unsubscribe"
     );
 }
+
+/// A trim that removes entries a subscription had not read yet, while its reader is busy
+/// reading (no BLOCK ever ends empty: the next entries are always there, then a BLOCK of an
+/// hour), is reported as a gap: the reader checks the streams that delivered entries at
+/// least once a second, not only after an idle BLOCK. Found by the chaos run (seed 4242,
+/// single; seed 31337, Sentinel): a trim just after a reconnect's checks, read past under
+/// load, then lost with the stream in a restart, was never reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trim_under_a_busy_reader_is_reported_without_an_idle_block() {
+    let server = RedisServer::start().await;
+    let c = client(&server).await;
+    let mut check = server.checker().await;
+    let stream = "trimmed-while-behind";
+    publish_all(&c, stream, 5_000).await;
+    let (handler, mut inbox) = ChannelHandler::new();
+    let opts = SubscribeOptions {
+        count: Some(1),
+        ..blocking_an_hour()
+    };
+    c.subscribe(
+        stream,
+        handler,
+        SubscribeOptions {
+            start: StartId::After(StreamId::ZERO),
+            ..opts
+        },
+    )
+    .await
+    .unwrap();
+    // One entry per XREAD: the reader is still far from the end when the trim runs.
+    inbox.one(DELIVERY).await;
+    let removed: u64 = redis::cmd("XTRIM")
+        .arg(stream)
+        .arg("MAXLEN")
+        .arg(5)
+        .query_async(&mut check)
+        .await
+        .unwrap();
+    assert_eq!(removed, 4_995);
+    until(
+        "the trimmed unread entries reported as a gap",
+        DELIVERY,
+        || c.status().counters.gaps >= 1,
+    )
+    .await;
+    c.disconnect().await;
+}

@@ -22,6 +22,13 @@ pub(super) const IDLE_CHECKS_PER_BLOCK: usize = 16;
 /// it is still found.
 pub(super) const SUSPECT_CHECKS_PER_BLOCK: usize = 12;
 
+/// How often, at most, a reader checks the streams that delivered entries since their last
+/// check while it is busy: a BLOCK that never ends empty (the next entries are always there)
+/// must not postpone a gap report (a trim of entries not read yet, found once the reader is
+/// at the stream's end) until the stream goes quiet, or for ever if the stream is lost
+/// first. A reader with such suspects also blocks no longer than this.
+pub(super) const BUSY_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A stream whose last id went back below a subscription's position by at most this much
 /// (in the ids' milliseconds) lost its newest entries in a failover: asynchronous replication
 /// let the old primary acknowledge entries the promoted replica never got. The subscription
@@ -281,6 +288,16 @@ impl Suspects {
         taken
     }
 
+    /// Whether no stream is queued.
+    pub(super) fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// Whether a suspect is waiting that `wanted` accepts.
+    pub(super) fn any(&self, wanted: impl Fn(&str) -> bool) -> bool {
+        self.order.iter().any(|s| wanted(s))
+    }
+
     /// Forgets streams nobody subscribes to any more.
     pub(super) fn retain(&mut self, keep: impl Fn(&str) -> bool) {
         self.order.retain(|s| keep(s));
@@ -476,6 +493,7 @@ mod tests {
             q.push(&s(name));
         }
         // "b" belongs to another node reader: it keeps its place.
+        assert!(q.any(|x| x == "d") && !q.any(|x| x == "e"));
         assert_eq!(q.take(2, |x| x != "b"), vec![s("a"), s("c")]);
         assert_eq!(q.take(10, |_| true), vec![s("b"), s("d")]);
         assert!(q.take(10, |_| true).is_empty());

@@ -7,6 +7,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use futures_util::FutureExt;
 use redis::Value;
 use tokio::sync::watch;
@@ -14,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::plan::{slot_groups, xread_cmd, Plan};
+use super::positions::BUSY_CHECK_EVERY;
 use super::Subscriptions;
 use crate::codec::parse_read_reply;
 use crate::connection::{BlockingReader, NodeAddr, ReadError};
@@ -63,6 +66,8 @@ pub(super) struct ReaderState {
     /// here until a check could read it (the first one after a failover may meet
     /// CLUSTERDOWN or TRYAGAIN), so a rollback found later is still reported as a gap.
     pub(super) switched: HashSet<Arc<str>>,
+    /// When positions were last checked (after a connect, an idle BLOCK or a busy second).
+    pub(super) last_check: Instant,
 }
 
 /// What the reader does after a step.
@@ -95,6 +100,7 @@ impl Subscriptions {
             node,
             server: None,
             switched: HashSet::new(),
+            last_check: Instant::now(),
         };
         while !token.is_cancelled() {
             let outcome = AssertUnwindSafe(self.step(&mut reader, &mut state, &token))
@@ -213,6 +219,8 @@ impl Subscriptions {
             if checked.is_err() {
                 // Not checked: check again once the reader can.
                 state.check = check;
+            } else {
+                state.last_check = Instant::now();
             }
             checked
         } else if !plan.unresolved.is_empty() {
@@ -232,6 +240,26 @@ impl Subscriptions {
         }
     }
 
+    /// How long the next read may block, or `None` when streams that delivered entries are
+    /// due for a check first ([`BUSY_CHECK_EVERY`]; `state.check` is set): a reader that is
+    /// never idle still finds a trim of entries it had not read yet.
+    fn block_or_check(&self, state: &mut ReaderState, plan: &Plan) -> Option<Duration> {
+        let suspects = self.suspects();
+        if suspects.is_empty() {
+            return Some(plan.block);
+        }
+        let planned: HashSet<&str> = plan.keys.iter().map(|(s, _)| &**s).collect();
+        if !suspects.any(|s| planned.contains(s)) {
+            return Some(plan.block);
+        }
+        let since = state.last_check.elapsed();
+        if since >= BUSY_CHECK_EVERY {
+            state.check = PositionCheck::RoundRobin;
+            return None;
+        }
+        Some(plan.block.min(BUSY_CHECK_EVERY - since))
+    }
+
     /// Reads the planned streams: one blocking XREAD when they share one slot (always
     /// outside a cluster). In a cluster one XREAD can only name keys of one slot, and a node
     /// reader has one connection, so streams of several slots are read in turn: one
@@ -243,6 +271,9 @@ impl Subscriptions {
         state: &mut ReaderState,
         plan: &Plan,
     ) -> std::result::Result<(), ReadError> {
+        let Some(block) = self.block_or_check(state, plan) else {
+            return Ok(());
+        };
         let groups = slot_groups(plan, state.node.is_some());
         let stale = || self.plan_version.load(Ordering::SeqCst) != plan.plan_version;
         if groups.len() > 1 {
@@ -271,9 +302,9 @@ impl Subscriptions {
         let (keys, block) = if groups.len() > 1 {
             state.turn = (state.turn + 1) % groups.len();
             let slice = IN_TURN_SLICE.saturating_mul(groups.len().div_ceil(10) as u32);
-            (&groups[state.turn], plan.block.min(slice))
+            (&groups[state.turn], block.min(slice))
         } else {
-            (&groups[0], plan.block)
+            (&groups[0], block)
         };
         match reader
             .read::<Value>(

@@ -454,7 +454,12 @@ fn run(initial: u8, start: Start, ops: &[Op]) -> std::result::Result<(), TestCas
 #[test]
 fn a_recreated_stream_under_a_caller_start_id_reports_what_it_lost() {
     use Op::*;
-    run(4, Start::Behind(87), &[Recreate(3), Append(4), Xdel(220), Read(1)]).unwrap();
+    run(
+        4,
+        Start::Behind(87),
+        &[Recreate(3), Append(4), Xdel(220), Read(1)],
+    )
+    .unwrap();
 }
 
 proptest! {
