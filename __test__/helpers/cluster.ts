@@ -189,8 +189,21 @@ export async function startCluster(): Promise<RedisCluster> {
     }
     return true;
   };
+  /** Every live node's `CLUSTER NODES`, for an error that says how the cluster is stuck. */
+  const views = async (): Promise<string> => {
+    const out: string[] = [];
+    for (const port of livePorts()) {
+      const nodesView = await call(port, "CLUSTER", "NODES").catch((e: unknown) => String(e));
+      out.push(`:${port} CLUSTER NODES:\n${String(nodesView).trim()}`);
+    }
+    return out.join("\n");
+  };
   const waitHealthy = async (): Promise<void> => {
-    await waitFor("the cluster is healthy", SETTLE_MS, health);
+    try {
+      await waitFor("the cluster is healthy", SETTLE_MS, health);
+    } catch (err) {
+      throw new Error(`${String(err instanceof Error ? err.message : err)}\n${await views()}`, { cause: err });
+    }
   };
 
   const replicaOf = async (master: number): Promise<number> => {
