@@ -5,6 +5,7 @@
 //! - `option_keys`: unknown keys of an options object, with the closest known one as a hint.
 //! - `codec`: the wire format (`data` JSON + `timestamp`), ids, decoding foreign entries.
 //! - `connection`: the shared command connection, reconnects, back-off.
+//! - `server_info`: which server a connection reached (Redis or Valkey, version, `run_id`).
 //! - `publish`: XADD and pipelined batches. `subscribe`: one reader per client.
 //! - `group`: consumer groups (pending first, batched XACK, claim, dead letters).
 //! - `trim`: XTRIM and automatic trimming of touched streams.
@@ -25,6 +26,7 @@ pub mod handler;
 pub mod lifecycle;
 pub mod option_keys;
 pub mod publish;
+pub mod server_info;
 pub mod status;
 pub mod subscribe;
 pub mod trim;
@@ -36,9 +38,9 @@ mod js;
 pub use client::Client;
 pub use codec::{Entry, PublishId, StartId, StreamId};
 pub use config::{Config, ConfigInput};
-pub use connection::{ServerFamily, ServerInfo};
 pub use error::{Error, Result};
 pub use group::{ConsumeInput, ConsumeOptions};
 pub use handler::{Batch, CallbackFailure, HandleResult, Handler, HandlerGone, Outcome};
+pub use server_info::{ServerFamily, ServerInfo};
 pub use subscribe::{SubscribeInput, SubscribeOptions};
 pub use trim::{Trim, TrimInput, TrimTo};

@@ -9,12 +9,14 @@ use crate::error::{Error, Result};
 mod log_filter;
 mod numbers;
 mod url;
+mod userinfo;
 
 use log_filter::is_log_filter;
 pub use log_filter::LOG_LEVELS;
 use numbers::{float, int};
 pub use numbers::{opt_count, opt_ms, whole_number};
-pub use url::{encode, RedisUrl, Topology};
+pub use url::{RedisUrl, Topology};
+pub use userinfo::encode;
 
 /// Redis URL used when neither the config nor `REDIS_URL` gives one.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";

@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use super::userinfo;
 use crate::error::{Error, Result};
 
 /// Where the data lives: one server, a Redis Cluster, or a primary found through Sentinel.
@@ -150,16 +151,10 @@ impl RedisUrl {
                 }
             }
         }
-        let sentinel_userinfo = match (&sentinel_user, &sentinel_password) {
-            (None, None) => None,
-            (u, p) => Some(format!(
-                "{}:{}",
-                encode(u.as_deref().unwrap_or("")),
-                encode(p.as_deref().unwrap_or(""))
-            )),
-        };
+        let sentinel_userinfo =
+            userinfo::from_credentials(sentinel_user.as_deref(), sentinel_password.as_deref());
         let sentinels = parts.node_urls(scheme, sentinel_userinfo.as_deref())?;
-        let (username, password) = parts.credentials();
+        let (username, password) = userinfo::credentials(parts.userinfo);
         Ok(RedisUrl {
             raw: raw.to_owned(),
             redacted: parts.redacted(&format!("{scheme}+sentinel")),
@@ -188,13 +183,6 @@ impl RedisUrl {
     pub fn topology(&self) -> &Topology {
         &self.topology
     }
-}
-
-/// Percent-encodes a user name or password for a URL: the one encoder, so that every
-/// URL built from credentials (sentinel nodes here, discovered nodes in `connection`)
-/// decodes the same way.
-pub fn encode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// Checks that the redis crate can use a single-node URL.
@@ -280,32 +268,9 @@ impl<'a> MultiHost<'a> {
             .collect()
     }
 
-    /// The user name and password of the userinfo, decoded.
-    fn credentials(&self) -> (Option<String>, Option<String>) {
-        let Some(ui) = self.userinfo else {
-            return (None, None);
-        };
-        let decode = |s: &str| {
-            url::form_urlencoded::parse(format!("x={s}").as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default()
-        };
-        match ui.split_once(':') {
-            Some((u, p)) => (Some(decode(u)).filter(|u| !u.is_empty()), Some(decode(p))),
-            None => (Some(decode(ui)).filter(|u| !u.is_empty()), None),
-        }
-    }
-
     /// The URL with `***` for the password.
     fn redacted(&self, scheme: &str) -> String {
-        let userinfo = match self.userinfo {
-            Some(ui) => match ui.split_once(':') {
-                Some((u, _)) => format!("{u}:***@"),
-                None => format!("{ui}@"),
-            },
-            None => String::new(),
-        };
+        let userinfo = userinfo::redacted(self.userinfo);
         let query = if self.query.is_empty() {
             String::new()
         } else {

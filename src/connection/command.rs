@@ -19,11 +19,11 @@ use super::node::{AnyConn, NodeAddr};
 use super::ordered::Ordered;
 use super::queryable::Queryable;
 use super::reply::ReplyTo;
-use super::server_info::{ServerFacts, ServerInfo};
 use super::slot::{ConnSlot, Installed};
 use super::target::Target;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::server_info::{ServerFacts, ServerInfo};
 use crate::status::{ConnState, Counters};
 
 /// The command connection every non-blocking command of a client shares.

@@ -18,8 +18,9 @@
 //! - [`blocking`]: a connection of its own for blocking reads (`XREAD`/`XREADGROUP BLOCK`),
 //!   woken with `CLIENT UNBLOCK`; the subscription reader and every group consumer use one;
 //!   a cluster has one per master node.
-//! - [`server_info`]: which server the connection reached (family, version, the stream
-//!   features it has, `run_id`), read from `INFO server`.
+//! - Which server the connection reached (family, version, the stream features it has,
+//!   `run_id`) is `crate::server_info`'s: status reads it too, and status sits below
+//!   connection.
 //! - [`target`]: where the data lives (one server, a cluster, a Sentinel-named primary) and
 //!   how each kind of connection reaches it; [`node`]: one node's address and a connection
 //!   to it; [`cluster`]: hash slots and the slot map; [`sentinel`]: the primary Sentinel
@@ -39,11 +40,11 @@ mod queryable;
 mod reply;
 mod sentinel;
 mod sentinel_events;
-mod server_info;
 mod slot;
 mod supervisor;
 mod target;
 
+pub use crate::server_info::{ServerFamily, ServerInfo};
 pub use backoff::Backoff;
 pub use blocking::{BlockingReader, ReadError, UnblockHandle, Unblocker};
 pub use cluster::key_slot;
@@ -52,5 +53,4 @@ pub use dial::{connect_error, open};
 pub use node::{AnyConn, NodeAddr};
 pub use queryable::Queryable;
 pub use reply::{Reply, ReplyTo};
-pub use server_info::{ServerFamily, ServerInfo};
 pub use target::{Placement, Target};

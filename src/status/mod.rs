@@ -40,7 +40,7 @@ pub struct Status {
     /// Counter values.
     pub counters: CountersSnapshot,
     /// The server the command connection last reached (`None` before the first connection).
-    pub server: Option<crate::connection::ServerInfo>,
+    pub server: Option<crate::server_info::ServerInfo>,
 }
 
 /// A consumer group as `XINFO GROUPS` reported it.

@@ -138,89 +138,129 @@ pub(super) fn verdict(
     let Some(at) = position.cursor else {
         return Verdict::Keep;
     };
-    let recount = |seen: Option<u64>| {
-        if position.seen == seen {
-            Verdict::Keep
-        } else {
-            Verdict::Recount(seen)
-        }
-    };
     let Some(info) = stream else {
-        return if at == StreamId::ZERO {
-            recount(Some(0))
-        } else if position.caller_given {
-            // The caller's id stays the limit: entries a stream created again gets below it
-            // are not read. An entry number learnt counted the old stream's entries.
-            recount(None)
-        } else {
-            Verdict::ResetToZero(Reset::Deleted)
-        };
+        return missing(position, at);
     };
-    // A stream's largest deleted id never goes down: below what was reported, this is
-    // another stream (created again, or another server's), and that report is not its own.
-    let reported = if info.max_deleted < reported.max_deleted {
-        GapReported::default()
-    } else {
-        reported
-    };
+    let reported = own_report(info, reported);
     let last = info.last_generated;
-    // Every entry up to the cursor counted, plus one per entry after it: a stream with fewer
-    // went back (recreated, or rolled back in a failover) and new entries reached or passed
-    // the cursor before a check saw it. Those of them at or below the cursor were never
-    // read, and which they were only a full read could tell.
-    let went_back_unseen = position
-        .seen
-        .is_some_and(|s| info.entries_added < s || (last > at && info.entries_added == s));
-    if last >= at && went_back_unseen {
+    if last >= at && went_back_unseen(position, at, info) {
         return Verdict::Gap {
             missed: None,
             seen: None,
-            reported: GapReported {
-                max_deleted: reported.max_deleted.max(info.max_deleted),
-            },
+            reported: reported_now(info, reported),
         };
     }
     if last <= at {
-        let unread_went = position
-            .seen
-            .filter(|&s| last == at && !position.caller_given && info.entries_added > s);
-        if let Some(seen) = unread_went {
-            // At the stream's end, yet fewer entries seen than it ever had: some were
-            // trimmed away before they were read, and the reads went on after them.
-            return Verdict::Gap {
-                missed: Some(info.entries_added - seen),
-                seen: Some(info.entries_added),
-                reported: GapReported {
-                    max_deleted: reported.max_deleted.max(info.max_deleted),
-                },
-            };
-        }
-        if last == at {
-            // Every entry the stream ever had is at or before the cursor.
-            return recount(Some(info.entries_added));
-        }
-        if position.caller_given {
-            // "Entries after this id": nothing went back. Its entry number is not learnt
-            // here: entries the stream gets below the id are never read, and would make it
-            // fall behind (a false gap at the stream's end). One learnt when the stream was
-            // at the id counted a stream that has since gone back (recreated, rolled back):
-            // kept, it would hide the next entries lost unread.
-            return recount(None);
-        }
-        let resume = |lost| Verdict::ResumeAt {
-            at: last,
-            seen: info.entries_added,
-            lost,
-        };
-        return if switched {
-            resume(true)
-        } else if at.ms - last.ms <= LOST_TAIL_WINDOW_MS {
-            resume(false)
-        } else {
-            Verdict::ResetToZero(Reset::Recreated)
-        };
+        return at_or_past_end(position, at, info, switched, reported);
     }
     gap(position, at, info, reported)
+}
+
+/// [`Verdict::Keep`] when the position's entry number is `seen` already, else
+/// [`Verdict::Recount`].
+fn recount(position: Position, seen: Option<u64>) -> Verdict {
+    if position.seen == seen {
+        Verdict::Keep
+    } else {
+        Verdict::Recount(seen)
+    }
+}
+
+/// The verdict for a position in a stream that does not exist.
+fn missing(position: Position, at: StreamId) -> Verdict {
+    if at == StreamId::ZERO {
+        recount(position, Some(0))
+    } else if position.caller_given {
+        // The caller's id stays the limit: entries a stream created again gets below it
+        // are not read. An entry number learnt counted the old stream's entries.
+        recount(position, None)
+    } else {
+        Verdict::ResetToZero(Reset::Deleted)
+    }
+}
+
+/// What was reported as a gap of this stream: a stream's largest deleted id never goes
+/// down, so below what was reported, this is another stream (created again, or another
+/// server's), and that report is not its own.
+fn own_report(info: &StreamInfo, reported: GapReported) -> GapReported {
+    if info.max_deleted < reported.max_deleted {
+        GapReported::default()
+    } else {
+        reported
+    }
+}
+
+/// What is reported from now on, once a gap of `info` is reported.
+fn reported_now(info: &StreamInfo, reported: GapReported) -> GapReported {
+    GapReported {
+        max_deleted: reported.max_deleted.max(info.max_deleted),
+    }
+}
+
+/// Every entry up to the cursor counted, plus one per entry after it: a stream with fewer
+/// went back (recreated, or rolled back in a failover) and new entries reached or passed
+/// the cursor before a check saw it. Those of them at or below the cursor were never
+/// read, and which they were only a full read could tell.
+fn went_back_unseen(position: Position, at: StreamId, info: &StreamInfo) -> bool {
+    let last = info.last_generated;
+    position
+        .seen
+        .is_some_and(|s| info.entries_added < s || (last > at && info.entries_added == s))
+}
+
+/// The verdict for a cursor at or beyond the stream's last id.
+fn at_or_past_end(
+    position: Position,
+    at: StreamId,
+    info: &StreamInfo,
+    switched: bool,
+    reported: GapReported,
+) -> Verdict {
+    let last = info.last_generated;
+    let unread_went = position
+        .seen
+        .filter(|&s| last == at && !position.caller_given && info.entries_added > s);
+    if let Some(seen) = unread_went {
+        // At the stream's end, yet fewer entries seen than it ever had: some were
+        // trimmed away before they were read, and the reads went on after them.
+        return Verdict::Gap {
+            missed: Some(info.entries_added - seen),
+            seen: Some(info.entries_added),
+            reported: reported_now(info, reported),
+        };
+    }
+    if last == at {
+        // Every entry the stream ever had is at or before the cursor.
+        return recount(position, Some(info.entries_added));
+    }
+    if position.caller_given {
+        // "Entries after this id": nothing went back. Its entry number is not learnt
+        // here: entries the stream gets below the id are never read, and would make it
+        // fall behind (a false gap at the stream's end). One learnt when the stream was
+        // at the id counted a stream that has since gone back (recreated, rolled back):
+        // kept, it would hide the next entries lost unread.
+        return recount(position, None);
+    }
+    went_back(at, info, switched)
+}
+
+/// The verdict for a stream whose last id went back below a cursor the subscription
+/// reached: its newest entries were lost in a failover (go on after its new last id), or
+/// it was deleted and created again (read it from the start).
+fn went_back(at: StreamId, info: &StreamInfo, switched: bool) -> Verdict {
+    let last = info.last_generated;
+    let resume = |lost| Verdict::ResumeAt {
+        at: last,
+        seen: info.entries_added,
+        lost,
+    };
+    if switched {
+        resume(true)
+    } else if at.ms - last.ms <= LOST_TAIL_WINDOW_MS {
+        resume(false)
+    } else {
+        Verdict::ResetToZero(Reset::Recreated)
+    }
 }
 
 /// The verdict for a cursor behind the stream's last id: a gap when entries after it went
