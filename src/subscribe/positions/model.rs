@@ -448,9 +448,9 @@ fn run(initial: u8, start: Start, ops: &[Op]) -> std::result::Result<(), TestCas
     Ok(())
 }
 
-/// A history proptest shrank to: a caller's start id at the stream's end (its entry number
+/// Histories proptest shrank to: a caller's start id at the stream's end (its entry number
 /// learnt there), the key recreated with smaller ids, new entries past the id, one deleted
-/// before it was read. The count learnt from the old stream hid the deletion.
+/// or trimmed before it was read. The count learnt from the old stream hid the deletion.
 #[test]
 fn a_recreated_stream_under_a_caller_start_id_reports_what_it_lost() {
     use Op::*;
@@ -458,6 +458,12 @@ fn a_recreated_stream_under_a_caller_start_id_reports_what_it_lost() {
         4,
         Start::Behind(87),
         &[Recreate(3), Append(4), Xdel(220), Read(1)],
+    )
+    .unwrap();
+    run(
+        2,
+        Start::Behind(71),
+        &[Recreate(1), Append(3), Trim(2), Read(1)],
     )
     .unwrap();
 }
