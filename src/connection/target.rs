@@ -23,7 +23,7 @@ use super::cluster::ClusterTarget;
 use super::dial::open;
 use super::node::{node_client, not_known, AnyConn, NodeAddr};
 use super::sentinel::SentinelTarget;
-use crate::config::{Config, Topology};
+use crate::config::{encode, Config, Topology};
 use crate::error::{Error, Result};
 
 /// Where a dedicated (blocking-read) connection goes.
@@ -184,8 +184,4 @@ impl Target {
             }
         }
     }
-}
-
-pub(super) fn encode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
