@@ -141,6 +141,40 @@ describe("connect / disconnect", () => {
     expect(result.exitAfterDisconnectMs).toBeDefined();
   });
 
+  test("Node exits by itself (code 0) once the core ended the only subscription on its own", async () => {
+    // "$" of a key that is not a stream cannot be resolved: the reader ends the subscription
+    // (REVIEW A13). Its loop must then stop holding Node, as an unsubscribe() does.
+    const stream = fresh();
+    await redis.set(stream, "not a stream");
+    const proxy = await startProxy(server.port);
+    const child = spawn(process.execPath, [resolve(here, "fixtures", "exit-after-core-ended.mjs"), proxy.url(), stream], {
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
+    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+    try {
+      await until(() => stdout.includes("connected"), 15_000, () => `child connects (stdout=${stdout} stderr=${stderr})`);
+      // The command connection stops answering, so "$" is left to the subscription's reader,
+      // whose connection is opened after this and is not stalled.
+      proxy.stall();
+      child.stdin.write("go\n");
+      child.stdin.end();
+      let code: number | null | undefined;
+      void exited.then((c) => (code = c));
+      await until(() => code !== undefined, 20_000, () => `child exits by itself (stdout=${stdout} stderr=${stderr})`);
+      expect(stdout).toContain("subscribed");
+      expect(stderr).toContain("ending the subscription");
+      expect(stdout).toContain("inactive at exit");
+      expect(code, stderr).toBe(0);
+    } finally {
+      child.kill("SIGKILL");
+      await proxy.close();
+    }
+  });
+
   test("publishes nobody awaits keep Node alive until they settle; then Node exits by itself", async () => {
     // No timer, no await, no disconnect: only the pending publish promises hold the process.
     const stream = fresh();

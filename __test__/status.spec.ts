@@ -110,11 +110,19 @@ describe("consumer groups in getStatus()", () => {
     expect(client.getStatus().groups[0]).toMatchObject({ stream, group: "g", lag: 0, pending: 0 });
   });
 
-  test("groups of streams this client does not consume are not reported", async () => {
+  test("groups this client does not consume are not reported, on a stream it does consume or not", async () => {
     const client = await pool.connected();
     const stream = fresh();
+    const elsewhere = fresh();
+    await client.createConsumerGroup(stream, "mine", "$");
     await client.createConsumerGroup(stream, "other", "$");
-    expect((await client.refreshStatus()).groups).toEqual([]);
+    await client.createConsumerGroup(elsewhere, "other", "$");
+    await client.consumeFromGroup(stream, "mine", "c", () => {});
+    // XINFO GROUPS of the consumed stream names both groups; only the consumed one is ours.
+    expect([...(await xinfoGroups(stream)).keys()].sort()).toEqual(["mine", "other"]);
+    const groups = (await client.refreshStatus()).groups;
+    expect(groups.map((g) => `${g.stream} ${g.group}`)).toEqual([`${stream} mine`]);
+    await client.stopConsumer(stream, "mine", "c");
   });
 });
 

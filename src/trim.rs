@@ -15,7 +15,7 @@
 //! `~` without `ACKED` removes whole nodes; so they take the script on every server, which
 //! trims with `~` to the threshold or to the oldest id a group needs.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -243,54 +243,95 @@ pub async fn trim(cmd: &CommandConn, stream: &str, t: Trim) -> Result<u64> {
 }
 
 /// The streams a client published to (or read, with `autoTrimStreams: "touched"`), for
-/// automatic trimming, with when each was last used; bounded.
-#[derive(Debug, Default)]
-pub struct Touched(Mutex<HashMap<String, Instant>>);
+/// automatic trimming, with when each was last used; at most [`MAX_TOUCHED`], the least
+/// recently used forgotten first. Every operation but [`Touched::recent`]'s listing costs
+/// O(log n): `add` runs on the JavaScript thread for each publish.
+#[derive(Debug)]
+pub struct Touched(Mutex<Lru>);
+
+/// Streams by last use: `order` lists them oldest first under a use counter, `at` holds each
+/// one's counter and time.
+#[derive(Debug)]
+struct Lru {
+    cap: usize,
+    next: u64,
+    at: HashMap<String, (u64, Instant)>,
+    order: BTreeMap<u64, String>,
+}
+
+impl Default for Touched {
+    fn default() -> Self {
+        Touched::with_cap(MAX_TOUCHED)
+    }
+}
 
 impl Touched {
-    fn set(&self) -> MutexGuard<'_, HashMap<String, Instant>> {
+    fn with_cap(cap: usize) -> Self {
+        Touched(Mutex::new(Lru {
+            cap,
+            next: 0,
+            at: HashMap::new(),
+            order: BTreeMap::new(),
+        }))
+    }
+
+    fn set(&self) -> MutexGuard<'_, Lru> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Records that `stream` was used now.
     pub fn add(&self, stream: &str) {
-        let now = Instant::now();
         let mut set = self.set();
-        if let Some(at) = set.get_mut(stream) {
+        // Under the lock, so that use order and time order agree.
+        let now = Instant::now();
+        let touch = set.next;
+        set.next += 1;
+        if let Some((last, at)) = set.at.get_mut(stream) {
+            let was = std::mem::replace(last, touch);
             *at = now;
+            let name = set.order.remove(&was).unwrap_or_else(|| stream.to_owned());
+            set.order.insert(touch, name);
             return;
         }
-        if set.len() >= MAX_TOUCHED {
-            if let Some(oldest) = set
-                .iter()
-                .min_by_key(|(_, at)| **at)
-                .map(|(s, _)| s.clone())
-            {
-                set.remove(&oldest);
+        if set.at.len() >= set.cap {
+            if let Some((_, oldest)) = set.order.pop_first() {
+                set.at.remove(&oldest);
             }
         }
-        set.insert(stream.to_owned(), now);
+        set.at.insert(stream.to_owned(), (touch, now));
+        set.order.insert(touch, stream.to_owned());
     }
 
     /// The streams used within `idle` (sorted); the others are forgotten: a stream nobody
     /// publishes to does not grow, so it needs no trimming until it is used again.
     fn recent(&self, idle: Duration) -> Vec<String> {
         let now = Instant::now();
-        let mut set = self.set();
-        set.retain(|_, at| now.duration_since(*at) <= idle);
-        let mut v: Vec<String> = set.keys().cloned().collect();
+        let mut guard = self.set();
+        let set = &mut *guard;
+        while let Some(entry) = set.order.first_entry() {
+            let stale = set
+                .at
+                .get(entry.get())
+                .is_none_or(|(_, at)| now.duration_since(*at) > idle);
+            if !stale {
+                break;
+            }
+            let name = entry.remove();
+            set.at.remove(&name);
+        }
+        let mut v: Vec<String> = set.at.keys().cloned().collect();
         v.sort();
         v
     }
 
     /// How many streams are remembered.
     pub fn len(&self) -> usize {
-        self.set().len()
+        self.set().at.len()
     }
 
     /// Whether no stream is remembered.
     pub fn is_empty(&self) -> bool {
-        self.set().is_empty()
+        self.set().at.is_empty()
     }
 }
 
@@ -387,7 +428,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn touched_streams_are_forgotten_when_idle_and_bounded() {
+    async fn touched_streams_are_forgotten_when_idle() {
         let t = Touched::default();
         t.add("a");
         tokio::time::advance(Duration::from_secs(50)).await;
@@ -396,5 +437,41 @@ mod tests {
         tokio::time::advance(Duration::from_secs(20)).await;
         assert_eq!(t.recent(Duration::from_secs(60)), ["b"]);
         assert_eq!(t.len(), 1);
+        // Used again: remembered from then on.
+        t.add("a");
+        tokio::time::advance(Duration::from_secs(45)).await;
+        assert_eq!(t.recent(Duration::from_secs(60)), ["a"]);
+    }
+
+    /// With time paused every use has the same instant: the order of use alone decides.
+    #[tokio::test(start_paused = true)]
+    async fn touched_streams_beyond_the_cap_forget_the_least_recently_used() {
+        let t = Touched::with_cap(3);
+        for s in ["a", "b", "c"] {
+            t.add(s);
+        }
+        t.add("a");
+        t.add("d");
+        assert_eq!(t.recent(Duration::from_secs(60)), ["a", "c", "d"]);
+        t.add("c");
+        t.add("e");
+        t.add("f");
+        assert_eq!(t.recent(Duration::from_secs(60)), ["c", "e", "f"]);
+        assert_eq!(t.len(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn touched_streams_are_bounded_by_max_touched() {
+        let t = Touched::default();
+        for i in 0..=MAX_TOUCHED {
+            t.add(&format!("s{i}"));
+        }
+        assert_eq!(t.len(), MAX_TOUCHED);
+        let kept = t.recent(Duration::from_secs(60));
+        assert!(
+            !kept.contains(&"s0".to_owned()),
+            "the first stream is forgotten"
+        );
+        assert!(kept.contains(&format!("s{MAX_TOUCHED}")));
     }
 }

@@ -12,6 +12,8 @@
 //! The ThreadsafeFunction keeps Node alive only while loops are running (it is referenced
 //! when the first starts and unreferenced when the last stops), and so does a reference to
 //! the client object: a client with a running subscription is not garbage, one without is.
+//! A subscription the core ends on its own ([`Handler::ended`]) has its loop stopped the same
+//! way, through the outbox after its last batch.
 
 use std::cell::RefCell;
 use std::collections::hash_map::Entry;
@@ -36,6 +38,14 @@ type FailureReport = Option<Vec<String>>;
 enum TrampolineAnswer {
     Now(FailureReport),
     Later(Promise<FailureReport>),
+}
+
+/// What waits in the outbox, in the order it happened.
+enum Outgoing {
+    Batch(QueuedBatch),
+    /// The core ended the loop `key` on its own ([`Handler::ended`]): stopped like an
+    /// unsubscribe, so that a loop nothing will feed no longer keeps Node alive.
+    Ended(u32),
 }
 
 /// One batch waiting in the outbox.
@@ -77,6 +87,8 @@ struct JsSide {
     active: usize,
     /// The client object while loops run, so that it is not garbage meanwhile.
     keep: Option<ValueRef>,
+    /// The outbox's wake-up: referenced while loops run.
+    wake: Option<WakeHandle>,
 }
 
 impl JsSide {
@@ -92,9 +104,7 @@ impl JsSide {
 /// The delivery hub of one client.
 pub struct Deliveries {
     js: Rc<RefCell<JsSide>>,
-    outbox: Arc<WakeQueue<QueuedBatch>>,
-    /// The outbox's wake-up: referenced while loops run.
-    wake: WakeHandle,
+    outbox: Arc<WakeQueue<Outgoing>>,
 }
 
 impl Deliveries {
@@ -106,15 +116,16 @@ impl Deliveries {
             sent: HashMap::new(),
             active: 0,
             keep: None,
+            wake: None,
         }));
         let side = js.clone();
         let (outbox, wake) = WakeQueue::new(env, "streamcastWake", move |env, items| {
             hand_over(env, &side, items)
         })?;
+        js.borrow_mut().wake = Some(wake);
         Ok(Deliveries {
             js,
             outbox: Arc::new(outbox),
-            wake,
         })
     }
 
@@ -134,7 +145,9 @@ impl Deliveries {
         add.call(FnArgs::from((key, callback, concurrency)))?;
         if js.active == 0 {
             js.keep = Some(ValueRef::new(env, client)?);
-            self.wake.set_referenced(env, true)?;
+            if let Some(wake) = js.wake {
+                wake.set_referenced(env, true)?;
+            }
         }
         js.active += 1;
         Ok(JsHandler {
@@ -155,32 +168,58 @@ impl Deliveries {
 
     /// Stops the loop `key`: no callback of it starts afterwards (one running finishes).
     pub fn stop(&self, env: &Env, key: u32) -> Result<()> {
-        let mut js = self.js.borrow_mut();
-        let stop: Function<u32, bool> = js.hub(env)?.get_named_property("stop")?;
-        // Its bookkeeping first: the stop hook of an iterator may start or stop other loops.
-        let was_running = {
-            drop(js);
-            let r = stop.call(key)?;
-            js = self.js.borrow_mut();
-            r
-        };
-        if was_running && js.active > 0 {
-            js.active -= 1;
-            if js.active == 0 {
-                if let Some(keep) = js.keep.take() {
-                    keep.delete(env)?;
-                }
-                self.wake.set_referenced(env, false)?;
+        stop_loop(env, &self.js, key)
+    }
+}
+
+/// Stops the loop `key` (a second stop of one loop does nothing); when none runs any more,
+/// Node no longer waits for this client.
+fn stop_loop(env: &Env, side: &Rc<RefCell<JsSide>>, key: u32) -> Result<()> {
+    let mut js = side.borrow_mut();
+    let stop: Function<u32, bool> = js.hub(env)?.get_named_property("stop")?;
+    // Its bookkeeping first: the stop hook of an iterator may start or stop other loops.
+    let was_running = {
+        drop(js);
+        let r = stop.call(key)?;
+        js = side.borrow_mut();
+        r
+    };
+    if was_running && js.active > 0 {
+        js.active -= 1;
+        if js.active == 0 {
+            if let Some(keep) = js.keep.take() {
+                keep.delete(env)?;
+            }
+            if let Some(wake) = js.wake {
+                wake.set_referenced(env, false)?;
             }
         }
-        Ok(())
     }
+    Ok(())
 }
 
 /// Hands the queued batches to the hub, on the JavaScript thread, and routes each
 /// trampoline's answer back to its handler. Never fails as a whole: a batch that cannot be
 /// handed over is answered with its error, which its handler reports as failed deliveries.
-fn hand_over(env: &Env, side: &Rc<RefCell<JsSide>>, items: Vec<QueuedBatch>) {
+/// Loops the core ended are stopped after the batches queued before their end.
+fn hand_over(env: &Env, side: &Rc<RefCell<JsSide>>, queued: Vec<Outgoing>) {
+    let mut items = Vec::with_capacity(queued.len());
+    let mut ended = Vec::new();
+    for q in queued {
+        match q {
+            Outgoing::Batch(b) => items.push(b),
+            Outgoing::Ended(key) => ended.push(key),
+        }
+    }
+    hand_over_batches(env, side, items);
+    for key in ended {
+        if let Err(e) = stop_loop(env, side, key) {
+            tracing::warn!(error = %e.reason, "cannot stop the JavaScript loop of an ended subscription");
+        }
+    }
+}
+
+fn hand_over_batches(env: &Env, side: &Rc<RefCell<JsSide>>, items: Vec<QueuedBatch>) {
     if items.is_empty() {
         return;
     }
@@ -260,7 +299,7 @@ fn returned(v: Unknown) -> Result<TrampolineAnswer> {
 /// A subscription's or consumer's callback as a core [`Handler`].
 pub struct JsHandler {
     key: u32,
-    outbox: Arc<WakeQueue<QueuedBatch>>,
+    outbox: Arc<WakeQueue<Outgoing>>,
 }
 
 /// Batches of one subscription handed to JavaScript before the first one finished; the
@@ -275,11 +314,11 @@ impl Handler for JsHandler {
         // Kept for the rare report that every message failed; holding it also keeps the
         // read cached in JavaScript until this batch is done, which costs nothing extra.
         let kept = batch.clone();
-        self.outbox.push(QueuedBatch {
+        self.outbox.push(Outgoing::Batch(QueuedBatch {
             key: self.key,
             batch,
             reply: tx,
-        });
+        }));
         Box::pin(async move {
             let report = match rx.await {
                 Ok(Ok(TrampolineAnswer::Now(report))) => Ok(report),
@@ -297,6 +336,10 @@ impl Handler for JsHandler {
 
     fn max_in_flight(&self) -> usize {
         JS_IN_FLIGHT
+    }
+
+    fn ended(&self) {
+        self.outbox.push(Outgoing::Ended(self.key));
     }
 }
 

@@ -1,8 +1,10 @@
-//! The topology fixtures themselves, driven with the `redis` crate's own cluster and sentinel
-//! clients: the cluster takes writes on every master, survives a SIGKILLed master with the
-//! replicated keys and moves slots; the sentinel set-up fails over on `SENTINEL FAILOVER` and on
-//! a SIGKILL, and a client asking the sentinels finds the new master. The times are printed
-//! (to stderr, past the test harness's capture), never asserted.
+//! The fixtures' own tests, not streamcast's: `support/topology.rs` (a real Redis Cluster and
+//! Sentinel set-up) driven with the `redis` crate's own cluster and sentinel clients, so that a
+//! failing product test can be told apart from a broken fixture. The cluster takes writes on
+//! every master, survives a SIGKILLed master with the replicated keys and moves slots; the
+//! sentinel set-up fails over on `SENTINEL FAILOVER` and on a SIGKILL, and a client asking the
+//! sentinels finds the new master. No streamcast code runs here. The times are printed (to
+//! stderr, past the test harness's capture), never asserted.
 
 mod support;
 
