@@ -321,6 +321,7 @@ impl Client {
         json: &str,
         id: PublishId,
         trim: Option<Trim>,
+        trace: Option<&str>,
         done: impl FnOnce(Result<Option<StreamId>>) + Send + 'static,
     ) -> Result<()> {
         check_stream_name(stream)?;
@@ -328,11 +329,13 @@ impl Client {
         match self.session()? {
             Found::Open(s) => {
                 s.touched.add(stream);
-                publish::enqueue(&s.cmd, self.counters.clone(), stream, json, id, trim, done);
+                let (payload, counters) = (publish::Payload { json, trace }, self.counters.clone());
+                publish::enqueue(&s.cmd, counters, stream, payload, id, trim, done);
             }
             Found::Closed => {
                 self.closed("publishMessage");
                 Counters::add(&self.counters.publish_failed, 1);
+                Counters::add(&self.counters.publish_closed, 1);
                 done(Ok(None));
             }
         }
@@ -353,7 +356,7 @@ impl Client {
         trim: Option<Trim>,
     ) -> Result<Option<StreamId>> {
         let (tx, rx) = oneshot::channel();
-        self.start_publish(stream, json, id, trim, move |r| {
+        self.start_publish(stream, json, id, trim, None, move |r| {
             let _ = tx.send(r);
         })?;
         rx.await.unwrap_or(Ok(None))
@@ -368,6 +371,7 @@ impl Client {
         &self,
         stream: &str,
         items: &[String],
+        trace: Option<&str>,
         done: impl FnOnce(Result<Vec<Option<StreamId>>>) + Send + 'static,
     ) -> Result<()> {
         check_stream_name(stream)?;
@@ -377,11 +381,12 @@ impl Client {
         match self.session()? {
             Found::Open(s) => {
                 s.touched.add(stream);
-                publish::enqueue_batch(&s.cmd, self.counters.clone(), stream, items, done);
+                publish::enqueue_batch(&s.cmd, self.counters.clone(), stream, items, trace, done);
             }
             Found::Closed => {
                 self.closed("publishBatch");
                 Counters::add(&self.counters.publish_failed, items.len() as u64);
+                Counters::add(&self.counters.publish_closed, items.len() as u64);
                 done(Ok(vec![None; items.len()]));
             }
         }
@@ -398,7 +403,7 @@ impl Client {
         items: &[String],
     ) -> Result<Vec<Option<StreamId>>> {
         let (tx, rx) = oneshot::channel();
-        self.start_publish_batch(stream, items, move |r| {
+        self.start_publish_batch(stream, items, None, move |r| {
             let _ = tx.send(r);
         })?;
         rx.await.unwrap_or_else(|_| Ok(vec![None; items.len()]))
@@ -566,6 +571,11 @@ impl Client {
                 Ok(0)
             }
         }
+    }
+
+    /// The counters, for `metrics()` (their per-stream parts are not in [`Status`]).
+    pub fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     /// The current status, without waiting for Redis: the numbers only Redis knows (groups'
