@@ -11,6 +11,10 @@ export interface StreamMessage<T = unknown> {
   data: T
   /** Milliseconds since the epoch: the `timestamp` field, else the millisecond part of the id. */
   timestamp: number
+  /** The publisher's W3C `traceparent`, when the entry was published inside a trace (its `trace` field). */
+  traceparent?: string
+  /** The publisher's W3C `tracestate`, when it had one. */
+  tracestate?: string
 }
 
 /** A message of `consume()`: acknowledge it with `ack()` once handled; until then it stays pending. */
@@ -79,9 +83,10 @@ export declare class StreamsClient {
    * Appends every item to `stream` in one pipeline, order kept.
    *
    * Resolves to one id per item (`null` for an item Redis refused, every item `null`
-   * when Redis is unavailable).
+   * when Redis is unavailable). Every entry carries the trace context of the call (see
+   * `PublishOptions.traceContext`).
    */
-  publishBatch(stream: string, items: unknown[]): Promise<Array<string | null>>
+  publishBatch(stream: string, items: unknown[], options?: PublishBatchOptions | null): Promise<Array<string | null>>
   /**
    * Calls `callback` for every message added to `stream`, in id order, one at a time
    * (a returned Promise is awaited before the next message); resolves to a
@@ -171,6 +176,15 @@ export declare class StreamsClient {
    * `commandTimeoutMs`. For a health endpoint.
    */
   refreshStatus(): Promise<Status>
+  /**
+   * The client's counters and gauges in the Prometheus text exposition format (0.0.4),
+   * for a `/metrics` route to return with `Content-Type: text/plain; version=0.0.4`.
+   *
+   * Never waits for Redis: the group numbers are those of the last background refresh,
+   * as in `getStatus()`. Each labelled metric shows at most 256 streams (or groups); the
+   * rest are summed under `_other`. The list is in docs/observability.md.
+   */
+  metrics(): string
 }
 
 /** One subscription made by `subscribe()`; `unsubscribe()` ends it. */
@@ -190,6 +204,27 @@ export declare class Subscription {
    */
   unsubscribe(): void
 }
+
+/** TracingChannel of `acknowledgeMessages`: `{ stream, group, ids, batchSize }`, result the count. */
+export declare const CHANNEL_ACK: string
+
+/** TracingChannel of `connect()`: `{ serverAddress, serverPort }`. */
+export declare const CHANNEL_CONNECT: string
+
+/** TracingChannel of each consumer-group callback: as `CHANNEL_DELIVER`, plus `group` and `consumer`. */
+export declare const CHANNEL_CONSUME: string
+
+/** TracingChannel of each subscription callback: `{ stream, id, message, traceparent, tracestate, serverAddress, serverPort }`. */
+export declare const CHANNEL_DELIVER: string
+
+/** TracingChannel of `publishMessage`: `{ stream, data, id, options, serverAddress, serverPort, traceContext }`, result the id. */
+export declare const CHANNEL_PUBLISH: string
+
+/** TracingChannel of `publishBatch`: `{ stream, items, batchSize, serverAddress, serverPort, traceContext }`, result the ids. */
+export declare const CHANNEL_PUBLISH_BATCH: string
+
+/** TracingChannel of `trimStream`: `{ stream, options }`, result the entries removed. */
+export declare const CHANNEL_TRIM: string
 
 /** State of one connection. */
 export interface ConnectionStatus {
@@ -289,12 +324,24 @@ export interface GroupStatus {
   checkedAt: number
 }
 
+/** Options of `publishBatch`. */
+export interface PublishBatchOptions {
+  /** The trace context every entry of the batch carries, as `publishMessage`'s option. */
+  traceContext?: TraceContextOptions
+}
+
 /** Options of `publishMessage`. */
 export interface PublishOptions {
   /** Trim the stream to about this many entries in the same XADD (`MAXLEN ~ n`). */
   maxLen?: number
   /** `~` trimming (whole nodes only, far cheaper). Defaults to true. */
   approximate?: boolean
+  /**
+   * The trace context to carry in the entry's `trace` field. Defaults to the active
+   * OpenTelemetry context, when the app has registered an OpenTelemetry SDK; without
+   * either, the entry carries none.
+   */
+  traceContext?: TraceContextOptions
 }
 
 /** The server the client's command connection last reached. */
@@ -498,6 +545,14 @@ export interface SubscriptionStatus {
    * `null` when unknown (started after an explicit id and trailing its stream).
    */
   behind?: number
+}
+
+/** A W3C trace context given explicitly (for apps without OpenTelemetry). */
+export interface TraceContextOptions {
+  /** The W3C `traceparent`, e.g. `00-<trace id>-<parent id>-01`. */
+  traceparent: string
+  /** The W3C `tracestate`, if any. */
+  tracestate?: string
 }
 
 /** Options of `trimStream`: give `maxLen` or `minId`. */

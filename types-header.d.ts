@@ -11,6 +11,10 @@ export interface StreamMessage<T = unknown> {
   data: T
   /** Milliseconds since the epoch: the `timestamp` field, else the millisecond part of the id. */
   timestamp: number
+  /** The publisher's W3C `traceparent`, when the entry was published inside a trace (its `trace` field). */
+  traceparent?: string
+  /** The publisher's W3C `tracestate`, when it had one. */
+  tracestate?: string
 }
 
 /** A message of `consume()`: acknowledge it with `ack()` once handled; until then it stays pending. */

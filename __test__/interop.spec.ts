@@ -1,7 +1,10 @@
 import { randomUUID } from "node:crypto";
+import { createRequire } from "node:module";
+import { trace } from "@opentelemetry/api";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { StreamsClient, type StreamMessage } from "../index.js";
 import { closeRedis, connectedClient, openRedis, type Checker, type TestServer } from "./helpers/fixture.js";
+import { startTracing } from "./helpers/otel.js";
 import { sleep, until } from "./helpers/until.js";
 
 const fresh = (): string => `t:interop:${randomUUID()}`;
@@ -150,5 +153,43 @@ describe("interop with the original ioredis implementation", () => {
     const read = await original.readAll(stream);
     expect(read.map((r) => r.data)).toEqual(messages.map((m) => m.data));
     client.unsubscribe(stream);
+  });
+});
+
+describe("interop with the original design while tracing is on", () => {
+  test("entries published inside a trace carry one extra field the original readers ignore, and both directions still work", async () => {
+    const tracing = startTracing();
+    const otel = createRequire(import.meta.url)("../otel.js") as typeof import("../otel.js");
+    const spans = otel.instrument();
+    try {
+      const stream = fresh();
+      const messages = await subscribeCollect(stream);
+      const payloads = [{ event: "order.created", id: 1 }, "text", [1, 2]];
+      const ids: (string | null)[] = [];
+      await trace.getTracer("test").startActiveSpan("request", async (span) => {
+        ids.push(await client.publishMessage(stream, payloads[0]));
+        ids.push(...(await client.publishBatch(stream, payloads.slice(1))));
+        span.end();
+      });
+      const foreign = await original.publish(stream, { from: "ioredis" });
+      const read = await original.readAll(stream);
+      expect(read.map((r) => r.id)).toEqual([...ids, foreign]);
+      expect(read.map((r) => r.data)).toEqual([...payloads, { from: "ioredis" }]);
+      const raw = await redis.xrange(stream, "-", "+");
+      expect(raw.map(([, f]) => f.filter((_, i) => i % 2 === 0))).toEqual([
+        ["data", "timestamp", "trace"],
+        ["data", "timestamp", "trace"],
+        ["data", "timestamp", "trace"],
+        ["data", "timestamp"],
+      ]);
+      await until(() => messages.length >= 4, 5_000, () => `delivered ${messages.length}/4`);
+      expect(messages.map((m) => m.data)).toEqual([...payloads, { from: "ioredis" }]);
+      expect(messages.slice(0, 3).every((m) => typeof m.traceparent === "string")).toBe(true);
+      expect(messages[3]).toEqual({ id: foreign, stream, data: { from: "ioredis" }, timestamp: expect.any(Number) });
+      client.unsubscribe(stream);
+    } finally {
+      spans.disable();
+      await tracing.stop();
+    }
   });
 });

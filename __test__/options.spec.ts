@@ -66,6 +66,16 @@ const callers: Record<string, (options: Loose) => Promise<unknown>> = {
     const client = await clients.connected();
     await client.publishMessage(fresh(), { n: 1 }, null, options as never);
   },
+  PublishBatchOptions: async (options) => {
+    const client = await clients.connected();
+    await client.publishBatch(fresh(), [1], options as never);
+  },
+  // Nested in traceContext; traceparent is required, so it is given.
+  TraceContextOptions: async (options) => {
+    const client = await clients.connected();
+    const traceContext = { ...options, traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" };
+    await client.publishMessage(fresh(), 1, null, { traceContext } as never);
+  },
   StreamOptions: async (options) => {
     const client = await clients.connected();
     const stream = fresh();

@@ -34,7 +34,7 @@ interface Runtime {
 const here = dirname(fileURLToPath(import.meta.url));
 // The pieces in the order src/js/runtime.rs evaluates them, each given what the earlier ones
 // returned.
-const PIECES = ["json", "trampoline", "deliveries", "iterators", "process"];
+const PIECES = ["json", "trampoline", "deliveries", "iterators", "process", "tracing"];
 const runtime = {} as Runtime;
 for (const name of PIECES) {
   const source = readFileSync(resolve(here, "..", "src", "js", "runtime", `${name}.js`), "utf8");

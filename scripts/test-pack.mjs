@@ -98,7 +98,7 @@ const platformTgz = join(dist, `${pkg.name}-${platform}-${pkg.version}.tgz`);
 for (const f of [mainTgz, platformTgz]) if (!existsSync(f)) fail(`${relative(root, f)} is missing: run pnpm pack-all first`);
 
 step("the tarballs hold only what a user needs");
-checkList(mainTgz, ["package.json", "README.md", "LICENSE", "index.js", "index.d.ts"]);
+checkList(mainTgz, ["package.json", "README.md", "LICENSE", "index.js", "index.d.ts", "otel.js", "otel.d.ts"]);
 checkList(platformTgz, ["package.json", "README.md", `${binaryName}.${platform}.node`]);
 const packedManifest = JSON.parse(spawnSync("tar", ["-xzOf", mainTgz, "package/package.json"], { encoding: "utf8" }).stdout);
 const wantOptional = `${pkg.name}-${platform}`;
@@ -169,6 +169,17 @@ try {
         cwd: dir,
         env: userEnv({ STREAMCAST_LOG: "warn", REDIS_URL: redis.url, SMOKE_PREFIX: smokePrefix, SMOKE_EXPECT_BINARY: platform, SMOKE_ROOT: dir }),
       });
+    }
+
+    if (!foreign) {
+      // The streamcast/otel entry point: packed (package.json files + exports) and loadable once
+      // the app has its optional peer dependency; its channel names match the addon's exports.
+      step(`${v.name}: streamcast/otel with @opentelemetry/api`);
+      await run("pnpm", ["add", "--prefer-offline", "@opentelemetry/api@^1.4"], { cwd: dir });
+      const check =
+        "const o = require('streamcast/otel'); const s = require('streamcast'); o.instrument().disable();" +
+        "if (o.CHANNELS.publish !== s.CHANNEL_PUBLISH || typeof new s.StreamsClient().metrics() !== 'string') process.exit(1);";
+      await run(nodeCommand[0], [...nodeCommand.slice(1), "-e", check], { cwd: dir, env: userEnv({ STREAMCAST_LOG: "warn" }) });
     }
 
     if (v.typecheck) {

@@ -11,6 +11,7 @@
 //! - `trim`: XTRIM and automatic trimming of touched streams.
 //! - `handler`: how messages reach user code. `lifecycle`: tasks and shutdown.
 //! - `status`: counters and connection state. `client`: the public entry point.
+//! - `metrics`: the counters and gauges in the Prometheus text format (`metrics()`).
 //! - `js`: the napi binding, the only module that names napi.
 //!
 //! The core (everything but `js`) is plain Rust and is tested with `cargo test`.
@@ -24,6 +25,7 @@ pub mod error;
 pub mod group;
 pub mod handler;
 pub mod lifecycle;
+pub mod metrics;
 pub mod option_keys;
 pub mod publish;
 pub mod server_info;

@@ -6,14 +6,21 @@ use std::sync::{Arc, Mutex};
 use redis::{FromRedisValue, RedisError, Value};
 use tracing::{debug, warn};
 
-use crate::codec::{now_ms, PublishId, StreamId, DATA_FIELD, TIMESTAMP_FIELD};
+use crate::codec::{now_ms, PublishId, StreamId, DATA_FIELD, TIMESTAMP_FIELD, TRACE_FIELD};
 use crate::connection::ledger::Ledger;
 use crate::connection::{CommandConn, Reply, ReplyTo};
 use crate::error::{self, Error, Result};
 use crate::status::Counters;
 use crate::trim::Trim;
 
-fn xadd(stream: &str, id: PublishId, json: &str, timestamp: u64, trim: Option<Trim>) -> redis::Cmd {
+fn xadd(
+    stream: &str,
+    id: PublishId,
+    json: &str,
+    timestamp: u64,
+    trim: Option<Trim>,
+    trace: Option<&str>,
+) -> redis::Cmd {
     let mut cmd = redis::cmd("XADD");
     cmd.arg(stream);
     if let Some(t) = trim {
@@ -24,6 +31,9 @@ fn xadd(stream: &str, id: PublishId, json: &str, timestamp: u64, trim: Option<Tr
         .arg(json)
         .arg(TIMESTAMP_FIELD)
         .arg(timestamp);
+    if let Some(trace) = trace {
+        cmd.arg(TRACE_FIELD).arg(trace);
+    }
     cmd
 }
 
@@ -78,7 +88,11 @@ fn finish_one(
     ledger: &Ledger,
     reply: Reply,
 ) -> Result<Option<StreamId>> {
-    match reply.map_err(|e| refusal(stream, id, &e))? {
+    let reply = reply.map_err(|e| {
+        Counters::add(&counters.publish_refused, 1);
+        refusal(stream, id, &e)
+    })?;
+    match reply {
         Some(v) => {
             let id = parse_id(&v)?;
             ledger.record(stream, id);
@@ -88,6 +102,7 @@ fn finish_one(
         }
         None => {
             Counters::add(&counters.publish_failed, 1);
+            Counters::add(&counters.publish_unavailable, 1);
             if let Some(held_back) = counters.unavailable_log.allow() {
                 warn!(
                     stream,
@@ -100,8 +115,18 @@ fn finish_one(
     }
 }
 
-/// Queues one XADD of `data` + `timestamp`, trimming in the same command when `trim` is
-/// given (the cheapest way to bound a stream). Never blocks; the order of calls is the
+/// What an entry holds besides its timestamp.
+#[derive(Debug, Clone, Copy)]
+pub struct Payload<'a> {
+    /// The JSON text of `data`.
+    pub json: &'a str,
+    /// The `trace` field (see [`crate::codec::TraceContext`]), when published in a trace.
+    pub trace: Option<&'a str>,
+}
+
+/// Queues one XADD of `data` + `timestamp` (+ `trace`, the publisher's trace context, when
+/// given), trimming in the same command when `trim` is given (the cheapest way to bound a
+/// stream). Never blocks; the order of calls is the
 /// order in the stream.
 ///
 /// `done` receives the entry id, `None` when Redis is unavailable (fail open),
@@ -112,12 +137,12 @@ pub fn enqueue(
     conn: &CommandConn,
     counters: Arc<Counters>,
     stream: &str,
-    json: &str,
+    payload: Payload<'_>,
     id: PublishId,
     trim: Option<Trim>,
     done: impl FnOnce(Result<Option<StreamId>>) + Send + 'static,
 ) {
-    let cmd = xadd(stream, id, json, now_ms(), trim);
+    let cmd = xadd(stream, id, payload.json, now_ms(), trim, payload.trace);
     let stream = stream.to_owned();
     let ledger = conn.ledger().clone();
     conn.submit(
@@ -134,7 +159,7 @@ struct BatchReplies<F> {
 }
 
 /// Queues one XADD per item, back to back in the order given (they go out in one
-/// pipeline unless the batch is larger than a pipeline).
+/// pipeline unless the batch is larger than a pipeline); each carries `trace` when given.
 ///
 /// `done` receives one id per item (`None` for an item written while Redis was
 /// unavailable), [`Error::Refused`] when Redis refused an item (see [`finish_batch`]), or
@@ -145,6 +170,7 @@ pub fn enqueue_batch<F>(
     counters: Arc<Counters>,
     stream: &str,
     items: &[String],
+    trace: Option<&str>,
     done: F,
 ) where
     F: FnOnce(Result<Vec<Option<StreamId>>>) + Send + 'static,
@@ -179,7 +205,10 @@ pub fn enqueue_batch<F>(
                 }
             }
         });
-        conn.submit(xadd(stream, PublishId::Auto, json, ts, None), reply_to);
+        conn.submit(
+            xadd(stream, PublishId::Auto, json, ts, None, trace),
+            reply_to,
+        );
     }
 }
 
@@ -219,6 +248,8 @@ fn finish_batch(
     let ok = out.iter().filter(|i| i.is_some()).count() as u64;
     Counters::add(&counters.published, ok);
     Counters::add(&counters.publish_failed, refused + unavailable);
+    Counters::add(&counters.publish_unavailable, unavailable);
+    Counters::add(&counters.publish_refused, refused);
     if unavailable > 0 {
         if let Some(held_back) = counters.unavailable_log.allow() {
             warn!(

@@ -151,6 +151,7 @@ async fn the_offline_buffer_keeps_call_order_and_settles_everything_under_repeat
                 &format!(r#"{{"n":{n}}}"#),
                 PublishId::Auto,
                 None,
+                None,
                 move |r| {
                     let _ = tx.send(r);
                 },

@@ -202,9 +202,16 @@ async fn disconnect_settles_parked_publishes_a_stalled_flush_holds() {
     let settled = Arc::new(std::sync::Mutex::new(Vec::new()));
     for n in 0..PARKED {
         let settled = settled.clone();
-        c.start_publish("parked", &n.to_string(), PublishId::Auto, None, move |r| {
-            settled.lock().unwrap().push(r.unwrap());
-        })
+        c.start_publish(
+            "parked",
+            &n.to_string(),
+            PublishId::Auto,
+            None,
+            None,
+            move |r| {
+                settled.lock().unwrap().push(r.unwrap());
+            },
+        )
         .unwrap();
     }
     // The client cannot reconnect (its user is off) until writes are paused: its flush then

@@ -254,7 +254,7 @@ async fn a_publish_queued_behind_a_stalled_pipeline_resolves_null_within_the_com
 
     server.pause();
     let (tx, first) = tokio::sync::oneshot::channel();
-    c.start_publish("stall", "1", PublishId::Auto, None, move |r| {
+    c.start_publish("stall", "1", PublishId::Auto, None, None, move |r| {
         let _ = tx.send(r);
     })
     .unwrap();

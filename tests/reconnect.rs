@@ -234,9 +234,16 @@ async fn parked_publishes_wait_out_a_server_that_refuses_writes() {
         let mut waiting = Vec::new();
         for n in 0..50 {
             let (tx, rx) = tokio::sync::oneshot::channel();
-            c.start_publish("parked", &n.to_string(), PublishId::Auto, None, move |r| {
-                let _ = tx.send(r);
-            })
+            c.start_publish(
+                "parked",
+                &n.to_string(),
+                PublishId::Auto,
+                None,
+                None,
+                move |r| {
+                    let _ = tx.send(r);
+                },
+            )
             .unwrap();
             waiting.push(rx);
         }

@@ -15,7 +15,8 @@ impl Client {
     /// same command when `trim` is given); `done` receives the result, exactly once, from a
     /// runtime thread (see [`publish::enqueue`]). Never blocks: the order of calls is the
     /// order of the entries. Connects a client that was never connected; after
-    /// `disconnect()`, `done` receives `Ok(None)` (fail open).
+    /// `disconnect()`, `done` receives `Ok(None)` (fail open). `trace`: the W3C trace context
+    /// (`traceparent[;tracestate]`) stored with the entry, when the caller is inside a trace.
     ///
     /// # Errors
     /// [`Error::InvalidArg`] for a bad stream name or an oversized payload (`done` is then
@@ -26,6 +27,7 @@ impl Client {
         json: &str,
         id: PublishId,
         trim: Option<Trim>,
+        trace: Option<&str>,
         done: impl FnOnce(Result<Option<StreamId>>) + Send + 'static,
     ) -> Result<()> {
         check_stream_name(stream)?;
@@ -33,11 +35,13 @@ impl Client {
         match self.session()? {
             Found::Open(s) => {
                 s.touched.add(stream);
-                publish::enqueue(&s.cmd, self.counters.clone(), stream, json, id, trim, done);
+                let (payload, counters) = (publish::Payload { json, trace }, self.counters.clone());
+                publish::enqueue(&s.cmd, counters, stream, payload, id, trim, done);
             }
             Found::Closed => {
                 self.closed("publishMessage");
                 Counters::add(&self.counters.publish_failed, 1);
+                Counters::add(&self.counters.publish_closed, 1);
                 done(Ok(None));
             }
         }
@@ -58,14 +62,15 @@ impl Client {
         trim: Option<Trim>,
     ) -> Result<Option<StreamId>> {
         let (tx, rx) = oneshot::channel();
-        self.start_publish(stream, json, id, trim, move |r| {
+        self.start_publish(stream, json, id, trim, None, move |r| {
             let _ = tx.send(r);
         })?;
         rx.await.unwrap_or(Ok(None))
     }
 
     /// Queues many entries back to back, order kept; `done` receives one id (or `None`)
-    /// per item, exactly once, from a runtime thread (see [`publish::enqueue_batch`]).
+    /// per item, exactly once, from a runtime thread (see [`publish::enqueue_batch`]); `trace`
+    /// as for [`Client::start_publish`], stored with every entry.
     ///
     /// # Errors
     /// As [`Client::start_publish`].
@@ -73,6 +78,7 @@ impl Client {
         &self,
         stream: &str,
         items: &[String],
+        trace: Option<&str>,
         done: impl FnOnce(Result<Vec<Option<StreamId>>>) + Send + 'static,
     ) -> Result<()> {
         check_stream_name(stream)?;
@@ -82,11 +88,12 @@ impl Client {
         match self.session()? {
             Found::Open(s) => {
                 s.touched.add(stream);
-                publish::enqueue_batch(&s.cmd, self.counters.clone(), stream, items, done);
+                publish::enqueue_batch(&s.cmd, self.counters.clone(), stream, items, trace, done);
             }
             Found::Closed => {
                 self.closed("publishBatch");
                 Counters::add(&self.counters.publish_failed, items.len() as u64);
+                Counters::add(&self.counters.publish_closed, items.len() as u64);
                 done(Ok(vec![None; items.len()]));
             }
         }
@@ -103,7 +110,7 @@ impl Client {
         items: &[String],
     ) -> Result<Vec<Option<StreamId>>> {
         let (tx, rx) = oneshot::channel();
-        self.start_publish_batch(stream, items, move |r| {
+        self.start_publish_batch(stream, items, None, move |r| {
             let _ = tx.send(r);
         })?;
         rx.await.unwrap_or_else(|_| Ok(vec![None; items.len()]))

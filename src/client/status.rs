@@ -2,7 +2,7 @@
 
 use super::session::Session;
 use super::Client;
-use crate::status::{ConnState, Insight, Status};
+use crate::status::{ConnState, Counters, Insight, Status};
 
 impl Session {
     /// Asks Redis for the numbers of `getStatus()` only it knows (see [`Insight`]); without
@@ -36,6 +36,11 @@ impl Session {
 }
 
 impl Client {
+    /// The counters, for `metrics()` (their per-stream parts are not in [`Status`]).
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
     /// The current status, without waiting for Redis: the numbers only Redis knows (groups'
     /// lag and pending, how far busy subscriptions trail) are those of the last refresh, and
     /// a refresh starts in the background when they are older than [`Insight::MAX_AGE_MS`].

@@ -65,6 +65,13 @@ impl Entry {
             .unwrap_or(self.id.ms)
     }
 
+    /// The publisher's trace context (`traceparent`, `tracestate`) from the `trace` field;
+    /// `None` without one, or when it is not a W3C trace context.
+    pub fn trace(&self) -> Option<(&str, Option<&str>)> {
+        let raw = self.field(super::TRACE_FIELD)?;
+        super::split_field(std::str::from_utf8(raw).ok()?)
+    }
+
     /// The message's `data` as a JSON value (foreign entries follow the fallback rules).
     pub fn data_value(&self) -> serde_json::Value {
         match self.payload() {
@@ -97,7 +104,8 @@ fn push_json_str(out: &mut String, s: &str) {
 }
 
 /// Encodes a batch of entries of one stream as one JSON array of
-/// `{"id","stream","data","timestamp"}` objects, for one `JSON.parse` on the JavaScript side.
+/// `{"id","stream","data","timestamp"}` objects (plus `traceparent` and `tracestate` when the
+/// entry carries a trace context), for one `JSON.parse` on the JavaScript side.
 ///
 /// Valid JSON in `data` is copied as is, so V8 parses each payload exactly once.
 pub fn batch_json(stream: &str, entries: &[Entry]) -> String {
@@ -131,7 +139,16 @@ pub fn batch_json(stream: &str, entries: &[Entry]) -> String {
             }
             Payload::Deleted => out.push_str("null"),
         }
-        let _ = write!(out, ",\"timestamp\":{}}}", e.timestamp());
+        let _ = write!(out, ",\"timestamp\":{}", e.timestamp());
+        if let Some((parent, state)) = e.trace() {
+            out.push_str(",\"traceparent\":");
+            push_json_str(&mut out, parent);
+            if let Some(state) = state {
+                out.push_str(",\"tracestate\":");
+                push_json_str(&mut out, state);
+            }
+        }
+        out.push('}');
     }
     out.push(']');
     out
@@ -207,5 +224,30 @@ mod tests {
             assert_eq!(batch[i]["id"], e.id.to_string());
         }
         assert_eq!(entries[0].data_value(), serde_json::json!([1, "x"]));
+    }
+
+    #[test]
+    fn trace_field_becomes_traceparent_and_tracestate() {
+        let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let with_state = format!("{tp};k=v");
+        let m = decoded(entry(
+            "1-0",
+            &[
+                (b"data", b"1"),
+                (b"timestamp", b"5"),
+                (b"trace", with_state.as_bytes()),
+            ],
+        ));
+        assert_eq!(m["data"], 1);
+        assert_eq!(m["traceparent"], tp);
+        assert_eq!(m["tracestate"], "k=v");
+        let m = decoded(entry("2-0", &[(b"data", b"1"), (b"trace", tp.as_bytes())]));
+        assert_eq!(m["traceparent"], tp);
+        assert!(m.get("tracestate").is_none());
+        let m = decoded(entry(
+            "3-0",
+            &[(b"data", b"1"), (b"trace", b"not a context")],
+        ));
+        assert!(m.get("traceparent").is_none());
     }
 }

@@ -8,17 +8,20 @@
 //! - [`ids`]: stream ids (`StreamId`, `StartId`, `PublishId`);
 //! - [`entry`]: an entry and its payload decision, and the JSON handed to JavaScript;
 //! - [`reply`]: XRANGE/XREAD replies into entries;
-//! - [`xinfo`]: `XINFO STREAM` and `XINFO GROUPS`.
+//! - [`xinfo`]: `XINFO STREAM` and `XINFO GROUPS`;
+//! - [`trace`]: the optional `trace` field (W3C trace context) of a publish made in a trace.
 
 mod entry;
 mod ids;
 mod reply;
+mod trace;
 mod xinfo;
 
 pub use crate::clock::now_ms;
 pub use entry::{batch_json, Entry, DATA_FIELD, TIMESTAMP_FIELD};
 pub use ids::{PublishId, StartId, StreamId};
 pub use reply::{parse_entries, parse_entry, parse_read_reply};
+pub use trace::{is_traceparent, split_field, TraceContext, TRACE_FIELD};
 pub use xinfo::{parse_groups_info, parse_stream_info, GroupFacts, StreamInfo};
 
 use redis::Value;

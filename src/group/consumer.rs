@@ -339,7 +339,7 @@ impl ConsumerLoop {
             }
         };
         let counters = &self.groups.counters;
-        Counters::add(&counters.delivered, outcome.handled as u64);
+        counters.delivered_to(&c.stream, outcome.handled as u64);
         Counters::add(&counters.callback_errors, outcome.failures.len() as u64);
         for f in &outcome.failures {
             warn!(stream = %c.stream, group = %c.group, consumer = %c.name, id = %f.id, error = %f.error, "consumer callback failed; the entry stays pending");

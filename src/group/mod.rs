@@ -70,19 +70,29 @@ impl Groups {
             let reply = self.cmd.query::<Value, _>(&cmd).await;
             let checked_at_ms = crate::codec::now_ms();
             match reply.map(|v| v.map(|v| parse_groups_info(&v))) {
-                Ok(Some(Ok(facts))) => facts
-                    .into_iter()
-                    .filter(|f| groups.contains(&f.name))
-                    .map(|f| GroupInfo {
-                        stream: stream.to_string(),
-                        group: f.name,
-                        lag: f.lag,
-                        pending: f.pending,
-                        last_delivered_id: f.last_delivered,
-                        consumers: f.consumers,
-                        checked_at_ms,
-                    })
-                    .collect(),
+                Ok(Some(Ok(facts))) => {
+                    let stream = &stream;
+                    let infos = facts.into_iter().filter(|f| groups.contains(&f.name)).map(
+                        |f| async move {
+                            let oldest_pending_ms = if f.pending > 0 {
+                                self.oldest_pending_ms(stream, &f.name).await
+                            } else {
+                                None
+                            };
+                            GroupInfo {
+                                stream: stream.to_string(),
+                                group: f.name,
+                                lag: f.lag,
+                                pending: f.pending,
+                                last_delivered_id: f.last_delivered,
+                                consumers: f.consumers,
+                                checked_at_ms,
+                                oldest_pending_ms,
+                            }
+                        },
+                    );
+                    futures_util::future::join_all(infos).await
+                }
                 Ok(Some(Err(e))) => {
                     warn!(stream = %stream, error = %e, "cannot read XINFO GROUPS for the status");
                     Vec::new()
@@ -96,6 +106,21 @@ impl Groups {
             .into_iter()
             .flatten()
             .collect()
+    }
+
+    /// The millisecond part of the oldest pending entry's id of `group` (XPENDING's summary);
+    /// `None` when nothing is pending or Redis cannot tell now.
+    async fn oldest_pending_ms(&self, stream: &str, group: &str) -> Option<u64> {
+        let reply = self
+            .cmd
+            .query::<Value, _>(&xpending_summary(stream, group))
+            .await
+            .ok()??;
+        let Value::Array(parts) = reply else {
+            return None;
+        };
+        let first: String = redis::FromRedisValue::from_redis_value_ref(parts.get(1)?).ok()?;
+        first.parse::<StreamId>().ok().map(|id| id.ms)
     }
 
     /// Creates `group` on `stream` (and the stream, if missing).

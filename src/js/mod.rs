@@ -3,6 +3,7 @@
 
 mod args;
 mod binding;
+mod channels;
 #[cfg(coverage)]
 mod coverage;
 mod deliveries;
@@ -29,6 +30,8 @@ mod groups;
 mod trim;
 
 mod status;
+
+mod metrics;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;

@@ -140,6 +140,37 @@ pub struct PublishOptions {
     pub max_len: Option<f64>,
     /// `~` trimming (whole nodes only, far cheaper). Defaults to true.
     pub approximate: Option<bool>,
+    /// The trace context to carry in the entry's `trace` field. Defaults to the active
+    /// OpenTelemetry context, when the app has registered an OpenTelemetry SDK; without
+    /// either, the entry carries none.
+    pub trace_context: Option<TraceContextOptions>,
+}
+
+/// Options of `publishBatch`.
+#[napi(object)]
+#[derive(Default)]
+pub struct PublishBatchOptions {
+    /// The trace context every entry of the batch carries, as `publishMessage`'s option.
+    pub trace_context: Option<TraceContextOptions>,
+}
+
+/// A W3C trace context given explicitly (for apps without OpenTelemetry).
+#[napi(object)]
+pub struct TraceContextOptions {
+    /// The W3C `traceparent`, e.g. `00-<trace id>-<parent id>-01`.
+    pub traceparent: String,
+    /// The W3C `tracestate`, if any.
+    pub tracestate: Option<String>,
+}
+
+impl TraceContextOptions {
+    /// The validated context.
+    ///
+    /// # Errors
+    /// `ERR_INVALID_ARG` naming `traceContext.traceparent` or `traceContext.tracestate`.
+    pub fn validate(&self) -> crate::error::Result<crate::codec::TraceContext> {
+        crate::codec::TraceContext::new(&self.traceparent, self.tracestate.as_deref())
+    }
 }
 
 /// Options of `trimStream`: give `maxLen` or `minId`.

@@ -6,9 +6,9 @@ use napi_derive::napi;
 use super::args::{opt_object_arg, opt_string_arg, string_arg};
 use super::client::{in_runtime, rejected, with_args, StreamsClient};
 use super::env_data;
-use super::options::PublishOptions;
+use super::options::{PublishBatchOptions, PublishOptions};
 use super::promises::Settled;
-use crate::codec::{check_stream_name, PublishId};
+use crate::codec::{check_stream_name, PublishId, TraceContext};
 use crate::error::{Error as CoreError, Result as CoreResult};
 use crate::trim::Trim;
 
@@ -39,18 +39,19 @@ impl StreamsClient {
     ) -> Result<PromiseRaw<'e, Option<String>>> {
         with_args(
             env,
-            || -> CoreResult<(String, PublishId, Option<Trim>)> {
+            || -> CoreResult<(String, PublishId, Option<Trim>, Option<TraceContext>)> {
                 let stream = string_arg(stream, "stream")?;
                 check_stream_name(&stream)?;
                 let id = match opt_string_arg(id, "id")? {
                     Some(id) => PublishId::parse(&id)?,
                     None => PublishId::Auto,
                 };
-                let o: PublishOptions = opt_object_arg(options, "options")?;
+                let mut o: PublishOptions = opt_object_arg(options, "options")?;
+                let trace = o.trace_context.take().map(|t| t.validate()).transpose()?;
                 let trim = Trim::from_input(o.into())?;
-                Ok((stream, id, trim))
+                Ok((stream, id, trim, trace))
             },
-            |(stream, id, trim)| {
+            |(stream, id, trim, trace)| {
                 let json = match env_data(env)?.runtime.stringify(env, data)? {
                     Ok(j) => j,
                     Err(e) => return rejected(env, e),
@@ -59,11 +60,14 @@ impl StreamsClient {
                 // of the entries.
                 let queued = self.promises.start(env, |resolver| {
                     in_runtime(|| {
-                        self.binding
-                            .inner
-                            .start_publish(&stream, &json, id, trim, move |r| {
-                                resolver.resolve(r.map(Settled::Id))
-                            })
+                        self.binding.inner.start_publish(
+                            &stream,
+                            &json,
+                            id,
+                            trim,
+                            trace.as_ref().map(TraceContext::field_value),
+                            move |r| resolver.resolve(r.map(Settled::Id)),
+                        )
                     })
                 })?;
                 queued.or_else(|e| rejected(env, e))
@@ -74,10 +78,11 @@ impl StreamsClient {
     /// Appends every item to `stream` in one pipeline, order kept.
     ///
     /// Resolves to one id per item (`null` for an item Redis refused, every item `null`
-    /// when Redis is unavailable).
+    /// when Redis is unavailable). Every entry carries the trace context of the call (see
+    /// `PublishOptions.traceContext`).
     #[napi(
         catch_unwind,
-        ts_args_type = "stream: string, items: unknown[]",
+        ts_args_type = "stream: string, items: unknown[], options?: PublishBatchOptions | null",
         ts_return_type = "Promise<Array<string | null>>"
     )]
     pub fn publish_batch<'e>(
@@ -85,18 +90,21 @@ impl StreamsClient {
         env: &'e Env,
         stream: Unknown,
         items: Unknown,
+        options: Option<Unknown>,
     ) -> Result<PromiseRaw<'e, Vec<Option<String>>>> {
         with_args(
             env,
-            || -> CoreResult<String> {
+            || -> CoreResult<(String, Option<TraceContext>)> {
                 let stream = string_arg(stream, "stream")?;
                 check_stream_name(&stream)?;
                 if !items.is_array().unwrap_or(false) {
                     return Err(CoreError::invalid("items", "expected an array"));
                 }
-                Ok(stream)
+                let o: PublishBatchOptions = opt_object_arg(options, "options")?;
+                let trace = o.trace_context.map(|t| t.validate()).transpose()?;
+                Ok((stream, trace))
             },
-            |stream| {
+            |(stream, trace)| {
                 let len = unsafe { items.cast::<Array>() }?.len();
                 let jsons = match env_data(env)?.runtime.stringify_all(env, items, len)? {
                     Ok(j) => j,
@@ -112,11 +120,12 @@ impl StreamsClient {
                 };
                 let queued = self.promises.start(env, |resolver| {
                     in_runtime(|| {
-                        self.binding
-                            .inner
-                            .start_publish_batch(&stream, &jsons, move |r| {
-                                resolver.resolve(r.map(Settled::Ids))
-                            })
+                        self.binding.inner.start_publish_batch(
+                            &stream,
+                            &jsons,
+                            trace.as_ref().map(TraceContext::field_value),
+                            move |r| resolver.resolve(r.map(Settled::Ids)),
+                        )
                     })
                 })?;
                 queued.or_else(|e| rejected(env, e))

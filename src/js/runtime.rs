@@ -24,6 +24,8 @@ const RUNTIME_JS: &str = concat!(
     include_str!("runtime/iterators.js"),
     ",\n",
     include_str!("runtime/process.js"),
+    ",\n",
+    include_str!("runtime/tracing.js"),
     "]) Object.assign(runtime, piece(runtime));\nreturn runtime;\n})()\n//# sourceURL=streamcast/runtime.js\n"
 );
 

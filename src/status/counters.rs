@@ -1,6 +1,8 @@
 //! The counters `getStatus()` shows, kept for the life of a client.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use super::log_throttle::Throttle;
 
@@ -33,9 +35,25 @@ pub struct Counters {
     /// Commands Redis refused because of its own state (a failover's `READONLY` or
     /// `MASTERDOWN`, `LOADING`, `OOM`, `BUSY`, `TRYAGAIN`, `CLUSTERDOWN`); they failed open.
     pub server_state_errors: AtomicU64,
+    /// Entries of `publish_failed` not written because Redis was unavailable.
+    pub publish_unavailable: AtomicU64,
+    /// Entries Redis refused (`NOPERM`, `WRONGTYPE`, an id not above the stream's top).
+    pub publish_refused: AtomicU64,
+    /// Entries of `publish_failed` not written because the client was disconnected.
+    pub publish_closed: AtomicU64,
+    /// `delivered` per stream, for `metrics()`: at most [`MAX_LABELLED_STREAMS`] streams,
+    /// the rest summed under [`OTHER_STREAMS`].
+    pub delivered_by_stream: Mutex<BTreeMap<String, u64>>,
     /// Throttles the "Redis unavailable" warning of publishes.
     pub unavailable_log: Throttle,
 }
+
+/// Streams (or other label values) a per-stream counter keeps apart; the series of a
+/// metric stay bounded however many streams a client touches.
+pub const MAX_LABELLED_STREAMS: usize = 256;
+
+/// The label value under which counts past [`MAX_LABELLED_STREAMS`] are summed.
+pub const OTHER_STREAMS: &str = "_other";
 
 /// A copy of the counters at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -72,6 +90,35 @@ impl Counters {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Counts `n` messages handed to the callbacks of `stream` (in `delivered` and per
+    /// stream).
+    pub fn delivered_to(&self, stream: &str, n: u64) {
+        if n == 0 {
+            return;
+        }
+        Self::add(&self.delivered, n);
+        let mut by = self
+            .delivered_by_stream
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = by.get_mut(stream) {
+            *c += n;
+        } else if by.len() < MAX_LABELLED_STREAMS {
+            by.insert(stream.to_owned(), n);
+        } else {
+            *by.entry(OTHER_STREAMS.to_owned()).or_default() += n;
+        }
+    }
+
+    /// `delivered` per stream (see [`Counters::delivered_by_stream`]).
+    pub fn delivered_by_stream(&self) -> Vec<(String, u64)> {
+        let by = self
+            .delivered_by_stream
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        by.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+
     /// Reads every counter.
     pub fn snapshot(&self) -> CountersSnapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -89,5 +136,29 @@ impl Counters {
             stream_resets: get(&self.stream_resets),
             server_state_errors: get(&self.server_state_errors),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivered_per_stream_is_bounded() {
+        let c = Counters::default();
+        for i in 0..MAX_LABELLED_STREAMS + 10 {
+            c.delivered_to(&format!("s{i}"), 2);
+        }
+        c.delivered_to("s0", 1);
+        c.delivered_to("s1", 0);
+        let by = c.delivered_by_stream();
+        assert_eq!(by.len(), MAX_LABELLED_STREAMS + 1);
+        let get = |k: &str| by.iter().find(|(s, _)| s == k).map(|(_, n)| *n);
+        assert_eq!(get("s0"), Some(3));
+        assert_eq!(get(OTHER_STREAMS), Some(20));
+        assert_eq!(
+            c.snapshot().delivered,
+            2 * (MAX_LABELLED_STREAMS as u64 + 10) + 1
+        );
     }
 }

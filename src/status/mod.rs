@@ -10,7 +10,7 @@ mod counters;
 mod log_throttle;
 
 pub use conn_state::ConnState;
-pub use counters::{Counters, CountersSnapshot};
+pub use counters::{Counters, CountersSnapshot, MAX_LABELLED_STREAMS, OTHER_STREAMS};
 pub use log_throttle::Throttle;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -61,6 +61,9 @@ pub struct GroupInfo {
     pub consumers: u64,
     /// When Redis was asked, ms since the epoch.
     pub checked_at_ms: u64,
+    /// The millisecond part of the id of the group's oldest pending entry (`XPENDING`'s
+    /// summary), so its age is `checked_at_ms` minus this; `None` when nothing is pending.
+    pub oldest_pending_ms: Option<u64>,
 }
 
 /// The numbers of `getStatus()` that only Redis knows (groups' lag and pending, how far a

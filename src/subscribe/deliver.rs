@@ -62,7 +62,8 @@ pub(super) async fn deliver(
         sub.queued.fetch_sub(n as u64, Ordering::Relaxed);
         match result {
             Ok(outcome) => {
-                Counters::add(&subs.counters.delivered, outcome.handled as u64);
+                subs.counters
+                    .delivered_to(&sub.stream, outcome.handled as u64);
                 for f in &outcome.failures {
                     warn!(stream = %sub.stream, id = %f.id, error = %f.error, "subscription callback failed; delivery goes on");
                 }

@@ -1,7 +1,7 @@
 // Process-wide pieces: the singleton slot on globalThis, the exports patch, the logger wrapper.
 // One piece of the addon's JavaScript: src/js/runtime.rs evaluates the pieces in order, each
 // given what the earlier ones returned.
-(function streamcastProcess() {
+(function streamcastProcess(runtime) {
   "use strict";
 
   // Kept on globalThis so that a module evaluated again (next dev's hot reload, a bundler that
@@ -30,6 +30,8 @@
       writable: true,
       configurable: true,
     });
+    // The tracing wrappers (runtime/tracing.js, evaluated after this piece) go on top.
+    runtime.patchTracing(exports);
   }
 
   // ---- logging ---------------------------------------------------------------------------

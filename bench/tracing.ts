@@ -1,0 +1,82 @@
+// `pnpm bench:tracing`: what tracing costs. Publish throughput (256 in flight) and delivery
+// throughput (one subscription draining a pre-filled stream) with tracing off, with a no-op
+// subscriber on every TracingChannel, and with OpenTelemetry spans (streamcast/otel), each mode
+// in a process of its own, interleaved, on a private redis-server. Ratios are to the build
+// given with --baseline (the build before tracing existed), else to "off".
+//
+//   pnpm bench:tracing [--baseline <dir or index.js of another build>] [--repeats 5] [--n 20000]
+//
+// Writes bench/results/tracing-latest.json. Timings are never a test.
+import { execFileSync } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { cpus } from "node:os";
+import { join, resolve } from "node:path";
+import { BENCH_DIR, ROOT } from "./lib/proc.js";
+import { startRedis } from "./lib/redis.js";
+
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+const baselineArg = arg("baseline");
+const baseline = baselineArg === undefined ? undefined : baselineArg.endsWith(".js") ? resolve(baselineArg) : resolve(baselineArg, "index.js");
+const repeats = Number(arg("repeats") ?? 5);
+const n = Number(arg("n") ?? 20_000);
+const here = join(ROOT, "index.js");
+const modes: Array<[string, string]> = [
+  ...(baseline === undefined ? [] : ([["pre", baseline]] as Array<[string, string]>)),
+  ["off", here],
+  ["noop", here],
+  ["otel", here],
+];
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+};
+
+async function main(): Promise<void> {
+  const redis = await startRedis();
+  const samples = new Map<string, { publish: number[]; deliver: number[] }>(modes.map(([m]) => [m, { publish: [], deliver: [] }]));
+  try {
+    for (let r = 0; r < repeats; r++) {
+      // Rotate the order each repeat so no mode always runs first.
+      const order = modes.map((_, i) => modes[(i + r) % modes.length]!);
+      for (const [mode, addon] of order) {
+        const out = execFileSync(process.execPath, [join(BENCH_DIR, "workers", "tracing.mjs"), mode, addon, redis.url, String(n)], {
+          encoding: "utf8",
+          stdio: ["ignore", "pipe", "inherit"],
+        });
+        const { publish, deliver } = JSON.parse(out.trim().split("\n").at(-1)!) as { publish: number; deliver: number };
+        samples.get(mode)!.publish.push(publish);
+        samples.get(mode)!.deliver.push(deliver);
+        await redis.flushall();
+      }
+      console.error(`repeat ${r + 1}/${repeats} done`);
+    }
+  } finally {
+    await redis.stop();
+  }
+
+  const ref = baseline === undefined ? "off" : "pre";
+  const refPublish = median(samples.get(ref)!.publish);
+  const refDeliver = median(samples.get(ref)!.deliver);
+  const rows = modes.map(([mode]) => {
+    const s = samples.get(mode)!;
+    const publish = median(s.publish);
+    const deliver = median(s.deliver);
+    return { mode, publish: Math.round(publish), deliver: Math.round(deliver), publishRatio: +(publish / refPublish).toFixed(2), deliverRatio: +(deliver / refDeliver).toFixed(2) };
+  });
+  console.log(`n=${n}, repeats=${repeats}, medians, ratios to "${ref}"; ${cpus().length} cores, Redis ${redis.version}, Node ${process.version}`);
+  console.log("| mode | publish msgs/s | ratio | delivery msgs/s | ratio |");
+  console.log("|---|---|---|---|---|");
+  for (const r of rows) console.log(`| ${r.mode} | ${r.publish} | ${r.publishRatio} | ${r.deliver} | ${r.deliverRatio} |`);
+  const commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: ROOT, encoding: "utf8" }).trim();
+  writeFileSync(join(BENCH_DIR, "results", "tracing-latest.json"), JSON.stringify({ commit, n, repeats, reference: ref, rows }, null, 2) + "\n");
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -1,0 +1,70 @@
+// One measurement of bench/tracing.ts, in a process of its own (channel subscribers and the
+// OpenTelemetry globals are process-wide): `node tracing.mjs <mode> <addon index.js> <url> <n>`.
+// Prints {"publish": msgs/s, "deliver": msgs/s}.
+//   pre   the build before tracing existed (its index.js)
+//   off   this build, nobody subscribed, no OpenTelemetry
+//   noop  this build, a no-op subscriber on every streamcast TracingChannel
+//   otel  this build, an OpenTelemetry SDK (AsyncLocalStorage context, always-on sampling, a
+//         span processor that drops spans) with streamcast/otel: a span per publish and per
+//         delivery, every entry published inside a span and carrying its context
+import { createRequire } from "node:module";
+import { randomUUID } from "node:crypto";
+import diagnostics_channel from "node:diagnostics_channel";
+
+const require = createRequire(import.meta.url);
+const [mode, addon, url, nArg] = process.argv.slice(2);
+const n = Number(nArg);
+const { StreamsClient } = require(addon);
+
+let inSpan = (fn) => fn();
+if (mode === "noop") {
+  const noop = { start() {}, end() {}, asyncStart() {}, asyncEnd() {}, error() {} };
+  for (const name of ["publish", "publishBatch", "deliver", "consume", "ack", "trim", "connect"]) {
+    diagnostics_channel.tracingChannel(`streamcast:${name}`).subscribe(noop);
+  }
+} else if (mode === "otel") {
+  const { context, trace } = require("@opentelemetry/api");
+  const { AsyncLocalStorageContextManager } = require("@opentelemetry/context-async-hooks");
+  const { BasicTracerProvider } = require("@opentelemetry/sdk-trace-base");
+  const drop = { onStart() {}, onEnd() {}, forceFlush: async () => {}, shutdown: async () => {} };
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [drop] }));
+  require("../../otel.js").instrument();
+  const tracer = trace.getTracer("bench");
+  inSpan = (fn) => tracer.startActiveSpan("request", (span) => fn().finally(() => span.end()));
+}
+
+const client = new StreamsClient({ redisUrl: url, enableAutoTrim: false, logLevel: "error" });
+await client.connect();
+
+async function publish(stream) {
+  const inflight = 256;
+  let next = 0;
+  const started = performance.now();
+  async function lane() {
+    while (next < n) {
+      next++;
+      await client.publishMessage(stream, { i: next, payload: "x".repeat(100) });
+    }
+  }
+  await inSpan(() => Promise.all(Array.from({ length: inflight }, lane)));
+  return n / ((performance.now() - started) / 1000);
+}
+
+async function deliver(stream) {
+  const items = Array.from({ length: 1000 }, (_, i) => ({ i, payload: "x".repeat(100) }));
+  for (let k = 0; k < n; k += 1000) await inSpan(() => client.publishBatch(stream, items.slice(0, Math.min(1000, n - k))));
+  let got = 0;
+  let done;
+  const all = new Promise((r) => (done = r));
+  const started = performance.now();
+  await client.subscribe(stream, () => {
+    if (++got === n) done();
+  }, { startId: "0" });
+  await all;
+  return n / ((performance.now() - started) / 1000);
+}
+
+const out = { publish: await publish(`bench:tracing:${randomUUID()}`), deliver: await deliver(`bench:tracing:${randomUUID()}`) };
+await client.disconnect();
+console.log(JSON.stringify(out));
