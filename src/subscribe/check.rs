@@ -82,7 +82,12 @@ impl Subscriptions {
                 },
             };
             let rolled_back_by_switch = switched.remove(stream);
-            if let Some(i) = &info {
+            // Only while the stream is still subscribed: an unsubscribe during the check
+            // forgot its end.
+            if let Some(i) = info
+                .as_ref()
+                .filter(|_| subs.values().any(|s| s.stream == *stream))
+            {
                 self.saw_end(stream, i.last_generated, Some(i.entries_added));
             }
             for sub in subs.values().filter(|s| s.stream == *stream) {

@@ -124,8 +124,13 @@ impl Subscriptions {
             // A subscription whose entry number is known tells how many entries the stream
             // had up to `last`, at least.
             let mut end_count: Option<u64> = None;
+            let mut subscribed = false;
             for sub in subs.values() {
-                if &*sub.stream != stream.as_str() || !plan.members.contains(&sub.id) {
+                if &*sub.stream != stream.as_str() {
+                    continue;
+                }
+                subscribed = true;
+                if !plan.members.contains(&sub.id) {
                     continue;
                 }
                 let mut position = sub.position();
@@ -158,7 +163,10 @@ impl Subscriptions {
                     Err(mpsc::error::TrySendError::Closed(_)) => {}
                 }
             }
-            self.saw_end(&read.stream, last, end_count);
+            // An unsubscribe during the read forgot the stream's end: not recorded again.
+            if subscribed {
+                self.saw_end(&read.stream, last, end_count);
+            }
         }
         drop(subs);
         let mut suspects = self.suspects();

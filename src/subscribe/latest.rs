@@ -78,9 +78,14 @@ impl Subscriptions {
             let v: Vec<Value> = reader.command(&latest_pipe(&sub.stream)).await?;
             match latest_of(&v) {
                 Ok((at, seen)) => {
-                    self.saw_end(&sub.stream, at, Some(seen));
-                    if sub.resolve_latest(at, seen) {
-                        info!(stream = %sub.stream, cursor = %at, "resolved \"$\"");
+                    // As in `resolve_latest`: an unsubscribe during the lookup forgot the
+                    // stream's end, and recording it now would leave it stale.
+                    let registered = self.subs();
+                    if registered.contains_key(&sub.id) {
+                        self.saw_end(&sub.stream, at, Some(seen));
+                        if sub.resolve_latest(at, seen) {
+                            info!(stream = %sub.stream, cursor = %at, "resolved \"$\"");
+                        }
                     }
                 }
                 // The node cannot answer for the stream now (MOVED, ASK, a failover): the
