@@ -45,7 +45,8 @@ pub(super) fn xread_cmd(
     let mut cmd = redis::cmd("XREAD");
     cmd.arg("COUNT").arg(count);
     if let Some(b) = block {
-        cmd.arg("BLOCK").arg(b.as_millis() as u64);
+        // At least 1 ms: `BLOCK 0` blocks for ever.
+        cmd.arg("BLOCK").arg((b.as_millis() as u64).max(1));
     }
     cmd.arg("STREAMS");
     for (k, _) in keys {
@@ -129,5 +130,26 @@ impl Subscriptions {
         plan.keys = min.into_iter().collect();
         plan.keys.sort();
         Some(plan)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A block under a millisecond is sent as `BLOCK 1`, never `BLOCK 0` (for ever).
+    #[test]
+    fn a_block_under_a_millisecond_is_never_block_0() {
+        let keys = vec![(Arc::<str>::from("s"), StreamId::ZERO)];
+        let cmd = xread_cmd(&keys, 10, Some(Duration::from_micros(500)));
+        let args: Vec<String> = cmd
+            .args_iter()
+            .map(|a| match a {
+                redis::Arg::Simple(b) => String::from_utf8_lossy(b).into_owned(),
+                _ => String::new(),
+            })
+            .collect();
+        let at = args.iter().position(|a| a == "BLOCK").unwrap();
+        assert_eq!(args[at + 1], "1", "{args:?}");
     }
 }

@@ -252,12 +252,14 @@ impl Subscriptions {
         if !suspects.any(|s| planned.contains(s)) {
             return Some(plan.block);
         }
-        let since = state.last_check.elapsed();
-        if since >= BUSY_CHECK_EVERY {
+        // Under a millisecond left counts as due: XREAD takes whole milliseconds, and
+        // `BLOCK 0` would block for ever.
+        let left = BUSY_CHECK_EVERY.saturating_sub(state.last_check.elapsed());
+        if left < Duration::from_millis(1) {
             state.check = PositionCheck::RoundRobin;
             return None;
         }
-        Some(plan.block.min(BUSY_CHECK_EVERY - since))
+        Some(plan.block.min(left))
     }
 
     /// Reads the planned streams: one blocking XREAD when they share one slot (always
