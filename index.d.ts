@@ -542,7 +542,8 @@ export interface SubscriptionStatus {
   streamLastId?: string
   /**
    * Entries of its stream it has not handled yet (`queued` plus those after `lastId`);
-   * `null` when unknown (started after an explicit id and trailing its stream).
+   * `null` when unknown (started after an explicit id and trailing its stream by more than
+   * 64 entries at the last position check).
    */
   behind?: number
 }

@@ -138,7 +138,8 @@ pub struct SubscriptionStatus {
     /// The newest id the client knows its stream has; `null` before the stream was read or checked.
     pub stream_last_id: Option<String>,
     /// Entries of its stream it has not handled yet (`queued` plus those after `lastId`);
-    /// `null` when unknown (started after an explicit id and trailing its stream).
+    /// `null` when unknown (started after an explicit id and trailing its stream by more than
+    /// 64 entries at the last position check).
     pub behind: Option<f64>,
 }
 

@@ -153,6 +153,7 @@ pub struct SubscriptionInfo {
     pub stream_last_id: Option<StreamId>,
     /// How many entries of the stream it has not handled yet: `queued` plus the entries
     /// after `last_id`. `None` when that count is unknown (a subscription started after an
-    /// explicit id, whose entry number Redis cannot tell, while it trails its stream).
+    /// explicit id, whose entry number Redis cannot tell, while it trails its stream by more
+    /// than a position check counts).
     pub behind: Option<u64>,
 }

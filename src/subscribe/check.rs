@@ -17,8 +17,10 @@ use super::Subscriptions;
 
 /// Streams checked in one pipeline, at most (each pipeline has its own command timeout).
 const CHECK_CHUNK: usize = 256;
-use super::stream_facts::{parse_stream_facts, stream_facts_cmd};
-use crate::codec::StreamInfo;
+use super::stream_facts::{
+    parse_counts_after, parse_stream_facts, stream_facts_after_cmd, COUNTED_CURSORS,
+};
+use crate::codec::{StreamId, StreamInfo};
 use crate::connection::{BlockingReader, ReadError};
 use crate::status::Counters;
 
@@ -50,17 +52,23 @@ impl Subscriptions {
         }
         // One pipeline per chunk, each within its own command timeout: thousands of streams
         // in one pipeline may never fit in one, and the reader would never read again.
+        let cursors: Vec<Vec<StreamId>> = streams.iter().map(|s| self.cursors_of(s)).collect();
         let mut replies: Vec<Value> = Vec::with_capacity(streams.len());
-        for chunk in streams.chunks(CHECK_CHUNK) {
+        for chunk in streams
+            .iter()
+            .zip(&cursors)
+            .collect::<Vec<_>>()
+            .chunks(CHECK_CHUNK)
+        {
             let mut pipe = redis::pipe();
             pipe.ignore_errors();
-            for stream in chunk {
-                pipe.add_command(stream_facts_cmd(stream));
+            for (stream, cursors) in chunk {
+                pipe.add_command(stream_facts_after_cmd(stream, cursors));
             }
             replies.extend(reader.command::<Vec<Value>>(&pipe).await?);
         }
         let subs = self.subs();
-        for (stream, reply) in streams.iter().zip(replies) {
+        for ((stream, reply), cursors) in streams.iter().zip(replies).zip(&cursors) {
             let info = match &reply {
                 // MOVED/ASK (its slot moved or is moving), TRYAGAIN/CLUSTERDOWN (resharding,
                 // a failover), anything else: nothing is known about the stream now. Its
@@ -90,10 +98,22 @@ impl Subscriptions {
             {
                 self.saw_end(stream, i.last_generated, Some(i.entries_added));
             }
+            let counts = parse_counts_after(&reply, cursors);
             for sub in subs.values().filter(|s| s.stream == *stream) {
                 let mut position = sub.position();
                 let mut reported = sub.gap_reported.lock().unwrap_or_else(|p| p.into_inner());
-                let v = verdict(*position, info.as_ref(), rolled_back_by_switch, *reported);
+                // A count made for another cursor (a read moved it meanwhile) says nothing.
+                let after = counts
+                    .iter()
+                    .find(|(c, _)| Some(*c) == position.cursor)
+                    .map(|(_, n)| *n);
+                let v = verdict(
+                    *position,
+                    info.as_ref(),
+                    rolled_back_by_switch,
+                    *reported,
+                    after,
+                );
                 self.report(stream, *position, info.as_ref(), v);
                 *position = v.apply(*position);
                 if let Verdict::Gap { reported: r, .. } = v {
@@ -102,6 +122,21 @@ impl Subscriptions {
             }
         }
         Ok(())
+    }
+
+    /// The cursors of `stream`'s subscriptions whose following entries a check counts:
+    /// distinct, the furthest behind first, at most [`COUNTED_CURSORS`].
+    fn cursors_of(&self, stream: &str) -> Vec<StreamId> {
+        let mut cursors: Vec<StreamId> = self
+            .subs()
+            .values()
+            .filter(|s| &*s.stream == stream)
+            .filter_map(|s| s.position().cursor)
+            .collect();
+        cursors.sort();
+        cursors.dedup();
+        cursors.truncate(COUNTED_CURSORS);
+        cursors
     }
 
     /// Logs and counts what a position check found.

@@ -128,12 +128,14 @@ impl Verdict {
 ///
 /// `stream`: what `XINFO STREAM` said (`None`: no such key). `switched`: the stream's server
 /// changed since it was last checked (a failover, a restart), so ids that went back were
-/// rolled back, not recreated. `reported`: what was reported as a gap already.
+/// rolled back, not recreated. `reported`: what was reported as a gap already. `after`: how
+/// many entries follow the cursor, counted with `stream` when the check could.
 pub(super) fn verdict(
     position: Position,
     stream: Option<&StreamInfo>,
     switched: bool,
     reported: GapReported,
+    after: Option<u64>,
 ) -> Verdict {
     let Some(at) = position.cursor else {
         return Verdict::Keep;
@@ -143,17 +145,47 @@ pub(super) fn verdict(
     };
     let reported = own_report(info, reported);
     let last = info.last_generated;
+    let exact = after.and_then(|n| entry_number(at, info, n));
     if last >= at && went_back_unseen(position, at, info) {
         return Verdict::Gap {
             missed: None,
-            seen: None,
+            seen: exact,
             reported: reported_now(info, reported),
         };
     }
     if last <= at {
         return at_or_past_end(position, at, info, switched, reported);
     }
-    gap(position, at, info, reported)
+    match exact {
+        Some(n) => counted(position, n, info, reported),
+        None => gap(position, at, info, reported),
+    }
+}
+
+/// The entry number of a cursor behind the stream's last id, from the entries that follow
+/// it (`after`): exact when none after it was removed, that is when the oldest entry left is
+/// at or before it (trims remove the oldest first) and no XDEL went past it.
+fn entry_number(at: StreamId, info: &StreamInfo, after: u64) -> Option<u64> {
+    let kept = info.first_entry.is_some_and(|f| f <= at) && info.max_deleted <= at;
+    (kept && info.last_generated > at).then(|| info.entries_added.saturating_sub(after))
+}
+
+/// The verdict for a cursor behind the stream's last id whose entry number the stream told
+/// exactly (`n`; nothing after the cursor was removed, so no trim or XDEL took an unread
+/// entry). More entries up to the cursor than the subscription counted: the stream went
+/// back unseen (recreated, or rolled back in a failover behind one address) and got entries
+/// at or below the cursor that were never read: a gap. Fewer: delivered entries went with a
+/// rollback, and a count that kept them would hide the next trim of unread ones.
+fn counted(position: Position, n: u64, info: &StreamInfo, reported: GapReported) -> Verdict {
+    match position.seen {
+        // Below a caller's start id, entries are not owed.
+        Some(s) if n > s && !position.caller_given => Verdict::Gap {
+            missed: Some(n - s),
+            seen: Some(n),
+            reported: reported_now(info, reported),
+        },
+        _ => recount(position, Some(n)),
+    }
 }
 
 /// [`Verdict::Keep`] when the position's entry number is `seen` already, else
@@ -490,7 +522,48 @@ mod tests {
         ];
         for (what, position, stream, switched, reported, expected) in table {
             assert_eq!(
-                verdict(position, stream.as_ref(), switched, reported),
+                verdict(position, stream.as_ref(), switched, reported, None),
+                expected,
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_count_of_the_entries_after_the_cursor_gives_the_exact_entry_number() {
+        // (what, position, stream, entries after the cursor, expected)
+        #[rustfmt::skip]
+        let table: Vec<(&str, Position, StreamInfo, u64, Verdict)> = vec![
+            ("behind, count right: kept",
+             ours(90, Some(90)), info(100, 100, 100, 0), 10, Verdict::Keep),
+            ("behind, count unknown: learnt",
+             ours(90, None), info(100, 100, 100, 0), 10, Verdict::Recount(Some(90))),
+            ("caller's id behind the stream: learnt",
+             given(90), info(100, 100, 100, 0), 10, Verdict::Recount(Some(90))),
+            ("behind after an unseen rollback: delivered entries went, the count follows",
+             ours(90, Some(93)), info(100, 100, 100, 0), 10, Verdict::Recount(Some(90))),
+            ("behind, entries appeared at or below the cursor unread: a gap of them",
+             ours(90, Some(85)), info(100, 100, 100, 0), 10,
+             Verdict::Gap { missed: Some(5), seen: Some(90), reported: NONE }),
+            ("caller's id, entries below it are not owed",
+             Position { seen: Some(85), ..given(90) }, info(100, 100, 100, 0), 10,
+             Verdict::Recount(Some(90))),
+            ("a trim took entries after the cursor: the count is not exact, the old rule decides",
+             ours(90, Some(90)), info(100, 100, 5, 0), 5,
+             Verdict::Gap { missed: Some(5), seen: Some(95), reported: NONE }),
+            ("an XDEL after the cursor: not exact, reported by its id",
+             ours(90, Some(90)), info(100, 100, 99, 95), 9,
+             Verdict::Gap { missed: None, seen: Some(90), reported: GapReported { max_deleted: id(95, 0) } }),
+            ("ids went back and new ones overtook the cursor: the gap, with the entry number",
+             ours(100, Some(100)), info(120, 30, 30, 0), 20,
+             Verdict::Gap { missed: None, seen: Some(10), reported: NONE }),
+            ("at the stream's end: the count adds nothing",
+             ours(100, Some(97)), info(100, 100, 1, 0), 0,
+             Verdict::Gap { missed: Some(3), seen: Some(100), reported: NONE }),
+        ];
+        for (what, position, stream, after, expected) in table {
+            assert_eq!(
+                verdict(position, Some(&stream), false, NONE, Some(after)),
                 expected,
                 "{what}"
             );

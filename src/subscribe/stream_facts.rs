@@ -7,15 +7,24 @@
 //! shape is the one `codec::parse_stream_info` reads (the first entry's fields left empty).
 //! `EVAL` (not `EVALSHA`) keeps it one self-contained command per stream: routable by its key
 //! in a cluster, pipelined, and never `NOSCRIPT` after a restart or a failover.
+//!
+//! A position check also asks, in the same script (so in the same instant), how many entries
+//! follow each subscription's cursor, up to [`COUNT_AFTER_CAP`]: with nothing after the cursor
+//! removed, the entries ever added minus those is the position's entry number, which a
+//! subscription that trails its stream cannot learn otherwise (see `positions::verdict`).
 
 use redis::Value;
 
-use crate::codec::{parse_stream_info, StreamInfo};
+use crate::codec::{parse_stream_info, StreamId, StreamInfo};
 use crate::error::Result;
 
 /// Nil for a missing key, `WRONGTYPE` for another type, else the fields below. A refusal
 /// inside a script comes back as a plain `ERR`: the ACL check up front keeps the server's
 /// `NOPERM` for the caller.
+///
+/// `ARGV[1]`, when given, is one more than the most entries counted after a cursor, and each
+/// further argument a cursor: `after-cursors` then lists, per cursor, how many entries follow
+/// it (at most `ARGV[1]`). A user who may not run `XRANGE` gets no counts, not an error.
 const SCRIPT: &str = r"
 for _, cmd in ipairs({ { 'TYPE' }, { 'XINFO', 'STREAM' } }) do
   cmd[#cmd + 1] = KEYS[1]
@@ -42,14 +51,68 @@ for i = 1, #info, 2 do
     out[#out + 1] = { v[1], {} }
   end
 end
+if #ARGV > 1 and redis.acl_check_cmd('XRANGE', KEYS[1], '-', '+') then
+  local after = {}
+  for i = 2, #ARGV do
+    after[#after + 1] = #redis.call('XRANGE', KEYS[1], '(' .. ARGV[i], '+', 'COUNT', ARGV[1])
+  end
+  out[#out + 1] = 'after-cursors'
+  out[#out + 1] = after
+end
 return out
 ";
+
+/// Entries after a cursor that a position check counts, at most: a reader a few reads
+/// behind its stream is within it, and the script's cost stays bounded (`XRANGE` copies the
+/// entries it counts, payloads included).
+pub(crate) const COUNT_AFTER_CAP: u64 = 64;
+
+/// Distinct cursors of one stream whose following entries one check counts, at most
+/// (subscriptions of a stream are read together, so they rarely stand apart).
+pub(crate) const COUNTED_CURSORS: usize = 4;
 
 /// The command that asks where `stream` is.
 pub(crate) fn stream_facts_cmd(stream: &str) -> redis::Cmd {
     let mut cmd = redis::cmd("EVAL");
     cmd.arg(SCRIPT).arg(1).arg(stream);
     cmd
+}
+
+/// The command that asks where `stream` is and how many entries follow each of `cursors`
+/// (see [`parse_counts_after`]).
+pub(crate) fn stream_facts_after_cmd(stream: &str, cursors: &[StreamId]) -> redis::Cmd {
+    let mut cmd = stream_facts_cmd(stream);
+    if !cursors.is_empty() {
+        cmd.arg(COUNT_AFTER_CAP + 1);
+        for c in cursors {
+            cmd.arg(c);
+        }
+    }
+    cmd
+}
+
+/// The entries after each cursor of [`stream_facts_after_cmd`], as `(cursor, count)`: only
+/// the counts the script could make (it may not run `XRANGE`) and that stayed within
+/// [`COUNT_AFTER_CAP`].
+pub(crate) fn parse_counts_after(v: &Value, cursors: &[StreamId]) -> Vec<(StreamId, u64)> {
+    let Value::Array(flat) = v else {
+        return Vec::new();
+    };
+    let counts = flat.chunks(2).find_map(|kv| match kv {
+        [Value::BulkString(k), Value::Array(counts)] if k == b"after-cursors" => Some(counts),
+        _ => None,
+    });
+    cursors
+        .iter()
+        .zip(counts.into_iter().flatten())
+        .filter_map(|(c, n)| match n {
+            Value::Int(n) => u64::try_from(*n)
+                .ok()
+                .filter(|&n| n <= COUNT_AFTER_CAP)
+                .map(|n| (*c, n)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Reads the script's reply: `None` for a missing key.
@@ -60,5 +123,53 @@ pub(crate) fn parse_stream_facts(v: &Value) -> Result<Option<StreamInfo>> {
     match v {
         Value::Nil => Ok(None),
         v => parse_stream_info(v).map(Some),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn counts_after_cursors_are_read_in_order_and_capped() {
+        let cursors: Vec<StreamId> = ["5-0", "7-0", "9-0"].map(|c| c.parse().unwrap()).into();
+        let reply = Value::Array(vec![
+            bulk("length"),
+            Value::Int(10),
+            bulk("after-cursors"),
+            Value::Array(vec![
+                Value::Int(5),
+                Value::Int(COUNT_AFTER_CAP as i64 + 1),
+                Value::Int(0),
+            ]),
+        ]);
+        assert_eq!(
+            parse_counts_after(&reply, &cursors),
+            vec![(cursors[0], 5), (cursors[2], 0)]
+        );
+        // No counts (the user may not run XRANGE): nothing is known.
+        let without = Value::Array(vec![bulk("length"), Value::Int(10)]);
+        assert!(parse_counts_after(&without, &cursors).is_empty());
+        let cmd = stream_facts_after_cmd("s", &cursors[..1]);
+        let args: Vec<Vec<u8>> = cmd
+            .args_iter()
+            .filter_map(|a| match a {
+                redis::Arg::Simple(b) => Some(b.to_vec()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            args[2..],
+            [
+                b"1".to_vec(),
+                b"s".to_vec(),
+                b"65".to_vec(),
+                b"5-0".to_vec()
+            ]
+        );
     }
 }
