@@ -84,7 +84,7 @@ for (const [index, name] of TOPOLOGIES.entries()) {
       workload = await Workload.start(topology, streams, gaps);
       await workload.waitResumed("before any fault", RECOVER_MS);
       while (Date.now() - started < SECONDS * 1000) {
-        const fault = await topology.nextFault(rng, streams, (s, first) => workload!.trimmed(s, first));
+        const fault = await topology.nextFault(rng, streams, (s, gone) => workload!.trimmed(s, gone));
         const t = Date.now();
         if (fault.loses) workload.lossPoint();
         await fault.apply();

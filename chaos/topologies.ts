@@ -27,9 +27,9 @@ export interface Topology extends Store {
   name: TopologyName;
   /**
    * Draws the next fault: every random choice is made from `rng` before the first await, so a
-   * seed always gives the same schedule. `trimmed` records what a trim fault left.
+   * seed always gives the same schedule. `trimmed` records the ids a trim fault removed.
    */
-  nextFault(rng: Random, streams: string[], trimmed: (stream: string, firstLeft: string | undefined) => void): Promise<Fault>;
+  nextFault(rng: Random, streams: string[], trimmed: (stream: string, gone: string[]) => void): Promise<Fault>;
   stop(): Promise<void>;
 }
 
@@ -54,10 +54,23 @@ async function pause(pid: number, ms: number): Promise<void> {
   }
 }
 
-/** XTRIM MAXLEN `keep` on `port` and the first id left (undefined: the stream is empty). */
-async function trim(call: (port: number, ...args: (string | number)[]) => Promise<unknown>, port: number, stream: string, keep: number): Promise<string | undefined> {
-  await call(port, "XTRIM", stream, "MAXLEN", keep);
-  return ids(await call(port, "XRANGE", stream, "-", "+", "COUNT", 1))[0];
+/**
+ * The ids of the oldest entries beyond `keep`, then XTRIM MAXLEN `keep`, in one script: the
+ * checker must know exactly which entries a trim took. A first id left is not enough: an entry
+ * below it may have been lost earlier by a restart (the publisher's to report), not trimmed.
+ */
+const TRIM_SCRIPT = `
+local n = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[1])
+local gone = {}
+if n > 0 then
+  for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', n)) do gone[#gone + 1] = e[1] end
+  redis.call('XTRIM', KEYS[1], 'MAXLEN', ARGV[1])
+end
+return gone`;
+
+/** XTRIM MAXLEN `keep` on `port`; the ids it removed. */
+async function trim(call: (port: number, ...args: (string | number)[]) => Promise<unknown>, port: number, stream: string, keep: number): Promise<string[]> {
+  return (await call(port, "EVAL", TRIM_SCRIPT, 1, stream, keep)) as string[];
 }
 
 /**
@@ -79,7 +92,7 @@ export async function single(): Promise<Topology> {
   const proxy: Proxy = await startProxy(servers[0]!.port);
   const port = () => servers[primary]!.port;
 
-  const faults: ((rng: Random, streams: string[], trimmed: (s: string, f: string | undefined) => void) => Fault)[] = [
+  const faults: ((rng: Random, streams: string[], trimmed: (s: string, gone: string[]) => void) => Fault)[] = [
     (rng) => {
       const ms = rng.int(300, 2_500);
       return { kind: "sigstop", detail: `SIGSTOP the primary :${port()} for ${ms} ms`, apply: async () => pause(await pidOf(call, port()), ms) };
@@ -165,7 +178,7 @@ export async function single(): Promise<Topology> {
 export async function cluster(): Promise<Topology> {
   const c: RedisCluster = await startCluster();
   const call = (port: number, ...args: (string | number)[]) => c.call(port, ...args);
-  const faults: ((rng: Random, streams: string[], trimmed: (s: string, f: string | undefined) => void) => Promise<Fault>)[] = [
+  const faults: ((rng: Random, streams: string[], trimmed: (s: string, gone: string[]) => void) => Promise<Fault>)[] = [
     async (rng, streams) => {
       const stream = rng.pick(streams);
       const master = await c.masterForKey(stream);
@@ -220,7 +233,7 @@ export async function cluster(): Promise<Topology> {
 export async function sentinel(): Promise<Topology> {
   const s: RedisSentinel = await startSentinel();
   const call = (port: number, ...args: (string | number)[]) => s.call(port, ...args);
-  const faults: ((rng: Random, streams: string[], trimmed: (st: string, f: string | undefined) => void) => Fault)[] = [
+  const faults: ((rng: Random, streams: string[], trimmed: (st: string, gone: string[]) => void) => Fault)[] = [
     () => ({ kind: "sentinel-failover", loses: true, detail: "SENTINEL FAILOVER", apply: async () => void (await s.failover()) }),
     () => ({
       kind: "master-kill",

@@ -96,8 +96,8 @@ export class Workload {
   private readonly subs: Sub[] = [];
   /** Per stream, id -> times a group consumer handled it. */
   private readonly handled = new Map<string, Map<string, number>>();
-  /** Per stream, the highest first id a trim of the chaos run left (entries below it were trimmed). */
-  private readonly trimFloor = new Map<string, string>();
+  /** Per stream, the ids the chaos run's trims removed. */
+  private readonly trimmedIds = new Map<string, Set<string>>();
   private readonly reused: string[] = [];
   /** Per stream, the publish count at each fault that can lose data (see `lossPoint`). */
   private readonly lossPoints = new Map<string, number[]>();
@@ -240,18 +240,11 @@ export class Workload {
     return later < LEDGER_IDS;
   }
 
-  /** Records a trim made by the chaos run: entries of `stream` below `firstLeft` are gone on purpose. */
-  trimmed(stream: string, firstLeft: string | undefined): void {
-    const floor = firstLeft ?? this.newestResolved(stream);
-    if (!floor) return;
-    const old = this.trimFloor.get(stream);
-    if (!old || compareIds(floor, old) > 0) this.trimFloor.set(stream, floor);
-  }
-
-  private newestResolved(stream: string): string | undefined {
-    let top: string | undefined;
-    for (const p of this.publishes.get(stream) ?? []) if (p.id && (!top || compareIds(p.id, top) > 0)) top = p.id;
-    return top ? `${top.split("-")[0]}-${BigInt(top.split("-")[1]!) + 1n}` : undefined;
+  /** Records a trim made by the chaos run: the entries `gone` left `stream` on purpose. */
+  trimmed(stream: string, gone: string[]): void {
+    const set = this.trimmedIds.get(stream) ?? new Set<string>();
+    for (const id of gone) set.add(id);
+    this.trimmedIds.set(stream, set);
   }
 
   /**
@@ -310,7 +303,7 @@ export class Workload {
     }
     for (const [stream, list] of this.publishes) {
       const stored = new Set(await this.store.entryIds(stream));
-      const floor = this.trimFloor.get(stream);
+      const trimmed = this.trimmedIds.get(stream) ?? new Set<string>();
       const subs = this.subs.filter((s) => s.stream === stream).map((s) => ({ s, inbox: new Set(s.inbox) }));
       const handled = this.handled.get(stream)!;
       for (const [index, p] of list.entries()) {
@@ -323,7 +316,7 @@ export class Workload {
         // An entry the server lost before a subscription read it is the publisher's to report
         // (no reader can see a loss of entries it never saw); one still there or trimmed is
         // the subscription's: delivered, or inside a gap it reported.
-        const lostByServer = !stored.has(p.id) && !(floor && compareIds(p.id, floor) < 0);
+        const lostByServer = !stored.has(p.id) && !trimmed.has(p.id);
         for (const { s, inbox } of subs) {
           if (compareIds(p.id, s.after) <= 0 || inbox.has(p.id) || lostByServer) continue;
           if (inReportedGap(this.gaps, stream, p.id)) c.gapReported++;
@@ -337,7 +330,7 @@ export class Workload {
             c.groupUnhandled++;
             example("groupUnhandled", `${stream} ${p.id}`);
           }
-        } else if (!floor || compareIds(p.id, floor) >= 0) {
+        } else if (!trimmed.has(p.id)) {
           c.lostByServer++;
           if (this.reportable(stream, list, index)) {
             c.lostReportable++;
