@@ -4,6 +4,7 @@
 // way through again, and at the end it checks the invariants over everything every client saw
 // against what Redis holds. It prints the seed, the schedule and every count; a failing seed
 // reruns the same schedule with `--seed N`.
+import { appendFileSync } from "node:fs";
 import { afterAll, expect, test } from "vitest";
 import { setLogger } from "../index.js";
 import { gapReportOf, type GapReport } from "../__test__/helpers/failover-load.js";
@@ -16,6 +17,8 @@ const SECONDS = Number(process.env.CHAOS_SECONDS ?? 20);
 const TOPOLOGIES = (process.env.CHAOS_TOPOLOGIES ?? "single,cluster,sentinel").split(",") as TopologyName[];
 /** How long the workload may take to go all the way through again after a fault. */
 const RECOVER_MS = 45_000;
+/** `CHAOS_LOG=<file>`: every warn/error record of the run, with its timestamp, appended there. */
+const LOG_FILE = process.env.CHAOS_LOG;
 /** How long the invariants may take to settle at the end (parked publishes, redeliveries). */
 const SETTLE_MS = 45_000;
 
@@ -114,7 +117,8 @@ for (const [index, name] of TOPOLOGIES.entries()) {
     const memoryAfter = jsMemory();
     const memoryLine = `[chaos] ${name} memory: ${(memoryBefore / 2 ** 20).toFixed(1)} MiB before, ${(memoryAfter / 2 ** 20).toFixed(1)} MiB after the clients were dropped`;
     const kinds = [...byKind].map(([k, n]) => `${k} ${n}`).join(", ");
-    summary.push(`[chaos] ${name}: ${((Date.now() - started) / 60_000).toFixed(1)} min, faults: ${kinds || "none"}`, ...schedule);
+    summary.push(`[chaos] ${name}: ${((Date.now() - started) / 60_000).toFixed(1)} min from ${new Date(started).toISOString()}, faults: ${kinds || "none"}`, ...schedule);
+    if (LOG_FILE) appendFileSync(LOG_FILE, [`[chaos] ${name} from ${new Date(started).toISOString()}`, ...schedule, ...warnings, ""].join("\n"));
     summary.push(`[chaos] ${name} logs:`, ...[...logged].sort((a, b) => b[1] - a[1]).map(([m, n]) => `  ${String(n).padStart(6)}  ${m}`));
     summary.push(memoryLine);
     if (counts) summary.push(`[chaos] ${name} counts: ${Object.entries(counts).map(([k, v]) => `${k}=${v}`).join(" ")}`);
