@@ -7,6 +7,7 @@ import { Cluster, Redis } from "ioredis";
 import { startCluster, type RedisCluster } from "./helpers/cluster.js";
 import { startSentinel, SENTINEL_MASTER_NAME, type RedisSentinel } from "./helpers/sentinel.js";
 import { infoField } from "./helpers/topology.js";
+import { waitFor } from "./helpers/until.js";
 
 const LONG = 120_000;
 
@@ -90,6 +91,20 @@ describe("a 3-master / 3-replica cluster", () => {
     report("cluster: one slot moved by hand", t);
     expect(await cluster.masterForSlot(slot)).toBe(target);
     expect(await cluster.call(target, "GET", "{hand-moved}:kept")).toBe("1");
+  }, LONG);
+
+  it("gives a master back a slot every other node says it owns but its own table lost (else the cluster stays down)", async () => {
+    const master = (await cluster.masters())[0]!;
+    const slot = (await cluster.slots()).find((r) => r.master === master)!.end;
+    // The state the chaos run met after a reshard and a failover: only the owner forgets.
+    await cluster.call(master, "CLUSTER", "DELSLOTS", slot);
+    await waitFor("the owner reports the cluster down", 5_000, async () =>
+      infoField(String(await cluster.call(master, "CLUSTER", "INFO")), "cluster_state") === "fail" ? true : undefined,
+    );
+    await cluster.waitHealthy();
+    expect(await cluster.masterForSlot(slot)).toBe(master);
+    const own = String(await cluster.call(master, "CLUSTER", "NODES")).split("\n").find((l) => l.includes("myself"))!;
+    expect(own).toMatch(new RegExp(`[ -]${slot}(\\s|$)`));
   }, LONG);
 
   it("replaces a SIGKILLed master by its replica, with the replicated entries, and takes the old master back as a replica", async () => {
