@@ -21,7 +21,7 @@ export interface InstrumentOptions {
   tracer?: Tracer
   /** Where the tracer comes from. Defaults to the global tracer provider. */
   tracerProvider?: TracerProvider
-  /** Overrides `OTEL_SEMCONV_STABILITY_OPT_IN` (`messaging` emits `messaging.system.name`, `messaging/dup` both names; default `messaging.system`). */
+  /** Overrides `OTEL_SEMCONV_STABILITY_OPT_IN` (`messaging/dup` also emits the deprecated `messaging.system`; otherwise `messaging.system.name` only). */
   semconvStabilityOptIn?: string
 }
 

@@ -26,15 +26,15 @@ const CHANNELS = Object.freeze({
 const SYSTEM = "redis";
 const SPAN = Symbol("streamcast.otel.span");
 
-// OTEL_SEMCONV_STABILITY_OPT_IN: "messaging" emits the new names only, "messaging/dup" both;
-// the default keeps the names of the conventions' current release (messaging.system).
+// The conventions renamed messaging.system to messaging.system.name. Their opt-in variable is
+// for instrumentations that emitted the old names before; this one never did, so it emits the
+// current name by default, and both with OTEL_SEMCONV_STABILITY_OPT_IN=messaging/dup (for a
+// backend that still queries the old one).
 function stability(value) {
   const tokens = String(value ?? "")
     .split(",")
     .map((t) => t.trim());
-  if (tokens.includes("messaging/dup")) return { old: true, stable: true };
-  if (tokens.includes("messaging")) return { old: false, stable: true };
-  return { old: true, stable: false };
+  return { old: tokens.includes("messaging/dup"), stable: true };
 }
 
 function systemAttributes(mode) {

@@ -183,7 +183,7 @@ describe("OpenTelemetry (streamcast/otel)", () => {
     expect(publish.kind).toBe(SpanKind.PRODUCER);
     expect(publish.spanContext().traceId).toBe(requestTrace);
     expect(publish.attributes).toMatchObject({
-      "messaging.system": "redis",
+      "messaging.system.name": "redis",
       "messaging.operation.type": "send",
       "messaging.destination.name": stream,
       "messaging.message.id": got!.id,
@@ -197,6 +197,32 @@ describe("OpenTelemetry (streamcast/otel)", () => {
     expect(process.attributes).toMatchObject({ "messaging.operation.type": "process", "messaging.message.id": got!.id });
     expect(inside).toBe(process.spanContext().spanId);
     client.unsubscribe(stream);
+  });
+
+  test("a client's first subscribe made inside a request's span does not make later deliveries its children", async () => {
+    // The delivery hub's threadsafe function is created at a client's first subscribe, and
+    // Node runs its calls in the async context of that moment: in a Next.js route, the request's.
+    const c = await connectedClient(server.url);
+    try {
+      const stream = fresh();
+      const tracer = trace.getTracer("test");
+      const seen: Array<string | undefined> = [];
+      let requestTrace = "";
+      await tracer.startActiveSpan("request", async (span) => {
+        requestTrace = span.spanContext().traceId;
+        await c.subscribe(stream, () => void seen.push(trace.getSpanContext(context.active())?.traceId));
+        span.end();
+      });
+      // Written by another program: no trace field, nothing to continue.
+      await redis.xadd(stream, "*", "data", "1", "timestamp", String(Date.now()));
+      await until(() => seen.length === 1 && tracing.spans().some((s) => s.name === `process ${stream}`), 5_000, "processed");
+      const process = tracing.spans().find((s) => s.name === `process ${stream}`)!;
+      expect(parentOf(process)).toBeUndefined();
+      expect(process.spanContext().traceId).not.toBe(requestTrace);
+      expect(seen).toEqual([process.spanContext().traceId]);
+    } finally {
+      await c.disconnect();
+    }
   });
 
   test("batches, groups, acks, trims and connects become spans with their attributes", async () => {
@@ -227,10 +253,11 @@ describe("OpenTelemetry (streamcast/otel)", () => {
     expect(spans.some((s) => s.name === "connect" && s.kind === SpanKind.CLIENT)).toBe(true);
   });
 
-  test("OTEL_SEMCONV_STABILITY_OPT_IN: messaging emits messaging.system.name, messaging/dup both", async () => {
+  test("messaging.system.name by default and with OTEL_SEMCONV_STABILITY_OPT_IN=messaging; messaging/dup adds messaging.system", async () => {
     handle.disable();
     try {
       for (const [optIn, expected] of [
+        ["", { "messaging.system.name": "redis" }],
         ["messaging", { "messaging.system.name": "redis" }],
         ["http,messaging/dup", { "messaging.system": "redis", "messaging.system.name": "redis" }],
       ] as const) {

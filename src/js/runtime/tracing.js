@@ -160,6 +160,22 @@
     };
   }
 
+  const BAGGAGE_KEY = Symbol.for("OpenTelemetry Baggage Key");
+
+  // An empty context of the same kind as `ctx` (what @opentelemetry/api calls ROOT_CONTEXT):
+  // a delivery starts from nothing. Node runs deliveries in the async context of the client's
+  // first subscribe (when the delivery hub's threadsafe function was made), in a web app a
+  // request's, and that request's span must not become the parent of every later delivery.
+  function emptyLike(ctx) {
+    try {
+      const empty = new (Object.getPrototypeOf(ctx).constructor)();
+      if (typeof empty.getValue === "function" && typeof empty.setValue === "function" && empty.getValue(SPAN_KEY) === undefined) return empty;
+    } catch {
+      // Not a class we can make empty: drop what we know a request leaves.
+    }
+    return ctx.deleteValue(SPAN_KEY).deleteValue(BAGGAGE_KEY);
+  }
+
   // `base` (an OpenTelemetry Context) continued from a message's trace context.
   function remoteContext(base, traceparent, tracestate) {
     const sc = spanContextOf(traceparent, tracestate);
@@ -298,10 +314,11 @@
     function streamcastCallback(message) {
       const traced = active(tc);
       const traceparent = message !== null && typeof message === "object" ? message.traceparent : undefined;
-      const cm = traceparent !== undefined || traced ? contextManager() : null;
+      const cm = contextManager();
+      const base = cm === null ? undefined : remoteContext(emptyLike(cm.active()), traceparent, traceparent === undefined ? undefined : message.tracestate);
       if (!traced) {
         if (cm === null) return callback(message);
-        return cm.with(remoteContext(cm.active(), traceparent, message.tracestate), callback, undefined, message);
+        return cm.with(base, callback, undefined, message);
       }
       const ctx = baseContext(client, {
         ...fields,
@@ -316,8 +333,8 @@
         const now = contextManager();
         return now !== null && ctx.context !== undefined ? now.with(ctx.context, callback, undefined, message) : callback(message);
       };
-      if (cm === null || traceparent === undefined) return traceCall(tc, ctx, body);
-      return cm.with(remoteContext(cm.active(), traceparent, message.tracestate), traceCall, undefined, tc, ctx, body);
+      if (cm === null) return traceCall(tc, ctx, body);
+      return cm.with(base, traceCall, undefined, tc, ctx, body);
     }
     if (callback[ON_STOP] !== undefined) streamcastCallback[ON_STOP] = callback[ON_STOP];
     return streamcastCallback;
