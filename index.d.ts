@@ -437,7 +437,10 @@ export interface StatusConfig {
 export interface StatusCounters {
   /** Entries written. */
   published: number
-  /** Publishes that resolved `null` because Redis was unavailable. */
+  /**
+   * Entries not written: Redis was unavailable or the client disconnected (resolved
+   * `null`), or Redis refused them (rejected with its code). `metrics()` splits it by reason.
+   */
   publishFailed: number
   /**
    * Publishes that resolved with an id and that a failover then lost: the new primary did

@@ -114,6 +114,8 @@ describe("metrics()", () => {
     expect(value(c, "streamcast_publish_failed_total", { reason: "closed" })).toBe(3);
     expect(value(c, "streamcast_publish_failed_total", { reason: "refused" })).toBe(1);
     expect(value(c, "streamcast_publish_failed_total", { reason: "unavailable" })).toBe(0);
+    // The reasons add up to the status counter: a refused single publish counts there too.
+    expect(c.getStatus().counters.publishFailed).toBe(4);
     expect(value(c, "streamcast_connected")).toBe(0);
   });
 

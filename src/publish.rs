@@ -89,6 +89,7 @@ fn finish_one(
     reply: Reply,
 ) -> Result<Option<StreamId>> {
     let reply = reply.map_err(|e| {
+        Counters::add(&counters.publish_failed, 1);
         Counters::add(&counters.publish_refused, 1);
         refusal(stream, id, &e)
     })?;

@@ -75,7 +75,8 @@ pub struct StatusConfig {
 pub struct StatusCounters {
     /// Entries written.
     pub published: f64,
-    /// Publishes that resolved `null` because Redis was unavailable.
+    /// Entries not written: Redis was unavailable or the client disconnected (resolved
+    /// `null`), or Redis refused them (rejected with its code). `metrics()` splits it by reason.
     pub publish_failed: f64,
     /// Publishes that resolved with an id and that a failover then lost: the new primary did
     /// not have them (asynchronous replication). Logged at `warn` with the stream and ids.

@@ -11,7 +11,8 @@ use super::log_throttle::Throttle;
 pub struct Counters {
     /// Entries written by publish calls.
     pub published: AtomicU64,
-    /// Publish calls that resolved `null` because Redis was unavailable.
+    /// Entries not written: Redis was unavailable (resolved `null`), refused them (rejected
+    /// with its code), or the client was disconnected; the three counters below split it.
     pub publish_failed: AtomicU64,
     /// Publishes that resolved with an id and that a failover then lost (the new primary
     /// did not have them); see `connection::ledger`.
