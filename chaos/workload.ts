@@ -98,6 +98,8 @@ export class Workload {
   private readonly handled = new Map<string, Map<string, number>>();
   /** Per stream, the ids the chaos run's trims removed. */
   private readonly trimmedIds = new Map<string, Set<string>>();
+  /** Per stream, the newest id a trim of the chaos run removed. */
+  private readonly newestTrimmed = new Map<string, string>();
   private readonly reused: string[] = [];
   /** Per stream, the publish count at each fault that can lose data (see `lossPoint`). */
   private readonly lossPoints = new Map<string, number[]>();
@@ -245,6 +247,9 @@ export class Workload {
     const set = this.trimmedIds.get(stream) ?? new Set<string>();
     for (const id of gone) set.add(id);
     this.trimmedIds.set(stream, set);
+    const newest = gone.at(-1);
+    const old = this.newestTrimmed.get(stream);
+    if (newest && (!old || compareIds(newest, old) > 0)) this.newestTrimmed.set(stream, newest);
   }
 
   /**
@@ -332,7 +337,13 @@ export class Workload {
           }
         } else if (!trimmed.has(p.id)) {
           c.lostByServer++;
-          if (this.reportable(stream, list, index)) {
+          // A publisher's audit cannot tell an id of its own below the first entry of a
+          // stream that has since removed entries from one a trim took (the stream may be
+          // a new one, written again after a restart, and trimmed before the audit): lost
+          // ids at or below a later trim's newest are not counted as reportable.
+          const newestTrimmed = this.newestTrimmed.get(stream);
+          const ambiguous = newestTrimmed !== undefined && compareIds(p.id, newestTrimmed) <= 0;
+          if (!ambiguous && this.reportable(stream, list, index)) {
             c.lostReportable++;
             example("lostReportable", `${stream} ${p.id} (${p.publisher} #${p.n} of ${list.length})`);
           }
