@@ -98,9 +98,24 @@ describe("metrics()", () => {
     expect(value(client, "streamcast_group_pending", { stream, group: "g" })).toBe(3);
     expect(value(client, "streamcast_group_lag", { stream, group: "g" })).toBe(0);
     expect(value(client, "streamcast_group_consumers", { stream, group: "g" })).toBe(1);
-    expect(value(client, "streamcast_group_oldest_pending_age_seconds", { stream, group: "g" })).toBeGreaterThanOrEqual(0);
     await client.stopConsumer(stream, "g", "c1");
     client.unsubscribe(stream);
+  });
+
+  test("the oldest pending entry's age is counted from its id's time", async () => {
+    const stream = fresh();
+    // An entry stamped one second after the epoch: its age is about the current Unix time.
+    await redis.xadd(stream, "1000-0", "data", "1", "timestamp", "1000");
+    await client.createConsumerGroup(stream, "g", "0");
+    const consumed: string[] = [];
+    await client.consumeFromGroup(stream, "g", "c", (m) => void consumed.push(m.id), { autoAck: false });
+    await until(() => consumed.length === 1, 5_000, "consumed");
+    const before = Date.now() / 1000;
+    await client.refreshStatus();
+    const age = value(client, "streamcast_group_oldest_pending_age_seconds", { stream, group: "g" })!;
+    expect(age).toBeGreaterThanOrEqual(before - 1 - 1);
+    expect(age).toBeLessThanOrEqual(Date.now() / 1000 - 1 + 1);
+    await client.stopConsumer(stream, "g", "c");
   });
 
   test("publish failures are split by reason; a closed client counts `closed`", async () => {
