@@ -13,6 +13,8 @@ interface ProcessState {
   started?: Promise<void>;
   stopping: boolean;
   hooks: Hook[];
+  /** Run after the client has disconnected (flushing telemetry), in order. */
+  finalHooks?: Hook[];
 }
 
 const KEY = Symbol.for("nextjs-dashboard.lifecycle");
@@ -48,7 +50,28 @@ export function onShutdown(hook: Hook): void {
   state.hooks.push(hook);
 }
 
-/** Runs the hooks, disconnects the client (open streams end, running callbacks finish), exits. */
+/**
+ * Registers work to do on shutdown once the client has disconnected, just before the exit
+ * (exporting the spans the last deliveries made).
+ */
+export function afterDisconnect(hook: Hook): void {
+  (state.finalHooks ??= []).push(hook);
+}
+
+async function runHooks(hooks: Hook[]): Promise<void> {
+  for (const hook of hooks) {
+    try {
+      await hook();
+    } catch (err) {
+      console.error(`[dashboard] shutdown hook failed:`, err);
+    }
+  }
+}
+
+/**
+ * Runs the hooks, disconnects the client (open streams end, running callbacks finish), runs the
+ * final hooks, exits.
+ */
 export async function shutdown(signal: string): Promise<void> {
   if (state.stopping) return;
   state.stopping = true;
@@ -57,13 +80,8 @@ export async function shutdown(signal: string): Promise<void> {
     console.error(`[dashboard] ${INSTANCE}: shutdown took longer than ${SHUTDOWN_DEADLINE_MS} ms; exiting`);
     process.exit(1);
   }, SHUTDOWN_DEADLINE_MS).unref();
-  for (const hook of state.hooks) {
-    try {
-      await hook();
-    } catch (err) {
-      console.error(`[dashboard] shutdown hook failed:`, err);
-    }
-  }
+  await runHooks(state.hooks);
   await client.disconnect();
+  await runHooks(state.finalHooks ?? []);
   process.exit(0);
 }
