@@ -13,14 +13,15 @@ import {
   appStatus,
   deliveredInBothViews,
   describeDelivery,
+  openDashboardWithSubscription,
   postThroughForm,
-  readingSubscriptionIds,
   redisClients,
+  startInstance,
+  streamEntries,
   subscriptionIds,
-  waitForLiveViews,
   watchFor,
 } from "./helpers/dashboard.js";
-import { freePort, mustRun, startServer, type Server } from "./helpers/processes.js";
+import { mustRun, type Server } from "./helpers/processes.js";
 
 /** The issue's bound: an event posted on one instance is on the other's page within 2 s. */
 const DELIVERY_MS = 2_000;
@@ -41,45 +42,14 @@ let browser: Browser;
 let pageA: Page;
 let pageB: Page;
 
-async function startInstance(name: string): Promise<Server> {
-  const port = await freePort();
-  return startServer({
+function startPlainInstance(name: string): Promise<Server> {
+  // Tracing off even when the shell running the tests has an OTLP endpoint set.
+  return startInstance({
+    appDir,
     name,
-    cwd: appDir,
-    command: process.execPath,
-    args: ["dist/server.js"],
-    port,
-    env: { NODE_ENV: "production", PORT: String(port), HOSTNAME: "127.0.0.1", REDIS_URL: redis.url, INSTANCE_NAME: name },
-    readyLine: /ready on http/,
-    readyTimeoutMs: 30_000,
+    redisUrl: redis.url,
+    env: { OTEL_EXPORTER_OTLP_ENDPOINT: "", OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "" },
   });
-}
-
-/** Opens `url` in a new tab and waits until its WebSocket and SSE views are live. */
-async function openDashboard(url: string): Promise<Page> {
-  const page = await browser.newPage({ viewport: { width: 1100, height: 480 } });
-  await page.goto(url);
-  await waitForLiveViews(page);
-  return page;
-}
-
-/**
- * Opens a tab on `server` and returns it with the id of the SSE subscription it created, once
- * that subscription reads (so nothing published afterwards can miss it).
- */
-async function openDashboardWithSubscription(server: Server): Promise<{ page: Page; sseSubscription: number }> {
-  const before = await subscriptionIds(server.url);
-  const page = await openDashboard(server.url);
-  let added: number[] = [];
-  await until(
-    async () => {
-      added = (await readingSubscriptionIds(server.url)).filter((id) => !before.includes(id));
-      return added.length === 1;
-    },
-    10_000,
-    () => `one new reading SSE subscription on ${server.name} (new: ${JSON.stringify(added)})`,
-  );
-  return { page, sseSubscription: added[0]! };
 }
 
 describe("examples/nextjs-dashboard in production (two custom-server instances, one Redis)", () => {
@@ -88,8 +58,8 @@ describe("examples/nextjs-dashboard in production (two custom-server instances, 
     const started = Date.now();
     await mustRun("pnpm", ["build"], { cwd: appDir, env: { NEXT_TELEMETRY_DISABLED: "1" }, timeoutMs: 15 * 60_000 });
     console.log(`[e2e] pnpm build (next build + tsc server.ts) took ${((Date.now() - started) / 1000).toFixed(1)} s`);
-    a = await startInstance("A");
-    b = await startInstance("B");
+    a = await startPlainInstance("A");
+    b = await startPlainInstance("B");
     await Promise.all([a.ready, b.ready]);
     browser = await launchChromium();
   });
@@ -108,8 +78,8 @@ describe("examples/nextjs-dashboard in production (two custom-server instances, 
   });
 
   it("an event posted on B is on A's page within 2 s, over the WebSocket and over SSE", async () => {
-    ({ page: pageA } = await openDashboardWithSubscription(a));
-    ({ page: pageB } = await openDashboardWithSubscription(b));
+    ({ page: pageA } = await openDashboardWithSubscription(browser, a));
+    ({ page: pageB } = await openDashboardWithSubscription(browser, b));
 
     const fromB = `Deploy finished on B · ${run}`;
     await watchFor(pageA, fromB);
@@ -128,8 +98,15 @@ describe("examples/nextjs-dashboard in production (two custom-server instances, 
     console.log(`[e2e] posted on A (form submit), listed on B's page after: ${describeDelivery(took2)}`);
   });
 
+  it("with no OTLP endpoint set, tracing is off: the entries carry data and timestamp only", async () => {
+    const entries = await streamEntries(redis.port);
+    expect(entries.length).toBeGreaterThanOrEqual(2); // the events of the first test
+    for (const { fields } of entries) expect(Object.keys(fields).sort()).toEqual(["data", "timestamp"]);
+    for (const server of [a, b]) expect(server.output()).not.toContain("OpenTelemetry tracing on");
+  });
+
   it("closing a tab ends its SSE subscription, and only that one", async () => {
-    const { page: tab, sseSubscription } = await openDashboardWithSubscription(a);
+    const { page: tab, sseSubscription } = await openDashboardWithSubscription(browser, a);
     const others = (await subscriptionIds(a.url)).filter((id) => id !== sseSubscription);
     await tab.close();
     await until(

@@ -1,7 +1,10 @@
 // What the e2e tests read from a running dashboard instance and from its Redis.
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
-import type { Page } from "playwright-core";
+import { Redis } from "ioredis";
+import type { Browser, Page } from "playwright-core";
+import { until } from "../../__test__/helpers/until.js";
+import { freePort, startServer, type Server } from "./processes.js";
 
 export const STREAM = "dashboard-updates";
 
@@ -15,6 +18,58 @@ export interface AppStatus {
     subscriptionDetails: Array<{ id: number; stream: string; lastId?: string | null }>;
     counters: Record<string, number>;
   };
+}
+
+export interface InstanceOptions {
+  /** The installed example (the globalSetup's `appDir`). */
+  appDir: string;
+  /** INSTANCE_NAME, shown on the page and stamped on what it publishes. */
+  name: string;
+  redisUrl: string;
+  /** More environment (OpenTelemetry's variables). */
+  env?: NodeJS.ProcessEnv;
+}
+
+/** Starts one production instance of the example's custom server (after `pnpm build`) on a free port. */
+export async function startInstance({ appDir, name, redisUrl, env }: InstanceOptions): Promise<Server> {
+  const port = await freePort();
+  return startServer({
+    name,
+    cwd: appDir,
+    command: process.execPath,
+    args: ["dist/server.js"],
+    port,
+    env: { NODE_ENV: "production", PORT: String(port), HOSTNAME: "127.0.0.1", REDIS_URL: redisUrl, INSTANCE_NAME: name, ...env },
+    readyLine: /ready on http/,
+    readyTimeoutMs: 30_000,
+  });
+}
+
+/** Opens `url` in a new tab and waits until its WebSocket and SSE views are live. */
+export async function openDashboard(browser: Browser, url: string): Promise<Page> {
+  const page = await browser.newPage({ viewport: { width: 1100, height: 480 } });
+  await page.goto(url);
+  await waitForLiveViews(page);
+  return page;
+}
+
+/**
+ * Opens a tab on `server` and returns it with the id of the SSE subscription it created, once
+ * that subscription reads (so nothing published afterwards can miss it).
+ */
+export async function openDashboardWithSubscription(browser: Browser, server: Server): Promise<{ page: Page; sseSubscription: number }> {
+  const before = await subscriptionIds(server.url);
+  const page = await openDashboard(browser, server.url);
+  let added: number[] = [];
+  await until(
+    async () => {
+      added = (await readingSubscriptionIds(server.url)).filter((id) => !before.includes(id));
+      return added.length === 1;
+    },
+    10_000,
+    () => `one new reading SSE subscription on ${server.name} (new: ${JSON.stringify(added)})`,
+  );
+  return { page, sseSubscription: added[0]! };
 }
 
 /** GET /api/status of the instance at `url`. */
@@ -43,6 +98,22 @@ export async function readingSubscriptionIds(url: string): Promise<number[]> {
 export async function redisClients(port: number): Promise<string[]> {
   const { stdout } = await promisify(execFile)("redis-cli", ["-p", String(port), "CLIENT", "LIST"]);
   return stdout.split("\n").filter((line) => line.startsWith("id=") && !/ cmd=client\|list /.test(line));
+}
+
+/** The entries of the dashboard stream on the Redis at `port` (XRANGE), each with its fields. */
+export async function streamEntries(port: number, start = "-", end = "+"): Promise<Array<{ id: string; fields: Record<string, string> }>> {
+  const redis = new Redis({ host: "127.0.0.1", port, lazyConnect: true, maxRetriesPerRequest: 0 });
+  try {
+    await redis.connect();
+    const entries = await redis.xrange(STREAM, start, end);
+    return entries.map(([id, flat]) => {
+      const fields: Record<string, string> = {};
+      for (let i = 0; i + 1 < flat.length; i += 2) fields[flat[i]!] = flat[i + 1]!;
+      return { id, fields };
+    });
+  } finally {
+    redis.disconnect();
+  }
 }
 
 /** Waits until both live views of a dashboard page say "open". */
