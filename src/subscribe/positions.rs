@@ -47,7 +47,7 @@ pub(super) struct Position {
     /// How many entries were ever added to the stream up to the cursor (its entry number),
     /// when known: with it, a trim that removed unread entries shows as `removed > seen`.
     /// Unknown after an explicit start id until a check finds the cursor at the stream's
-    /// last id.
+    /// last id, or counts the entries after it (see [`verdict`]'s `after`).
     pub seen: Option<u64>,
     /// The cursor is the caller's start id and nothing was delivered yet. Such a cursor says
     /// "entries after this id", not "the stream reached this id": one beyond the stream's
