@@ -443,12 +443,18 @@ async fn a_handler_may_take_four_batches_early_and_gets_them_in_order() {
 }
 
 /// Adds an entry with the explicit id `ms-0` through the checker.
-async fn xadd_at(conn: &mut redis::aio::MultiplexedConnection, stream: &str, ms: u64) -> StreamId {
-    let id: String = redis::cmd("XADD")
-        .arg(stream)
+/// `XADD stream <ms>-0 data <ms>`.
+fn xadd_at_cmd(stream: &str, ms: u64) -> redis::Cmd {
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(stream)
         .arg(format!("{ms}-0"))
         .arg("data")
-        .arg(ms.to_string())
+        .arg(ms.to_string());
+    cmd
+}
+
+async fn xadd_at(conn: &mut redis::aio::MultiplexedConnection, stream: &str, ms: u64) -> StreamId {
+    let id: String = xadd_at_cmd(stream, ms)
         .query_async(conn)
         .await
         .expect("XADD with an explicit id");
@@ -735,12 +741,7 @@ impl Handler for Gated {
 
 fn xadd_ids(pipe: &mut redis::Pipeline, stream: &str, ms: impl IntoIterator<Item = u64>) {
     for ms in ms {
-        pipe.cmd("XADD")
-            .arg(stream)
-            .arg(format!("{ms}-0"))
-            .arg("data")
-            .arg(ms)
-            .ignore();
+        pipe.add_command(xadd_at_cmd(stream, ms)).ignore();
     }
 }
 
@@ -798,14 +799,7 @@ async fn a_trim_after_an_unseen_rollback_is_reported() {
     let (handler, mut inbox) = ChannelHandler::new();
     c.subscribe(stream, handler, one_at_a_time).await.unwrap();
     let checks = calls(&mut check, "eval").await;
-    let _: String = redis::cmd("XADD")
-        .arg(stream)
-        .arg("31-0")
-        .arg("data")
-        .arg(31)
-        .query_async(&mut check)
-        .await
-        .unwrap();
+    xadd_at(&mut check, stream, 31).await;
     assert_eq!(inbox.one(DELIVERY).await.id.to_string(), "31-0");
     until_async("a position check after the rollback", DELIVERY, || {
         let mut check = check.clone();
