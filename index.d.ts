@@ -546,7 +546,7 @@ export interface SubscriptionStatus {
   /**
    * Entries of its stream it has not handled yet (`queued` plus those after `lastId`);
    * `null` when unknown (started after an explicit id and trailing its stream by more than
-   * 64 entries at the last position check).
+   * 64 entries, or 64 KiB of entries, at the last position check).
    */
   behind?: number
 }

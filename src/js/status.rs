@@ -140,7 +140,7 @@ pub struct SubscriptionStatus {
     pub stream_last_id: Option<String>,
     /// Entries of its stream it has not handled yet (`queued` plus those after `lastId`);
     /// `null` when unknown (started after an explicit id and trailing its stream by more than
-    /// 64 entries at the last position check).
+    /// 64 entries, or 64 KiB of entries, at the last position check).
     pub behind: Option<f64>,
 }
 

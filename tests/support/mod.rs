@@ -353,6 +353,13 @@ impl Inbox {
         self.take(1, within).await.remove(0)
     }
 
+    /// Asserts that nothing has arrived so far (no waiting).
+    pub fn assert_empty(&mut self) {
+        if let Ok(m) = self.rx.try_recv() {
+            panic!("unexpected message: {m:?}");
+        }
+    }
+
     /// Asserts that nothing arrives for `quiet` (a bounded sleep is the point here).
     pub async fn assert_quiet(&mut self, quiet: Duration) {
         if let Ok(Some(m)) = tokio::time::timeout(quiet, self.rx.recv()).await {
