@@ -164,7 +164,11 @@ pub(super) fn verdict(
 
 /// The entry number of a cursor behind the stream's last id, from the entries that follow
 /// it (`after`): exact when none after it was removed, that is when the oldest entry left is
-/// at or before it (trims remove the oldest first) and no XDEL went past it.
+/// at or before it and no XDEL went past it. Trims remove the oldest entries first, except
+/// Redis 8.2's `XTRIM … ACKED`, which keeps a group's pending entries and removes acknowledged
+/// ones after them, without moving `max-deleted-entry-id` (8.2.3: entries 1-50, 11-15
+/// pending, `MAXLEN = 5 ACKED` left 11-15 and 31-50). Past such a cursor the number is too
+/// large by exactly the entries removed after it, unread: [`counted`] reports them as a gap.
 fn entry_number(at: StreamId, info: &StreamInfo, after: u64) -> Option<u64> {
     let kept = info.first_entry.is_some_and(|f| f <= at) && info.max_deleted <= at;
     (kept && info.last_generated > at).then(|| info.entries_added.saturating_sub(after))
@@ -232,7 +236,11 @@ fn reported_now(info: &StreamInfo, reported: GapReported) -> GapReported {
 /// Every entry up to the cursor counted, plus one per entry after it: a stream with fewer
 /// went back (recreated, or rolled back in a failover) and new entries reached or passed
 /// the cursor before a check saw it. Those of them at or below the cursor were never
-/// read, and which they were only a full read could tell.
+/// read, and which they were only a full read could tell. A count of the entries after the
+/// cursor does not tell either: the entries up to the cursor are then fewer than counted,
+/// by the delivered ones the stream lost less the new ones it got at or below the cursor,
+/// and the report (of unknown size) may be a false alarm after a rollback whose new entries
+/// all came after the cursor, rather than a silent skip after a recreation.
 fn went_back_unseen(position: Position, at: StreamId, info: &StreamInfo) -> bool {
     let last = info.last_generated;
     position
@@ -298,9 +306,10 @@ fn went_back(at: StreamId, info: &StreamInfo, switched: bool) -> Verdict {
 /// The verdict for a cursor behind the stream's last id: a gap when entries after it went
 /// before they were read, else [`Verdict::Keep`].
 fn gap(position: Position, at: StreamId, info: &StreamInfo, reported: GapReported) -> Verdict {
-    // Trims remove the oldest entries and leave `max-deleted-entry-id` alone: with a known
-    // entry number, more entries removed than existed up to the cursor means unread ones
-    // went. XDEL moves `max-deleted-entry-id`: past the cursor, an unread entry went. The
+    // Trims leave `max-deleted-entry-id` alone: with a known entry number, more entries
+    // removed than existed up to the cursor means unread ones went. (Redis 8.2's `ACKED`
+    // trims may keep older pending entries while removing unread ones after the cursor:
+    // the count shows those only once they outnumber the kept ones, or at the stream's end.) XDEL moves `max-deleted-entry-id`: past the cursor, an unread entry went. The
     // entry number stays: it falls behind by the entries deleted unread, which the check at
     // the stream's end then reports with their count (an XDEL found first by its id is
     // reported twice, rather than one the reads passed before a check not at all).
