@@ -98,10 +98,16 @@ export class Workload {
   private readonly handled = new Map<string, Map<string, number>>();
   /** Per stream, the ids the chaos run's trims removed. */
   private readonly trimmedIds = new Map<string, Set<string>>();
-  /** Per stream, the newest id a trim of the chaos run removed. */
-  private readonly newestTrimmed = new Map<string, string>();
+  /**
+   * Per stream, trims made right after a fault that can lose data, while its publishers'
+   * audits may still run: the newest id each removed, and the publish count at that fault.
+   */
+  private readonly trimsAfterLoss = new Map<string, { newest: string; lossMark: number }[]>();
+  /** Whether the fault before the one being applied could lose data. */
+  private lossJustBefore = false;
+  private lossNow = false;
   private readonly reused: string[] = [];
-  /** Per stream, the publish count at each fault that can lose data (see `lossPoint`). */
+  /** Per stream, the publish count at each fault that can lose data (see `faultStarts`). */
   private readonly lossPoints = new Map<string, number[]>();
   /** Errors the library threw at the workload (an iterator that ended, a publish that rejected). */
   readonly failures: string[] = [];
@@ -220,8 +226,14 @@ export class Workload {
     }
   }
 
-  /** Marks a fault that can lose acknowledged data (a restart without persistence, a failover). */
-  lossPoint(): void {
+  /**
+   * Marks the start of a fault; `loses`: it can lose acknowledged data (a restart without
+   * persistence, a failover).
+   */
+  faultStarts(loses: boolean): void {
+    this.lossJustBefore = this.lossNow;
+    this.lossNow = loses;
+    if (!loses) return;
     for (const [stream, list] of this.publishes) {
       const marks = this.lossPoints.get(stream) ?? [];
       marks.push(list.length);
@@ -248,8 +260,12 @@ export class Workload {
     for (const id of gone) set.add(id);
     this.trimmedIds.set(stream, set);
     const newest = gone.at(-1);
-    const old = this.newestTrimmed.get(stream);
-    if (newest && (!old || compareIds(newest, old) > 0)) this.newestTrimmed.set(stream, newest);
+    const lossMark = this.lossPoints.get(stream)?.at(-1);
+    if (newest !== undefined && this.lossJustBefore && lossMark !== undefined) {
+      const list = this.trimsAfterLoss.get(stream) ?? [];
+      list.push({ newest, lossMark });
+      this.trimsAfterLoss.set(stream, list);
+    }
   }
 
   /**
@@ -338,11 +354,11 @@ export class Workload {
         } else if (!trimmed.has(p.id)) {
           c.lostByServer++;
           // A publisher's audit cannot tell an id of its own below the first entry of a
-          // stream that has since removed entries from one a trim took (the stream may be
-          // a new one, written again after a restart, and trimmed before the audit): lost
-          // ids at or below a later trim's newest are not counted as reportable.
-          const newestTrimmed = this.newestTrimmed.get(stream);
-          const ambiguous = newestTrimmed !== undefined && compareIds(p.id, newestTrimmed) <= 0;
+          // stream that has since removed entries from one a trim took (the stream may be a
+          // new one, written again after a restart): a lost id at or below the newest a trim
+          // removed right after a fault that could have lost it (while the audit of that
+          // fault may still run) is not counted as reportable.
+          const ambiguous = (this.trimsAfterLoss.get(stream) ?? []).some((t) => t.lossMark > index && compareIds(p.id!, t.newest) <= 0);
           if (!ambiguous && this.reportable(stream, list, index)) {
             c.lostReportable++;
             example("lostReportable", `${stream} ${p.id} (${p.publisher} #${p.n} of ${list.length})`);
