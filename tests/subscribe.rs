@@ -678,70 +678,26 @@ async fn a_subscription_the_core_ends_tells_its_handler() {
 async fn a_trim_under_a_busy_reader_is_reported_without_an_idle_block() {
     let server = RedisServer::start().await;
     let c = client(&server).await;
-    let mut check = server.checker().await;
-    let stream = "trimmed-while-behind";
-    publish_all(&c, stream, 5_000).await;
-    let (handler, mut inbox) = ChannelHandler::new();
-    let opts = SubscribeOptions {
-        count: Some(1),
-        ..blocking_an_hour()
-    };
-    c.subscribe(
-        stream,
-        handler,
-        SubscribeOptions {
-            start: StartId::After(StreamId::ZERO),
-            ..opts
-        },
-    )
-    .await
-    .unwrap();
-    // One entry per XREAD: the reader is still far from the end when the trim runs.
-    inbox.one(DELIVERY).await;
-    let removed: u64 = redis::cmd("XTRIM")
-        .arg(stream)
-        .arg("MAXLEN")
-        .arg(5)
-        .query_async(&mut check)
-        .await
-        .unwrap();
-    assert_eq!(removed, 4_995);
-    until(
-        "the trimmed unread entries reported as a gap",
-        DELIVERY,
-        || c.status().counters.gaps >= 1,
+    trim_under_a_busy_reader(
+        &c,
+        &mut server.checker().await,
+        "trimmed-while-behind",
+        5_000,
     )
     .await;
     c.disconnect().await;
 }
 
-/// A subscription that starts after the largest id there is (`u64::MAX-u64::MAX`: nothing
-/// can follow it) must not break the position checks of its stream: the check's count of
-/// the entries after each cursor made the whole script fail for such a cursor (`XRANGE
-/// (max` is not a valid range), so another subscription of the stream never had a trim of
-/// its unread entries reported (REVIEW of issue 18).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_start_after_the_largest_id_leaves_the_other_checks_working() {
-    let server = RedisServer::start().await;
-    let c = client(&server).await;
-    let mut check = server.checker().await;
-    let stream = "largest-start-id";
-    publish_all(&c, stream, 2_000).await;
-    let (never, mut none) = ChannelHandler::new();
-    let largest = StreamId {
-        ms: u64::MAX,
-        seq: u64::MAX,
-    };
-    c.subscribe(
-        stream,
-        never,
-        SubscribeOptions {
-            start: StartId::After(largest),
-            ..blocking_an_hour()
-        },
-    )
-    .await
-    .unwrap();
+/// Publishes `n` entries to `stream`, subscribes from the start reading one entry per
+/// XREAD, trims all but 5 once the first arrived (the reader still far from the end), and
+/// waits for the trimmed unread entries to be reported as a gap.
+async fn trim_under_a_busy_reader(
+    c: &streamcast::Client,
+    check: &mut redis::aio::MultiplexedConnection,
+    stream: &str,
+    n: usize,
+) {
+    publish_all(c, stream, n).await;
     let (handler, mut inbox) = ChannelHandler::new();
     c.subscribe(
         stream,
@@ -759,16 +715,44 @@ async fn a_start_after_the_largest_id_leaves_the_other_checks_working() {
         .arg(stream)
         .arg("MAXLEN")
         .arg(5)
-        .query_async(&mut check)
+        .query_async(check)
         .await
         .unwrap();
-    assert_eq!(removed, 1_995);
+    assert_eq!(removed, n as u64 - 5);
     until(
         "the trimmed unread entries reported as a gap",
         DELIVERY,
         || c.status().counters.gaps >= 1,
     )
     .await;
+}
+
+/// A subscription that starts after the largest id there is (`u64::MAX-u64::MAX`: nothing
+/// can follow it) must not break the position checks of its stream: the check's count of
+/// the entries after each cursor made the whole script fail for such a cursor (`XRANGE
+/// (max` is not a valid range), so another subscription of the stream never had a trim of
+/// its unread entries reported (REVIEW of issue 18).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_after_the_largest_id_leaves_the_other_checks_working() {
+    let server = RedisServer::start().await;
+    let c = client(&server).await;
+    let stream = "largest-start-id";
+    let (never, mut none) = ChannelHandler::new();
+    let largest = StreamId {
+        ms: u64::MAX,
+        seq: u64::MAX,
+    };
+    c.subscribe(
+        stream,
+        never,
+        SubscribeOptions {
+            start: StartId::After(largest),
+            ..blocking_an_hour()
+        },
+    )
+    .await
+    .unwrap();
+    trim_under_a_busy_reader(&c, &mut server.checker().await, stream, 2_000).await;
     // Nothing follows the largest id.
     none.assert_empty();
     c.disconnect().await;
