@@ -89,7 +89,7 @@ for (const [index, name] of TOPOLOGIES.entries()) {
       while (Date.now() - started < SECONDS * 1000) {
         const fault = await topology.nextFault(rng, streams, (s, gone) => workload!.trimmed(s, gone));
         const t = Date.now();
-        workload.faultStarts(fault.loses);
+        workload.faultStarts(fault.loses === true);
         await fault.apply();
         // What an application does after its server lost everything: create its groups again.
         if (fault.kind === "sigkill-restart") await workload.createGroups();
