@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from "node:async_hooks";
 import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import diagnostics_channel from "node:diagnostics_channel";
@@ -143,6 +144,60 @@ describe("TracingChannels", () => {
       client.unsubscribe(stream);
     } finally {
       rec.stop();
+    }
+  });
+});
+
+describe("the async context of deliveries", () => {
+  test("a callback sees none of the AsyncLocalStorage stores of subscribe()'s caller or of the publisher", async () => {
+    // A fresh client: its delivery hub (and the threadsafe function through which every
+    // delivery enters JavaScript) is made at its first subscribe, here inside the store.
+    const c = await connectedClient(server.url);
+    try {
+      const als = new AsyncLocalStorage<string>();
+      const stream = fresh();
+      await c.createConsumerGroup(stream, "g", "$");
+      const seen: Array<[string, string | undefined]> = [];
+      await als.run("subscriber", () => c.subscribe(stream, () => void seen.push(["subscribe", als.getStore()])));
+      await als.run("consumer", () =>
+        c.consumeFromGroup(stream, "g", "c1", async () => {
+          await Promise.resolve();
+          seen.push(["consume", als.getStore()]);
+        }),
+      );
+      await als.run("publisher", () => c.publishMessage(stream, 1));
+      await als.run("publisher", () => c.publishBatch(stream, [2, 3]));
+      await until(() => seen.length >= 6, 5_000, () => `delivered ${seen.length}/6`);
+      expect(seen.filter(([, store]) => store !== undefined)).toEqual([]);
+    } finally {
+      await c.disconnect();
+    }
+  });
+
+  test("a store entered inside a callback stays inside it", async () => {
+    const c = await connectedClient(server.url);
+    try {
+      const als = new AsyncLocalStorage<number>();
+      const stream = fresh();
+      const seen: Array<[number | undefined, number | undefined, number | undefined]> = [];
+      await c.subscribe(stream, async (m) => {
+        const before = als.getStore();
+        const inside = await als.run(m.data as number, async () => {
+          await Promise.resolve();
+          return als.getStore();
+        });
+        seen.push([before, inside, als.getStore()]);
+      });
+      await c.publishBatch(stream, [1, 2]);
+      await c.publishMessage(stream, 3);
+      await until(() => seen.length >= 3, 5_000, () => `delivered ${seen.length}/3`);
+      expect(seen).toEqual([
+        [undefined, 1, undefined],
+        [undefined, 2, undefined],
+        [undefined, 3, undefined],
+      ]);
+    } finally {
+      await c.disconnect();
     }
   });
 });

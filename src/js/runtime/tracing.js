@@ -163,9 +163,10 @@
   const BAGGAGE_KEY = Symbol.for("OpenTelemetry Baggage Key");
 
   // An empty context of the same kind as `ctx` (what @opentelemetry/api calls ROOT_CONTEXT):
-  // a delivery starts from nothing. Node runs deliveries in the async context of the client's
-  // first subscribe (when the delivery hub's threadsafe function was made), in a web app a
-  // request's, and that request's span must not become the parent of every later delivery.
+  // a delivery starts from nothing. Deliveries run in the async context in which the addon was
+  // loaded (runtime/deliveries.js), which may be inside a span (a traced start-up), and on Node
+  // < 20.16 in that of the client's first subscribe (in a web app a request's): no such span
+  // may become the parent of every later delivery.
   function emptyLike(ctx) {
     try {
       const empty = new (Object.getPrototypeOf(ctx).constructor)();
