@@ -7,6 +7,7 @@ import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { context, SpanKind, trace } from "@opentelemetry/api";
 import { AggregationTemporality, MeterProvider, MetricReader } from "@opentelemetry/sdk-metrics";
+import { BasicTracerProvider, type ReadableSpan, type Span, type SpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import * as streamcast from "../index.js";
 import { StreamsClient, type StreamMessage } from "../index.js";
@@ -326,6 +327,76 @@ describe("OpenTelemetry (streamcast/otel)", () => {
       }
     } finally {
       handle = otel.instrument();
+    }
+  });
+
+  /** A tracer provider that writes `start <message id>` and `end <message id>` of each
+   * process span into `events`, in the order they happen, between the test's own marks. */
+  function processSpanOrder(events: string[]): BasicTracerProvider {
+    const idOf = (span: Span | ReadableSpan) => String(span.attributes["messaging.message.id"]);
+    const recorder: SpanProcessor = {
+      onStart: (span) => void (span.name.startsWith("process ") && events.push(`start ${idOf(span)}`)),
+      onEnd: (span) => void (span.name.startsWith("process ") && events.push(`end ${idOf(span)}`)),
+      forceFlush: async () => {},
+      shutdown: async () => {},
+    };
+    return new BasicTracerProvider({ spanProcessors: [recorder] });
+  }
+
+  test("stream(): a message's process span runs from when the iterator yields it to the next next(), not while it waits in the buffer", async () => {
+    const c = await connectedClient(server.url);
+    const events: string[] = [];
+    const provider = processSpanOrder(events);
+    const h = otel.instrument({ tracerProvider: provider });
+    try {
+      const stream = fresh();
+      const [a, b] = (await c.publishBatch(stream, [1, 2, 3])) as string[];
+      const it = c.stream(stream, { startId: "0" });
+      // All three wait in the iterator's buffer before the loop asks for the first.
+      await until(() => c.getStatus().counters.delivered === 3, 5_000, () => `buffered ${c.getStatus().counters.delivered}/3`);
+      events.push("next");
+      const first = await it.next();
+      events.push(`got ${first.value!.id}`);
+      events.push("next");
+      const second = await it.next();
+      events.push(`got ${second.value!.id}`);
+      events.push("return");
+      await it.return!();
+      expect(events).toEqual(["next", `start ${a}`, `got ${a}`, "next", `end ${a}`, `start ${b}`, `got ${b}`, "return", `end ${b}`]);
+    } finally {
+      h.disable();
+      await provider.shutdown();
+      await c.disconnect();
+    }
+  });
+
+  test("consume(): a message's process span runs from when the iterator yields it to its ack()", async () => {
+    const c = await connectedClient(server.url);
+    const events: string[] = [];
+    const provider = processSpanOrder(events);
+    const h = otel.instrument({ tracerProvider: provider });
+    try {
+      const stream = fresh();
+      await c.createConsumerGroup(stream, "g", "0");
+      const [a, b] = (await c.publishBatch(stream, [1, 2])) as string[];
+      const it = c.consume(stream, "g", "c1");
+      await until(() => c.getStatus().counters.delivered === 2, 5_000, () => `buffered ${c.getStatus().counters.delivered}/2`);
+      events.push("next");
+      const first = await it.next();
+      events.push(`got ${first.value!.id}`);
+      events.push("ack");
+      const acked = first.value!.ack();
+      events.push("next");
+      const second = await it.next();
+      events.push(`got ${second.value!.id}`);
+      await acked;
+      events.push("return");
+      await it.return!();
+      expect(events).toEqual(["next", `start ${a}`, `got ${a}`, "ack", `end ${a}`, "next", `start ${b}`, `got ${b}`, "return", `end ${b}`]);
+    } finally {
+      h.disable();
+      await provider.shutdown();
+      await c.disconnect();
     }
   });
 

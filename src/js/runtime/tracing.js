@@ -10,7 +10,7 @@
 (function streamcastTracing(runtime) {
   "use strict";
 
-  const { ON_STOP } = runtime;
+  const { ON_STOP, UNTRACED } = runtime;
 
   const CHANNELS = {
     publish: "streamcast:publish",
@@ -311,7 +311,7 @@
   // subscribers. A subscriber may set `ctx.context` (an OpenTelemetry Context, e.g. its
   // process span's) for the callback to run in.
   function wrapCallback(client, tc, callback, fields) {
-    if (typeof callback !== "function") return callback;
+    if (typeof callback !== "function" || callback[UNTRACED] === true) return callback;
     function streamcastCallback(message) {
       const traced = active(tc);
       const traceparent = message !== null && typeof message === "object" ? message.traceparent : undefined;
@@ -339,6 +339,44 @@
     }
     if (callback[ON_STOP] !== undefined) streamcastCallback[ON_STOP] = callback[ON_STOP];
     return streamcastCallback;
+  }
+
+  // The handling of one message an async iterator (stream(), consume()) yielded, traced on
+  // the deliver or consume channel like a callback that returned a Promise: start and end
+  // when the iterator yields it, asyncStart and asyncEnd when the loop is done with it (it
+  // asks for the next message, acknowledges this one, or ends), so a process span measures
+  // the handling, not the time the message waited in the buffer. The subscribers' start
+  // handlers run inside the context continued from the message, as for a callback; the loop
+  // body is not a call made here, so it runs in its own context (contextOf(message)).
+  // Returns the function that ends it, or null when the channel has no subscribers.
+  function traceYield(client, kind, fields, message) {
+    const tc = channels[kind];
+    if (!active(tc) || message === null || typeof message !== "object") return null;
+    const traceparent = message.traceparent;
+    const ctx = baseContext(client, {
+      ...fields,
+      stream: message.stream,
+      id: message.id,
+      message,
+      traceparent,
+      tracestate: message.tracestate,
+      context: undefined,
+    });
+    const open = () =>
+      tc.start.runStores(ctx, () => {
+        ctx.async = true;
+        tc.end.publish(ctx);
+      });
+    const cm = contextManager();
+    if (cm === null) open();
+    else cm.with(remoteContext(emptyLike(cm.active()), traceparent, message.tracestate), open);
+    let running = true;
+    return () => {
+      if (!running) return;
+      running = false;
+      tc.asyncStart.publish(ctx);
+      tc.asyncEnd.publish(ctx);
+    };
   }
 
   function wrapSubscribe(proto) {
@@ -401,5 +439,5 @@
     define(proto, "connect", wrapMethod(proto.connect, channels.connect, "connect", () => ({})));
   }
 
-  return { patchTracing, CHANNELS };
+  return { patchTracing, traceYield, CHANNELS };
 })
