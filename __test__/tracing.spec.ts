@@ -130,6 +130,30 @@ describe("TracingChannels", () => {
     }
   });
 
+  test("serverAddress/serverPort: a single server's host and port, a unix socket's path, nothing for Sentinel or Cluster (their configured nodes are not the one serving)", async () => {
+    const rec = record("streamcast:publish");
+    try {
+      const cases: Array<[string, string | undefined, number | undefined]> = [
+        // Nothing listens at any of these (port 1, a missing socket, a name that never resolves).
+        ["redis+sentinel://127.0.0.1:1,127.0.0.2:1/mymaster", undefined, undefined],
+        ["redis+cluster://127.0.0.1:1,127.0.0.2:1", undefined, undefined],
+        ["unix:///tmp/streamcast-no-such.sock", "/tmp/streamcast-no-such.sock", undefined],
+        ["redis://[::1]:1/2", "::1", 1],
+        ["redis://streamcast-test.invalid", "streamcast-test.invalid", 6379],
+      ];
+      for (const [redisUrl] of cases) {
+        // Never connected: whatever the publish resolves to, its context is published.
+        const c = new StreamsClient({ redisUrl, logLevel: "error" });
+        await c.publishMessage(fresh(), 1);
+        await c.disconnect();
+      }
+      const starts = rec.events.filter(([e]) => e === "start").map(([, x]) => [x.serverAddress, x.serverPort]);
+      expect(starts).toEqual(cases.map(([, address, port]) => [address, port]));
+    } finally {
+      rec.stop();
+    }
+  });
+
   test("a callback that throws is published on the error channel and still counted as a callback error", async () => {
     const rec = record("streamcast:deliver");
     try {

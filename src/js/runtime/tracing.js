@@ -232,15 +232,24 @@
 
   const addresses = new WeakMap();
 
-  // { serverAddress, serverPort } of a client's first configured node (cached).
+  // { serverAddress, serverPort } of the server a client's commands go to, when its URL says
+  // which: a single server's host and port (6379 when the URL has none), or a unix socket's
+  // path (no port). None for Sentinel (the configured nodes are sentinels, and the primary
+  // they name changes with each failover) or a cluster (the seeds are not the node that
+  // serves a given stream): an address that is not the serving node's would be wrong, not
+  // merely vague. Worked out once per client (the URL does not change).
   function addressOf(client) {
     let a = addresses.get(client);
     if (a !== undefined) return a;
     a = { serverAddress: undefined, serverPort: undefined };
     try {
-      const url = new URL(String(client.getStatus().config.redisUrl).split(",")[0]);
-      a.serverAddress = url.hostname.replace(/^\[|\]$/g, "") || undefined;
-      a.serverPort = url.port ? Number(url.port) : 6379;
+      const url = new URL(String(client.getStatus().config.redisUrl));
+      if (url.protocol === "redis:" || url.protocol === "rediss:") {
+        a.serverAddress = url.hostname.replace(/^\[|\]$/g, "") || undefined;
+        a.serverPort = a.serverAddress === undefined ? undefined : url.port ? Number(url.port) : 6379;
+      } else if (url.protocol === "unix:" || url.protocol === "redis+unix:") {
+        a.serverAddress = decodeURIComponent(url.pathname) || undefined;
+      }
     } catch {
       // A URL the WHATWG parser does not take (or a client without status): no address.
     }
