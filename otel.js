@@ -26,10 +26,10 @@ const CHANNELS = Object.freeze({
 const SYSTEM = "redis";
 const SPAN = Symbol("streamcast.otel.span");
 
-// The conventions renamed messaging.system to messaging.system.name. Their opt-in variable is
-// for instrumentations that emitted the old names before; this one never did, so it emits the
-// current name by default, and both with OTEL_SEMCONV_STABILITY_OPT_IN=messaging/dup (for a
-// backend that still queries the old one).
+// The conventions renamed messaging.system to messaging.system.name. This instrumentation
+// emits the current name by default (its first version emitted the old one: see
+// CHANGELOG.md), and both with OTEL_SEMCONV_STABILITY_OPT_IN=messaging/dup (for a backend
+// that still queries the old one); "messaging" alone is the default.
 function stability(value) {
   const tokens = String(value ?? "")
     .split(",")

@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from "node:async_hooks";
 import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import diagnostics_channel from "node:diagnostics_channel";
@@ -6,6 +7,7 @@ import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { context, SpanKind, trace } from "@opentelemetry/api";
 import { AggregationTemporality, MeterProvider, MetricReader } from "@opentelemetry/sdk-metrics";
+import { BasicTracerProvider, type ReadableSpan, type Span, type SpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import * as streamcast from "../index.js";
 import { StreamsClient, type StreamMessage } from "../index.js";
@@ -128,6 +130,30 @@ describe("TracingChannels", () => {
     }
   });
 
+  test("serverAddress/serverPort: a single server's host and port, a unix socket's path, nothing for Sentinel or Cluster (their configured nodes are not the one serving)", async () => {
+    const rec = record("streamcast:publish");
+    try {
+      const cases: Array<[string, string | undefined, number | undefined]> = [
+        // Nothing listens at any of these (port 1, a missing socket, a name that never resolves).
+        ["redis+sentinel://127.0.0.1:1,127.0.0.2:1/mymaster", undefined, undefined],
+        ["redis+cluster://127.0.0.1:1,127.0.0.2:1", undefined, undefined],
+        ["unix:///tmp/streamcast-no-such.sock", "/tmp/streamcast-no-such.sock", undefined],
+        ["redis://[::1]:1/2", "::1", 1],
+        ["redis://streamcast-test.invalid", "streamcast-test.invalid", 6379],
+      ];
+      for (const [redisUrl] of cases) {
+        // Never connected: whatever the publish resolves to, its context is published.
+        const c = new StreamsClient({ redisUrl, logLevel: "error" });
+        await c.publishMessage(fresh(), 1);
+        await c.disconnect();
+      }
+      const starts = rec.events.filter(([e]) => e === "start").map(([, x]) => [x.serverAddress, x.serverPort]);
+      expect(starts).toEqual(cases.map(([, address, port]) => [address, port]));
+    } finally {
+      rec.stop();
+    }
+  });
+
   test("a callback that throws is published on the error channel and still counted as a callback error", async () => {
     const rec = record("streamcast:deliver");
     try {
@@ -143,6 +169,60 @@ describe("TracingChannels", () => {
       client.unsubscribe(stream);
     } finally {
       rec.stop();
+    }
+  });
+});
+
+describe("the async context of deliveries", () => {
+  test("a callback sees none of the AsyncLocalStorage stores of subscribe()'s caller or of the publisher", async () => {
+    // A fresh client: its delivery hub (and the threadsafe function through which every
+    // delivery enters JavaScript) is made at its first subscribe, here inside the store.
+    const c = await connectedClient(server.url);
+    try {
+      const als = new AsyncLocalStorage<string>();
+      const stream = fresh();
+      await c.createConsumerGroup(stream, "g", "$");
+      const seen: Array<[string, string | undefined]> = [];
+      await als.run("subscriber", () => c.subscribe(stream, () => void seen.push(["subscribe", als.getStore()])));
+      await als.run("consumer", () =>
+        c.consumeFromGroup(stream, "g", "c1", async () => {
+          await Promise.resolve();
+          seen.push(["consume", als.getStore()]);
+        }),
+      );
+      await als.run("publisher", () => c.publishMessage(stream, 1));
+      await als.run("publisher", () => c.publishBatch(stream, [2, 3]));
+      await until(() => seen.length >= 6, 5_000, () => `delivered ${seen.length}/6`);
+      expect(seen.filter(([, store]) => store !== undefined)).toEqual([]);
+    } finally {
+      await c.disconnect();
+    }
+  });
+
+  test("a store entered inside a callback stays inside it", async () => {
+    const c = await connectedClient(server.url);
+    try {
+      const als = new AsyncLocalStorage<number>();
+      const stream = fresh();
+      const seen: Array<[number | undefined, number | undefined, number | undefined]> = [];
+      await c.subscribe(stream, async (m) => {
+        const before = als.getStore();
+        const inside = await als.run(m.data as number, async () => {
+          await Promise.resolve();
+          return als.getStore();
+        });
+        seen.push([before, inside, als.getStore()]);
+      });
+      await c.publishBatch(stream, [1, 2]);
+      await c.publishMessage(stream, 3);
+      await until(() => seen.length >= 3, 5_000, () => `delivered ${seen.length}/3`);
+      expect(seen).toEqual([
+        [undefined, 1, undefined],
+        [undefined, 2, undefined],
+        [undefined, 3, undefined],
+      ]);
+    } finally {
+      await c.disconnect();
     }
   });
 });
@@ -271,6 +351,76 @@ describe("OpenTelemetry (streamcast/otel)", () => {
       }
     } finally {
       handle = otel.instrument();
+    }
+  });
+
+  /** A tracer provider that writes `start <message id>` and `end <message id>` of each
+   * process span into `events`, in the order they happen, between the test's own marks. */
+  function processSpanOrder(events: string[]): BasicTracerProvider {
+    const idOf = (span: Span | ReadableSpan) => String(span.attributes["messaging.message.id"]);
+    const recorder: SpanProcessor = {
+      onStart: (span) => void (span.name.startsWith("process ") && events.push(`start ${idOf(span)}`)),
+      onEnd: (span) => void (span.name.startsWith("process ") && events.push(`end ${idOf(span)}`)),
+      forceFlush: async () => {},
+      shutdown: async () => {},
+    };
+    return new BasicTracerProvider({ spanProcessors: [recorder] });
+  }
+
+  test("stream(): a message's process span runs from when the iterator yields it to the next next(), not while it waits in the buffer", async () => {
+    const c = await connectedClient(server.url);
+    const events: string[] = [];
+    const provider = processSpanOrder(events);
+    const h = otel.instrument({ tracerProvider: provider });
+    try {
+      const stream = fresh();
+      const [a, b] = (await c.publishBatch(stream, [1, 2, 3])) as string[];
+      const it = c.stream(stream, { startId: "0" });
+      // All three wait in the iterator's buffer before the loop asks for the first.
+      await until(() => c.getStatus().counters.delivered === 3, 5_000, () => `buffered ${c.getStatus().counters.delivered}/3`);
+      events.push("next");
+      const first = await it.next();
+      events.push(`got ${first.value!.id}`);
+      events.push("next");
+      const second = await it.next();
+      events.push(`got ${second.value!.id}`);
+      events.push("return");
+      await it.return!();
+      expect(events).toEqual(["next", `start ${a}`, `got ${a}`, "next", `end ${a}`, `start ${b}`, `got ${b}`, "return", `end ${b}`]);
+    } finally {
+      h.disable();
+      await provider.shutdown();
+      await c.disconnect();
+    }
+  });
+
+  test("consume(): a message's process span runs from when the iterator yields it to its ack()", async () => {
+    const c = await connectedClient(server.url);
+    const events: string[] = [];
+    const provider = processSpanOrder(events);
+    const h = otel.instrument({ tracerProvider: provider });
+    try {
+      const stream = fresh();
+      await c.createConsumerGroup(stream, "g", "0");
+      const [a, b] = (await c.publishBatch(stream, [1, 2])) as string[];
+      const it = c.consume(stream, "g", "c1");
+      await until(() => c.getStatus().counters.delivered === 2, 5_000, () => `buffered ${c.getStatus().counters.delivered}/2`);
+      events.push("next");
+      const first = await it.next();
+      events.push(`got ${first.value!.id}`);
+      events.push("ack");
+      const acked = first.value!.ack();
+      events.push("next");
+      const second = await it.next();
+      events.push(`got ${second.value!.id}`);
+      await acked;
+      events.push("return");
+      await it.return!();
+      expect(events).toEqual(["next", `start ${a}`, `got ${a}`, "ack", `end ${a}`, "next", `start ${b}`, `got ${b}`, "return", `end ${b}`]);
+    } finally {
+      h.disable();
+      await provider.shutdown();
+      await c.disconnect();
     }
   });
 

@@ -2,14 +2,17 @@
 // throughput (one subscription draining a pre-filled stream) with tracing off, with a no-op
 // subscriber on every TracingChannel, and with OpenTelemetry spans (streamcast/otel), each mode
 // in a process of its own, interleaved, on a private redis-server. Ratios are to the build
-// given with --baseline (the build before tracing existed), else to "off".
+// given with --baseline (the build before tracing existed), else to "off". Also per mode: the
+// bytes Redis received per publish and the bytes of one stored entry, which show that tracing
+// off adds nothing to what is sent or stored.
 //
 //   pnpm bench:tracing [--baseline <dir or index.js of another build>] [--repeats 5] [--n 20000]
+//   pnpm bench:tracing --smoke      every mode once at a tiny size (CI; the numbers mean nothing)
 //
-// Writes bench/results/tracing-latest.json. Timings are never a test.
+// Writes bench/results/tracing-latest.json (not in smoke mode). Timings are never a test.
 import { execFileSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
-import { cpus } from "node:os";
+import { cpus, loadavg } from "node:os";
 import { join, resolve } from "node:path";
 import { BENCH_DIR, ROOT } from "./lib/proc.js";
 import { startRedis } from "./lib/redis.js";
@@ -21,8 +24,9 @@ function arg(name: string): string | undefined {
 
 const baselineArg = arg("baseline");
 const baseline = baselineArg === undefined ? undefined : baselineArg.endsWith(".js") ? resolve(baselineArg) : resolve(baselineArg, "index.js");
-const repeats = Number(arg("repeats") ?? 5);
-const n = Number(arg("n") ?? 20_000);
+const smoke = process.argv.includes("--smoke");
+const repeats = smoke ? 1 : Number(arg("repeats") ?? 5);
+const n = smoke ? 1000 : Number(arg("n") ?? 20_000);
 const here = join(ROOT, "index.js");
 const modes: Array<[string, string]> = [
   ...(baseline === undefined ? [] : ([["pre", baseline]] as Array<[string, string]>)),
@@ -38,7 +42,9 @@ const median = (xs: number[]): number => {
 
 async function main(): Promise<void> {
   const redis = await startRedis();
-  const samples = new Map<string, { publish: number[]; deliver: number[] }>(modes.map(([m]) => [m, { publish: [], deliver: [] }]));
+  const samples = new Map<string, { publish: number[]; deliver: number[]; netIn: number[]; entryBytes: number[] }>(
+    modes.map(([m]) => [m, { publish: [], deliver: [], netIn: [], entryBytes: [] }]),
+  );
   try {
     for (let r = 0; r < repeats; r++) {
       // Rotate the order each repeat so no mode always runs first.
@@ -48,9 +54,12 @@ async function main(): Promise<void> {
           encoding: "utf8",
           stdio: ["ignore", "pipe", "inherit"],
         });
-        const { publish, deliver } = JSON.parse(out.trim().split("\n").at(-1)!) as { publish: number; deliver: number };
-        samples.get(mode)!.publish.push(publish);
-        samples.get(mode)!.deliver.push(deliver);
+        const m = JSON.parse(out.trim().split("\n").at(-1)!) as { publish: number; deliver: number; netInPerPublish: number; entryBytes: number };
+        const s = samples.get(mode)!;
+        s.publish.push(m.publish);
+        s.deliver.push(m.deliver);
+        s.netIn.push(m.netInPerPublish);
+        s.entryBytes.push(m.entryBytes);
         await redis.flushall();
       }
       console.error(`repeat ${r + 1}/${repeats} done`);
@@ -66,14 +75,27 @@ async function main(): Promise<void> {
     const s = samples.get(mode)!;
     const publish = median(s.publish);
     const deliver = median(s.deliver);
-    return { mode, publish: Math.round(publish), deliver: Math.round(deliver), publishRatio: +(publish / refPublish).toFixed(2), deliverRatio: +(deliver / refDeliver).toFixed(2) };
+    return {
+      mode,
+      publish: Math.round(publish),
+      deliver: Math.round(deliver),
+      publishRatio: +(publish / refPublish).toFixed(2),
+      deliverRatio: +(deliver / refDeliver).toFixed(2),
+      netInPerPublish: +median(s.netIn).toFixed(1),
+      entryBytes: median(s.entryBytes),
+    };
   });
-  console.log(`n=${n}, repeats=${repeats}, medians, ratios to "${ref}"; ${cpus().length} cores, Redis ${redis.version}, Node ${process.version}`);
-  console.log("| mode | publish msgs/s | ratio | delivery msgs/s | ratio |");
-  console.log("|---|---|---|---|---|");
-  for (const r of rows) console.log(`| ${r.mode} | ${r.publish} | ${r.publishRatio} | ${r.deliver} | ${r.deliverRatio} |`);
+  const load = loadavg().map((l) => l.toFixed(2)).join(" ");
+  if (smoke) console.log("smoke mode: every mode once at a tiny size; the numbers mean nothing");
+  console.log(`n=${n}, repeats=${repeats}, medians, ratios to "${ref}"; ${cpus().length} cores, load ${load} at the end, Redis ${redis.version}, Node ${process.version}`);
+  console.log("| mode | publish msgs/s | ratio | delivery msgs/s | ratio | bytes to Redis per publish | bytes per entry |");
+  console.log("|---|---|---|---|---|---|---|");
+  for (const r of rows) {
+    console.log(`| ${r.mode} | ${r.publish} | ${r.publishRatio} | ${r.deliver} | ${r.deliverRatio} | ${r.netInPerPublish} | ${r.entryBytes} |`);
+  }
+  if (smoke) return;
   const commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: ROOT, encoding: "utf8" }).trim();
-  writeFileSync(join(BENCH_DIR, "results", "tracing-latest.json"), JSON.stringify({ commit, n, repeats, reference: ref, rows }, null, 2) + "\n");
+  writeFileSync(join(BENCH_DIR, "results", "tracing-latest.json"), JSON.stringify({ commit, n, repeats, reference: ref, loadavg: load, rows }, null, 2) + "\n");
 }
 
 main().catch((err) => {

@@ -1,6 +1,9 @@
 // One measurement of bench/tracing.ts, in a process of its own (channel subscribers and the
 // OpenTelemetry globals are process-wide): `node tracing.mjs <mode> <addon index.js> <url> <n>`.
-// Prints {"publish": msgs/s, "deliver": msgs/s}.
+// Prints {"publish": msgs/s, "deliver": msgs/s, "netInPerPublish": bytes, "entryBytes": bytes}:
+// the bytes Redis received per publishMessage during the publish run (INFO stats
+// total_net_input_bytes; the command and its share of the connection's other traffic), and
+// the field names and values of one stored entry (what tracing adds to each entry, if anything).
 //   pre   the build before tracing existed (its index.js)
 //   off   this build, nobody subscribed, no OpenTelemetry
 //   noop  this build, a no-op subscriber on every streamcast TracingChannel
@@ -15,6 +18,7 @@ const require = createRequire(import.meta.url);
 const [mode, addon, url, nArg] = process.argv.slice(2);
 const n = Number(nArg);
 const { StreamsClient } = require(addon);
+const Redis = require("ioredis");
 
 let inSpan = (fn) => fn();
 if (mode === "noop") {
@@ -37,9 +41,13 @@ if (mode === "noop") {
 const client = new StreamsClient({ redisUrl: url, enableAutoTrim: false, logLevel: "error" });
 await client.connect();
 
+const checker = new Redis(url);
+const netInput = async () => Number(/total_net_input_bytes:(\d+)/.exec(await checker.info("stats"))[1]);
+
 async function publish(stream) {
   const inflight = 256;
   let next = 0;
+  const bytesBefore = await netInput();
   const started = performance.now();
   async function lane() {
     while (next < n) {
@@ -48,7 +56,11 @@ async function publish(stream) {
     }
   }
   await inSpan(() => Promise.all(Array.from({ length: inflight }, lane)));
-  return n / ((performance.now() - started) / 1000);
+  const rate = n / ((performance.now() - started) / 1000);
+  const netInPerPublish = ((await netInput()) - bytesBefore) / n;
+  const [[, fields]] = await checker.xrange(stream, "-", "+", "COUNT", 1);
+  const entryBytes = fields.reduce((sum, f) => sum + Buffer.byteLength(f), 0);
+  return { rate, netInPerPublish, entryBytes };
 }
 
 async function deliver(stream) {
@@ -65,6 +77,13 @@ async function deliver(stream) {
   return n / ((performance.now() - started) / 1000);
 }
 
-const out = { publish: await publish(`bench:tracing:${randomUUID()}`), deliver: await deliver(`bench:tracing:${randomUUID()}`) };
+const published = await publish(`bench:tracing:${randomUUID()}`);
+const out = {
+  publish: published.rate,
+  deliver: await deliver(`bench:tracing:${randomUUID()}`),
+  netInPerPublish: published.netInPerPublish,
+  entryBytes: published.entryBytes,
+};
 await client.disconnect();
+checker.disconnect();
 console.log(JSON.stringify(out));

@@ -10,6 +10,25 @@
   // iterator built on a callback end with it.
   const ON_STOP = Symbol("streamcast.onStop");
 
+  // The async context every delivery runs in: the one current when the addon was loaded (this
+  // script runs once per environment, at the first require or import). Without it a callback
+  // would run in the context of whatever made the client's delivery threadsafe function (its
+  // first subscribe: in a web app, a request whose AsyncLocalStorage stores, a user or a
+  // transaction, would then be visible in every later delivery), and what a callback sees
+  // would depend on which call happened to come first. Loaded at start-up, outside any
+  // request, this context holds none of the app's stores. One resource for all clients: it is
+  // never destroyed, and entering it costs the before/after hooks only when async_hooks are on.
+  // process.getBuiltinModule: Node >= 20.16; on older versions deliveries keep the context of
+  // the threadsafe function.
+  const asyncHooks =
+    typeof process === "object" && process !== null && typeof process.getBuiltinModule === "function"
+      ? process.getBuiltinModule("node:async_hooks")
+      : undefined;
+  const deliveryScope =
+    asyncHooks !== undefined && typeof asyncHooks.AsyncResource === "function"
+      ? new asyncHooks.AsyncResource("streamcast.delivery", { requireManualDestroy: true })
+      : null;
+
   // Every subscription and consumer loop of one client, keyed by a number the addon picks.
   // The addon hands over all batches that arrived since the JavaScript thread last woke up in
   // one `dispatch` call; a read that several subscriptions receive is parsed once and the
@@ -57,8 +76,14 @@
 
     // released: sequence numbers of reads the addon no longer holds; items: flat
     // [key, seq, json or null, from, ...], json given the first time a read is handed over.
-    // Returns one report (or Promise of it) per item.
+    // Returns one report (or Promise of it) per item. Runs in the delivery scope, and so do
+    // the callbacks and every continuation of their batches (Promises take the context they
+    // are made in).
     function dispatch(released, items) {
+      return deliveryScope === null ? dispatchNow(released, items) : deliveryScope.runInAsyncScope(dispatchNow, null, released, items);
+    }
+
+    function dispatchNow(released, items) {
       for (let i = 0; i < released.length; i++) reads.delete(released[i]);
       const out = new Array(items.length / 4);
       for (let i = 0, j = 0; i < items.length; i += 4, j++) {

@@ -6,6 +6,11 @@
 
   const { ON_STOP } = runtime;
 
+  // Marks the iterators' own callbacks, which only buffer a message: the tracing wrappers
+  // (runtime/tracing.js) leave them alone, and the iterator traces the loop's handling of each
+  // message instead (runtime.traceYield), from when it yields it.
+  const UNTRACED = Symbol("streamcast.untraced");
+
   const DEFAULT_HIGH_WATER_MARK = 64;
 
   function highWaterMarkOf(value) {
@@ -32,7 +37,10 @@
   // once `highWaterMark` messages wait unread, the callback returns a Promise that resolves
   // when the loop takes one, so the trampoline (and behind it the reader) stops there.
   // `start(onMessage)` starts the loop and resolves to its stop function.
-  function iterator(start, signal, highWaterMark, decorate) {
+  // `decorate(message, handled)` prepares a message as it arrives (`handled(message)` tells
+  // that the loop is done with it, e.g. on ack()); `trace(message)` starts the trace of its
+  // handling when it is yielded and returns the function that ends it (or null).
+  function iterator(start, signal, highWaterMark, decorate, trace) {
     const buffer = [];
     let waiter = null; // { resolve, reject } of a next() that found nothing
     let resume = null; // resolves the callback that is waiting for room
@@ -40,6 +48,22 @@
     let failure = null;
     let started = false; // the loop's start has settled (successfully or not)
     let stopping = null;
+    let current = null; // the message the loop is handling (the last one yielded)
+    let handling = null; // ends the trace of `current`'s handling
+
+    // The loop is done with `current`: it asked for the next message, acknowledged it, or
+    // ended. Its trace covers that time, not the time it waited in the buffer.
+    function settle() {
+      current = null;
+      if (handling === null) return;
+      const h = handling;
+      handling = null;
+      h();
+    }
+
+    function handled(message) {
+      if (message === current) settle();
+    }
 
     function settleWaiter() {
       if (waiter === null) return;
@@ -63,12 +87,15 @@
         resume = null;
         r();
       }
+      settle();
+      current = value;
+      handling = trace(value);
       return value;
     }
 
     function onMessage(message) {
       if (ended) return undefined;
-      buffer.push(decorate(message));
+      buffer.push(decorate(message, handled));
       settleWaiter();
       if (buffer.length >= highWaterMark) return new Promise((r) => (resume = r));
       return undefined;
@@ -77,6 +104,7 @@
     // failed). While the start is still pending, its outcome decides: a failure must reach
     // next() as an error, not as the end.
     let stoppedByAddon = false;
+    onMessage[UNTRACED] = true;
     onMessage[ON_STOP] = () => {
       stoppedByAddon = true;
       if (started) void end(false);
@@ -134,6 +162,7 @@
 
     return {
       next() {
+        settle();
         if (buffer.length > 0) return Promise.resolve({ value: take(), done: false });
         if (failure !== null) {
           const f = failure;
@@ -144,10 +173,12 @@
         return new Promise((resolve, reject) => (waiter = { resolve, reject }));
       },
       async return(value) {
+        settle();
         await end(true);
         return { value, done: true };
       },
       async throw(error) {
+        settle();
         await end(true);
         throw error;
       },
@@ -170,6 +201,7 @@
       abort,
       hwm,
       (message) => message,
+      (message) => runtime.traceYield(client, "deliver", {}, message),
     );
   }
 
@@ -209,14 +241,18 @@
       },
       abort,
       hwm,
-      (message) => {
+      (message, handled) => {
         // A consumer's read goes to this consumer alone, so the message object is its own.
         const id = message.id;
-        message.ack = () => ack(id);
+        message.ack = () => {
+          handled(message);
+          return ack(id);
+        };
         return message;
       },
+      (message) => runtime.traceYield(client, "consume", { group, consumer }, message),
     );
   }
 
-  return { streamIterator, consumeIterator };
+  return { streamIterator, consumeIterator, UNTRACED };
 })

@@ -10,7 +10,7 @@
 (function streamcastTracing(runtime) {
   "use strict";
 
-  const { ON_STOP } = runtime;
+  const { ON_STOP, UNTRACED } = runtime;
 
   const CHANNELS = {
     publish: "streamcast:publish",
@@ -163,9 +163,10 @@
   const BAGGAGE_KEY = Symbol.for("OpenTelemetry Baggage Key");
 
   // An empty context of the same kind as `ctx` (what @opentelemetry/api calls ROOT_CONTEXT):
-  // a delivery starts from nothing. Node runs deliveries in the async context of the client's
-  // first subscribe (when the delivery hub's threadsafe function was made), in a web app a
-  // request's, and that request's span must not become the parent of every later delivery.
+  // a delivery starts from nothing. Deliveries run in the async context in which the addon was
+  // loaded (runtime/deliveries.js), which may be inside a span (a traced start-up), and on Node
+  // < 20.16 in that of the client's first subscribe (in a web app a request's): no such span
+  // may become the parent of every later delivery.
   function emptyLike(ctx) {
     try {
       const empty = new (Object.getPrototypeOf(ctx).constructor)();
@@ -231,15 +232,24 @@
 
   const addresses = new WeakMap();
 
-  // { serverAddress, serverPort } of a client's first configured node (cached).
+  // { serverAddress, serverPort } of the server a client's commands go to, when its URL says
+  // which: a single server's host and port (6379 when the URL has none), or a unix socket's
+  // path (no port). None for Sentinel (the configured nodes are sentinels, and the primary
+  // they name changes with each failover) or a cluster (the seeds are not the node that
+  // serves a given stream): an address that is not the serving node's would be wrong, not
+  // merely vague. Worked out once per client (the URL does not change).
   function addressOf(client) {
     let a = addresses.get(client);
     if (a !== undefined) return a;
     a = { serverAddress: undefined, serverPort: undefined };
     try {
-      const url = new URL(String(client.getStatus().config.redisUrl).split(",")[0]);
-      a.serverAddress = url.hostname.replace(/^\[|\]$/g, "") || undefined;
-      a.serverPort = url.port ? Number(url.port) : 6379;
+      const url = new URL(String(client.getStatus().config.redisUrl));
+      if (url.protocol === "redis:" || url.protocol === "rediss:") {
+        a.serverAddress = url.hostname.replace(/^\[|\]$/g, "") || undefined;
+        a.serverPort = a.serverAddress === undefined ? undefined : url.port ? Number(url.port) : 6379;
+      } else if (url.protocol === "unix:" || url.protocol === "redis+unix:") {
+        a.serverAddress = decodeURIComponent(url.pathname) || undefined;
+      }
     } catch {
       // A URL the WHATWG parser does not take (or a client without status): no address.
     }
@@ -310,7 +320,7 @@
   // subscribers. A subscriber may set `ctx.context` (an OpenTelemetry Context, e.g. its
   // process span's) for the callback to run in.
   function wrapCallback(client, tc, callback, fields) {
-    if (typeof callback !== "function") return callback;
+    if (typeof callback !== "function" || callback[UNTRACED] === true) return callback;
     function streamcastCallback(message) {
       const traced = active(tc);
       const traceparent = message !== null && typeof message === "object" ? message.traceparent : undefined;
@@ -338,6 +348,44 @@
     }
     if (callback[ON_STOP] !== undefined) streamcastCallback[ON_STOP] = callback[ON_STOP];
     return streamcastCallback;
+  }
+
+  // The handling of one message an async iterator (stream(), consume()) yielded, traced on
+  // the deliver or consume channel like a callback that returned a Promise: start and end
+  // when the iterator yields it, asyncStart and asyncEnd when the loop is done with it (it
+  // asks for the next message, acknowledges this one, or ends), so a process span measures
+  // the handling, not the time the message waited in the buffer. The subscribers' start
+  // handlers run inside the context continued from the message, as for a callback; the loop
+  // body is not a call made here, so it runs in its own context (contextOf(message)).
+  // Returns the function that ends it, or null when the channel has no subscribers.
+  function traceYield(client, kind, fields, message) {
+    const tc = channels[kind];
+    if (!active(tc) || message === null || typeof message !== "object") return null;
+    const traceparent = message.traceparent;
+    const ctx = baseContext(client, {
+      ...fields,
+      stream: message.stream,
+      id: message.id,
+      message,
+      traceparent,
+      tracestate: message.tracestate,
+      context: undefined,
+    });
+    const open = () =>
+      tc.start.runStores(ctx, () => {
+        ctx.async = true;
+        tc.end.publish(ctx);
+      });
+    const cm = contextManager();
+    if (cm === null) open();
+    else cm.with(remoteContext(emptyLike(cm.active()), traceparent, message.tracestate), open);
+    let running = true;
+    return () => {
+      if (!running) return;
+      running = false;
+      tc.asyncStart.publish(ctx);
+      tc.asyncEnd.publish(ctx);
+    };
   }
 
   function wrapSubscribe(proto) {
@@ -400,5 +448,5 @@
     define(proto, "connect", wrapMethod(proto.connect, channels.connect, "connect", () => ({})));
   }
 
-  return { patchTracing, CHANNELS };
+  return { patchTracing, traceYield, CHANNELS };
 })
