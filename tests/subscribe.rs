@@ -830,6 +830,82 @@ fn xadd_ids(pipe: &mut redis::Pipeline, stream: &str, ms: impl IntoIterator<Item
     }
 }
 
+/// A stream deleted (or a server restarted empty) while a subscription had not read all of
+/// it: the subscription starts again from `0-0` (a reset), and the entries it never read are
+/// lost, which is a gap as much as a trim of them is. Before, only the reset was counted
+/// (review of issue 18).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unread_entries_of_a_deleted_stream_are_reported_as_a_gap() {
+    let server = RedisServer::start().await;
+    let c = client(&server).await;
+    let mut check = server.checker().await;
+    let stream = "deleted-while-behind";
+    let mut pipe = redis::pipe();
+    xadd_ids(&mut pipe, stream, 1..=20);
+    let () = pipe.query_async(&mut check).await.unwrap();
+    let (gate, open) = tokio::sync::watch::channel(false);
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let held = Arc::new(Gated {
+        got: got.clone(),
+        hold_from: "3-0".parse().unwrap(),
+        open,
+    });
+    c.subscribe(
+        stream,
+        held,
+        SubscribeOptions {
+            start: StartId::After(StreamId::ZERO),
+            count: Some(1),
+            ..blocking_an_hour()
+        },
+    )
+    .await
+    .unwrap();
+    // Held at 3-0 with a few more queued; a check has told the client the stream's count.
+    until(
+        "the subscription held, its stream's count known",
+        DELIVERY,
+        || {
+            let details = c.status().subscription_details;
+            details[0].stream_last_id == Some("20-0".parse().unwrap())
+                && details[0].behind.is_some_and(|b| b > details[0].queued)
+        },
+    )
+    .await;
+    // A second subscription, at the stream's end, keeps the stream read (a full queue leaves
+    // the first out of the reads), and its short BLOCKs come back empty: each is followed by
+    // a check.
+    let (handler, mut inbox) = ChannelHandler::new();
+    c.subscribe(
+        stream,
+        handler,
+        SubscribeOptions {
+            start: StartId::After("19-0".parse().unwrap()),
+            block: Some(Duration::from_millis(100)),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(inbox.one(DELIVERY).await.id.to_string(), "20-0");
+    let () = redis::cmd("DEL")
+        .arg(stream)
+        .query_async(&mut check)
+        .await
+        .unwrap();
+    until("the deletion found by both", DELIVERY, || {
+        c.status().counters.stream_resets == 2
+    })
+    .await;
+    assert_eq!(
+        c.status().counters.gaps,
+        1,
+        "the first subscription's unread entries reported, none for the second"
+    );
+    gate.send(true).unwrap();
+    c.disconnect().await;
+}
+
 /// A stream that went back without the reader seeing its server change (a failover behind
 /// one address, the old primary now a replica on the same connection) and got new entries
 /// past the cursor before any check: the subscription counted three entries that the stream

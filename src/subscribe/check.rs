@@ -8,6 +8,7 @@ use std::sync::{Arc, MutexGuard};
 use redis::Value;
 use tracing::warn;
 
+use super::ends::StreamEnd;
 use super::plan::Plan;
 use super::positions::{
     verdict, Position, Reset, Suspects, Verdict, IDLE_CHECKS_PER_BLOCK, SUSPECT_CHECKS_PER_BLOCK,
@@ -90,6 +91,9 @@ impl Subscriptions {
                 },
             };
             let rolled_back_by_switch = switched.remove(stream);
+            // Where the client knew the stream to end before this check: the entries a
+            // subscription had not read when the stream went (see `unread_lost`).
+            let end_before = self.end_of(stream);
             // Only while the stream is still subscribed: an unsubscribe during the check
             // forgot its end.
             if let Some(i) = info
@@ -99,6 +103,7 @@ impl Subscriptions {
                 self.saw_end(stream, i.last_generated, Some(i.entries_added));
             }
             let counts = parse_counts_after(&reply, cursors);
+            let mut went = false;
             for sub in subs.values().filter(|s| s.stream == *stream) {
                 let mut position = sub.position();
                 let mut reported = sub.gap_reported.lock().unwrap_or_else(|p| p.into_inner());
@@ -114,10 +119,20 @@ impl Subscriptions {
                     *reported,
                     after,
                 );
-                self.report(stream, *position, info.as_ref(), v);
+                let lost = unread_lost(*position, v, end_before);
+                self.report(stream, *position, info.as_ref(), v, lost);
+                went |= matches!(v, Verdict::ResetToZero(_) | Verdict::ResumeAt { .. });
                 *position = v.apply(*position);
                 if let Verdict::Gap { reported: r, .. } = v {
                     *reported = r;
+                }
+            }
+            if went {
+                // The end the client knew was the old stream's (or the old server's): the
+                // stream now ends where this check found it.
+                self.forget_end(stream);
+                if let Some(i) = &info {
+                    self.saw_end(stream, i.last_generated, Some(i.entries_added));
                 }
             }
         }
@@ -149,6 +164,7 @@ impl Subscriptions {
         was: Position,
         info: Option<&StreamInfo>,
         v: Verdict,
+        unread_lost: Option<u64>,
     ) {
         let at = was.cursor.unwrap_or_default();
         let last_generated = info.map(|i| i.last_generated).unwrap_or_default();
@@ -186,6 +202,15 @@ impl Subscriptions {
                 warn!(stream, cursor = %at, %last_generated, "subscribed stream lost its newest entries (a failover to a replica that had not received them); they were delivered, resuming after its new last id");
             }
         }
+        if let Some(missed) = unread_lost {
+            warn!(
+                stream,
+                cursor = %at,
+                missed,
+                "gap: entries the subscription had not read went with the stream (deleted, recreated, or lost by its server)"
+            );
+            Counters::add(&self.counters.gaps, 1);
+        }
         Counters::add(&self.counters.stream_resets, 1);
     }
 
@@ -209,4 +234,20 @@ impl Subscriptions {
         }
         streams
     }
+}
+
+/// Entries a subscription had not read when its stream went (a reset: deleted, recreated,
+/// or a failover's lost tail), by the end the client knew before the check (`end`): they
+/// are lost with the old stream, a gap as much as a trim of them is. `None` when there were
+/// none, or the entry numbers do not tell. (A lost tail with `lost` set is a gap already.)
+fn unread_lost(position: Position, v: Verdict, end: Option<StreamEnd>) -> Option<u64> {
+    if !matches!(
+        v,
+        Verdict::ResetToZero(_) | Verdict::ResumeAt { lost: false, .. }
+    ) {
+        return None;
+    }
+    let (at, seen, end) = (position.cursor?, position.seen?, end?);
+    let added = end.entries_added?;
+    (end.last_id > at && added > seen).then(|| added - seen)
 }

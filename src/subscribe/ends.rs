@@ -46,6 +46,23 @@ impl Subscriptions {
             });
     }
 
+    /// Where the client knows `stream` to end.
+    pub(super) fn end_of(&self, stream: &str) -> Option<StreamEnd> {
+        self.ends
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(stream)
+            .copied()
+    }
+
+    /// Forgets where `stream` ends (it went: the end known was another stream's).
+    pub(super) fn forget_end(&self, stream: &str) {
+        self.ends
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(stream);
+    }
+
     /// Records what `XINFO STREAM` said about `stream` (used by status refreshes).
     pub fn saw_stream_info(&self, stream: &str, info: &crate::codec::StreamInfo) {
         self.saw_end(
