@@ -16,8 +16,8 @@ use streamcast::{
     Batch, HandleResult, Handler, Outcome, PublishId, StartId, StreamId, SubscribeOptions,
 };
 use support::{
-    calls, client, until, until_async, wait_reader_blocked, within, ChannelHandler, RedisServer,
-    DELIVERY,
+    calls, client, until, until_async, wait_reader_blocked, within, ChannelHandler, Inbox,
+    RedisServer, DELIVERY,
 };
 use tokio::sync::Semaphore;
 
@@ -761,43 +761,166 @@ async fn a_start_after_the_largest_id_leaves_the_other_checks_working() {
 /// A position check counts the entries after each cursor by copying them on the server
 /// (`XREVRANGE` in the check's script), which costs about 9 ms per MiB there: with 1 MiB
 /// entries, a check of four trailing cursors blocked the server for 1.5 s (REVIEW of issue
-/// 18). The count now copies at most 64 KiB of entries: a stream of 100 KiB entries is not
-/// counted at all, one of small entries is.
+/// 18), and a budget judged from the stream's first and last entries let a stream of small
+/// ends and large middles through. The count now walks one entry at a time and stops once
+/// 64 KiB were copied: behind entries of 100 KiB, one entry per check is copied and the
+/// subscription's entry number stays unknown; behind small ones, it is counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_checks_count_no_large_entries() {
-    /// Range reads the server ran (the count's, inside the check's script).
-    async fn ranges(check: &mut redis::aio::MultiplexedConnection) -> u64 {
-        calls(check, "xrange").await + calls(check, "xrevrange").await
-    }
     let server = RedisServer::start().await;
-    let c = client(&server).await;
     let mut check = server.checker().await;
     for (stream, size, counted) in [
         ("large-entries", 100 * 1024, false),
         ("small-entries", 100, true),
     ] {
-        let payload = format!("\"{}\"", "x".repeat(size));
-        c.publish_batch(stream, &vec![payload; 3]).await.unwrap();
-        let counts = ranges(&mut check).await;
-        let (handler, mut inbox) = ChannelHandler::new();
-        c.subscribe(stream, handler, from_start()).await.unwrap();
-        inbox.take(3, DELIVERY).await;
-        // Two checks after the deliveries: the stream is checked while entries arrive, then
-        // after the reader's BLOCK comes back empty.
-        let checks = calls(&mut check, "eval").await;
-        until_async("two position checks", DELIVERY, || {
+        let c = client(&server).await;
+        let mut pipe = redis::pipe();
+        for ms in 1..=20 {
+            // Small first and last entries: what they say of the others' size is no guide.
+            let size = if ms == 1 || ms == 20 { 10 } else { size };
+            pipe.cmd("XADD")
+                .arg(stream)
+                .arg(format!("{ms}-0"))
+                .arg("data")
+                .arg(format!("\"{}\"", "x".repeat(size)))
+                .ignore();
+        }
+        let () = pipe.query_async(&mut check).await.unwrap();
+        // Started after an explicit id: its entry number is known only once counted.
+        let (gate, _) = subscribe_held(&c, stream, "1-0", "2-0").await;
+        let _end = subscribe_at_end(&c, stream, "19-0").await;
+        let (evals, ranges) = check_calls(&mut check).await;
+        until_async("three position checks", DELIVERY, || {
             let mut check = check.clone();
-            async move { calls(&mut check, "eval").await >= checks + 2 }
+            async move { check_calls(&mut check).await.0 >= evals + 3 }
         })
         .await;
-        assert_eq!(
-            ranges(&mut check).await > counts,
-            counted,
-            "{stream}: entries counted"
-        );
-        c.unsubscribe(stream);
+        let (evals_now, ranges_now) = check_calls(&mut check).await;
+        let per_check = (ranges_now - ranges) as f64 / (evals_now - evals) as f64;
+        let behind = c.status().subscription_details[0].behind;
+        if counted {
+            // The cursor at the end, then every entry after the held one (it read some ahead
+            // into its queue), then the probe.
+            assert!(
+                per_check > 3.0,
+                "{stream}: {per_check} range reads per check"
+            );
+            assert_eq!(behind, Some(19), "{stream}: the held subscription counted");
+        } else {
+            // The cursor at the end, then, after the held one, the small last entry and one
+            // large one, which passes the budget.
+            assert!(
+                per_check <= 3.0,
+                "{stream}: {per_check} range reads per check"
+            );
+            assert_eq!(behind, None, "{stream}: not counted");
+        }
+        gate.send(true).unwrap();
+        c.disconnect().await;
     }
+}
+
+/// Position checks (`EVAL` of the stream-facts script) and the range reads inside them, read
+/// from one `INFO commandstats` so that no check falls between the two.
+async fn check_calls(check: &mut redis::aio::MultiplexedConnection) -> (u64, u64) {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(check)
+        .await
+        .unwrap();
+    let calls = |cmd: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(&format!("cmdstat_{cmd}:calls=")))
+            .and_then(|rest| rest.split(',').next())
+            .map_or(0, |n| n.parse().unwrap())
+    };
+    (calls("eval"), calls("xrevrange"))
+}
+
+/// The counts of a check go to the cursors they were made for: two subscriptions started at
+/// explicit ids (entry numbers unknown until counted), held at different places, each get
+/// their own distance to the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_cursor_gets_its_own_count() {
+    let server = RedisServer::start().await;
+    let c = client(&server).await;
+    let mut check = server.checker().await;
+    let stream = "two-cursors";
+    let mut pipe = redis::pipe();
+    xadd_ids(&mut pipe, stream, 1..=20);
+    let () = pipe.query_async(&mut check).await.unwrap();
+    let (near, _) = subscribe_held(&c, stream, "15-0", "16-0").await;
+    let (far, _) = subscribe_held(&c, stream, "5-0", "6-0").await;
+    let _end = subscribe_at_end(&c, stream, "19-0").await;
+    until(
+        "each held subscription's distance to the end",
+        DELIVERY,
+        || {
+            let mut behind: Vec<_> = c
+                .status()
+                .subscription_details
+                .iter()
+                .map(|s| (s.id, s.behind))
+                .collect();
+            behind.sort();
+            // In the order subscribed: the near one, the far one, the one at the end. (Each has
+            // read ahead into its queue; `behind` counts the queue too.)
+            behind.iter().map(|b| b.1).collect::<Vec<_>>() == [Some(5), Some(15), Some(0)]
+        },
+    )
+    .await;
+    near.send(true).unwrap();
+    far.send(true).unwrap();
     c.disconnect().await;
+}
+
+/// Subscribes a [`Gated`] handler after `start`, one entry per XREAD, holding from `hold_from`:
+/// its queue fills and the rest of the stream stays unread. Returns the gate and the ids it got.
+async fn subscribe_held(
+    c: &streamcast::Client,
+    stream: &str,
+    start: &str,
+    hold_from: &str,
+) -> (tokio::sync::watch::Sender<bool>, Arc<Mutex<Vec<StreamId>>>) {
+    let (gate, open) = tokio::sync::watch::channel(false);
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let held = Arc::new(Gated {
+        got: got.clone(),
+        hold_from: hold_from.parse().unwrap(),
+        open,
+    });
+    c.subscribe(
+        stream,
+        held,
+        SubscribeOptions {
+            start: StartId::After(start.parse().unwrap()),
+            count: Some(1),
+            ..blocking_an_hour()
+        },
+    )
+    .await
+    .unwrap();
+    (gate, got)
+}
+
+/// Subscribes after `after`, the id before the stream's last, and waits for that last entry:
+/// from then on its 100 ms BLOCKs come back empty, each followed by a position check, and it
+/// keeps the stream read (a full queue leaves a held subscription out of the reads).
+async fn subscribe_at_end(c: &streamcast::Client, stream: &str, after: &str) -> Inbox {
+    let (handler, mut inbox) = ChannelHandler::new();
+    c.subscribe(
+        stream,
+        handler,
+        SubscribeOptions {
+            start: StartId::After(after.parse().unwrap()),
+            block: Some(Duration::from_millis(100)),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    inbox.one(DELIVERY).await;
+    inbox
 }
 
 /// A handler that records every id and holds entries from `hold_from` on until the gate opens.
@@ -843,51 +966,18 @@ async fn unread_entries_of_a_deleted_stream_are_reported_as_a_gap() {
     let mut pipe = redis::pipe();
     xadd_ids(&mut pipe, stream, 1..=20);
     let () = pipe.query_async(&mut check).await.unwrap();
-    let (gate, open) = tokio::sync::watch::channel(false);
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let held = Arc::new(Gated {
-        got: got.clone(),
-        hold_from: "3-0".parse().unwrap(),
-        open,
-    });
-    c.subscribe(
-        stream,
-        held,
-        SubscribeOptions {
-            start: StartId::After(StreamId::ZERO),
-            count: Some(1),
-            ..blocking_an_hour()
-        },
-    )
-    .await
-    .unwrap();
+    let (gate, _) = subscribe_held(&c, stream, "0-0", "3-0").await;
+    let _end = subscribe_at_end(&c, stream, "19-0").await;
     // Held at 3-0 with a few more queued; a check has told the client the stream's count.
     until(
-        "the subscription held, its stream's count known",
+        "the subscription held, entries left unread",
         DELIVERY,
         || {
             let details = c.status().subscription_details;
-            details[0].stream_last_id == Some("20-0".parse().unwrap())
-                && details[0].behind.is_some_and(|b| b > details[0].queued)
+            details[0].behind.is_some_and(|b| b > details[0].queued)
         },
     )
     .await;
-    // A second subscription, at the stream's end, keeps the stream read (a full queue leaves
-    // the first out of the reads), and its short BLOCKs come back empty: each is followed by
-    // a check.
-    let (handler, mut inbox) = ChannelHandler::new();
-    c.subscribe(
-        stream,
-        handler,
-        SubscribeOptions {
-            start: StartId::After("19-0".parse().unwrap()),
-            block: Some(Duration::from_millis(100)),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    assert_eq!(inbox.one(DELIVERY).await.id.to_string(), "20-0");
     let () = redis::cmd("DEL")
         .arg(stream)
         .query_async(&mut check)

@@ -5,10 +5,9 @@
 #
 #   bash bench/scripts/check-cost.sh [REV]
 #
-# REV (optional): also measure the script as it was at that commit, for a before/after.
-# The cursor arguments follow the script's own convention at HEAD (limit, byte budget,
-# cursors nearest the end first); a REV from before b8f7e97 takes (limit, cursors oldest
-# first), which this script passes to it.
+# REV (optional): also measure the script as it was at that commit, for a before/after
+# (cursors are passed the way that script takes them: with a byte budget and nearest the
+# end first, or, before b8f7e97, without one and oldest first).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 tmp=$(mktemp -d)
@@ -26,17 +25,32 @@ measure() { # label script args...
   for _ in 1 2 3 4 5; do $cli EVAL "$(cat "$script")" 1 s "$@" >/dev/null; done
   printf '  %-42s %12s µs\n' "$label" "$($cli INFO commandstats | sed -n 's/^cmdstat_eval:.*usec_per_call=\([0-9.]*\).*/\1/p')"
 }
-for size in 1000 16384 1048576; do
+args() { # script near|far -> its arguments
+  local near="200-0 195-0 190-0 180-0" far="100-0 80-0 50-0 1-0"
+  if grep -q "ARGV\[2\]" "$1"; then echo "65 65536 ${!2}"
+  else echo "65 $(echo "${!2}" | tr ' ' '\n' | tac | tr '\n' ' ')"; fi
+}
+fill() { # entries of these sizes, ids 1-0, 2-0, ...
   $cli DEL s >/dev/null
-  payload=$(head -c "$size" /dev/zero | tr '\0' 'x')
-  for i in $(seq 1 200); do printf 'XADD s %s-0 data %s\n' "$i" "$payload"; done | $cli >/dev/null
+  local i=0
+  for size in "$@"; do i=$((i + 1)); printf 'XADD s %s-0 data %s\n' "$i" "$(head -c "$size" /dev/zero | tr '\0' x)"; done | $cli >/dev/null
+}
+for size in 1000 16384 1048576; do
+  fill $(for _ in $(seq 200); do echo "$size"; done)
   echo "200 entries of $size bytes:"
   measure "no cursor" "$tmp/head.lua"
   for v in head rev; do
     [ -f "$tmp/$v.lua" ] || continue
-    if [ $v = head ]; then near="65 65536 200-0 195-0 190-0 180-0"; far="65 65536 100-0 80-0 50-0 1-0"
-    else near="65 180-0 190-0 195-0 200-0"; far="65 1-0 50-0 80-0 100-0"; fi
-    measure "$v: 4 cursors 0, 5, 10, 20 behind" "$tmp/$v.lua" $near
-    measure "$v: 4 cursors 100, 120, 150, 199 behind" "$tmp/$v.lua" $far
+    # shellcheck disable=SC2046
+    measure "$v: 4 cursors 0, 5, 10, 20 behind" "$tmp/$v.lua" $(args "$tmp/$v.lua" near)
+    # shellcheck disable=SC2046
+    measure "$v: 4 cursors 100, 120, 150, 199 behind" "$tmp/$v.lua" $(args "$tmp/$v.lua" far)
   done
+done
+fill 10 $(for _ in $(seq 198); do echo 1048576; done) 10
+echo "200 entries: 10 bytes, 198 of 1 MiB, 10 bytes (the first and last small):"
+for v in head rev; do
+  [ -f "$tmp/$v.lua" ] || continue
+  # shellcheck disable=SC2046
+  measure "$v: 4 cursors 100, 120, 150, 199 behind" "$tmp/$v.lua" $(args "$tmp/$v.lua" far)
 done

@@ -23,12 +23,6 @@ impl StreamId {
     /// The smallest id; reading after it reads the whole stream.
     pub const ZERO: StreamId = StreamId { ms: 0, seq: 0 };
 
-    /// The largest id; no entry can follow it.
-    pub const MAX: StreamId = StreamId {
-        ms: u64::MAX,
-        seq: u64::MAX,
-    };
-
     /// Creates an id from its two parts.
     pub const fn new(ms: u64, seq: u64) -> Self {
         StreamId { ms, seq }

@@ -140,16 +140,14 @@ impl Subscriptions {
     }
 
     /// The cursors of `stream`'s subscriptions whose following entries a check counts:
-    /// distinct, the nearest the stream's end first (the script counts from the end, and a
-    /// cursor further back than [`super::stream_facts::COUNT_AFTER_CAP`] entries gets no count), at most
-    /// [`COUNTED_CURSORS`]. A cursor at the largest id there is has nothing after it.
+    /// distinct, the nearest the stream's end first (the script counts from the end, and
+    /// stops at the first cursor too far behind), at most [`COUNTED_CURSORS`].
     fn cursors_of(&self, stream: &str) -> Vec<StreamId> {
         let mut cursors: Vec<StreamId> = self
             .subs()
             .values()
             .filter(|s| &*s.stream == stream)
             .filter_map(|s| s.position().cursor)
-            .filter(|&c| c != StreamId::MAX)
             .collect();
         cursors.sort_unstable_by(|a, b| b.cmp(a));
         cursors.dedup();

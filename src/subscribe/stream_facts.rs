@@ -25,13 +25,13 @@ use crate::error::Result;
 /// `ARGV[1]`, when given, is one more than the most entries counted after a cursor,
 /// `ARGV[2]` the bytes of fields and values the count may copy, and each further argument a
 /// cursor, the nearest the stream's end first: `after-cursors` then lists, per cursor, how
-/// many entries follow it, or `-1` when the limit or more do, or the server refused the range
-/// (as for the largest id there is, after which nothing can follow). Each cursor's count adds the
-/// entries between it and the one before, so every entry is copied once. The limit is
-/// `ARGV[1]`, or fewer entries of the size of the stream's first and last ones (already in
-/// `XINFO STREAM`'s reply) when that many would copy more than `ARGV[2]` bytes; below two
-/// there is nothing to learn (a cursor at the end is known without counting) and no count is
-/// made. A user who may not run `XREVRANGE` gets no counts, not an error.
+/// many entries follow it, or `-1` where the server refused the range (as for the largest id
+/// there is, after which nothing can follow). The count walks from the stream's end one entry
+/// at a time, each entry once for all cursors, and stops at the first cursor it cannot finish
+/// within `ARGV[1]` entries or `ARGV[2]` bytes (copied, plus the one entry that passed them):
+/// that cursor and the ones after it get no count. Entries are copied to be counted, and one
+/// at a time the bytes copied are known before the next, whatever sizes the stream mixes. A
+/// user who may not run `XREVRANGE` gets no counts, not an error.
 const SCRIPT: &str = r"
 for _, cmd in ipairs({ { 'TYPE' }, { 'XINFO', 'STREAM' } }) do
   cmd[#cmd + 1] = KEYS[1]
@@ -46,7 +46,7 @@ if t ~= 'stream' then
   return redis.error_reply('WRONGTYPE Operation against a key holding the wrong kind of value')
 end
 local info = redis.call('XINFO', 'STREAM', KEYS[1])
-local out, size = {}, 0
+local out = {}
 for i = 1, #info, 2 do
   local k, v = info[i], info[i + 1]
   if k == 'last-generated-id' or k == 'max-deleted-entry-id' or k == 'entries-added'
@@ -57,25 +57,22 @@ for i = 1, #info, 2 do
     out[#out + 1] = k
     out[#out + 1] = { v[1], {} }
   end
-  if (k == 'first-entry' or k == 'last-entry') and v then
-    local n = 0
-    for _, f in ipairs(v[2]) do n = n + #f end
-    size = math.max(size, n)
-  end
 end
-local limit = #ARGV > 2 and math.min(tonumber(ARGV[1]), math.floor(tonumber(ARGV[2]) / math.max(size, 1)))
-if limit and limit > 1 and redis.acl_check_cmd('XREVRANGE', KEYS[1], '+', '-') then
-  local counted, upper, after = 0, '+', {}
+if #ARGV > 2 and redis.acl_check_cmd('XREVRANGE', KEYS[1], '+', '-') then
+  local limit, budget = tonumber(ARGV[1]), tonumber(ARGV[2])
+  local counted, bytes, upper, after = 0, 0, '+', {}
   for i = 3, #ARGV do
-    if counted >= limit then break end
-    local r = redis.pcall('XREVRANGE', KEYS[1], upper, '(' .. ARGV[i], 'COUNT', limit - counted)
-    if r['err'] then
-      after[#after + 1] = -1
-    else
-      counted = counted + #r
-      after[#after + 1] = counted < limit and counted or -1
-      upper = ARGV[i]
+    local low, n = '(' .. ARGV[i], nil
+    while counted < limit and bytes <= budget do
+      local r = redis.pcall('XREVRANGE', KEYS[1], upper, low, 'COUNT', 1)
+      if r['err'] then n = -1 break end
+      if #r == 0 then n = counted break end
+      counted = counted + 1
+      for _, f in ipairs(r[1][2]) do bytes = bytes + #f end
+      upper = '(' .. r[1][1]
     end
+    if not n then break end
+    after[#after + 1] = n
   end
   out[#out + 1] = 'after-cursors'
   out[#out + 1] = after
@@ -89,10 +86,11 @@ return out
 /// whatever the number of cursors).
 pub(crate) const COUNT_AFTER_CAP: u64 = 64;
 
-/// Bytes of entries (fields and values) one check's count copies, at most: a script copies
-/// about 9 ms per MiB on the server (Redis 7.0, this machine), and blocks it meanwhile; a
-/// stream of 1 KiB entries is counted up to [`COUNT_AFTER_CAP`], one of 16 KiB entries up to
-/// about 3 after the cursor, one of 64 KiB entries or larger not at all.
+/// Bytes of entries (fields and values) one check's count copies, at most (plus the entry
+/// that passes it): a script copies about 9 ms per MiB on the server (Redis 7.0, this
+/// machine), and blocks it meanwhile. A subscription trailing by entries of 1 KB is counted up
+/// to [`COUNT_AFTER_CAP`] entries, by entries of 16 KiB up to 3, by entries of 64 KiB or more
+/// not at all (a cursor at the end needs no count).
 pub(crate) const COUNT_AFTER_BYTES: u64 = 64 * 1024;
 
 /// Distinct cursors of one stream whose following entries one check counts, at most
@@ -165,22 +163,32 @@ mod tests {
 
     #[test]
     fn counts_after_cursors_are_read_in_order_and_capped() {
-        let cursors: Vec<StreamId> = ["5-0", "7-0", "9-0"].map(|c| c.parse().unwrap()).into();
+        // Nearest the end first, as sent; the script's counts add up from the end.
+        let cursors: Vec<StreamId> = ["9-0", "7-0", "5-0", "3-0"]
+            .map(|c| c.parse().unwrap())
+            .into();
         let reply = Value::Array(vec![
             bulk("length"),
             Value::Int(10),
             bulk("after-cursors"),
             Value::Array(vec![
-                Value::Int(5),
-                Value::Int(COUNT_AFTER_CAP as i64 + 1),
                 Value::Int(0),
+                Value::Int(-1),
+                Value::Int(COUNT_AFTER_CAP as i64 + 1),
             ]),
+        ]);
+        // A refused range (-1) and a count past the cap say nothing, and keep their places;
+        // the script stopped before the last cursor.
+        assert_eq!(parse_counts_after(&reply, &cursors), vec![(cursors[0], 0)]);
+        let reply = Value::Array(vec![
+            bulk("after-cursors"),
+            Value::Array(vec![Value::Int(-1), Value::Int(2), Value::Int(5)]),
         ]);
         assert_eq!(
             parse_counts_after(&reply, &cursors),
-            vec![(cursors[0], 5), (cursors[2], 0)]
+            vec![(cursors[1], 2), (cursors[2], 5)]
         );
-        // No counts (the user may not run XRANGE): nothing is known.
+        // No counts (the user may not run XREVRANGE): nothing is known.
         let without = Value::Array(vec![bulk("length"), Value::Int(10)]);
         assert!(parse_counts_after(&without, &cursors).is_empty());
         let cmd = stream_facts_after_cmd("s", &cursors[..1]);
@@ -198,7 +206,7 @@ mod tests {
                 b"s".to_vec(),
                 b"65".to_vec(),
                 b"65536".to_vec(),
-                b"5-0".to_vec()
+                b"9-0".to_vec()
             ]
         );
     }
