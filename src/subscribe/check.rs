@@ -8,10 +8,10 @@ use std::sync::{Arc, MutexGuard};
 use redis::Value;
 use tracing::warn;
 
-use super::ends::StreamEnd;
 use super::plan::Plan;
 use super::positions::{
-    verdict, Position, Reset, Suspects, Verdict, IDLE_CHECKS_PER_BLOCK, SUSPECT_CHECKS_PER_BLOCK,
+    unread_lost, verdict, Position, Reset, Suspects, Verdict, IDLE_CHECKS_PER_BLOCK,
+    SUSPECT_CHECKS_PER_BLOCK,
 };
 use super::reader::ReaderState;
 use super::Subscriptions;
@@ -232,20 +232,4 @@ impl Subscriptions {
         }
         streams
     }
-}
-
-/// Entries a subscription had not read when its stream went (a reset: deleted, recreated,
-/// or a failover's lost tail), by the end the client knew before the check (`end`): they
-/// are lost with the old stream, a gap as much as a trim of them is. `None` when there were
-/// none, or the entry numbers do not tell. (A lost tail with `lost` set is a gap already.)
-fn unread_lost(position: Position, v: Verdict, end: Option<StreamEnd>) -> Option<u64> {
-    if !matches!(
-        v,
-        Verdict::ResetToZero(_) | Verdict::ResumeAt { lost: false, .. }
-    ) {
-        return None;
-    }
-    let (at, seen, end) = (position.cursor?, position.seen?, end?);
-    let added = end.entries_added?;
-    (end.last_id > at && added > seen).then(|| added - seen)
 }

@@ -10,6 +10,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
+use super::ends::StreamEnd;
 use crate::codec::{StreamId, StreamInfo};
 
 /// Streams whose position an idle BLOCK checks, at most: with thousands of idle
@@ -330,6 +331,22 @@ fn gap(position: Position, at: StreamId, info: &StreamInfo, reported: GapReporte
             max_deleted: reported.max_deleted.max(info.max_deleted),
         },
     }
+}
+
+/// Entries a subscription had not read when its stream went (a reset: deleted, recreated,
+/// or a failover's lost tail), by the end the client knew before the check (`end`): they
+/// are lost with the old stream, a gap as much as a trim of them is. `None` when there were
+/// none, or the entry numbers do not tell. (A lost tail with `lost` set is a gap already.)
+pub(super) fn unread_lost(position: Position, v: Verdict, end: Option<StreamEnd>) -> Option<u64> {
+    if !matches!(
+        v,
+        Verdict::ResetToZero(_) | Verdict::ResumeAt { lost: false, .. }
+    ) {
+        return None;
+    }
+    let (at, seen, end) = (position.cursor?, position.seen?, end?);
+    let added = end.entries_added?;
+    (end.last_id > at && added > seen).then(|| added - seen)
 }
 
 /// Streams whose position should be checked before the others: those that delivered
