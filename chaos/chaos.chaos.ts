@@ -94,6 +94,7 @@ for (const [index, name] of TOPOLOGIES.entries()) {
         // What an application does after its server lost everything: create its groups again.
         if (fault.kind === "sigkill-restart") await workload.createGroups();
         await workload.waitResumed(`after ${fault.detail}`, RECOVER_MS);
+        workload.faultRecovered();
         const line = `  ${((t - started) / 1000).toFixed(1).padStart(6)} s  ${fault.kind.padEnd(20)} ${fault.detail} (back in ${Date.now() - t} ms)`;
         schedule.push(line);
         // Live, so that a run that hangs still shows how far it got.

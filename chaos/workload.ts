@@ -85,6 +85,12 @@ const HISTORY = 20;
  * (`IDS_PER_STREAM` in src/connection/ledger.rs): a loss older than that is not reportable.
  */
 const LEDGER_IDS = 1_000;
+/**
+ * How long after the load resumed from a fault that can lose data its publishers' audits may
+ * still run (src/connection/audit.rs): they wait commandTimeoutMs (1 s by default), then try
+ * up to 5 times, each within commandTimeoutMs, reconnectMaxDelayMs (500 ms here) apart.
+ */
+const AUDIT_WINDOW_MS = 1_000 + 5 * 1_000 + 4 * 500;
 /** How far ahead of now an "ahead" subscription starts. */
 const AHEAD_MS = 3_000;
 
@@ -99,13 +105,13 @@ export class Workload {
   /** Per stream, the ids the chaos run's trims removed. */
   private readonly trimmedIds = new Map<string, Set<string>>();
   /**
-   * Per stream, trims made right after a fault that can lose data, while its publishers'
-   * audits may still run: the newest id each removed, and the publish count at that fault.
+   * Per stream, trims made while the publishers' audits of a fault that can lose data may
+   * still run (see AUDIT_WINDOW_MS): the newest id each removed, and the publish count at
+   * that fault.
    */
   private readonly trimsAfterLoss = new Map<string, { newest: string; lossMark: number }[]>();
-  /** Whether the fault before the one being applied could lose data. */
-  private lossJustBefore = false;
-  private lossNow = false;
+  /** Faults that can lose data: their publish count per stream, and when the load resumed. */
+  private readonly losses: { marks: Map<string, number>; resumedAt?: number }[] = [];
   private readonly reused: string[] = [];
   /** Per stream, the publish count at each fault that can lose data (see `faultStarts`). */
   private readonly lossPoints = new Map<string, number[]>();
@@ -231,14 +237,21 @@ export class Workload {
    * persistence, a failover).
    */
   faultStarts(loses: boolean): void {
-    this.lossJustBefore = this.lossNow;
-    this.lossNow = loses;
     if (!loses) return;
+    const marks = new Map<string, number>();
     for (const [stream, list] of this.publishes) {
-      const marks = this.lossPoints.get(stream) ?? [];
-      marks.push(list.length);
-      this.lossPoints.set(stream, marks);
+      const points = this.lossPoints.get(stream) ?? [];
+      points.push(list.length);
+      this.lossPoints.set(stream, points);
+      marks.set(stream, list.length);
     }
+    this.losses.push({ marks });
+  }
+
+  /** Marks the end of a fault's recovery (the load resumed on every stream). */
+  faultRecovered(): void {
+    const last = this.losses.at(-1);
+    if (last && last.resumedAt === undefined) last.resumedAt = Date.now();
   }
 
   /**
@@ -260,8 +273,11 @@ export class Workload {
     for (const id of gone) set.add(id);
     this.trimmedIds.set(stream, set);
     const newest = gone.at(-1);
-    const lossMark = this.lossPoints.get(stream)?.at(-1);
-    if (newest !== undefined && this.lossJustBefore && lossMark !== undefined) {
+    if (newest === undefined) return;
+    const now = Date.now();
+    for (const loss of this.losses) {
+      const lossMark = loss.marks.get(stream);
+      if (lossMark === undefined || (loss.resumedAt !== undefined && now > loss.resumedAt + AUDIT_WINDOW_MS)) continue;
       const list = this.trimsAfterLoss.get(stream) ?? [];
       list.push({ newest, lossMark });
       this.trimsAfterLoss.set(stream, list);
@@ -356,8 +372,8 @@ export class Workload {
           // A publisher's audit cannot tell an id of its own below the first entry of a
           // stream that has since removed entries from one a trim took (the stream may be a
           // new one, written again after a restart): a lost id at or below the newest a trim
-          // removed right after a fault that could have lost it (while the audit of that
-          // fault may still run) is not counted as reportable.
+          // removed while the audit of a later fault that could have lost it may still run is
+          // not counted as reportable.
           const ambiguous = (this.trimsAfterLoss.get(stream) ?? []).some((t) => t.lossMark > index && compareIds(p.id!, t.newest) <= 0);
           if (!ambiguous && this.reportable(stream, list, index)) {
             c.lostReportable++;
