@@ -367,12 +367,24 @@ describe("OpenTelemetry (streamcast/otel)", () => {
     return new BasicTracerProvider({ spanProcessors: [recorder] });
   }
 
-  test("stream(): a message's process span runs from when the iterator yields it to the next next(), not while it waits in the buffer", async () => {
+  /** Runs `body` with a fresh client whose process spans are written into `events` (as
+   * processSpanOrder does), then undoes the instrumentation and disconnects the client. */
+  async function withProcessSpans(body: (c: StreamsClient, events: string[]) => Promise<void>): Promise<void> {
     const c = await connectedClient(server.url);
     const events: string[] = [];
     const provider = processSpanOrder(events);
     const h = otel.instrument({ tracerProvider: provider });
     try {
+      await body(c, events);
+    } finally {
+      h.disable();
+      await provider.shutdown();
+      await c.disconnect();
+    }
+  }
+
+  test("stream(): a message's process span runs from when the iterator yields it to the next next(), not while it waits in the buffer", () =>
+    withProcessSpans(async (c, events) => {
       const stream = fresh();
       const [a, b] = (await c.publishBatch(stream, [1, 2, 3])) as string[];
       const it = c.stream(stream, { startId: "0" });
@@ -387,19 +399,31 @@ describe("OpenTelemetry (streamcast/otel)", () => {
       events.push("return");
       await it.return!();
       expect(events).toEqual(["next", `start ${a}`, `got ${a}`, "next", `end ${a}`, `start ${b}`, `got ${b}`, "return", `end ${b}`]);
-    } finally {
-      h.disable();
-      await provider.shutdown();
-      await c.disconnect();
-    }
-  });
+    }));
 
-  test("consume(): a message's process span runs from when the iterator yields it to its ack()", async () => {
-    const c = await connectedClient(server.url);
-    const events: string[] = [];
-    const provider = processSpanOrder(events);
-    const h = otel.instrument({ tracerProvider: provider });
-    try {
+  // Without another next() or return(): the iteration ends because of the signal, the
+  // subscription's end, or the client's.
+  for (const how of ["abort", "unsubscribe", "disconnect"] as const) {
+    test(`stream(): the last yielded message's process span ends when the iteration ends by ${how}`, () =>
+      withProcessSpans(async (c, events) => {
+        const stream = fresh();
+        const [a] = (await c.publishBatch(stream, [1, 2])) as string[];
+        const controller = new AbortController();
+        const it = c.stream(stream, { startId: "0", signal: controller.signal });
+        events.push("next");
+        const first = await it.next();
+        events.push(`got ${first.value!.id}`);
+        events.push(how);
+        if (how === "abort") controller.abort();
+        else if (how === "unsubscribe") c.unsubscribe(stream);
+        else await c.disconnect();
+        await until(() => events.includes(`end ${a}`), 5_000, () => `the span of ${a} ended; events: ${events.join(", ")}`);
+        expect(events).toEqual(["next", `start ${a}`, `got ${a}`, how, `end ${a}`]);
+      }));
+  }
+
+  test("consume(): a message's process span runs from when the iterator yields it to its ack()", () =>
+    withProcessSpans(async (c, events) => {
       const stream = fresh();
       await c.createConsumerGroup(stream, "g", "0");
       const [a, b] = (await c.publishBatch(stream, [1, 2])) as string[];
@@ -417,12 +441,23 @@ describe("OpenTelemetry (streamcast/otel)", () => {
       events.push("return");
       await it.return!();
       expect(events).toEqual(["next", `start ${a}`, `got ${a}`, "ack", `end ${a}`, "next", `start ${b}`, `got ${b}`, "return", `end ${b}`]);
-    } finally {
-      h.disable();
-      await provider.shutdown();
-      await c.disconnect();
-    }
-  });
+    }));
+
+  test("consume(): an unacknowledged message's process span ends when the signal aborts the iteration", () =>
+    withProcessSpans(async (c, events) => {
+      const stream = fresh();
+      await c.createConsumerGroup(stream, "g", "0");
+      const [a] = (await c.publishBatch(stream, [1])) as string[];
+      const controller = new AbortController();
+      const it = c.consume(stream, "g", "c1", { signal: controller.signal });
+      events.push("next");
+      const first = await it.next();
+      events.push(`got ${first.value!.id}`);
+      events.push("abort");
+      controller.abort();
+      await until(() => events.includes(`end ${a}`), 5_000, () => `the span of ${a} ended; events: ${events.join(", ")}`);
+      expect(events).toEqual(["next", `start ${a}`, `got ${a}`, "abort", `end ${a}`]);
+    }));
 
   test("contextOf continues a message's context for the async iterators", () => {
     const ctx = otel.contextOf({ traceparent: TP, tracestate: "k=v" });

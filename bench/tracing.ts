@@ -40,6 +40,26 @@ const median = (xs: number[]): number => {
   return s[Math.floor(s.length / 2)]!;
 };
 
+// One worker run may take this long (its own deadline for the deliveries is 60 s); past it, the
+// worker is killed and the bench fails, so a hung run cannot hold CI. Not a timing test.
+const WORKER_TIMEOUT_MS = 120_000;
+
+function runWorker(mode: string, addon: string, url: string): string {
+  try {
+    return execFileSync(process.execPath, [join(BENCH_DIR, "workers", "tracing.mjs"), mode, addon, url, String(n)], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "inherit"],
+      timeout: WORKER_TIMEOUT_MS,
+      killSignal: "SIGKILL",
+    });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ETIMEDOUT") {
+      throw new Error(`bench:tracing: the "${mode}" worker did not finish within ${WORKER_TIMEOUT_MS / 1000} s and was killed`, { cause: err });
+    }
+    throw err;
+  }
+}
+
 async function main(): Promise<void> {
   const redis = await startRedis();
   const samples = new Map<string, { publish: number[]; deliver: number[]; netIn: number[]; entryBytes: number[] }>(
@@ -50,10 +70,7 @@ async function main(): Promise<void> {
       // Rotate the order each repeat so no mode always runs first.
       const order = modes.map((_, i) => modes[(i + r) % modes.length]!);
       for (const [mode, addon] of order) {
-        const out = execFileSync(process.execPath, [join(BENCH_DIR, "workers", "tracing.mjs"), mode, addon, redis.url, String(n)], {
-          encoding: "utf8",
-          stdio: ["ignore", "pipe", "inherit"],
-        });
+        const out = runWorker(mode, addon, redis.url);
         const m = JSON.parse(out.trim().split("\n").at(-1)!) as { publish: number; deliver: number; netInPerPublish: number; entryBytes: number };
         const s = samples.get(mode)!;
         s.publish.push(m.publish);

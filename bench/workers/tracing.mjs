@@ -14,6 +14,10 @@ import { createRequire } from "node:module";
 import { randomUUID } from "node:crypto";
 import diagnostics_channel from "node:diagnostics_channel";
 
+// A run that loses deliveries fails with how many arrived instead of waiting forever (CI
+// runs --smoke). Far above any real run's time: it is not a timing test.
+const DELIVER_TIMEOUT_MS = 60_000;
+
 const require = createRequire(import.meta.url);
 const [mode, addon, url, nArg] = process.argv.slice(2);
 const n = Number(nArg);
@@ -69,11 +73,22 @@ async function deliver(stream) {
   let got = 0;
   let done;
   const all = new Promise((r) => (done = r));
+  let timer;
+  const deadline = new Promise((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`bench:tracing ${mode}: ${got} of ${n} deliveries arrived within ${DELIVER_TIMEOUT_MS / 1000} s`)),
+      DELIVER_TIMEOUT_MS,
+    );
+  });
   const started = performance.now();
   await client.subscribe(stream, () => {
     if (++got === n) done();
   }, { startId: "0" });
-  await all;
+  try {
+    await Promise.race([all, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
   return n / ((performance.now() - started) / 1000);
 }
 

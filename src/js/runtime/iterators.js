@@ -111,8 +111,10 @@
     };
 
     // Ends the iteration; `stop` also stops the loop (once its start settled), unless the
-    // addon stopped it already.
+    // addon stopped it already. The loop is done with the message it was handling, however
+    // the iteration ended (return(), the signal, unsubscribe, disconnect).
     function end(stop) {
+      settle();
       if (ended) return stopping ?? Promise.resolve();
       ended = true;
       if (signal !== null) signal.removeEventListener("abort", onAbort);
@@ -153,6 +155,7 @@
             if (ended) return null; // return() came first: the loop is over either way
             failure = e;
             ended = true;
+            settle();
             if (signal !== null) signal.removeEventListener("abort", onAbort);
             settleWaiter();
             return null;

@@ -315,6 +315,26 @@
     return publishBatch;
   }
 
+  // What a delivery of `message` is traced with on the deliver or consume channel.
+  function deliveryContext(client, fields, message) {
+    return baseContext(client, {
+      ...fields,
+      stream: message.stream,
+      id: message.id,
+      message,
+      traceparent: message.traceparent,
+      tracestate: message.tracestate,
+      context: undefined,
+    });
+  }
+
+  // The context continued from a delivered message's trace context (a fresh one without it),
+  // for the context manager `cm`.
+  function continuedContext(cm, message) {
+    const traceparent = message !== null && typeof message === "object" ? message.traceparent : undefined;
+    return remoteContext(emptyLike(cm.active()), traceparent, traceparent === undefined ? undefined : message.tracestate);
+  }
+
   // The callback of a subscription or consumer, run inside the context continued from each
   // message's trace context, and traced on `tc` (deliver or consume) while it has
   // subscribers. A subscriber may set `ctx.context` (an OpenTelemetry Context, e.g. its
@@ -323,22 +343,13 @@
     if (typeof callback !== "function" || callback[UNTRACED] === true) return callback;
     function streamcastCallback(message) {
       const traced = active(tc);
-      const traceparent = message !== null && typeof message === "object" ? message.traceparent : undefined;
       const cm = contextManager();
-      const base = cm === null ? undefined : remoteContext(emptyLike(cm.active()), traceparent, traceparent === undefined ? undefined : message.tracestate);
+      const base = cm === null ? undefined : continuedContext(cm, message);
       if (!traced) {
         if (cm === null) return callback(message);
         return cm.with(base, callback, undefined, message);
       }
-      const ctx = baseContext(client, {
-        ...fields,
-        stream: message.stream,
-        id: message.id,
-        message,
-        traceparent,
-        tracestate: message.tracestate,
-        context: undefined,
-      });
+      const ctx = deliveryContext(client, fields, message);
       const body = () => {
         const now = contextManager();
         return now !== null && ctx.context !== undefined ? now.with(ctx.context, callback, undefined, message) : callback(message);
@@ -361,16 +372,7 @@
   function traceYield(client, kind, fields, message) {
     const tc = channels[kind];
     if (!active(tc) || message === null || typeof message !== "object") return null;
-    const traceparent = message.traceparent;
-    const ctx = baseContext(client, {
-      ...fields,
-      stream: message.stream,
-      id: message.id,
-      message,
-      traceparent,
-      tracestate: message.tracestate,
-      context: undefined,
-    });
+    const ctx = deliveryContext(client, fields, message);
     const open = () =>
       tc.start.runStores(ctx, () => {
         ctx.async = true;
@@ -378,7 +380,7 @@
       });
     const cm = contextManager();
     if (cm === null) open();
-    else cm.with(remoteContext(emptyLike(cm.active()), traceparent, message.tracestate), open);
+    else cm.with(continuedContext(cm, message), open);
     let running = true;
     return () => {
       if (!running) return;
