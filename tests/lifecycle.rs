@@ -7,6 +7,8 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
+
 use streamcast::{Client, ConsumeOptions, PublishId, StartId, StreamId, SubscribeOptions};
 use support::{config, until_async, ChannelHandler, RedisServer, DELIVERY};
 
@@ -103,12 +105,19 @@ async fn a_consumer_stopped_before_its_start_resolved_never_reads() {
     }
     for round in 0..20 {
         let (h, mut inbox) = ChannelHandler::new();
-        // Started and stopped without awaiting the start: the stop must reach it.
+        // Started and stopped without awaiting the start: the stop must reach it. The server
+        // is paused meanwhile, so the consumer cannot have read before the stop (on a loaded
+        // machine, it sometimes had: CI saw an entry delivered).
+        server.pause();
         let started = c
             .start_consume("jobs", "g", "c", h, ConsumeOptions::default())
             .unwrap();
+        let mut stop = Box::pin(c.stop_consumer("jobs", "g", "c"));
+        // The first poll finds the consumer and cancels it; then it waits for the server.
+        assert!((&mut stop).now_or_never().is_none());
+        server.resume();
         assert!(
-            c.stop_consumer("jobs", "g", "c").await,
+            stop.await,
             "round {round}: the consumer was registered at once"
         );
         let _ = started.await;
