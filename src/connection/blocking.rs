@@ -90,6 +90,14 @@ pub enum ReadError {
     Redis(RedisError),
 }
 
+impl ReadError {
+    /// The step took too long (a command timeout or the watchdog), not a refusal or a
+    /// broken connection.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, ReadError::Timeout(_) | ReadError::Watchdog(_))
+    }
+}
+
 impl std::fmt::Display for ReadError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

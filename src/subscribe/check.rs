@@ -16,8 +16,43 @@ use super::positions::{
 use super::reader::ReaderState;
 use super::Subscriptions;
 
-/// Streams checked in one pipeline, at most (each pipeline has its own command timeout).
-const CHECK_CHUNK: usize = 256;
+/// Streams checked in one pipeline, at most (each pipeline has its own command timeout):
+/// a check costs the server about 60 µs per stream (Redis 7.0, this machine), so 256 take
+/// about 15 ms. A pipeline that times out halves the chunk for the next try (see
+/// [`CheckChunk`]), down to [`MIN_CHECK_CHUNK`].
+pub(super) const CHECK_CHUNK: usize = 256;
+
+/// The smallest chunk a slow server or a loaded machine brings the checks down to.
+const MIN_CHECK_CHUNK: usize = 8;
+
+/// How many streams one pipeline of position checks takes now: halved after a check timed
+/// out (the server too slow for the command timeout, so that the next try fits and the
+/// reader gets back to reading instead of timing out on the same chunk for ever), doubled
+/// back after a check that passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct CheckChunk(usize);
+
+impl Default for CheckChunk {
+    fn default() -> Self {
+        CheckChunk(CHECK_CHUNK)
+    }
+}
+
+impl CheckChunk {
+    /// The streams per pipeline now.
+    pub(super) fn get(self) -> usize {
+        self.0
+    }
+
+    /// After a check: `timed_out` halves the chunk, a check that passed doubles it back.
+    pub(super) fn after(&mut self, timed_out: bool) {
+        self.0 = if timed_out {
+            (self.0 / 2).max(MIN_CHECK_CHUNK)
+        } else {
+            (self.0 * 2).min(CHECK_CHUNK)
+        };
+    }
+}
 use super::stream_facts::{
     parse_counts_after, parse_stream_facts, stream_facts_after_cmd, COUNTED_CURSORS,
 };
@@ -42,34 +77,43 @@ impl Subscriptions {
     /// new server's last id: reading from `0-0` would deliver everything again. A stream
     /// leaves `switched` once checked; one that could not be checked stays there and is
     /// queued as a suspect, so an idle check looks at it again soon.
+    ///
+    /// One pipeline per `chunk` streams, each within its own command timeout (thousands of
+    /// streams in one pipeline may never fit in one, and the reader would never read again),
+    /// and each applied as it comes: the streams checked go into `done`, so that a check
+    /// that failed part way can go on with the others.
     pub(super) async fn check_positions(
         &self,
         reader: &mut BlockingReader,
         streams: &[Arc<str>],
         switched: &mut HashSet<Arc<str>>,
+        chunk: CheckChunk,
+        done: &mut HashSet<Arc<str>>,
     ) -> std::result::Result<(), ReadError> {
-        if streams.is_empty() {
-            return Ok(());
-        }
-        // One pipeline per chunk, each within its own command timeout: thousands of streams
-        // in one pipeline may never fit in one, and the reader would never read again.
-        let cursors: Vec<Vec<StreamId>> = streams.iter().map(|s| self.cursors_of(s)).collect();
-        let mut replies: Vec<Value> = Vec::with_capacity(streams.len());
-        for chunk in streams
-            .iter()
-            .zip(&cursors)
-            .collect::<Vec<_>>()
-            .chunks(CHECK_CHUNK)
-        {
+        for part in streams.chunks(chunk.get()) {
+            let cursors: Vec<Vec<StreamId>> = part.iter().map(|s| self.cursors_of(s)).collect();
             let mut pipe = redis::pipe();
             pipe.ignore_errors();
-            for (stream, cursors) in chunk {
+            for (stream, cursors) in part.iter().zip(&cursors) {
                 pipe.add_command(stream_facts_after_cmd(stream, cursors));
             }
-            replies.extend(reader.command::<Vec<Value>>(&pipe).await?);
+            let replies = reader.command::<Vec<Value>>(&pipe).await?;
+            self.apply_checks(part, &cursors, replies, switched);
+            done.extend(part.iter().cloned());
         }
+        Ok(())
+    }
+
+    /// Applies the replies of one pipeline of position checks (see [`Self::check_positions`]).
+    fn apply_checks(
+        &self,
+        streams: &[Arc<str>],
+        cursors: &[Vec<StreamId>],
+        replies: Vec<Value>,
+        switched: &mut HashSet<Arc<str>>,
+    ) {
         let subs = self.subs();
-        for ((stream, reply), cursors) in streams.iter().zip(replies).zip(&cursors) {
+        for ((stream, reply), cursors) in streams.iter().zip(replies).zip(cursors) {
             let info = match &reply {
                 // MOVED/ASK (its slot moved or is moving), TRYAGAIN/CLUSTERDOWN (resharding,
                 // a failover), anything else: nothing is known about the stream now. Its
@@ -136,7 +180,6 @@ impl Subscriptions {
                 }
             }
         }
-        Ok(())
     }
 
     /// The cursors of `stream`'s subscriptions whose following entries a check counts:
@@ -231,5 +274,26 @@ impl Subscriptions {
             }
         }
         streams
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timed_out_check_halves_the_chunk_and_a_passed_one_doubles_it_back() {
+        let mut c = CheckChunk::default();
+        assert_eq!(c.get(), CHECK_CHUNK);
+        for _ in 0..10 {
+            c.after(true);
+        }
+        assert_eq!(c.get(), MIN_CHECK_CHUNK);
+        c.after(false);
+        assert_eq!(c.get(), 2 * MIN_CHECK_CHUNK);
+        for _ in 0..10 {
+            c.after(false);
+        }
+        assert_eq!(c.get(), CHECK_CHUNK);
     }
 }

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use super::check::CheckChunk;
 use super::plan::{slot_groups, xread_cmd, Plan};
 use super::positions::BUSY_CHECK_EVERY;
 use super::Subscriptions;
@@ -68,6 +69,13 @@ pub(super) struct ReaderState {
     pub(super) switched: HashSet<Arc<str>>,
     /// When positions were last checked (after a connect, an idle BLOCK or a busy second).
     pub(super) last_check: Instant,
+    /// Streams per pipeline of position checks.
+    pub(super) check_chunk: CheckChunk,
+    /// Streams the check of every stream (after a connect) has checked so far: one that timed
+    /// out part way goes on with the others after the reconnect, on the same server.
+    pub(super) checked: HashSet<Arc<str>>,
+    /// The check of every stream timed out part way: `checked` holds across the reconnect.
+    pub(super) check_timed_out: bool,
 }
 
 /// What the reader does after a step.
@@ -101,6 +109,9 @@ impl Subscriptions {
             server: None,
             switched: HashSet::new(),
             last_check: Instant::now(),
+            check_chunk: CheckChunk::default(),
+            checked: HashSet::new(),
+            check_timed_out: false,
         };
         while !token.is_cancelled() {
             let outcome = AssertUnwindSafe(self.step(&mut reader, &mut state, &token))
@@ -156,6 +167,10 @@ impl Subscriptions {
         if state.connected_before || state.node.is_some() {
             state.check = PositionCheck::Everything;
         }
+        let same_server = state.server.is_some() && state.server == server;
+        if !(state.check_timed_out && same_server) {
+            state.checked.clear();
+        }
         if (state.server.is_some() && state.server != server)
             || (!state.connected_before && state.node.is_some())
         {
@@ -209,13 +224,38 @@ impl Subscriptions {
                 _ => self.some_checks(&plan, state),
             };
             let check = std::mem::replace(&mut state.check, PositionCheck::Skip);
-            if check == PositionCheck::Everything {
+            let mut some = HashSet::new();
+            let (streams, done) = if check == PositionCheck::Everything {
                 // Streams no longer subscribed here need no check (`streams` is sorted).
                 state.switched.retain(|s| streams.binary_search(s).is_ok());
-            }
+                let rest: Vec<Arc<str>> = streams
+                    .into_iter()
+                    .filter(|s| !state.checked.contains(s))
+                    .collect();
+                (rest, &mut state.checked)
+            } else {
+                (streams, &mut some)
+            };
             let checked = self
-                .check_positions(reader, &streams, &mut state.switched)
+                .check_positions(
+                    reader,
+                    &streams,
+                    &mut state.switched,
+                    state.check_chunk,
+                    done,
+                )
                 .await;
+            match &checked {
+                Ok(()) => state.check_chunk.after(false),
+                Err(e) if e.is_timeout() => state.check_chunk.after(true),
+                Err(_) => {}
+            }
+            if check == PositionCheck::Everything {
+                match &checked {
+                    Ok(()) => state.checked.clear(),
+                    Err(e) => state.check_timed_out = e.is_timeout(),
+                }
+            }
             if checked.is_err() {
                 // Not checked: check again once the reader can.
                 state.check = check;
