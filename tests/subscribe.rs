@@ -905,7 +905,10 @@ async fn subscribe_held(
 
 /// Subscribes after `after`, the id before the stream's last, and waits for that last entry:
 /// from then on its 100 ms BLOCKs come back empty, each followed by a position check, and it
-/// keeps the stream read (a full queue leaves a held subscription out of the reads).
+/// keeps the stream read (a full queue leaves a held subscription out of the reads). One entry
+/// per XREAD, as the held ones: a read's COUNT is the largest of its subscriptions', and a
+/// larger one would hand a held subscription that still has room the rest of the stream in
+/// one batch (seen once in CI's instrumented run, where the held one was still filling).
 async fn subscribe_at_end(c: &streamcast::Client, stream: &str, after: &str) -> Inbox {
     let (handler, mut inbox) = ChannelHandler::new();
     c.subscribe(
@@ -914,6 +917,7 @@ async fn subscribe_at_end(c: &streamcast::Client, stream: &str, after: &str) -> 
         SubscribeOptions {
             start: StartId::After(after.parse().unwrap()),
             block: Some(Duration::from_millis(100)),
+            count: Some(1),
             ..Default::default()
         },
     )
