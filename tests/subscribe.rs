@@ -918,7 +918,6 @@ async fn subscribe_at_end(c: &streamcast::Client, stream: &str, after: &str) -> 
             start: StartId::After(after.parse().unwrap()),
             block: Some(Duration::from_millis(100)),
             count: Some(1),
-            ..Default::default()
         },
     )
     .await
