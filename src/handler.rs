@@ -135,6 +135,12 @@ impl Outcome {
 /// The outcome of one batch, or a handler that is gone.
 pub type HandleResult = Result<Outcome, HandlerGone>;
 
+/// Where a batch's result goes when the handler reports it itself ([`Handler::handle_then`]).
+pub trait Report: Send + 'static {
+    /// Takes the batch's result; called once, on whatever thread learned it.
+    fn report(self: Box<Self>, result: HandleResult);
+}
+
 /// User code that receives batches.
 ///
 /// An implementation processes the messages of a batch one at a time, in order, and
@@ -143,6 +149,16 @@ pub type HandleResult = Result<Outcome, HandlerGone>;
 pub trait Handler: Send + Sync + 'static {
     /// Handles every message of `batch`, reporting those that failed.
     fn handle(&self, batch: Batch) -> BoxFuture<'static, HandleResult>;
+
+    /// Handles `batch` as [`Handler::handle`] does, and gives its result to `report`
+    /// instead of returning a future for the caller to poll. A handler whose results are
+    /// known on another thread (JavaScript's) reports from there, so the task that handed
+    /// the batch over is not woken once per batch just to learn it. By default a task of
+    /// its own awaits [`Handler::handle`]; must be called within a tokio runtime.
+    fn handle_then(&self, batch: Batch, report: Box<dyn Report>) {
+        let handled = self.handle(batch);
+        tokio::spawn(async move { report.report(handled.await) });
+    }
 
     /// How many batches of one subscription may be handed over before the first resolved.
     ///

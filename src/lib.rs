@@ -42,7 +42,7 @@ pub use codec::{Entry, PublishId, StartId, StreamId};
 pub use config::{Config, ConfigInput};
 pub use error::{Error, Result};
 pub use group::{ConsumeInput, ConsumeOptions};
-pub use handler::{Batch, CallbackFailure, HandleResult, Handler, HandlerGone, Outcome};
+pub use handler::{Batch, CallbackFailure, HandleResult, Handler, HandlerGone, Outcome, Report};
 pub use server_info::{ServerFamily, ServerInfo};
 pub use subscribe::{SubscribeInput, SubscribeOptions};
 pub use trim::{Trim, TrimInput, TrimTo};

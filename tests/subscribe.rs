@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use serde_json::json;
 use streamcast::{
-    Batch, HandleResult, Handler, Outcome, PublishId, StartId, StreamId, SubscribeOptions,
+    Batch, HandleResult, Handler, Outcome, PublishId, Report, StartId, StreamId, SubscribeOptions,
 };
 use support::{
     calls, client, until, until_async, wait_reader_blocked, within, ChannelHandler, Inbox,
@@ -1093,4 +1093,122 @@ async fn a_trim_after_an_unseen_rollback_is_reported() {
     )
     .await;
     c.disconnect().await;
+}
+
+/// A handler that keeps every batch's report, to be answered (or dropped) by the test from
+/// a thread of its own, as JavaScript's thread answers them.
+struct Reporting {
+    held: Arc<Mutex<Vec<(Vec<StreamId>, Box<dyn Report>)>>>,
+    ended: Arc<AtomicUsize>,
+}
+
+impl Handler for Reporting {
+    fn handle(&self, _: Batch) -> BoxFuture<'static, HandleResult> {
+        unreachable!("a subscription hands its batches over with handle_then")
+    }
+
+    fn handle_then(&self, batch: Batch, report: Box<dyn Report>) {
+        let ids = batch.entries().iter().map(|e| e.id).collect();
+        self.held.lock().unwrap().push((ids, report));
+    }
+
+    fn max_in_flight(&self) -> usize {
+        2
+    }
+
+    fn ended(&self) {
+        self.ended.fetch_add(1, SeqCst);
+    }
+}
+
+/// Results reported from another thread (the delivery task is not woken for each one): each
+/// is counted where it arrives, the next batch goes out only when one of the two in flight
+/// is reported, and a report dropped unanswered ends the subscription (issue 19: the report
+/// of each batch used to wake the delivery task through a future it polled).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_from_another_thread_are_counted_and_keep_the_in_flight_limit() {
+    let server = RedisServer::start().await;
+    let c = client(&server).await;
+    let mut check = server.checker().await;
+    let stream = "reported-elsewhere";
+    let mut pipe = redis::pipe();
+    xadd_ids(&mut pipe, stream, 1..=5);
+    let () = pipe.query_async(&mut check).await.unwrap();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let ended = Arc::new(AtomicUsize::new(0));
+    let handler = Arc::new(Reporting {
+        held: held.clone(),
+        ended: ended.clone(),
+    });
+    c.subscribe(
+        stream,
+        handler,
+        SubscribeOptions {
+            start: StartId::After(StreamId::ZERO),
+            count: Some(1),
+            ..blocking_an_hour()
+        },
+    )
+    .await
+    .unwrap();
+    let handed = || held.lock().unwrap().len();
+    let report_next = |reported: usize| {
+        let (ids, report) = {
+            let mut h = held.lock().unwrap();
+            let (ids, _) = &h[reported];
+            let ids = ids.clone();
+            // Swapped for a report that is never taken again.
+            let report = std::mem::replace(&mut h[reported].1, Box::new(Ignored));
+            (ids, report)
+        };
+        let n = ids.len();
+        std::thread::spawn(move || report.report(Ok(Outcome::all_ok(n))))
+            .join()
+            .unwrap();
+        n
+    };
+    // Two batches in flight and one in the subscription's queue (of one): the reader waits
+    // for room with entries 4 and 5 unread.
+    let queued = || c.status().subscription_details[0].queued;
+    until("two batches in flight, one queued", DELIVERY, || {
+        handed() == 2 && queued() == 3
+    })
+    .await;
+    let mut delivered = 0;
+    for reported in 0..3 {
+        delivered += report_next(reported) as u64;
+        until("the report counted", DELIVERY, || {
+            c.status().counters.delivered == delivered
+        })
+        .await;
+        // One report makes room for one batch: the queued one goes out and the reader
+        // reads the next entry into the queue, while there is one.
+        until(
+            "the next batch handed over, the next entry read",
+            DELIVERY,
+            || handed() == reported + 3 && queued() == 3.min(5 - delivered),
+        )
+        .await;
+    }
+    assert_eq!(c.status().counters.delivered, 3);
+    // The fourth batch's report dropped unanswered: the handler is gone.
+    let dropped = std::mem::replace(&mut held.lock().unwrap()[3].1, Box::new(Ignored));
+    std::thread::spawn(move || drop(dropped)).join().unwrap();
+    until("the subscription ended", DELIVERY, || {
+        ended.load(SeqCst) == 1 && c.status().subscriptions.is_empty()
+    })
+    .await;
+    assert_eq!(
+        c.status().counters.delivered,
+        3,
+        "nothing counted for the dropped batch"
+    );
+    c.disconnect().await;
+}
+
+/// A report already answered, left in the test's list in its place.
+struct Ignored;
+
+impl Report for Ignored {
+    fn report(self: Box<Self>, _: HandleResult) {}
 }

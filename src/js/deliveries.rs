@@ -29,7 +29,9 @@ use tokio::sync::oneshot;
 use super::runtime::Runtime;
 use super::wake_queue::{WakeHandle, WakeQueue};
 use super::wire::read_json;
-use crate::handler::{Batch, CallbackFailure, HandleResult, Handler, HandlerGone, Outcome, Read};
+use crate::handler::{
+    Batch, CallbackFailure, HandleResult, Handler, HandlerGone, Outcome, Read, Report,
+};
 
 /// The failure report of a batch (`None`: every message handled, none failed).
 type FailureReport = Option<Vec<String>>;
@@ -52,7 +54,19 @@ enum Outgoing {
 struct QueuedBatch {
     key: u32,
     batch: Batch,
-    reply: oneshot::Sender<Result<TrampolineAnswer>>,
+    reply: Reply,
+}
+
+/// Where a batch's answer goes.
+enum Reply {
+    /// To the future [`Handler::handle`] returned (consumers: they acknowledge what it says).
+    Future(oneshot::Sender<Result<TrampolineAnswer>>),
+    /// Reported on the JavaScript thread ([`Handler::handle_then`]: subscriptions), or, for
+    /// a Promise, by a task on `runtime` once it settles.
+    Report {
+        report: Box<dyn Report>,
+        runtime: tokio::runtime::Handle,
+    },
 }
 
 /// A strong reference to a JavaScript value.
@@ -153,6 +167,7 @@ impl Deliveries {
         Ok(JsHandler {
             key,
             outbox: self.outbox.clone(),
+            runtime: super::client::in_runtime(tokio::runtime::Handle::current),
         })
     }
 
@@ -228,7 +243,23 @@ fn hand_over_batches(env: &Env, side: &Rc<RefCell<JsSide>>, items: Vec<QueuedBat
         items.iter().map(|_| Err(copy(&e))).collect()
     });
     for (item, answer) in items.into_iter().zip(answers) {
-        let _ = item.reply.send(answer);
+        match item.reply {
+            Reply::Future(tx) => {
+                let _ = tx.send(answer);
+            }
+            Reply::Report { report, runtime } => match answer {
+                Ok(TrampolineAnswer::Now(failed)) => {
+                    report.report(Ok(outcome(Ok(failed), &item.batch)))
+                }
+                Ok(TrampolineAnswer::Later(promise)) => {
+                    let batch = item.batch;
+                    runtime.spawn(async move {
+                        report.report(Ok(outcome(promise.await, &batch)));
+                    });
+                }
+                Err(e) => report.report(Ok(all_failed(&item.batch, &e.reason))),
+            },
+        }
     }
 }
 
@@ -300,6 +331,8 @@ fn returned(v: Unknown) -> Result<TrampolineAnswer> {
 pub struct JsHandler {
     key: u32,
     outbox: Arc<WakeQueue<Outgoing>>,
+    /// Where a Promise's report is awaited.
+    runtime: tokio::runtime::Handle,
 }
 
 /// Batches of one subscription handed to JavaScript before the first one finished; the
@@ -317,7 +350,7 @@ impl Handler for JsHandler {
         self.outbox.push(Outgoing::Batch(QueuedBatch {
             key: self.key,
             batch,
-            reply: tx,
+            reply: Reply::Future(tx),
         }));
         Box::pin(async move {
             let report = match rx.await {
@@ -326,12 +359,21 @@ impl Handler for JsHandler {
                 Ok(Err(e)) => return Ok(all_failed(&kept, &e.reason)),
                 Err(_) => return Err(HandlerGone("the JavaScript environment is gone".into())),
             };
-            match report {
-                Ok(None) => Ok(Outcome::all_ok(kept.len())),
-                Ok(Some(flat)) => Ok(outcome_of(&flat, kept.len())),
-                Err(e) => Ok(all_failed(&kept, &e.reason)),
-            }
+            Ok(outcome(report, &kept))
         })
+    }
+
+    fn handle_then(&self, batch: Batch, report: Box<dyn Report>) {
+        // A report dropped unanswered (the environment went away with the batch queued)
+        // tells the core that the handler is gone.
+        self.outbox.push(Outgoing::Batch(QueuedBatch {
+            key: self.key,
+            batch,
+            reply: Reply::Report {
+                report,
+                runtime: self.runtime.clone(),
+            },
+        }));
     }
 
     fn max_in_flight(&self) -> usize {
@@ -340,6 +382,15 @@ impl Handler for JsHandler {
 
     fn ended(&self) {
         self.outbox.push(Outgoing::Ended(self.key));
+    }
+}
+
+/// The outcome of `batch` from the trampoline's report (or the error that stands for it).
+fn outcome(report: Result<FailureReport>, batch: &Batch) -> Outcome {
+    match report {
+        Ok(None) => Outcome::all_ok(batch.len()),
+        Ok(Some(flat)) => outcome_of(&flat, batch.len()),
+        Err(e) => all_failed(batch, &e.reason),
     }
 }
 

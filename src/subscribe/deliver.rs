@@ -1,23 +1,25 @@
 //! Fan-out and delivery: a read's entries handed to each subscription from its position
 //! (one shared decode), and the task that hands them to the handler in order.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use futures_util::stream::{FuturesOrdered, StreamExt};
-use futures_util::FutureExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tracing::{debug, error, warn};
 
 use super::plan::Plan;
 use super::registry::Registered;
 use super::Subscriptions;
-use crate::handler::{Batch, Handler, Read};
+use crate::handler::{Batch, HandleResult, Handler, HandlerGone, Read, Report};
 use crate::status::Counters;
 
 /// Hands batches to the handler, in order, until the subscription ends: up to
 /// [`Handler::max_in_flight`] at a time, so a handler that queues them on its side gets
 /// the next batch without waiting for the previous one's result to come back.
+///
+/// Results come back through [`Handler::handle_then`] and are counted where they arrive
+/// ([`InFlight::finish`]); this task is woken by one only when it waits for room, or to
+/// finish, or when the handler is gone.
 pub(super) async fn deliver(
     subs: Arc<Subscriptions>,
     sub: Arc<Registered>,
@@ -32,50 +34,114 @@ pub(super) async fn deliver(
         handler: handler.clone(),
     };
     let limit = handler.max_in_flight().max(1);
-    let mut running = FuturesOrdered::new();
+    let inflight = Arc::new(InFlight {
+        subs: subs.clone(),
+        sub: sub.clone(),
+        running: AtomicUsize::new(0),
+        finished: Notify::new(),
+        gone: AtomicBool::new(false),
+        gone_notify: Notify::new(),
+    });
     let mut open = true;
-    while open || !running.is_empty() {
-        let result = tokio::select! {
+    loop {
+        if inflight.gone.load(Ordering::SeqCst) {
+            break;
+        }
+        let running = inflight.running.load(Ordering::SeqCst);
+        if !open && running == 0 {
+            break;
+        }
+        tokio::select! {
             biased;
+            _ = inflight.gone_notify.notified() => {}
             // Stopping takes no new batch; the running ones finish (the JavaScript side
             // skips what it had not started).
-            _ = sub.token.cancelled(), if open => {
-                open = false;
-                continue;
-            }
-            Some(r) = running.next(), if !running.is_empty() => r,
-            b = rx.recv(), if open && running.len() < limit => {
-                match b {
-                    Some(b) => {
-                        if sub.excluded.swap(false, Ordering::SeqCst) {
-                            subs.wake();
-                        }
-                        let n = b.len();
-                        running.push_back(handler.handle(b).map(move |r| (n, r.map(|o| o.clamped(n)))));
+            _ = sub.token.cancelled(), if open => open = false,
+            // Waits for a result only when it needs one: room for a batch, or the end.
+            _ = inflight.finished.notified(), if !open || running >= limit => {}
+            b = rx.recv(), if open && running < limit => match b {
+                Some(b) => {
+                    if sub.excluded.swap(false, Ordering::SeqCst) {
+                        subs.wake();
                     }
-                    None => open = false,
+                    inflight.running.fetch_add(1, Ordering::SeqCst);
+                    let done = Done {
+                        inflight: inflight.clone(),
+                        n: b.len(),
+                        reported: false,
+                    };
+                    handler.handle_then(b, Box::new(done));
                 }
-                continue;
-            }
-        };
-        let (n, result) = result;
-        sub.queued.fetch_sub(n as u64, Ordering::Relaxed);
-        match result {
+                None => open = false,
+            },
+        }
+    }
+}
+
+/// The batches of one subscription handed over and not yet reported.
+struct InFlight {
+    subs: Arc<Subscriptions>,
+    sub: Arc<Registered>,
+    running: AtomicUsize,
+    /// A batch was reported (wakes the delivery task only while it waits for one).
+    finished: Notify,
+    /// The handler is gone: the subscription ends.
+    gone: AtomicBool,
+    gone_notify: Notify,
+}
+
+impl InFlight {
+    /// Counts a batch of `n` entries as reported, on whatever thread reports it.
+    fn finish(&self, n: usize, result: HandleResult) {
+        self.sub.queued.fetch_sub(n as u64, Ordering::Relaxed);
+        match result.map(|o| o.clamped(n)) {
             Ok(outcome) => {
-                subs.counters
-                    .delivered_to(&sub.stream, outcome.handled as u64);
+                self.subs
+                    .counters
+                    .delivered_to(&self.sub.stream, outcome.handled as u64);
                 for f in &outcome.failures {
-                    warn!(stream = %sub.stream, id = %f.id, error = %f.error, "subscription callback failed; delivery goes on");
+                    warn!(stream = %self.sub.stream, id = %f.id, error = %f.error, "subscription callback failed; delivery goes on");
                 }
                 Counters::add(
-                    &subs.counters.callback_errors,
+                    &self.subs.counters.callback_errors,
                     outcome.failures.len() as u64,
                 );
             }
             Err(gone) => {
-                warn!(stream = %sub.stream, error = %gone, "subscription callback is gone; removing the subscription");
-                break;
+                warn!(stream = %self.sub.stream, error = %gone, "subscription callback is gone; removing the subscription");
+                self.gone.store(true, Ordering::SeqCst);
+                self.gone_notify.notify_one();
             }
+        }
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        self.finished.notify_one();
+    }
+}
+
+/// The report of one batch; dropped unreported (its handler panicked, or the JavaScript
+/// environment went away with it queued), it reports the handler gone.
+struct Done {
+    inflight: Arc<InFlight>,
+    n: usize,
+    reported: bool,
+}
+
+impl Report for Done {
+    fn report(mut self: Box<Self>, result: HandleResult) {
+        self.reported = true;
+        self.inflight.finish(self.n, result);
+    }
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        if !self.reported {
+            self.inflight.finish(
+                self.n,
+                Err(HandlerGone(
+                    "the batch was dropped before its result was reported".into(),
+                )),
+            );
         }
     }
 }
