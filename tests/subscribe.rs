@@ -1095,10 +1095,13 @@ async fn a_trim_after_an_unseen_rollback_is_reported() {
     c.disconnect().await;
 }
 
+/// A batch's ids and its report, not yet answered.
+type HeldReport = (Vec<StreamId>, Box<dyn Report>);
+
 /// A handler that keeps every batch's report, to be answered (or dropped) by the test from
 /// a thread of its own, as JavaScript's thread answers them.
 struct Reporting {
-    held: Arc<Mutex<Vec<(Vec<StreamId>, Box<dyn Report>)>>>,
+    held: Arc<Mutex<Vec<HeldReport>>>,
     ended: Arc<AtomicUsize>,
 }
 
