@@ -10,7 +10,8 @@ export interface Sizes {
   s2: { batchSize: number; batches: number; warmup: number };
   s3: { rates: number[]; seconds: Record<number, number>; warmSeconds: number };
   s4: { n: number; consumers: number[] };
-  s5: { n: number; subscribers: number; inflight: number };
+  /** One run per subscriber-process count. */
+  s5: { n: number; subscribers: number[]; inflight: number };
   s6: { n: number; slowEvery: number; sampleMs: number; skipGlide: boolean };
   s7: { subs: number; settleMs: number; measureMs: number };
   /** n: messages per run by subscription count ("default" for the rest). */

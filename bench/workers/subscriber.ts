@@ -1,10 +1,12 @@
 // The subscribing process of scenarios 3, 5 and 6: subscribe from the stream's end, tell the
 // parent "ready", count what arrives, and report once `expected` messages arrived (or nothing
 // new arrived for idleMs after the parent said the publisher is done).
-//   latency: end-to-end µs = receive time − payload.t (same monotonic clock), warm-up excluded;
+//   latency: end-to-end µs = receive time − payload.t (same monotonic clock), warm-up excluded,
+//            and the process's CPU time (every thread) per delivery over the measured messages;
 //   count:   distinct payload.n (loss and duplicates), first/last receive time;
 //   slow:    a callback slower than the publisher (awaits a 1 ms timer every `slowEvery`
 //            messages); samples RSS every sampleMs.
+import { writeFileSync } from "node:fs";
 import { makeAdapter, type ImplName, type Msg } from "../lib/impls.js";
 import { fromParent, hrUs, percentileSorted, runWorker, sleep, toParent, workerConfig } from "../lib/util.js";
 
@@ -17,6 +19,8 @@ interface Cfg {
   idleMs: number;
   slowEvery: number;
   sampleMs: number;
+  /** latency mode: write each measured message's [send µs, receive µs] here (bench/breakdown.ts). */
+  dump?: string;
 }
 
 const MB = 1024 * 1024;
@@ -34,7 +38,11 @@ runWorker(async () => {
   let lastUs = 0;
   const seen = new Uint8Array(cfg.expected);
   const lat = new Float64Array(cfg.expected);
+  const sentAt = cfg.dump ? new Float64Array(cfg.expected) : null;
   let nLat = 0;
+  // CPU from the first measured (non-warm-up) delivery to the last delivery.
+  let cpu0: NodeJS.CpuUsage | null = null;
+  let cpuUs = NaN;
   let done!: () => void;
   const allIn = new Promise<void>((r) => (done = r));
 
@@ -50,8 +58,18 @@ runWorker(async () => {
       if (seen[d.n]) dups++;
       seen[d.n] = 1;
     }
-    if (cfg.mode === "latency" && !d.w && nLat < lat.length) lat[nLat++] = now - d.t;
-    if (received >= cfg.expected) done();
+    if (cfg.mode === "latency" && !d.w && nLat < lat.length) {
+      if (nLat === 0) cpu0 = process.cpuUsage();
+      if (sentAt) sentAt[nLat] = d.t;
+      lat[nLat++] = now - d.t;
+    }
+    if (received >= cfg.expected) {
+      if (cpu0 !== null && Number.isNaN(cpuUs)) {
+        const c = process.cpuUsage(cpu0);
+        cpuUs = c.user + c.system;
+      }
+      done();
+    }
     if (cfg.mode === "slow" && received % cfg.slowEvery === 0) return sleep(1);
   };
 
@@ -98,6 +116,11 @@ runWorker(async () => {
   const counters = a.counters();
   await a.close();
 
+  if (cfg.dump && sentAt) {
+    const pairs: Array<[number, number]> = [];
+    for (let i = 0; i < nLat; i++) pairs.push([sentAt[i]!, sentAt[i]! + lat[i]!]);
+    writeFileSync(cfg.dump, JSON.stringify(pairs));
+  }
   let distinct = 0;
   for (let i = 0; i < seen.length; i++) distinct += seen[i]!;
   const sorted = lat.slice(0, nLat).sort();
@@ -124,6 +147,7 @@ runWorker(async () => {
             p999: percentileSorted(sorted, 99.9),
             max: sorted[nLat - 1] ?? NaN,
             mean: nLat ? sorted.reduce((s, x) => s + x, 0) / nLat : NaN,
+            cpuUsPerDelivery: nLat > 1 ? cpuUs / (nLat - 1) : NaN,
           }
         : undefined,
     memory: {
