@@ -215,6 +215,24 @@ function onCore(switches: Switch[], from: number, to: number): Map<number, numbe
   return total;
 }
 
+/** What kind of work a sampled symbol does (`perf report` dso, [k] or [.], symbol). */
+function kindOf(dso: string, ring: string, sym: string): string {
+  if (ring === "k") {
+    if (/tcp|sock|skb|inet|ip_|net_|__dev|loopback|recv|send|copy_(to|from)_user|_copy_/.test(sym)) return "kernel: socket I/O";
+    return "kernel: wake-ups, scheduling, epoll, other syscalls";
+  }
+  if (/^(combine|redis)::|<combine|<redis/.test(sym)) return "redis crate: RESP parsing, connection";
+  if (/serde_json|Entry::payload|fmt/.test(sym)) return "Rust: JSON text for JavaScript";
+  if (/^_?mi_|mimalloc/.test(sym)) return "Rust: allocator (mimalloc)";
+  if (/tokio|mio::|futures_/.test(sym)) return "tokio: tasks, I/O driver, channels";
+  if (dso.includes("streamcast")) return "streamcast: decode, dispatch, hand-over";
+  if (/JsonParser|JsonString|MakeString|NewRawOneByteString/.test(sym)) return "V8: JSON.parse";
+  if (/napi|v8impl|ThreadSafeFunction|uv_|uv__/.test(sym)) return "node-API, threadsafe function, libuv";
+  if (dso.startsWith("[JIT]")) return "JavaScript (JIT): callback, hub, trampoline";
+  if (/libc|ld-linux|libm/.test(dso)) return "libc";
+  return "node/V8: other (GC, interpreter, runtime)";
+}
+
 interface RunResult {
   impl: ImplName;
   rep: number;
@@ -281,6 +299,28 @@ async function measure(impl: ImplName, rep: number, a: Args, url: string, redisP
       const report = (sort: string, limit: number): Promise<string> =>
         run("perf", ["report", "-i", data, "--no-children", "-g", "none", "--percent-limit", String(limit), "--sort", sort, "-q"]);
       console.log(`\n${impl}: subscriber pid ${subPid}, publisher pid ${pubPid}; share of all samples by thread and library:\n${await report("pid,comm,dso", 0.5)}`);
+      const subThreads = new Map<number, string>();
+      for (const line of (await run("perf", ["script", "-i", data, "-F", "comm,pid,tid"])).split("\n")) {
+        const m = /^\s*(.+?)\s+(\d+)\/(\d+)\s*$/.exec(line);
+        if (m && Number(m[2]) === subPid) subThreads.set(Number(m[3]), m[1]!);
+      }
+      console.log(`${impl} subscriber: share of each thread's samples by kind of work (symbols need a build with them: CARGO_PROFILE_RELEASE_STRIP=none CARGO_PROFILE_RELEASE_DEBUG=line-tables-only pnpm build)`);
+      for (const [tid, comm] of subThreads) {
+        const lines = await run("perf", ["report", "-i", data, "--tid", String(tid), "--no-children", "-g", "none", "--sort", "dso,sym", "-q", "-F", "period,dso,sym"]);
+        const byKind = new Map<string, number>();
+        let total = 0;
+        for (const line of lines.split("\n")) {
+          const m = /^\s*(\d+)\s+(\S.*?)\s+\[(.)\]\s+(.*)$/.exec(line);
+          if (!m) continue;
+          const n = Number(m[1]);
+          total += n;
+          const k = kindOf(m[2]!, m[3]!, m[4]!);
+          byKind.set(k, (byKind.get(k) ?? 0) + n);
+        }
+        if (total === 0) continue;
+        console.log(`  ${comm} (tid ${tid}):`);
+        for (const [k, n] of [...byKind].sort((x, y) => y[1] - x[1])) console.log(`    ${k} | ${((100 * n) / total).toFixed(1)}%`);
+      }
       console.log(`${impl}: top symbols:\n${await report("pid,comm,sym", 0.7)}`);
       return { impl, rep, load1, messages: s.latency.n, chains: 0, e2e: { p50: s.latency.p50, p99: s.latency.p99 }, stages: [], cpuPerDelivery: {}, wakeupsPerDelivery: {} };
     }
