@@ -1,10 +1,12 @@
 //! How the core hands messages to user code: a trait that JavaScript implements with a
 //! ThreadsafeFunction and cargo tests implement with a channel.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
 
 use crate::codec::Entry;
 
@@ -136,8 +138,11 @@ impl Outcome {
 pub type HandleResult = Result<Outcome, HandlerGone>;
 
 /// Where a batch's result goes when the handler reports it itself ([`Handler::handle_then`]).
+///
+/// Dropped without being called, it reports the handler gone: the subscription ends.
 pub trait Report: Send + 'static {
-    /// Takes the batch's result; called once, on whatever thread learned it.
+    /// Takes the batch's result; called once, on whatever thread learned it (the
+    /// JavaScript thread included), so it only counts and wakes, never blocks.
     fn report(self: Box<Self>, result: HandleResult);
 }
 
@@ -153,18 +158,33 @@ pub trait Handler: Send + Sync + 'static {
     /// Handles `batch` as [`Handler::handle`] does, and gives its result to `report`
     /// instead of returning a future for the caller to poll. A handler whose results are
     /// known on another thread (JavaScript's) reports from there, so the task that handed
-    /// the batch over is not woken once per batch just to learn it. By default a task of
-    /// its own awaits [`Handler::handle`]; must be called within a tokio runtime.
+    /// the batch over is not woken once per batch just to learn it.
+    ///
+    /// It is called on the delivery task and must not block: an override queues the batch
+    /// and returns. Dropping `report` without calling it means the handler is gone, and the
+    /// subscription ends. By default a task of its own awaits [`Handler::handle`] (so the
+    /// futures of the batches in flight are polled concurrently) and reports a panic in it
+    /// as the handler gone, with the panic's message; must be called within a tokio runtime.
     fn handle_then(&self, batch: Batch, report: Box<dyn Report>) {
-        let handled = self.handle(batch);
-        tokio::spawn(async move { report.report(handled.await) });
+        let handled = AssertUnwindSafe(self.handle(batch)).catch_unwind();
+        tokio::spawn(async move {
+            let result = handled.await.unwrap_or_else(|panic| {
+                Err(HandlerGone(format!(
+                    "the handler panicked: {}",
+                    crate::lifecycle::panic_message(&*panic)
+                )))
+            });
+            report.report(result);
+        });
     }
 
     /// How many batches of one subscription may be handed over before the first resolved.
     ///
     /// An implementation that returns more than 1 takes each batch when `handle` is called
     /// (not when its future is first polled) and processes batches strictly in call order;
-    /// handing the next batch over early saves a round trip per batch. Consumers always
+    /// handing the next batch over early saves a round trip per batch. With the default
+    /// [`Handler::handle_then`], each batch's future is polled in a task of its own, so the
+    /// order is the implementation's to keep, not the polling's. Consumers always
     /// hand over one batch at a time (each is acknowledged before the next is read).
     fn max_in_flight(&self) -> usize {
         1
@@ -175,4 +195,36 @@ pub trait Handler: Send + Sync + 'static {
     /// never after `unsubscribe` or `disconnect`. The binding stops its side here: nothing
     /// more will be handed over.
     fn ended(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct PanicsWhenPolled;
+
+    impl Handler for PanicsWhenPolled {
+        fn handle(&self, _batch: Batch) -> BoxFuture<'static, HandleResult> {
+            Box::pin(async { panic!("polled into a wall") })
+        }
+    }
+
+    struct ToChannel(tokio::sync::oneshot::Sender<HandleResult>);
+
+    impl Report for ToChannel {
+        fn report(self: Box<Self>, result: HandleResult) {
+            let _ = self.0.send(result);
+        }
+    }
+
+    /// The default `handle_then` reports a handler whose future panics as gone, with the
+    /// panic's message (it used to drop the report, which says only that it was dropped).
+    #[tokio::test]
+    async fn a_panic_in_the_default_handle_then_is_reported_with_its_message() {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        PanicsWhenPolled.handle_then(Batch::new("s".into(), Vec::new()), Box::new(ToChannel(tx)));
+        let reported = rx.await.expect("the result is reported, not dropped");
+        let gone = reported.expect_err("a panic is the handler gone");
+        assert_eq!(gone.0, "the handler panicked: polled into a wall");
+    }
 }
