@@ -1209,6 +1209,127 @@ async fn reports_from_another_thread_are_counted_and_keep_the_in_flight_limit() 
     c.disconnect().await;
 }
 
+/// Subscribes `stream` (three entries, read one per XREAD) with a [`Reporting`] handler and
+/// waits until two batches are in flight, unreported.
+async fn two_reports_held(
+    c: &streamcast::Client,
+    server: &RedisServer,
+    stream: &str,
+) -> (u64, Arc<Mutex<Vec<HeldReport>>>, Arc<AtomicUsize>) {
+    let mut check = server.checker().await;
+    let mut pipe = redis::pipe();
+    xadd_ids(&mut pipe, stream, 1..=3);
+    let () = pipe.query_async(&mut check).await.unwrap();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let ended = Arc::new(AtomicUsize::new(0));
+    let handler = Arc::new(Reporting {
+        held: held.clone(),
+        ended: ended.clone(),
+    });
+    let id = c
+        .subscribe(
+            stream,
+            handler,
+            SubscribeOptions {
+                start: StartId::After(StreamId::ZERO),
+                count: Some(1),
+                ..blocking_an_hour()
+            },
+        )
+        .await
+        .unwrap();
+    until("two batches in flight", DELIVERY, || {
+        held.lock().unwrap().len() == 2
+    })
+    .await;
+    (id, held, ended)
+}
+
+/// Takes the `i`th held report and answers it (`Some`) or drops it (`None`) on a thread of
+/// its own, as JavaScript's thread does.
+fn answer(held: &Mutex<Vec<HeldReport>>, i: usize, result: Option<HandleResult>) {
+    let report = std::mem::replace(&mut held.lock().unwrap()[i].1, Box::new(Ignored));
+    std::thread::spawn(move || match result {
+        Some(r) => report.report(r),
+        None => drop(report),
+    })
+    .join()
+    .unwrap();
+}
+
+/// `disconnect()` with two batches handed over and unreported waits for their reports
+/// (they are counted as they arrive), then ends without telling the handler it was ended by
+/// the core; it does not sit out its 10 s deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_waits_for_the_reports_outstanding_and_counts_them() {
+    let server = RedisServer::start().await;
+    let c = Arc::new(client(&server).await);
+    let (_, held, ended) = two_reports_held(&c, &server, "reports-at-disconnect").await;
+    let closing = tokio::spawn({
+        let c = c.clone();
+        async move { c.disconnect().await }
+    });
+    answer(&held, 0, Some(Ok(Outcome::all_ok(1))));
+    until("the first report counted", DELIVERY, || {
+        c.status().counters.delivered == 1
+    })
+    .await;
+    assert!(
+        !closing.is_finished(),
+        "disconnect returned with a report outstanding"
+    );
+    answer(&held, 1, Some(Ok(Outcome::all_ok(1))));
+    // Well inside DISCONNECT_DEADLINE (10 s): the last report ends the wait, not the deadline.
+    tokio::time::timeout(Duration::from_secs(5), closing)
+        .await
+        .expect("disconnect ends once the last report is in")
+        .unwrap();
+    assert_eq!(c.status().counters.delivered, 2);
+    assert_eq!(
+        held.lock().unwrap().len(),
+        2,
+        "nothing handed over after disconnect"
+    );
+    assert_eq!(
+        ended.load(SeqCst),
+        0,
+        "a disconnect is not an end by the core"
+    );
+}
+
+/// `unsubscribe` with two batches unreported removes the subscription at once; a report
+/// that comes later is still counted, and one dropped later neither tells the handler it
+/// was ended by the core nor disturbs a new subscription of the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_after_unsubscribe_are_counted_and_a_dropped_one_ends_nothing() {
+    let server = RedisServer::start().await;
+    let c = client(&server).await;
+    let stream = "reports-at-unsubscribe";
+    let (id, held, ended) = two_reports_held(&c, &server, stream).await;
+    assert!(c.unsubscribe_id(id));
+    assert!(c.status().subscriptions.is_empty());
+    answer(&held, 0, Some(Ok(Outcome::all_ok(1))));
+    answer(&held, 1, None);
+    until("the report after unsubscribe counted", DELIVERY, || {
+        c.status().counters.delivered == 1
+    })
+    .await;
+    let (handler, mut inbox) = ChannelHandler::new();
+    c.subscribe(stream, handler, from_start()).await.unwrap();
+    assert_eq!(inbox.one(DELIVERY).await.id, StreamId::new(1, 0));
+    assert_eq!(
+        held.lock().unwrap().len(),
+        2,
+        "nothing handed over after unsubscribe"
+    );
+    assert_eq!(
+        ended.load(SeqCst),
+        0,
+        "an unsubscribe is not an end by the core"
+    );
+    c.disconnect().await;
+}
+
 /// A report already answered, left in the test's list in its place.
 struct Ignored;
 

@@ -69,15 +69,23 @@ impl<T: Send + 'static> WakeQueue<T> {
 
     /// Queues `item`, waking the JavaScript thread if the queue was empty. When the
     /// environment is going away, everything queued is dropped (which the items' receivers
-    /// see as a closed channel).
+    /// see as a closed channel): also the items behind a wake-up that was accepted but will
+    /// never run, so nothing waits in the queue for a drain that cannot come.
     pub fn push(&self, item: T) {
         let first = {
             let mut q = lock(&self.items);
             q.push(item);
             q.len() == 1
         };
-        if first && self.wake.call((), ThreadsafeFunctionCallMode::NonBlocking) != Status::Ok {
-            lock(&self.items).clear();
+        let closed = if first {
+            self.wake.call((), ThreadsafeFunctionCallMode::NonBlocking) != Status::Ok
+        } else {
+            self.wake.aborted()
+        };
+        if closed {
+            // Dropped outside the lock: an item's drop may push again (a report).
+            let dropped = std::mem::take(&mut *lock(&self.items));
+            drop(dropped);
         }
     }
 

@@ -108,7 +108,12 @@ impl InFlight {
                 );
             }
             Err(gone) => {
-                warn!(stream = %self.sub.stream, error = %gone, "subscription callback is gone; removing the subscription");
+                if self.sub.token.is_cancelled() {
+                    // Unsubscribed or disconnecting: there is nothing left to remove.
+                    debug!(stream = %self.sub.stream, error = %gone, "a batch of an ended subscription was not reported");
+                } else {
+                    warn!(stream = %self.sub.stream, error = %gone, "subscription callback is gone; removing the subscription");
+                }
                 self.gone.store(true, Ordering::SeqCst);
                 self.gone_notify.notify_one();
             }
@@ -209,9 +214,15 @@ impl Subscriptions {
                 }
                 let batch = Batch::shared(read.clone(), start);
                 let n = batch.len();
-                match sub.tx.try_send(batch) {
+                // Counted before it is sent: once sent it can be handed over and reported
+                // (subtracted) on another thread before this one would add it.
+                sub.queued.fetch_add(n as u64, Ordering::Relaxed);
+                let sent = sub.tx.try_send(batch);
+                if sent.is_err() {
+                    sub.queued.fetch_sub(n as u64, Ordering::Relaxed);
+                }
+                match sent {
                     Ok(()) => {
-                        sub.queued.fetch_add(n as u64, Ordering::Relaxed);
                         position.cursor = Some(last);
                         position.caller_given = false;
                         if let Some(seen) = position.seen.as_mut() {
