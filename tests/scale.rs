@@ -191,7 +191,10 @@ async fn a_gap_on_one_busy_stream_among_thousands_is_reported_promptly() {
 /// delivered), and a chunk that timed out is halved for the next try. A check costs the
 /// server about 60 µs per stream here, so the first chunk of 256 (about 15 ms) never fits in
 /// the 3 ms timeout: with a fixed chunk the reader never read again (and with 25 ms, CI's
-/// loaded runs missed it too, 2 of 4 on one day).
+/// loaded runs missed it too, 2 of 4 on one day). It still failed on CI (Valkey 9.1, stop
+/// 25) because the check itself was quadratic: each stream's subscriptions were found by a
+/// scan of all 6,000, three times per stream, so the reader spent 5-7 s of CPU before it
+/// read again (debug build), and under load that was past the 10 s below.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_check_too_big_for_one_timeout_neither_loops_nor_stops_delivery() {
     const STREAMS: usize = 6_000;

@@ -14,6 +14,7 @@ use super::positions::{
     SUSPECT_CHECKS_PER_BLOCK,
 };
 use super::reader::ReaderState;
+use super::registry::by_stream;
 use super::Subscriptions;
 
 /// Streams checked in one pipeline, at most (each pipeline has its own command timeout):
@@ -91,7 +92,7 @@ impl Subscriptions {
         done: &mut HashSet<Arc<str>>,
     ) -> std::result::Result<(), ReadError> {
         for part in streams.chunks(chunk.get()) {
-            let cursors: Vec<Vec<StreamId>> = part.iter().map(|s| self.cursors_of(s)).collect();
+            let cursors = self.cursors_of(part);
             let mut pipe = redis::pipe();
             pipe.ignore_errors();
             for (stream, cursors) in part.iter().zip(&cursors) {
@@ -113,7 +114,9 @@ impl Subscriptions {
         switched: &mut HashSet<Arc<str>>,
     ) {
         let subs = self.subs();
+        let of = by_stream(&subs, streams.iter().map(|s| &**s));
         for ((stream, reply), cursors) in streams.iter().zip(replies).zip(cursors) {
+            let stream_subs = of.get(&**stream).map_or(&[][..], |v| &v[..]);
             let info = match &reply {
                 // MOVED/ASK (its slot moved or is moving), TRYAGAIN/CLUSTERDOWN (resharding,
                 // a failover), anything else: nothing is known about the stream now. Its
@@ -140,15 +143,12 @@ impl Subscriptions {
             let end_before = self.end_of(stream);
             // Only while the stream is still subscribed: an unsubscribe during the check
             // forgot its end.
-            if let Some(i) = info
-                .as_ref()
-                .filter(|_| subs.values().any(|s| s.stream == *stream))
-            {
+            if let Some(i) = info.as_ref().filter(|_| !stream_subs.is_empty()) {
                 self.saw_end(stream, i.last_generated, Some(i.entries_added));
             }
             let counts = parse_counts_after(&reply, cursors);
             let mut went = false;
-            for sub in subs.values().filter(|s| s.stream == *stream) {
+            for sub in stream_subs {
                 let mut position = sub.position();
                 let mut reported = sub.gap_reported.lock().unwrap_or_else(|p| p.into_inner());
                 // A count made for another cursor (a read moved it meanwhile) says nothing.
@@ -182,20 +182,27 @@ impl Subscriptions {
         }
     }
 
-    /// The cursors of `stream`'s subscriptions whose following entries a check counts:
-    /// distinct, the nearest the stream's end first (the script counts from the end, and
-    /// stops at the first cursor too far behind), at most [`COUNTED_CURSORS`].
-    fn cursors_of(&self, stream: &str) -> Vec<StreamId> {
-        let mut cursors: Vec<StreamId> = self
-            .subs()
-            .values()
-            .filter(|s| &*s.stream == stream)
-            .filter_map(|s| s.position().cursor)
-            .collect();
-        cursors.sort_unstable_by(|a, b| b.cmp(a));
-        cursors.dedup();
-        cursors.truncate(COUNTED_CURSORS);
-        cursors
+    /// For each of `streams`, the cursors of its subscriptions whose following entries a
+    /// check counts: distinct, the nearest the stream's end first (the script counts from
+    /// the end, and stops at the first cursor too far behind), at most [`COUNTED_CURSORS`].
+    fn cursors_of(&self, streams: &[Arc<str>]) -> Vec<Vec<StreamId>> {
+        let subs = self.subs();
+        let of = by_stream(&subs, streams.iter().map(|s| &**s));
+        streams
+            .iter()
+            .map(|stream| {
+                let mut cursors: Vec<StreamId> = of
+                    .get(&**stream)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|s| s.position().cursor)
+                    .collect();
+                cursors.sort_unstable_by(|a, b| b.cmp(a));
+                cursors.dedup();
+                cursors.truncate(COUNTED_CURSORS);
+                cursors
+            })
+            .collect()
     }
 
     /// Logs and counts what a position check found.

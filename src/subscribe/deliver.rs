@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, Notify};
 use tracing::{debug, error, warn};
 
 use super::plan::Plan;
-use super::registry::Registered;
+use super::registry::{by_stream, Registered};
 use super::Subscriptions;
 use crate::handler::{Batch, HandleResult, Handler, HandlerGone, Read, Report};
 use crate::status::Counters;
@@ -184,23 +184,21 @@ impl Subscriptions {
     /// not a copy.
     pub(super) fn dispatch(&self, plan: &Plan, reply: Vec<(String, Vec<crate::codec::Entry>)>) {
         let subs = self.subs();
+        let of = by_stream(&subs, reply.iter().map(|(s, _)| s.as_str()));
         let mut active = Vec::with_capacity(reply.len());
         for (stream, entries) in reply {
             let Some(last) = entries.last().map(|e| e.id) else {
                 continue;
             };
             debug!(stream = %stream, count = entries.len(), last = %last, "read");
+            let stream_subs = of.get(stream.as_str()).map_or(&[][..], |v| &v[..]);
             let read = Read::new(Arc::from(stream.as_str()), entries);
             active.push(read.stream.clone());
             // A subscription whose entry number is known tells how many entries the stream
             // had up to `last`, at least.
             let mut end_count: Option<u64> = None;
-            let mut subscribed = false;
-            for sub in subs.values() {
-                if &*sub.stream != stream.as_str() {
-                    continue;
-                }
-                subscribed = true;
+            let subscribed = !stream_subs.is_empty();
+            for sub in stream_subs {
                 if !plan.members.contains(&sub.id) {
                     continue;
                 }

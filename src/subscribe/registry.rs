@@ -1,7 +1,7 @@
 //! The registry of subscriptions: one entry per subscription (its stream, position, queue
 //! and token), and the lock that guards them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -56,6 +56,24 @@ impl Registered {
     }
 }
 
+/// The subscriptions of each of `streams` (those that have any), in id order, found in one
+/// pass over `subs`: looking each stream up with a scan of every subscription costs
+/// streams × subscriptions, seconds with thousands of streams (a full position check or a
+/// read of 6,000 streams, each subscribed once, made 36 million comparisons per pass).
+pub(super) fn by_stream<'s, 'w>(
+    subs: &'s BTreeMap<SubscriptionId, Arc<Registered>>,
+    streams: impl IntoIterator<Item = &'w str>,
+) -> HashMap<&'s str, Vec<&'s Arc<Registered>>> {
+    let wanted: HashSet<&'w str> = streams.into_iter().collect();
+    let mut of: HashMap<&str, Vec<&Arc<Registered>>> = HashMap::with_capacity(wanted.len());
+    for sub in subs.values() {
+        if wanted.contains(&*sub.stream) {
+            of.entry(&*sub.stream).or_default().push(sub);
+        }
+    }
+    of
+}
+
 impl Subscriptions {
     pub(super) fn subs(&self) -> MutexGuard<'_, BTreeMap<SubscriptionId, Arc<Registered>>> {
         self.subs.lock().unwrap_or_else(|p| p.into_inner())
@@ -65,7 +83,7 @@ impl Subscriptions {
     pub(super) fn forget_if_unsubscribed(&self, stream: &str) {
         let subscribed = self.subs().values().any(|s| &*s.stream == stream);
         if !subscribed {
-            self.suspects().retain(|s| s != stream);
+            self.suspects().forget(stream);
             self.ends
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
