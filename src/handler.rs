@@ -162,9 +162,10 @@ pub trait Handler: Send + Sync + 'static {
     ///
     /// It is called on the delivery task and must not block: an override queues the batch
     /// and returns. Dropping `report` without calling it means the handler is gone, and the
-    /// subscription ends. By default a task of its own awaits [`Handler::handle`] (so the
-    /// futures of the batches in flight are polled concurrently) and reports a panic in it
-    /// as the handler gone, with the panic's message; must be called within a tokio runtime.
+    /// subscription ends. By default a task of its own awaits [`Handler::handle`]'s future (so
+    /// the futures of the batches in flight are polled concurrently) and reports a panic in
+    /// that future as the handler gone, with the panic's message (a panic in `handle` itself
+    /// unwinds the caller, the delivery task); must be called within a tokio runtime.
     fn handle_then(&self, batch: Batch, report: Box<dyn Report>) {
         let handled = AssertUnwindSafe(self.handle(batch)).catch_unwind();
         tokio::spawn(async move {

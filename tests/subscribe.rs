@@ -1269,6 +1269,12 @@ async fn disconnect_waits_for_the_reports_outstanding_and_counts_them() {
         let c = c.clone();
         async move { c.disconnect().await }
     });
+    // The subscription's token is cancelled in the same step that closes the client: a
+    // report before that would let the delivery task take the third batch.
+    until("disconnect began", DELIVERY, || {
+        c.status().state.name() == "closed"
+    })
+    .await;
     answer(&held, 0, Some(Ok(Outcome::all_ok(1))));
     until("the first report counted", DELIVERY, || {
         c.status().counters.delivered == 1

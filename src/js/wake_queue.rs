@@ -69,8 +69,9 @@ impl<T: Send + 'static> WakeQueue<T> {
 
     /// Queues `item`, waking the JavaScript thread if the queue was empty. When the
     /// environment is going away, everything queued is dropped (which the items' receivers
-    /// see as a closed channel): also the items behind a wake-up that was accepted but will
-    /// never run, so nothing waits in the queue for a drain that cannot come.
+    /// see as a closed channel), also the items behind an accepted wake-up that will never
+    /// run, once anything is pushed after the environment went. (Items pushed before that,
+    /// with no push after, stay until the queue is dropped.)
     pub fn push(&self, item: T) {
         let first = {
             let mut q = lock(&self.items);
@@ -83,7 +84,7 @@ impl<T: Send + 'static> WakeQueue<T> {
             self.wake.aborted()
         };
         if closed {
-            // Dropped outside the lock: an item's drop may push again (a report).
+            // Dropped outside the lock: an item's drop runs report code.
             let dropped = std::mem::take(&mut *lock(&self.items));
             drop(dropped);
         }

@@ -93,7 +93,11 @@ struct InFlight {
 impl InFlight {
     /// Counts a batch of `n` entries as reported, on whatever thread reports it.
     fn finish(&self, n: usize, result: HandleResult) {
-        self.sub.queued.fetch_sub(n as u64, Ordering::Relaxed);
+        let was = self.sub.queued.fetch_sub(n as u64, Ordering::Relaxed);
+        debug_assert!(
+            was >= n as u64,
+            "a batch reported before it was counted as queued"
+        );
         match result.map(|o| o.clamped(n)) {
             Ok(outcome) => {
                 self.subs

@@ -397,7 +397,7 @@ impl Suspects {
     }
 
     /// Forgets `stream` (nobody subscribes to it any more): a look-up when it is not
-    /// queued, so ending thousands of subscriptions is not thousands of scans.
+    /// queued, not a scan of every suspect.
     pub(super) fn forget(&mut self, stream: &str) {
         if self.queued.remove(stream) {
             self.order.retain(|s| &**s != stream);
