@@ -39,6 +39,15 @@ fn blocking_an_hour() -> SubscribeOptions {
     }
 }
 
+/// From the start, one entry per XREAD, blocking an hour.
+fn one_per_read_from_start() -> SubscribeOptions {
+    SubscribeOptions {
+        start: StartId::After(StreamId::ZERO),
+        count: Some(1),
+        ..blocking_an_hour()
+    }
+}
+
 fn from_start() -> SubscribeOptions {
     SubscribeOptions {
         start: StartId::After(StreamId::ZERO),
@@ -699,17 +708,9 @@ async fn trim_under_a_busy_reader(
 ) {
     publish_all(c, stream, n).await;
     let (handler, mut inbox) = ChannelHandler::new();
-    c.subscribe(
-        stream,
-        handler,
-        SubscribeOptions {
-            start: StartId::After(StreamId::ZERO),
-            count: Some(1),
-            ..blocking_an_hour()
-        },
-    )
-    .await
-    .unwrap();
+    c.subscribe(stream, handler, one_per_read_from_start())
+        .await
+        .unwrap();
     inbox.one(DELIVERY).await;
     let removed: u64 = redis::cmd("XTRIM")
         .arg(stream)
@@ -1132,28 +1133,7 @@ impl Handler for Reporting {
 async fn reports_from_another_thread_are_counted_and_keep_the_in_flight_limit() {
     let server = RedisServer::start().await;
     let c = client(&server).await;
-    let mut check = server.checker().await;
-    let stream = "reported-elsewhere";
-    let mut pipe = redis::pipe();
-    xadd_ids(&mut pipe, stream, 1..=5);
-    let () = pipe.query_async(&mut check).await.unwrap();
-    let held = Arc::new(Mutex::new(Vec::new()));
-    let ended = Arc::new(AtomicUsize::new(0));
-    let handler = Arc::new(Reporting {
-        held: held.clone(),
-        ended: ended.clone(),
-    });
-    c.subscribe(
-        stream,
-        handler,
-        SubscribeOptions {
-            start: StartId::After(StreamId::ZERO),
-            count: Some(1),
-            ..blocking_an_hour()
-        },
-    )
-    .await
-    .unwrap();
+    let (_, held, ended) = subscribe_reporting(&c, &server, "reported-elsewhere", 5).await;
     let handed = || held.lock().unwrap().len();
     let report_next = |reported: usize| {
         let (ids, report) = {
@@ -1209,16 +1189,20 @@ async fn reports_from_another_thread_are_counted_and_keep_the_in_flight_limit() 
     c.disconnect().await;
 }
 
-/// Subscribes `stream` (three entries, read one per XREAD) with a [`Reporting`] handler and
-/// waits until two batches are in flight, unreported.
-async fn two_reports_held(
+/// A subscription's id, its held reports, and how often its handler was told it ended.
+type Reported = (u64, Arc<Mutex<Vec<HeldReport>>>, Arc<AtomicUsize>);
+
+/// Writes `n` entries to `stream` and subscribes it from the start, one entry per XREAD,
+/// with a [`Reporting`] handler.
+async fn subscribe_reporting(
     c: &streamcast::Client,
     server: &RedisServer,
     stream: &str,
-) -> (u64, Arc<Mutex<Vec<HeldReport>>>, Arc<AtomicUsize>) {
+    n: u64,
+) -> Reported {
     let mut check = server.checker().await;
     let mut pipe = redis::pipe();
-    xadd_ids(&mut pipe, stream, 1..=3);
+    xadd_ids(&mut pipe, stream, 1..=n);
     let () = pipe.query_async(&mut check).await.unwrap();
     let held = Arc::new(Mutex::new(Vec::new()));
     let ended = Arc::new(AtomicUsize::new(0));
@@ -1227,17 +1211,15 @@ async fn two_reports_held(
         ended: ended.clone(),
     });
     let id = c
-        .subscribe(
-            stream,
-            handler,
-            SubscribeOptions {
-                start: StartId::After(StreamId::ZERO),
-                count: Some(1),
-                ..blocking_an_hour()
-            },
-        )
+        .subscribe(stream, handler, one_per_read_from_start())
         .await
         .unwrap();
+    (id, held, ended)
+}
+
+/// [`subscribe_reporting`] with three entries, once two batches are in flight, unreported.
+async fn two_reports_held(c: &streamcast::Client, server: &RedisServer, stream: &str) -> Reported {
+    let (id, held, ended) = subscribe_reporting(c, server, stream, 3).await;
     until("two batches in flight", DELIVERY, || {
         held.lock().unwrap().len() == 2
     })
